@@ -1,0 +1,141 @@
+//! Domain errors. Each has a stable `code()` that `api/problem.rs` maps to HTTP;
+//! none carries personal data.
+
+use thiserror::Error;
+
+/// A value that does not have the shape the contract asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DomainError {
+    #[error("venue_id must be 1–64 characters of a-z, 0-9 and '-'")]
+    InvalidVenueId,
+    #[error("ticket_number must be exactly 10 digits")]
+    InvalidTicketNumber,
+    #[error("birth_date must be a real date, YYYY-MM-DD, not in the future")]
+    InvalidBirthDate,
+    #[error("vaccine must be \"pfizer\" or \"moderna\"")]
+    InvalidVaccine,
+    #[error("dose must be an integer from 1 to 9")]
+    InvalidDose,
+    #[error("time must be HH:MM (24 h)")]
+    InvalidTime,
+    #[error("date must be YYYY-MM-DD")]
+    InvalidDate,
+    #[error("a required text field is empty or too long")]
+    InvalidText,
+    #[error("the dose history must list doses 1, 2, … in order, with dates that do not go back")]
+    InvalidHistory,
+    #[error("slots must have distinct times and capacities from 1 to the limit")]
+    InvalidSlots,
+    #[error("access_code must be 1–64 visible ASCII characters, or null")]
+    InvalidAccessCode,
+    #[error("the day's vaccine is not one the venue offers")]
+    VaccineNotOffered,
+}
+
+impl DomainError {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidVenueId => "invalid_venue_id",
+            Self::InvalidTicketNumber => "invalid_ticket_number",
+            Self::InvalidBirthDate => "invalid_birth_date",
+            Self::InvalidVaccine => "invalid_vaccine",
+            Self::InvalidDose => "invalid_dose",
+            Self::InvalidTime => "invalid_time",
+            Self::InvalidDate => "invalid_date",
+            Self::InvalidText => "invalid_text",
+            Self::InvalidHistory => "invalid_history",
+            Self::InvalidSlots => "invalid_slots",
+            Self::InvalidAccessCode => "invalid_access_code",
+            Self::VaccineNotOffered => "vaccine_not_offered",
+        }
+    }
+}
+
+/// Why a booking or cancellation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum BookingError {
+    #[error("no such venue, day, slot or reservation")]
+    NotFound,
+    #[error("this slot is fully booked")]
+    SlotFull,
+    #[error("an active reservation for this dose already exists")]
+    AlreadyReserved,
+    #[error("this venue takes bookings directly: please call the clinic")]
+    DirectBookingVenue,
+    #[error("this day needs a valid access code")]
+    AccessCodeInvalid,
+    #[error("not eligible for this booking")]
+    NotEligible(IneligibleReason),
+    #[error("only booked reservations can be cancelled")]
+    NotCancellable,
+    #[error("booking is closed for now")]
+    BookingClosed,
+    #[error("too many requests at once: please retry shortly")]
+    Overloaded,
+    #[error("the store did not accept the change: nothing was saved, please retry")]
+    StoreUnavailable,
+}
+
+impl BookingError {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::SlotFull => "slot_full",
+            Self::AlreadyReserved => "already_reserved",
+            Self::DirectBookingVenue => "direct_booking_venue",
+            Self::AccessCodeInvalid => "access_code_invalid",
+            Self::NotEligible(_) => "not_eligible",
+            Self::NotCancellable => "not_cancellable",
+            Self::BookingClosed => "booking_closed",
+            Self::Overloaded => "overloaded",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// The `reason` member of a `422 not_eligible`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IneligibleReason {
+    TooEarly,
+    TooYoung,
+    WrongVaccine,
+    NoPriorDose,
+    NotInTargetGroup,
+    Completed,
+    PastDate,
+}
+
+impl IneligibleReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooEarly => "too_early",
+            Self::TooYoung => "too_young",
+            Self::WrongVaccine => "wrong_vaccine",
+            Self::NoPriorDose => "no_prior_dose",
+            Self::NotInTargetGroup => "not_in_target_group",
+            Self::Completed => "completed",
+            Self::PastDate => "past_date",
+        }
+    }
+}
+
+/// Why a day's new plan was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DayPlanError {
+    #[error("the new plan drops a slot or lowers a capacity below what is already booked")]
+    CapacityBelowBooked,
+    #[error("the store did not accept the change: nothing was saved, please retry")]
+    StoreUnavailable,
+    #[error("too many requests at once: please retry shortly")]
+    Overloaded,
+}
+
+impl DayPlanError {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::CapacityBelowBooked => "capacity_below_booked",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Overloaded => "overloaded",
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Validated identifiers and values. Each is built only by `parse`, so a value of
+//! one of these types is always valid; personal ones redact themselves in `Debug`.
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::DomainError;
+
+/// Longest venue id, in bytes (API.md: 1–64 of `[a-z0-9-]`).
+pub const VENUE_ID_LENGTH_MAX: usize = 64;
+
+/// A venue's id: 1–64 of `[a-z0-9-]`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+#[serde(try_from = "String", into = "String")]
+pub struct VenueId(String);
+
+impl VenueId {
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        let valid = !text.is_empty()
+            && text.len() <= VENUE_ID_LENGTH_MAX
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(DomainError::InvalidVenueId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for VenueId {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<VenueId> for String {
+    fn from(value: VenueId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for VenueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Digits in a ticket number (接種券番号).
+pub const TICKET_NUMBER_DIGITS: usize = 10;
+
+/// A resident's ticket number: exactly 10 ASCII digits. Personal data: its
+/// `Debug` is redacted and it has no `Display`, so it cannot slip into a log line.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TicketNumber([u8; TICKET_NUMBER_DIGITS]);
+
+impl TicketNumber {
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        let bytes = text.as_bytes();
+        if bytes.len() != TICKET_NUMBER_DIGITS || !bytes.iter().all(u8::is_ascii_digit) {
+            return Err(DomainError::InvalidTicketNumber);
+        }
+        let mut digits = [0u8; TICKET_NUMBER_DIGITS];
+        digits.copy_from_slice(bytes);
+        Ok(Self(digits))
+    }
+
+    /// The digits, for the owner's own responses and the store only.
+    pub fn expose(&self) -> &str {
+        // Only ASCII digits are ever stored, so this cannot fail.
+        std::str::from_utf8(&self.0).expect("ticket numbers are ASCII digits")
+    }
+}
+
+impl fmt::Debug for TicketNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TicketNumber(<redacted>)")
+    }
+}
+
+impl TryFrom<String> for TicketNumber {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<TicketNumber> for String {
+    fn from(value: TicketNumber) -> Self {
+        value.expose().to_owned()
+    }
+}
+
+/// The vaccines this programme gives.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Vaccine {
+    Pfizer,
+    Moderna,
+}
+
+impl Vaccine {
+    pub const ALL: [Vaccine; 2] = [Vaccine::Pfizer, Vaccine::Moderna];
+
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        match text {
+            "pfizer" => Ok(Self::Pfizer),
+            "moderna" => Ok(Self::Moderna),
+            _ => Err(DomainError::InvalidVaccine),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pfizer => "pfizer",
+            Self::Moderna => "moderna",
+        }
+    }
+}
+
+/// Highest dose number the API accepts.
+pub const DOSE_MAX: u8 = 9;
+
+/// A dose number, 1–9.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Dose(u8);
+
+impl Dose {
+    pub const FIRST: Dose = Dose(1);
+
+    pub fn new(number: u8) -> Result<Self, DomainError> {
+        if (1..=DOSE_MAX).contains(&number) {
+            Ok(Self(number))
+        } else {
+            Err(DomainError::InvalidDose)
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        self.0
+    }
+
+    /// The dose after this one, or `None` past the highest dose.
+    pub fn next(self) -> Option<Dose> {
+        Dose::new(self.0 + 1).ok()
+    }
+}
+
+impl TryFrom<u8> for Dose {
+    type Error = DomainError;
+    fn try_from(value: u8) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Dose> for u8 {
+    fn from(value: Dose) -> Self {
+        value.0
+    }
+}
+
+/// A slot's start time of day, `HH:MM`, stored as minutes after midnight.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SlotTime(u16);
+
+impl SlotTime {
+    /// Parses exactly `HH:MM`, 24 h, two digits each.
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        let b = text.as_bytes();
+        let well_formed = b.len() == 5
+            && b[2] == b':'
+            && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
+        if !well_formed {
+            return Err(DomainError::InvalidTime);
+        }
+        let hours = u16::from(b[0] - b'0') * 10 + u16::from(b[1] - b'0');
+        let minutes = u16::from(b[3] - b'0') * 10 + u16::from(b[4] - b'0');
+        if hours > 23 || minutes > 59 {
+            return Err(DomainError::InvalidTime);
+        }
+        Ok(Self(hours * 60 + minutes))
+    }
+
+    pub fn minutes_after_midnight(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for SlotTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.0 / 60, self.0 % 60)
+    }
+}
+
+impl fmt::Debug for SlotTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl TryFrom<String> for SlotTime {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<SlotTime> for String {
+    fn from(value: SlotTime) -> Self {
+        value.to_string()
+    }
+}
+
+/// Parses a calendar date written exactly `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Result<NaiveDate, DomainError> {
+    let b = text.as_bytes();
+    let well_formed = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !well_formed {
+        return Err(DomainError::InvalidDate);
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| DomainError::InvalidDate)
+}
+
+/// A reservation's id: a random UUID v4 (122 random bits), never sequential.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+pub struct ReservationId(Uuid);
+
+impl ReservationId {
+    pub fn random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::parse_str(text).ok().map(Self)
+    }
+
+    pub fn as_u128(self) -> u128 {
+        self.0.as_u128()
+    }
+
+    pub fn from_u128(value: u128) -> Self {
+        Self(Uuid::from_u128(value))
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+/// One venue's one day: the unit that one actor owns.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct VenueDayKey {
+    pub venue_id: VenueId,
+    pub date: NaiveDate,
+}
+
+impl fmt::Display for VenueDayKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.venue_id, self.date)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn venue_ids_accept_only_lowercase_digits_and_dashes() {
+        for good in ["a", "nakano-sunplaza", "clinic-001", &"a".repeat(64)] {
+            assert!(VenueId::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Nakano", "a_b", "a b", "é", &"a".repeat(65)] {
+            assert!(VenueId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ticket_numbers_are_exactly_ten_ascii_digits() {
+        assert!(TicketNumber::parse("1311480001").is_ok());
+        for bad in ["131148000", "13114800011", "131148000a", "１３１１４８０００１", ""] {
+            assert!(TicketNumber::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ticket_number_debug_is_redacted() {
+        let ticket = TicketNumber::parse("1311480001").unwrap();
+        assert!(!format!("{ticket:?}").contains("1311480001"));
+    }
+
+    #[test]
+    fn slot_times_round_trip_and_reject_malformed() {
+        for good in ["00:00", "09:05", "23:59"] {
+            assert_eq!(SlotTime::parse(good).unwrap().to_string(), good);
+        }
+        for bad in ["24:00", "9:05", "09:60", "0905", "09:5", "+9:05", ""] {
+            assert!(SlotTime::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dates_must_be_zero_padded_and_real() {
+        assert!(parse_date("2022-07-07").is_ok());
+        for bad in ["2022-7-7", "2022-02-30", "20220707", "2022-07-07T00", ""] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn doses_are_one_to_nine() {
+        assert!(Dose::new(0).is_err());
+        assert!(Dose::new(10).is_err());
+        assert_eq!(Dose::new(9).unwrap().next(), None);
+        assert_eq!(Dose::FIRST.next(), Some(Dose::new(2).unwrap()));
+    }
+}

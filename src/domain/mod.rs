@@ -1,0 +1,34 @@
+//! Pure types and rules. No IO, no actix, no redis, no clock: functions take
+//! `now`/`today` as arguments.
+
+mod errors;
+mod ids;
+mod reservation;
+mod resident;
+mod venue;
+mod venue_day;
+
+pub use errors::{BookingError, DayPlanError, DomainError, IneligibleReason};
+pub use ids::{
+    Dose, ReservationId, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId, parse_date,
+    DOSE_MAX, TICKET_NUMBER_DIGITS, VENUE_ID_LENGTH_MAX,
+};
+pub use reservation::{Channel, Reservation, ReservationStatus};
+pub use resident::{DoseRecord, Resident, RESIDENT_TEXT_CHARS_MAX, next_open_dose};
+pub use venue::{
+    ACCESS_CODE_LENGTH_MAX, BookingMode, DayPlan, SLOT_CAPACITY_MAX, SLOTS_PER_DAY_MAX, SlotPlan,
+    VENUE_TEXT_CHARS_MAX, Venue, VenueKind,
+};
+pub use venue_day::{BookingRequest, DaySnapshot, SlotAvailability, VenueDay};
+
+use chrono::{FixedOffset, NaiveDate};
+
+/// The municipality's local time: Asia/Tokyo, UTC+9 all year (no DST).
+pub fn municipality_offset() -> FixedOffset {
+    FixedOffset::east_opt(9 * 3600).expect("+09:00 is a valid offset")
+}
+
+/// Today's date in the municipality, for a given instant.
+pub fn local_date(now: chrono::DateTime<chrono::Utc>) -> NaiveDate {
+    now.with_timezone(&municipality_offset()).date_naive()
+}

@@ -1,0 +1,71 @@
+//! Reservations: one resident's one dose at one slot of one venue-day.
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use super::{Dose, ReservationId, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    Booked,
+    Cancelled,
+    Attended,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Booked => "booked",
+            Self::Cancelled => "cancelled",
+            Self::Attended => "attended",
+        }
+    }
+
+    /// Holds a place in its slot and the resident's claim on its dose.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Booked | Self::Attended)
+    }
+}
+
+/// Who entered the reservation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Web,
+    Operator,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+/// Holds a ticket number, so no `Debug`: it must never reach a log line.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub ticket_number: TicketNumber,
+    pub venue_id: VenueId,
+    pub date: NaiveDate,
+    pub time: SlotTime,
+    pub dose: Dose,
+    pub vaccine: Vaccine,
+    pub status: ReservationStatus,
+    pub channel: Channel,
+    pub created_at: DateTime<FixedOffset>,
+    pub updated_at: DateTime<FixedOffset>,
+}
+
+impl Reservation {
+    pub fn venue_day(&self) -> VenueDayKey {
+        VenueDayKey {
+            venue_id: self.venue_id.clone(),
+            date: self.date,
+        }
+    }
+}

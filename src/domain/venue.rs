@@ -1,0 +1,117 @@
+//! Venues and the plan of one venue-day.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DomainError, SlotTime, Vaccine, VenueId};
+
+/// Longest venue name, address or phone text, in characters.
+pub const VENUE_TEXT_CHARS_MAX: usize = 200;
+/// Most slots one day may have (every 5 minutes for 24 hours).
+pub const SLOTS_PER_DAY_MAX: usize = 288;
+/// Largest capacity of one slot.
+pub const SLOT_CAPACITY_MAX: u32 = 10_000;
+/// Longest access code of a restricted day, in bytes.
+pub const ACCESS_CODE_LENGTH_MAX: usize = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VenueKind {
+    Clinic,
+    Mass,
+    Facility,
+}
+
+/// How residents book a venue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingMode {
+    /// Booked through this API.
+    Central,
+    /// Listed only: the resident calls the clinic.
+    Direct,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Venue {
+    pub id: VenueId,
+    pub name: String,
+    pub kind: VenueKind,
+    pub booking: BookingMode,
+    pub address: String,
+    pub phone: String,
+    pub vaccines: Vec<Vaccine>,
+}
+
+impl Venue {
+    /// Checks the free-text fields and normalises the vaccine list (sorted, unique).
+    pub fn validated(mut self) -> Result<Self, DomainError> {
+        let name_ok = !self.name.trim().is_empty() && self.name.chars().count() <= VENUE_TEXT_CHARS_MAX;
+        let others_ok = [&self.address, &self.phone]
+            .iter()
+            .all(|t| t.chars().count() <= VENUE_TEXT_CHARS_MAX);
+        if !name_ok || !others_ok {
+            return Err(DomainError::InvalidText);
+        }
+        self.vaccines.sort();
+        self.vaccines.dedup();
+        Ok(self)
+    }
+
+    pub fn offers(&self, vaccine: Vaccine) -> bool {
+        self.vaccines.contains(&vaccine)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SlotPlan {
+    pub time: SlotTime,
+    pub capacity: u32,
+}
+
+/// The whole plan of one venue-day, as an admin puts it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DayPlan {
+    pub vaccine: Vaccine,
+    /// Sorted by time, times distinct.
+    pub slots: Vec<SlotPlan>,
+    /// A restricted ("secret") day needs this code to be listed or booked.
+    pub access_code: Option<String>,
+}
+
+impl DayPlan {
+    /// Builds a plan, sorting slots and checking every limit.
+    pub fn new(
+        vaccine: Vaccine,
+        mut slots: Vec<SlotPlan>,
+        access_code: Option<String>,
+    ) -> Result<Self, DomainError> {
+        if slots.len() > SLOTS_PER_DAY_MAX
+            || slots
+                .iter()
+                .any(|s| s.capacity == 0 || s.capacity > SLOT_CAPACITY_MAX)
+        {
+            return Err(DomainError::InvalidSlots);
+        }
+        slots.sort_by_key(|s| s.time);
+        if slots.windows(2).any(|w| w[0].time == w[1].time) {
+            return Err(DomainError::InvalidSlots);
+        }
+        if let Some(code) = &access_code {
+            let ok = !code.is_empty()
+                && code.len() <= ACCESS_CODE_LENGTH_MAX
+                && code.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(DomainError::InvalidAccessCode);
+            }
+        }
+        Ok(Self {
+            vaccine,
+            slots,
+            access_code,
+        })
+    }
+
+    pub fn capacity_total(&self) -> u64 {
+        self.slots.iter().map(|s| u64::from(s.capacity)).sum()
+    }
+}

@@ -1,0 +1,423 @@
+//! The allocator of one venue-day: slot counters and the reservations that use
+//! them. Pure and single-owner: exactly one `VenueDayActor` holds each one, so
+//! there is no lock and no read-modify-write race.
+//!
+//! Invariant (asserted after every change): for each slot,
+//! `booked == active reservations in that slot <= capacity`, except for slots
+//! restored from the store over capacity, which are reported and never grow.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use subtle::ConstantTimeEq;
+
+use super::{
+    BookingError, Channel, DayPlan, DayPlanError, Dose, IneligibleReason, Reservation,
+    ReservationId, ReservationStatus, SlotTime, TicketNumber, VenueDayKey,
+};
+
+/// One booking decision's input, already authenticated and routed.
+pub struct BookingRequest {
+    pub ticket_number: TicketNumber,
+    pub time: SlotTime,
+    pub dose: Dose,
+    pub access_code: Option<String>,
+    pub channel: Channel,
+    pub now: DateTime<FixedOffset>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct SlotCounter {
+    capacity: u32,
+    booked: u32,
+}
+
+/// What availability shows of one slot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SlotAvailability {
+    pub time: SlotTime,
+    pub capacity: u32,
+    pub remaining: u32,
+}
+
+/// A published, read-only picture of one venue-day.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DaySnapshot {
+    pub key: VenueDayKey,
+    pub plan: DayPlan,
+    pub slots: Vec<SlotAvailability>,
+}
+
+impl DaySnapshot {
+    pub fn remaining_total(&self) -> u64 {
+        self.slots.iter().map(|s| u64::from(s.remaining)).sum()
+    }
+}
+
+pub struct VenueDay {
+    key: VenueDayKey,
+    /// `None` until an admin puts the day: bookings are then `not_found`.
+    plan: Option<DayPlan>,
+    slots: BTreeMap<SlotTime, SlotCounter>,
+    /// Every reservation of this day, in any status.
+    reservations: HashMap<ReservationId, Reservation>,
+}
+
+impl VenueDay {
+    /// Rebuilds the day from what the store holds: counters are recounted from
+    /// the stored active reservations, never stored separately.
+    pub fn restore(key: VenueDayKey, plan: Option<DayPlan>, stored: Vec<Reservation>) -> Self {
+        let mut day = Self {
+            key,
+            plan: None,
+            slots: BTreeMap::new(),
+            reservations: HashMap::with_capacity(stored.len()),
+        };
+        if let Some(plan) = plan {
+            day.set_plan(plan);
+        }
+        for reservation in stored {
+            if reservation.status.is_active()
+                && let Some(counter) = day.slots.get_mut(&reservation.time)
+            {
+                counter.booked += 1;
+            }
+            day.reservations.insert(reservation.id, reservation);
+        }
+        day
+    }
+
+    pub fn key(&self) -> &VenueDayKey {
+        &self.key
+    }
+
+    pub fn plan(&self) -> Option<&DayPlan> {
+        self.plan.as_ref()
+    }
+
+    pub fn reservation(&self, id: ReservationId) -> Option<&Reservation> {
+        self.reservations.get(&id)
+    }
+
+    /// Every reservation of the day, in slot order (for the roster).
+    pub fn reservations_by_time(&self) -> Vec<&Reservation> {
+        let mut all: Vec<&Reservation> = self.reservations.values().collect();
+        all.sort_by(|a, b| a.time.cmp(&b.time).then(a.created_at.cmp(&b.created_at)));
+        all
+    }
+
+    /// Decides a booking in memory. On `Ok` the place is taken; the caller must
+    /// either commit the returned reservation or call `undo_booking`.
+    pub fn decide_booking(
+        &mut self,
+        request: &BookingRequest,
+        today: NaiveDate,
+    ) -> Result<Reservation, BookingError> {
+        let plan = self.plan.as_ref().ok_or(BookingError::NotFound)?;
+        if let Some(expected) = &plan.access_code {
+            let given = request.access_code.as_deref().unwrap_or("");
+            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(BookingError::AccessCodeInvalid);
+            }
+        }
+        let vaccine = plan.vaccine;
+        let counter = self.slots.get_mut(&request.time).ok_or(BookingError::NotFound)?;
+        if self.key.date < today {
+            return Err(BookingError::NotEligible(IneligibleReason::PastDate));
+        }
+        if counter.booked >= counter.capacity {
+            return Err(BookingError::SlotFull);
+        }
+        counter.booked += 1;
+        let reservation = Reservation {
+            id: ReservationId::random(),
+            ticket_number: request.ticket_number,
+            venue_id: self.key.venue_id.clone(),
+            date: self.key.date,
+            time: request.time,
+            dose: request.dose,
+            vaccine,
+            status: ReservationStatus::Booked,
+            channel: request.channel,
+            created_at: request.now,
+            updated_at: request.now,
+        };
+        self.reservations.insert(reservation.id, reservation.clone());
+        self.assert_slot_invariant(request.time);
+        Ok(reservation)
+    }
+
+    /// Gives back the place of a booking whose commit failed.
+    pub fn undo_booking(&mut self, id: ReservationId) {
+        let reservation = self
+            .reservations
+            .remove(&id)
+            .expect("undo_booking: the reservation was decided by this day");
+        if let Some(counter) = self.slots.get_mut(&reservation.time) {
+            counter.booked -= 1;
+        }
+        self.assert_slot_invariant(reservation.time);
+    }
+
+    /// Decides a cancellation by its owner. On `Ok` returns the cancelled
+    /// reservation; the caller must commit it or call `undo_cancel`.
+    pub fn decide_cancel(
+        &mut self,
+        id: ReservationId,
+        owner: &TicketNumber,
+        now: DateTime<FixedOffset>,
+    ) -> Result<Reservation, BookingError> {
+        let reservation = self
+            .reservations
+            .get_mut(&id)
+            .filter(|r| &r.ticket_number == owner)
+            .ok_or(BookingError::NotFound)?;
+        if reservation.status != ReservationStatus::Booked {
+            return Err(BookingError::NotCancellable);
+        }
+        reservation.status = ReservationStatus::Cancelled;
+        reservation.updated_at = now;
+        let cancelled = reservation.clone();
+        if let Some(counter) = self.slots.get_mut(&cancelled.time) {
+            counter.booked -= 1;
+        }
+        self.assert_slot_invariant(cancelled.time);
+        Ok(cancelled)
+    }
+
+    /// Restores a reservation whose cancellation failed to commit.
+    pub fn undo_cancel(&mut self, before: Reservation) {
+        let time = before.time;
+        if let Some(counter) = self.slots.get_mut(&time) {
+            counter.booked += 1;
+        }
+        self.reservations.insert(before.id, before);
+        self.assert_slot_invariant(time);
+    }
+
+    /// Checks that a new plan keeps every booked place: no slot with bookings
+    /// dropped, no capacity below what is booked.
+    pub fn check_new_plan(&self, plan: &DayPlan) -> Result<(), DayPlanError> {
+        for (time, counter) in &self.slots {
+            if counter.booked == 0 {
+                continue;
+            }
+            let kept = plan
+                .slots
+                .iter()
+                .find(|s| s.time == *time)
+                .is_some_and(|s| s.capacity >= counter.booked);
+            if !kept {
+                return Err(DayPlanError::CapacityBelowBooked);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a plan that passed `check_new_plan`.
+    pub fn set_plan(&mut self, plan: DayPlan) {
+        let mut slots = BTreeMap::new();
+        for slot in &plan.slots {
+            let booked = self.slots.get(&slot.time).map_or(0, |c| c.booked);
+            slots.insert(
+                slot.time,
+                SlotCounter {
+                    capacity: slot.capacity,
+                    booked,
+                },
+            );
+        }
+        self.slots = slots;
+        self.plan = Some(plan);
+    }
+
+    /// The picture that availability serves, or `None` before the day is put.
+    pub fn snapshot(&self) -> Option<DaySnapshot> {
+        let plan = self.plan.clone()?;
+        let slots = self
+            .slots
+            .iter()
+            .map(|(time, c)| SlotAvailability {
+                time: *time,
+                capacity: c.capacity,
+                remaining: c.capacity.saturating_sub(c.booked),
+            })
+            .collect();
+        Some(DaySnapshot {
+            key: self.key.clone(),
+            plan,
+            slots,
+        })
+    }
+
+    /// Active reservations per slot, recounted (for audits and tests).
+    pub fn recount_active(&self, time: SlotTime) -> u32 {
+        let count = self
+            .reservations
+            .values()
+            .filter(|r| r.time == time && r.status.is_active())
+            .count();
+        u32::try_from(count).expect("a slot holds at most SLOT_CAPACITY_MAX reservations")
+    }
+
+    fn assert_slot_invariant(&self, time: SlotTime) {
+        if let Some(counter) = self.slots.get(&time) {
+            assert!(counter.booked <= counter.capacity, "slot over capacity");
+            debug_assert_eq!(counter.booked, self.recount_active(time));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{SlotPlan, Vaccine, VenueId, parse_date};
+
+    fn key() -> VenueDayKey {
+        VenueDayKey {
+            venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
+            date: parse_date("2030-07-07").unwrap(),
+        }
+    }
+
+    fn time(text: &str) -> SlotTime {
+        SlotTime::parse(text).unwrap()
+    }
+
+    fn plan(slots: &[(&str, u32)], access_code: Option<&str>) -> DayPlan {
+        DayPlan::new(
+            Vaccine::Moderna,
+            slots
+                .iter()
+                .map(|&(t, capacity)| SlotPlan {
+                    time: time(t),
+                    capacity,
+                })
+                .collect(),
+            access_code.map(str::to_owned),
+        )
+        .unwrap()
+    }
+
+    fn request(ticket: u32, at: &str) -> BookingRequest {
+        BookingRequest {
+            ticket_number: TicketNumber::parse(&format!("{ticket:010}")).unwrap(),
+            time: time(at),
+            dose: Dose::FIRST,
+            access_code: None,
+            channel: Channel::Web,
+            now: chrono::Utc::now().fixed_offset(),
+        }
+    }
+
+    fn today() -> NaiveDate {
+        parse_date("2030-07-01").unwrap()
+    }
+
+    #[test]
+    fn books_exactly_capacity_then_slot_full() {
+        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 3)], None)), vec![]);
+        for ticket in 0..3 {
+            day.decide_booking(&request(ticket, "10:30"), today()).unwrap();
+        }
+        assert_eq!(
+            day.decide_booking(&request(9, "10:30"), today()).err(),
+            Some(BookingError::SlotFull)
+        );
+        assert_eq!(day.snapshot().unwrap().slots[0].remaining, 0);
+    }
+
+    #[test]
+    fn undo_gives_the_place_back() {
+        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 1)], None)), vec![]);
+        let booked = day.decide_booking(&request(1, "10:30"), today()).unwrap();
+        day.undo_booking(booked.id);
+        assert!(day.decide_booking(&request(2, "10:30"), today()).is_ok());
+    }
+
+    #[test]
+    fn unknown_day_or_slot_is_not_found() {
+        let mut unplanned = VenueDay::restore(key(), None, vec![]);
+        assert_eq!(
+            unplanned.decide_booking(&request(1, "10:30"), today()).err(),
+            Some(BookingError::NotFound)
+        );
+        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 1)], None)), vec![]);
+        assert_eq!(
+            day.decide_booking(&request(1, "11:00"), today()).err(),
+            Some(BookingError::NotFound)
+        );
+    }
+
+    #[test]
+    fn restricted_days_need_their_code() {
+        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 5)], Some("dose2-only"))), vec![]);
+        assert_eq!(
+            day.decide_booking(&request(1, "10:30"), today()).err(),
+            Some(BookingError::AccessCodeInvalid)
+        );
+        let mut with_code = request(1, "10:30");
+        with_code.access_code = Some("dose2-only".into());
+        assert!(day.decide_booking(&with_code, today()).is_ok());
+    }
+
+    #[test]
+    fn past_days_cannot_be_booked() {
+        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 5)], None)), vec![]);
+        let later = parse_date("2030-07-08").unwrap();
+        assert_eq!(
+            day.decide_booking(&request(1, "10:30"), later).err(),
+            Some(BookingError::NotEligible(IneligibleReason::PastDate))
+        );
+    }
+
+    #[test]
+    fn cancel_frees_the_place_once_and_only_for_the_owner() {
+        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 1)], None)), vec![]);
+        let booked = day.decide_booking(&request(1, "10:30"), today()).unwrap();
+        let stranger = TicketNumber::parse("0000000009").unwrap();
+        let now = chrono::Utc::now().fixed_offset();
+        assert_eq!(
+            day.decide_cancel(booked.id, &stranger, now).err(),
+            Some(BookingError::NotFound)
+        );
+        day.decide_cancel(booked.id, &booked.ticket_number, now).unwrap();
+        assert_eq!(
+            day.decide_cancel(booked.id, &booked.ticket_number, now).err(),
+            Some(BookingError::NotCancellable)
+        );
+        assert!(day.decide_booking(&request(2, "10:30"), today()).is_ok());
+    }
+
+    #[test]
+    fn a_new_plan_may_not_drop_booked_places() {
+        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 2), ("11:00", 2)], None)), vec![]);
+        day.decide_booking(&request(1, "10:30"), today()).unwrap();
+        day.decide_booking(&request(2, "10:30"), today()).unwrap();
+        assert_eq!(
+            day.check_new_plan(&plan(&[("10:30", 1)], None)),
+            Err(DayPlanError::CapacityBelowBooked)
+        );
+        assert_eq!(
+            day.check_new_plan(&plan(&[("11:00", 9)], None)),
+            Err(DayPlanError::CapacityBelowBooked)
+        );
+        // Dropping the empty 11:00 slot and raising 10:30 is fine.
+        let wider = plan(&[("10:30", 5)], None);
+        assert_eq!(day.check_new_plan(&wider), Ok(()));
+        day.set_plan(wider);
+        assert_eq!(day.snapshot().unwrap().slots[0].remaining, 3);
+    }
+
+    #[test]
+    fn restore_recounts_from_active_reservations() {
+        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 3)], None)), vec![]);
+        let a = day.decide_booking(&request(1, "10:30"), today()).unwrap();
+        let b = day.decide_booking(&request(2, "10:30"), today()).unwrap();
+        let cancelled = day
+            .decide_cancel(b.id, &b.ticket_number, chrono::Utc::now().fixed_offset())
+            .unwrap();
+        let restored = VenueDay::restore(key(), day.plan().cloned(), vec![a, cancelled]);
+        assert_eq!(restored.snapshot().unwrap().slots[0].remaining, 2);
+    }
+}
