@@ -3,4 +3,14 @@
 //! Reading order: `domain` (pure rules) → `store` (durability) → `actors`
 //! (one writer per venue-day) → `api` (HTTP and JSON) → `startup` (wiring).
 
+pub mod actors;
+pub mod api;
+pub mod catalog;
+pub mod demo;
 pub mod domain;
+pub mod resident_index;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;

@@ -179,9 +179,8 @@ impl SlotTime {
     /// Parses exactly `HH:MM`, 24 h, two digits each.
     pub fn parse(text: &str) -> Result<Self, DomainError> {
         let b = text.as_bytes();
-        let well_formed = b.len() == 5
-            && b[2] == b':'
-            && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
+        let well_formed =
+            b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
         if !well_formed {
             return Err(DomainError::InvalidTime);
         }
@@ -296,7 +295,13 @@ mod tests {
     #[test]
     fn ticket_numbers_are_exactly_ten_ascii_digits() {
         assert!(TicketNumber::parse("1311480001").is_ok());
-        for bad in ["131148000", "13114800011", "131148000a", "１３１１４８０００１", ""] {
+        for bad in [
+            "131148000",
+            "13114800011",
+            "131148000a",
+            "１３１１４８０００１",
+            "",
+        ] {
             assert!(TicketNumber::parse(bad).is_err(), "{bad}");
         }
     }

@@ -10,11 +10,11 @@ mod venue_day;
 
 pub use errors::{BookingError, DayPlanError, DomainError, IneligibleReason};
 pub use ids::{
-    Dose, ReservationId, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId, parse_date,
-    DOSE_MAX, TICKET_NUMBER_DIGITS, VENUE_ID_LENGTH_MAX,
+    DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS, TicketNumber,
+    VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date,
 };
 pub use reservation::{Channel, Reservation, ReservationStatus};
-pub use resident::{DoseRecord, Resident, RESIDENT_TEXT_CHARS_MAX, next_open_dose};
+pub use resident::{DoseRecord, RESIDENT_TEXT_CHARS_MAX, Resident, next_open_dose};
 pub use venue::{
     ACCESS_CODE_LENGTH_MAX, BookingMode, DayPlan, SLOT_CAPACITY_MAX, SLOTS_PER_DAY_MAX, SlotPlan,
     VENUE_TEXT_CHARS_MAX, Venue, VenueKind,

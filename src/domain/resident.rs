@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{Dose, DomainError, TicketNumber, Vaccine};
+use super::{DomainError, Dose, TicketNumber, Vaccine};
 
 /// Longest name, e-mail or phone text, in characters.
 pub const RESIDENT_TEXT_CHARS_MAX: usize = 200;
@@ -50,11 +50,11 @@ impl Resident {
             .iter()
             .enumerate()
             .all(|(i, r)| usize::from(r.dose.number()) == i + 1);
-        let dated_in_order = self
-            .history
-            .windows(2)
-            .all(|w| w[0].date <= w[1].date)
-            && self.history.iter().all(|r| r.date >= self.birth_date && r.date <= today);
+        let dated_in_order = self.history.windows(2).all(|w| w[0].date <= w[1].date)
+            && self
+                .history
+                .iter()
+                .all(|r| r.date >= self.birth_date && r.date <= today);
         if !consecutive || !dated_in_order {
             return Err(DomainError::InvalidHistory);
         }
@@ -81,7 +81,10 @@ impl Resident {
 
 /// The next dose that is neither received nor reserved, given the doses that
 /// are reserved (or being reserved) right now. `None` when every dose is taken.
-pub fn next_open_dose(resident: &Resident, reserved: impl IntoIterator<Item = Dose>) -> Option<Dose> {
+pub fn next_open_dose(
+    resident: &Resident,
+    reserved: impl IntoIterator<Item = Dose>,
+) -> Option<Dose> {
     let highest = resident
         .history
         .iter()
@@ -125,17 +128,31 @@ mod tests {
     fn next_open_dose_skips_received_and_reserved() {
         let d = |n| Dose::new(n).unwrap();
         assert_eq!(next_open_dose(&resident(&[]), []), Some(d(1)));
-        assert_eq!(next_open_dose(&resident(&[(1, "2021-06-01")]), []), Some(d(2)));
-        assert_eq!(next_open_dose(&resident(&[(1, "2021-06-01")]), [d(2)]), Some(d(3)));
+        assert_eq!(
+            next_open_dose(&resident(&[(1, "2021-06-01")]), []),
+            Some(d(2))
+        );
+        assert_eq!(
+            next_open_dose(&resident(&[(1, "2021-06-01")]), [d(2)]),
+            Some(d(3))
+        );
         assert_eq!(next_open_dose(&resident(&[]), [d(9)]), None);
     }
 
     #[test]
     fn history_must_be_consecutive_and_in_date_order() {
         let today = date("2022-07-01");
-        assert!(resident(&[(1, "2021-06-01"), (2, "2021-06-22")]).validated(today).is_ok());
+        assert!(
+            resident(&[(1, "2021-06-01"), (2, "2021-06-22")])
+                .validated(today)
+                .is_ok()
+        );
         assert!(resident(&[(2, "2021-06-01")]).validated(today).is_err());
-        assert!(resident(&[(1, "2021-06-22"), (2, "2021-06-01")]).validated(today).is_err());
+        assert!(
+            resident(&[(1, "2021-06-22"), (2, "2021-06-01")])
+                .validated(today)
+                .is_err()
+        );
         assert!(resident(&[(1, "2023-01-01")]).validated(today).is_err());
     }
 }

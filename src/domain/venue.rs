@@ -45,7 +45,8 @@ pub struct Venue {
 impl Venue {
     /// Checks the free-text fields and normalises the vaccine list (sorted, unique).
     pub fn validated(mut self) -> Result<Self, DomainError> {
-        let name_ok = !self.name.trim().is_empty() && self.name.chars().count() <= VENUE_TEXT_CHARS_MAX;
+        let name_ok =
+            !self.name.trim().is_empty() && self.name.chars().count() <= VENUE_TEXT_CHARS_MAX;
         let others_ok = [&self.address, &self.phone]
             .iter()
             .all(|t| t.chars().count() <= VENUE_TEXT_CHARS_MAX);

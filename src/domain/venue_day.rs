@@ -121,7 +121,10 @@ impl VenueDay {
             }
         }
         let vaccine = plan.vaccine;
-        let counter = self.slots.get_mut(&request.time).ok_or(BookingError::NotFound)?;
+        let counter = self
+            .slots
+            .get_mut(&request.time)
+            .ok_or(BookingError::NotFound)?;
         if self.key.date < today {
             return Err(BookingError::NotEligible(IneligibleReason::PastDate));
         }
@@ -142,7 +145,8 @@ impl VenueDay {
             created_at: request.now,
             updated_at: request.now,
         };
-        self.reservations.insert(reservation.id, reservation.clone());
+        self.reservations
+            .insert(reservation.id, reservation.clone());
         self.assert_slot_invariant(request.time);
         Ok(reservation)
     }
@@ -318,7 +322,8 @@ mod tests {
     fn books_exactly_capacity_then_slot_full() {
         let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 3)], None)), vec![]);
         for ticket in 0..3 {
-            day.decide_booking(&request(ticket, "10:30"), today()).unwrap();
+            day.decide_booking(&request(ticket, "10:30"), today())
+                .unwrap();
         }
         assert_eq!(
             day.decide_booking(&request(9, "10:30"), today()).err(),
@@ -339,7 +344,9 @@ mod tests {
     fn unknown_day_or_slot_is_not_found() {
         let mut unplanned = VenueDay::restore(key(), None, vec![]);
         assert_eq!(
-            unplanned.decide_booking(&request(1, "10:30"), today()).err(),
+            unplanned
+                .decide_booking(&request(1, "10:30"), today())
+                .err(),
             Some(BookingError::NotFound)
         );
         let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 1)], None)), vec![]);
@@ -351,7 +358,11 @@ mod tests {
 
     #[test]
     fn restricted_days_need_their_code() {
-        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 5)], Some("dose2-only"))), vec![]);
+        let mut day = VenueDay::restore(
+            key(),
+            Some(plan(&[("10:30", 5)], Some("dose2-only"))),
+            vec![],
+        );
         assert_eq!(
             day.decide_booking(&request(1, "10:30"), today()).err(),
             Some(BookingError::AccessCodeInvalid)
@@ -381,9 +392,11 @@ mod tests {
             day.decide_cancel(booked.id, &stranger, now).err(),
             Some(BookingError::NotFound)
         );
-        day.decide_cancel(booked.id, &booked.ticket_number, now).unwrap();
+        day.decide_cancel(booked.id, &booked.ticket_number, now)
+            .unwrap();
         assert_eq!(
-            day.decide_cancel(booked.id, &booked.ticket_number, now).err(),
+            day.decide_cancel(booked.id, &booked.ticket_number, now)
+                .err(),
             Some(BookingError::NotCancellable)
         );
         assert!(day.decide_booking(&request(2, "10:30"), today()).is_ok());
@@ -391,7 +404,11 @@ mod tests {
 
     #[test]
     fn a_new_plan_may_not_drop_booked_places() {
-        let mut day = VenueDay::restore(key(), Some(plan(&[("10:30", 2), ("11:00", 2)], None)), vec![]);
+        let mut day = VenueDay::restore(
+            key(),
+            Some(plan(&[("10:30", 2), ("11:00", 2)], None)),
+            vec![],
+        );
         day.decide_booking(&request(1, "10:30"), today()).unwrap();
         day.decide_booking(&request(2, "10:30"), today()).unwrap();
         assert_eq!(

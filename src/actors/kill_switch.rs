@@ -1,0 +1,141 @@
+//! The global kill switch. The gateway reads `KillSwitch::is_engaged` first on
+//! every booking and cancellation. Changes go through one actor, so they are
+//! serialised without a lock: the new state is written to the store (where
+//! every batch commit checks it), *then* the in-memory flag flips, *then* the
+//! `PUT` returns. Once it has returned, no batch can commit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::messages::SetKillSwitch;
+use crate::store::{AuditEntry, KillSwitchState, Store, StoreError};
+use crate::telemetry;
+
+/// The switch as the gateway reads it.
+pub struct KillSwitch {
+    engaged: AtomicBool,
+    state: RwLock<KillSwitchState>,
+}
+
+impl KillSwitch {
+    pub fn new(state: KillSwitchState) -> Self {
+        metrics::gauge!(telemetry::KILL_SWITCH_ENGAGED).set(if state.engaged { 1.0 } else { 0.0 });
+        Self {
+            engaged: AtomicBool::new(state.engaged),
+            state: RwLock::new(state),
+        }
+    }
+
+    pub fn is_engaged(&self) -> bool {
+        self.engaged.load(Ordering::SeqCst)
+    }
+
+    pub fn state(&self) -> KillSwitchState {
+        self.state
+            .read()
+            .expect("kill switch lock poisoned")
+            .clone()
+    }
+
+    fn apply(&self, state: KillSwitchState) {
+        let engaged = state.engaged;
+        *self.state.write().expect("kill switch lock poisoned") = state;
+        self.engaged.store(engaged, Ordering::SeqCst);
+        metrics::gauge!(telemetry::KILL_SWITCH_ENGAGED).set(if engaged { 1.0 } else { 0.0 });
+    }
+}
+
+struct KillSwitchActor {
+    /// The flag the gateway reads; flipped only after the store holds the state.
+    switch: Arc<KillSwitch>,
+    store: Arc<dyn Store>,
+}
+
+impl Actor for KillSwitchActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<SetKillSwitch> for KillSwitchActor {
+    type Result = ();
+
+    fn handle(&mut self, message: SetKillSwitch, ctx: &mut Context<Self>) {
+        let SetKillSwitch { state, reply } = message;
+        let audit = AuditEntry {
+            at: state
+                .changed_at
+                .unwrap_or_else(|| chrono::Utc::now().fixed_offset()),
+            role: state.changed_by.clone().unwrap_or_default(),
+            action: if state.engaged {
+                "kill_switch.engage"
+            } else {
+                "kill_switch.release"
+            }
+            .into(),
+            outcome: "ok".into(),
+            detail: state.reason.clone(),
+        };
+        let store = Arc::clone(&self.store);
+        let stored = state.clone();
+        // `wait`: the next change is not looked at before this one is stored.
+        ctx.wait(
+            async move { store.set_kill_switch(stored, audit).await }
+                .into_actor(self)
+                .map(move |result, act, _| {
+                    let answer = result.map(|()| {
+                        act.switch.apply(state.clone());
+                        tracing::warn!(
+                            engaged = state.engaged,
+                            changed_by = state.changed_by.as_deref().unwrap_or(""),
+                            reason = state.reason.as_deref().unwrap_or(""),
+                            "kill switch changed"
+                        );
+                        state
+                    });
+                    let _ = reply.send(answer);
+                }),
+        );
+    }
+}
+
+/// What `api/` holds of the switch.
+#[derive(Clone)]
+pub struct KillSwitchHandle {
+    switch: Arc<KillSwitch>,
+    addr: Addr<KillSwitchActor>,
+}
+
+impl KillSwitchHandle {
+    /// Starts the switch's actor with the state loaded from the store.
+    pub fn start(state: KillSwitchState, store: Arc<dyn Store>) -> Self {
+        let switch = Arc::new(KillSwitch::new(state));
+        let addr = KillSwitchActor {
+            switch: Arc::clone(&switch),
+            store,
+        }
+        .start();
+        Self { switch, addr }
+    }
+
+    pub fn is_engaged(&self) -> bool {
+        self.switch.is_engaged()
+    }
+
+    pub fn state(&self) -> KillSwitchState {
+        self.switch.state()
+    }
+
+    /// Stores the new state and then applies it; returns once both are done.
+    pub async fn set(&self, state: KillSwitchState) -> Result<KillSwitchState, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.addr
+            .send(SetKillSwitch { state, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("kill switch actor stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("kill switch actor stopped".into()))?
+    }
+}

@@ -1,0 +1,57 @@
+//! Messages to the actors. Each carries its own reply channel, so that the
+//! sender can use `try_send` (bounded, never waits) and still get an answer
+//! after the commit.
+
+use actix::Message;
+use chrono::{DateTime, FixedOffset};
+use tokio::sync::oneshot;
+
+use crate::domain::{
+    BookingError, BookingRequest, DayPlan, DayPlanError, Reservation, ReservationId, TicketNumber,
+};
+use crate::resident_index::DoseClaim;
+use crate::store::{KillSwitchState, StoreError};
+
+/// Book a place; answered after the commit.
+pub struct Book {
+    pub request: BookingRequest,
+    /// The resident's claim on the dose: settled on commit, released if dropped.
+    pub claim: DoseClaim,
+    pub reply: oneshot::Sender<Result<Reservation, BookingError>>,
+}
+
+impl Message for Book {
+    type Result = ();
+}
+
+/// Cancel the owner's booked reservation; answered after the commit.
+pub struct Cancel {
+    pub reservation_id: ReservationId,
+    pub owner: TicketNumber,
+    pub now: DateTime<FixedOffset>,
+    pub reply: oneshot::Sender<Result<Reservation, BookingError>>,
+}
+
+impl Message for Cancel {
+    type Result = ();
+}
+
+/// Replace the day's plan; answers whether the day was new.
+pub struct ReplaceDayPlan {
+    pub plan: DayPlan,
+    pub reply: oneshot::Sender<Result<bool, DayPlanError>>,
+}
+
+impl Message for ReplaceDayPlan {
+    type Result = ();
+}
+
+/// Change the kill switch; answered once the store holds the new state.
+pub struct SetKillSwitch {
+    pub state: KillSwitchState,
+    pub reply: oneshot::Sender<Result<KillSwitchState, StoreError>>,
+}
+
+impl Message for SetKillSwitch {
+    type Result = ();
+}

@@ -1,0 +1,352 @@
+//! `VenueDayActor`: the only writer of one venue-day.
+//!
+//! Group commit: each message is moved from the mailbox into `waiting`; a
+//! flush, spawned once per round, runs after actix has drained the mailbox, so
+//! it sees everything that arrived together. It decides the waiting requests in
+//! memory against committed state, commits the decisions as one batch under
+//! `ctx.wait` (the mailbox is not read meanwhile, so it fills to its bound and
+//! the gateway sheds load), then answers every request of the batch. A failed
+//! commit is undone in memory and answered `503`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::Shared;
+use super::messages::{Book, Cancel, ReplaceDayPlan};
+use crate::domain::{BookingError, DayPlanError, Reservation, VenueDay, VenueDayKey};
+use crate::resident_index::DoseClaim;
+use crate::store::{CommitError, ReservationBatch};
+use crate::telemetry;
+
+/// Most messages queued in one venue-day's mailbox; beyond it the gateway
+/// answers `503 overloaded` at once.
+pub const VENUE_DAY_MAILBOX_MAX: usize = 1024;
+/// Most requests taken out of the mailbox and waiting for the next flush.
+pub const VENUE_DAY_WAITING_MAX: usize = 2048;
+/// Most decisions committed in one batch.
+pub const COMMIT_BATCH_MAX: usize = 512;
+
+enum Pending {
+    Book(Book),
+    Cancel(Cancel),
+    Plan(ReplaceDayPlan),
+}
+
+impl Pending {
+    fn refuse_overloaded(self) {
+        // A requester that has gone away is not an error.
+        match self {
+            Pending::Book(m) => {
+                let _ = m.reply.send(Err(BookingError::Overloaded));
+            }
+            Pending::Cancel(m) => {
+                let _ = m.reply.send(Err(BookingError::Overloaded));
+            }
+            Pending::Plan(m) => {
+                let _ = m.reply.send(Err(DayPlanError::Overloaded));
+            }
+        }
+    }
+}
+
+/// A decision taken in memory, waiting for its batch to commit.
+enum Decided {
+    Booked {
+        reservation: Reservation,
+        claim: DoseClaim,
+        reply: tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>,
+    },
+    Cancelled {
+        cancelled: Reservation,
+        before: Reservation,
+        reply: tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>,
+    },
+}
+
+pub struct VenueDayActor {
+    /// The venue-day this actor alone decides for.
+    key: VenueDayKey,
+    /// Store, resident index and catalog.
+    shared: Arc<Shared>,
+    /// Messages in the mailbox, counted by the senders: the mailbox's real bound.
+    queued: Arc<AtomicUsize>,
+    /// The allocator; `None` only until the store has answered at start.
+    day: Option<VenueDay>,
+    /// Requests out of the mailbox, waiting for the next flush (≤ `VENUE_DAY_WAITING_MAX`).
+    waiting: VecDeque<Pending>,
+    /// A flush has been spawned and will run once the mailbox is drained.
+    flush_scheduled: bool,
+}
+
+impl VenueDayActor {
+    pub fn new(key: VenueDayKey, shared: Arc<Shared>, queued: Arc<AtomicUsize>) -> Self {
+        Self {
+            key,
+            shared,
+            queued,
+            day: None,
+            waiting: VecDeque::new(),
+            flush_scheduled: false,
+        }
+    }
+
+    fn day(&mut self) -> &mut VenueDay {
+        self.day
+            .as_mut()
+            .expect("messages are handled only after the venue-day is loaded")
+    }
+
+    fn publish(&self) {
+        if let Some(snapshot) = self.day.as_ref().and_then(VenueDay::snapshot) {
+            self.shared.catalog.publish(snapshot);
+        }
+    }
+
+    fn enqueue(&mut self, pending: Pending, ctx: &mut Context<Self>) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        if self.waiting.len() >= VENUE_DAY_WAITING_MAX {
+            pending.refuse_overloaded();
+            return;
+        }
+        self.waiting.push_back(pending);
+        self.schedule_flush(ctx);
+    }
+
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_scheduled || self.waiting.is_empty() {
+            return;
+        }
+        self.flush_scheduled = true;
+        // Spawned items run after actix has drained the mailbox: the flush sees
+        // every request that arrived together.
+        ctx.spawn(fut::ready(()).map(|(), act: &mut Self, ctx| act.flush(ctx)));
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        if matches!(self.waiting.front(), Some(Pending::Plan(_))) {
+            let Some(Pending::Plan(message)) = self.waiting.pop_front() else {
+                unreachable!("front was a plan")
+            };
+            self.replace_plan(message, ctx);
+            return;
+        }
+        let today = crate::domain::local_date(chrono::Utc::now());
+        let mut decided = Vec::new();
+        while decided.len() < COMMIT_BATCH_MAX {
+            match self.waiting.front() {
+                None | Some(Pending::Plan(_)) => break,
+                Some(_) => {}
+            }
+            match self.waiting.pop_front() {
+                Some(Pending::Book(message)) => {
+                    let Book {
+                        request,
+                        claim,
+                        reply,
+                    } = message;
+                    match self.day().decide_booking(&request, today) {
+                        Ok(reservation) => decided.push(Decided::Booked {
+                            reservation,
+                            claim,
+                            reply,
+                        }),
+                        // Dropping the claim releases the dose.
+                        Err(refusal) => {
+                            let _ = reply.send(Err(refusal));
+                        }
+                    }
+                }
+                Some(Pending::Cancel(message)) => {
+                    let before = self.day().reservation(message.reservation_id).cloned();
+                    match self.day().decide_cancel(
+                        message.reservation_id,
+                        &message.owner,
+                        message.now,
+                    ) {
+                        Ok(cancelled) => decided.push(Decided::Cancelled {
+                            cancelled,
+                            before: before.expect("a cancelled reservation existed before"),
+                            reply: message.reply,
+                        }),
+                        Err(refusal) => {
+                            let _ = message.reply.send(Err(refusal));
+                        }
+                    }
+                }
+                Some(Pending::Plan(_)) | None => unreachable!("checked above"),
+            }
+        }
+        if decided.is_empty() {
+            self.schedule_flush(ctx);
+            return;
+        }
+        self.commit(decided, ctx);
+    }
+
+    fn commit(&mut self, decided: Vec<Decided>, ctx: &mut Context<Self>) {
+        let reservations = decided
+            .iter()
+            .map(|d| match d {
+                Decided::Booked { reservation, .. } => reservation.clone(),
+                Decided::Cancelled { cancelled, .. } => cancelled.clone(),
+            })
+            .collect();
+        let batch = ReservationBatch {
+            venue_day: self.key.clone(),
+            reservations,
+        };
+        let store = Arc::clone(&self.shared.store);
+        let started = Instant::now();
+        let size = decided.len();
+        ctx.wait(
+            async move { store.commit_reservations(batch).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let kind = act.shared.store.kind();
+                    metrics::histogram!(telemetry::COMMIT_DURATION_SECONDS, "store" => kind)
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!(telemetry::COMMIT_BATCH_SIZE).record(size as f64);
+                    act.finish_commit(result, decided);
+                    act.publish();
+                    act.schedule_flush(ctx);
+                }),
+        );
+    }
+
+    fn finish_commit(&mut self, result: Result<(), CommitError>, decided: Vec<Decided>) {
+        match result {
+            Ok(()) => {
+                for decision in decided {
+                    match decision {
+                        Decided::Booked {
+                            reservation,
+                            claim,
+                            reply,
+                        } => {
+                            claim.settle(reservation.clone());
+                            let _ = reply.send(Ok(reservation));
+                        }
+                        Decided::Cancelled {
+                            cancelled, reply, ..
+                        } => {
+                            self.shared.residents.record(cancelled.clone());
+                            let _ = reply.send(Ok(cancelled));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                let answer = match &error {
+                    CommitError::KillSwitchEngaged => BookingError::BookingClosed,
+                    CommitError::Store(cause) => {
+                        tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
+                            "batch commit failed; undone in memory");
+                        BookingError::StoreUnavailable
+                    }
+                };
+                // Undo newest first, so each undo meets the state it left.
+                for decision in decided.into_iter().rev() {
+                    match decision {
+                        Decided::Booked {
+                            reservation, reply, ..
+                        } => {
+                            self.day().undo_booking(reservation.id);
+                            let _ = reply.send(Err(answer));
+                        }
+                        Decided::Cancelled { before, reply, .. } => {
+                            self.day().undo_cancel(before);
+                            let _ = reply.send(Err(answer));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn replace_plan(&mut self, message: ReplaceDayPlan, ctx: &mut Context<Self>) {
+        let ReplaceDayPlan { plan, reply } = message;
+        if let Err(refusal) = self.day().check_new_plan(&plan) {
+            let _ = reply.send(Err(refusal));
+            self.schedule_flush(ctx);
+            return;
+        }
+        let created = self.day().plan().is_none();
+        let store = Arc::clone(&self.shared.store);
+        let key = self.key.clone();
+        let stored_plan = plan.clone();
+        ctx.wait(
+            async move { store.put_day_plan(key, stored_plan).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    match result {
+                        Ok(()) => {
+                            act.day().set_plan(plan);
+                            act.publish();
+                            let _ = reply.send(Ok(created));
+                        }
+                        Err(error) => {
+                            tracing::error!(venue_day = %act.key, error = %error, "day plan not stored");
+                            let _ = reply.send(Err(DayPlanError::StoreUnavailable));
+                        }
+                    }
+                    act.schedule_flush(ctx);
+                }),
+        );
+    }
+}
+
+impl Actor for VenueDayActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let store = Arc::clone(&self.shared.store);
+        let key = self.key.clone();
+        // `wait`: no message is handled before the day is loaded.
+        ctx.wait(
+            async move { store.load_venue_day(key).await }
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(stored) => {
+                        act.day = Some(VenueDay::restore(
+                            act.key.clone(),
+                            stored.plan,
+                            stored.reservations,
+                        ));
+                        act.publish();
+                    }
+                    Err(error) => {
+                        // Queued requests are dropped with the mailbox; their
+                        // senders answer 503 and their claims are released.
+                        tracing::error!(venue_day = %act.key, error = %error, "cannot load venue-day; actor stops");
+                        ctx.stop();
+                    }
+                }),
+        );
+    }
+}
+
+impl Handler<Book> for VenueDayActor {
+    type Result = ();
+    fn handle(&mut self, message: Book, ctx: &mut Context<Self>) {
+        self.enqueue(Pending::Book(message), ctx);
+    }
+}
+
+impl Handler<Cancel> for VenueDayActor {
+    type Result = ();
+    fn handle(&mut self, message: Cancel, ctx: &mut Context<Self>) {
+        self.enqueue(Pending::Cancel(message), ctx);
+    }
+}
+
+impl Handler<ReplaceDayPlan> for VenueDayActor {
+    type Result = ();
+    fn handle(&mut self, message: ReplaceDayPlan, ctx: &mut Context<Self>) {
+        self.enqueue(Pending::Plan(message), ctx);
+    }
+}

@@ -1,0 +1,127 @@
+//! Who is calling. `Authorization: Bearer <x>` where x is a staff key from the
+//! environment (compared in constant time) or a resident token. Missing or
+//! invalid: `401 unauthorized`; valid but the wrong role: `403 forbidden`.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::domain::TicketNumber;
+
+/// The staff roles, each enabled by its key in the environment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    Operator,
+    Staff,
+    Sre,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Staff => "staff",
+            Role::Sre => "sre",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Staff keys; an unset key disables its role.
+#[derive(Clone, Default)]
+pub struct StaffKeys {
+    pub operator: Option<String>,
+    pub staff: Option<String>,
+    pub sre: Option<String>,
+    pub admin: Option<String>,
+}
+
+impl StaffKeys {
+    /// The role whose key this is. Every configured key is compared, in
+    /// constant time, so the answer's timing does not tell which one matched.
+    fn role_of(&self, presented: &str) -> Option<Role> {
+        let mut found = None;
+        for (role, key) in [
+            (Role::Operator, &self.operator),
+            (Role::Staff, &self.staff),
+            (Role::Sre, &self.sre),
+            (Role::Admin, &self.admin),
+        ] {
+            if let Some(key) = key
+                && bool::from(key.as_bytes().ct_eq(presented.as_bytes()))
+            {
+                found = Some(role);
+            }
+        }
+        found
+    }
+}
+
+pub enum Caller {
+    Resident(TicketNumber),
+    Staff(Role),
+}
+
+fn bearer(request: &HttpRequest) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
+        .filter(|c| !c.is_empty())
+}
+
+pub fn caller(request: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    let credential = bearer(request).ok_or_else(ApiError::unauthorized)?;
+    if let Some(role) = state.keys.role_of(credential) {
+        return Ok(Caller::Staff(role));
+    }
+    let handle = state
+        .tokens
+        .verify(credential, chrono::Utc::now())
+        .ok_or_else(ApiError::unauthorized)?;
+    let ticket = state
+        .residents
+        .ticket_for_handle(&handle)
+        .ok_or_else(ApiError::unauthorized)?;
+    Ok(Caller::Resident(ticket))
+}
+
+/// The calling resident; staff keys are `403` on resident-only routes.
+pub fn resident(request: &HttpRequest, state: &AppState) -> Result<TicketNumber, ApiError> {
+    match caller(request, state)? {
+        Caller::Resident(ticket) => Ok(ticket),
+        Caller::Staff(_) => Err(ApiError::forbidden()),
+    }
+}
+
+/// A staff caller with one of `allowed` (admin is always allowed).
+pub fn staff(request: &HttpRequest, state: &AppState, allowed: &[Role]) -> Result<Role, ApiError> {
+    match caller(request, state)? {
+        Caller::Staff(role) if role == Role::Admin || allowed.contains(&role) => Ok(role),
+        _ => Err(ApiError::forbidden()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_keys_match_nothing_and_set_keys_match_exactly() {
+        let keys = StaffKeys {
+            sre: Some("sre-key".into()),
+            ..StaffKeys::default()
+        };
+        assert_eq!(keys.role_of("sre-key"), Some(Role::Sre));
+        assert_eq!(keys.role_of("sre-ke"), None);
+        assert_eq!(keys.role_of(""), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! `GET /v1/availability` (public), served from the published snapshots.
+//! Direct-booking venues are not listed (they cannot be booked here), and
+//! restricted days only with their access code.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::problem::ApiError;
+use super::views::{SlotView, slot_views};
+use crate::catalog::AvailabilityQuery;
+use crate::domain::{BookingMode, Vaccine, VenueId, parse_date};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    date: Option<String>,
+    vaccine: Option<String>,
+    venue_id: Option<String>,
+    access_code: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DayAvailability {
+    venue_id: String,
+    venue_name: String,
+    date: String,
+    vaccine: &'static str,
+    slots: Vec<SlotView>,
+}
+
+pub async fn get(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = web::Query::<Params>::from_query(request.query_string())
+        .map_err(|e| ApiError::invalid_query(e.to_string()))?
+        .into_inner();
+    let date = params
+        .date
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid_query("date is required (YYYY-MM-DD)"))
+        .and_then(|d| parse_date(d).map_err(ApiError::from))?;
+    let vaccine = params.vaccine.as_deref().map(Vaccine::parse).transpose()?;
+    let venue_id = params.venue_id.as_deref().map(VenueId::parse).transpose()?;
+    let query = AvailabilityQuery {
+        date,
+        vaccine,
+        venue_id: venue_id.as_ref(),
+        access_code: params.access_code.as_deref(),
+    };
+    let days: Vec<DayAvailability> = state
+        .catalog
+        .availability(&query)
+        .into_iter()
+        .filter(|(venue, _)| venue.booking == BookingMode::Central)
+        .map(|(venue, day)| DayAvailability {
+            venue_id: venue.id.to_string(),
+            venue_name: venue.name.clone(),
+            date: day.key.date.to_string(),
+            vaccine: day.plan.vaccine.as_str(),
+            slots: slot_views(&day),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "days": days })))
+}

@@ -1,0 +1,74 @@
+//! Reading request bodies under a named limit, and parsing them, so every
+//! failure is a problem+json answer (never actix's plain-text errors).
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use actix_web::web::{self, Bytes, BytesMut};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+
+/// Largest request body, except resident import (API.md: 16 KiB).
+pub const BODY_BYTES_MAX: usize = 16 * 1024;
+/// Largest resident import body (API.md: 16 MiB).
+pub const IMPORT_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The request's media type, lower-cased, without parameters.
+pub fn media_type(request: &HttpRequest) -> Option<String> {
+    let value = request.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit_bytes`.
+pub async fn read(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit_bytes: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit_bytes) {
+        return Err(ApiError::payload_too_large(limit_bytes));
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit_bytes));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::invalid_json("the request body could not be read"))?;
+        if body.len() + chunk.len() > limit_bytes {
+            return Err(ApiError::payload_too_large(limit_bytes));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Parses a JSON body. A non-JSON `Content-Type` is `415`; bad JSON `400 invalid_json`.
+pub fn parse_json<T: DeserializeOwned>(request: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    if let Some(media) = media_type(request)
+        && media != "application/json"
+        && !media.ends_with("+json")
+    {
+        return Err(ApiError::unsupported_media_type("application/json"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(e.to_string()))
+}
+
+/// Reads and parses a JSON body of at most `BODY_BYTES_MAX`.
+pub async fn json<T: DeserializeOwned>(
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let body = read(request, payload, BODY_BYTES_MAX).await?;
+    parse_json(request, &body)
+}

@@ -1,0 +1,77 @@
+//! `GET`/`PUT /v1/admin/kill-switch` (sre, admin).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{self, Role};
+use super::problem::ApiError;
+use super::{AppState, body};
+use crate::store::KillSwitchState;
+
+/// Longest reason text, in characters.
+pub const KILL_SWITCH_REASON_CHARS_MAX: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRequest {
+    engaged: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct KillSwitchView {
+    engaged: bool,
+    reason: Option<String>,
+    changed_at: Option<String>,
+    changed_by: Option<String>,
+}
+
+impl From<KillSwitchState> for KillSwitchView {
+    fn from(state: KillSwitchState) -> Self {
+        Self {
+            engaged: state.engaged,
+            reason: state.reason,
+            changed_at: state.changed_at.map(|t| t.to_rfc3339()),
+            changed_by: state.changed_by,
+        }
+    }
+}
+
+pub async fn get(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::staff(&request, &state, &[Role::Sre])?;
+    Ok(HttpResponse::Ok().json(KillSwitchView::from(state.kill_switch.state())))
+}
+
+/// Returns only after the new state is stored (where every commit checks it)
+/// and applied to the gateway's flag.
+pub async fn put(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let role = auth::staff(&request, &state, &[Role::Sre])?;
+    let change: ChangeRequest = body::json(&request, payload).await?;
+    let reason = change.reason.filter(|r| !r.trim().is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > KILL_SWITCH_REASON_CHARS_MAX)
+    {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid_text",
+            format!("reason may be at most {KILL_SWITCH_REASON_CHARS_MAX} characters"),
+        ));
+    }
+    let new_state = KillSwitchState {
+        engaged: change.engaged,
+        reason,
+        changed_at: Some(chrono::Utc::now().with_timezone(&crate::domain::municipality_offset())),
+        changed_by: Some(role.as_str().to_owned()),
+    };
+    let applied = state.kill_switch.set(new_state).await?;
+    Ok(HttpResponse::Ok().json(KillSwitchView::from(applied)))
+}

@@ -1,0 +1,99 @@
+//! HTTP and JSON: the whole route table is here. Only `api/` knows HTTP and
+//! JSON shapes; handlers stay thin and call `actors/`, `catalog`,
+//! `resident_index` and `store`.
+
+mod auth;
+mod availability;
+mod body;
+mod health;
+mod kill_switch;
+mod problem;
+mod reservations;
+mod residents;
+mod sessions;
+mod venues;
+mod views;
+
+pub use auth::StaffKeys;
+pub use body::{BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX};
+pub use problem::ApiError;
+pub use residents::IMPORT_RECORDS_MAX;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::actors::{KillSwitchHandle, Registry};
+use crate::catalog::Catalog;
+use crate::resident_index::ResidentIndex;
+use crate::store::Store;
+use crate::tokens::TokenKey;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub keys: StaffKeys,
+    pub tokens: TokenKey,
+    pub residents: Arc<ResidentIndex>,
+    pub catalog: Arc<Catalog>,
+    pub registry: Arc<Registry>,
+    pub kill_switch: KillSwitchHandle,
+    pub store: Arc<dyn Store>,
+    /// `None` when another recorder was installed first (several apps in one process).
+    pub metrics: Option<PrometheusHandle>,
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint",
+    ))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    ))
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// The route table.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(
+            resource("/v1/admin/kill-switch")
+                .route(web::get().to(kill_switch::get))
+                .route(web::put().to(kill_switch::put)),
+        )
+        .service(resource("/v1/admin/venues/{venue_id}").route(web::put().to(venues::put_venue)))
+        .service(
+            resource("/v1/admin/venues/{venue_id}/days/{date}")
+                .route(web::put().to(venues::put_day)),
+        )
+        .service(resource("/v1/admin/residents").route(web::post().to(residents::import)))
+        .service(resource("/v1/venues").route(web::get().to(venues::list_venues)))
+        .service(resource("/v1/availability").route(web::get().to(availability::get)))
+        .service(resource("/v1/sessions").route(web::post().to(sessions::login)))
+        .service(resource("/v1/me").route(web::get().to(sessions::me)))
+        .service(
+            resource("/v1/reservations")
+                .route(web::get().to(reservations::list))
+                .route(web::post().to(reservations::create)),
+        )
+        .service(
+            resource("/v1/reservations/{id}")
+                .route(web::get().to(reservations::get))
+                .route(web::delete().to(reservations::cancel)),
+        )
+        .default_service(web::to(not_found));
+}

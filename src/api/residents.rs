@@ -1,0 +1,236 @@
+//! `POST /v1/admin/residents` (admin): a JSON array or CSV of up to
+//! `IMPORT_RECORDS_MAX` residents. Bad records are reported by line and
+//! skipped; the good ones are stored in one transaction, then indexed.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth;
+use super::body::{self, IMPORT_BODY_BYTES_MAX};
+use super::problem::ApiError;
+use crate::domain::{
+    DOSE_MAX, DomainError, Dose, DoseRecord, Resident, TicketNumber, Vaccine, local_date,
+    parse_date,
+};
+
+/// Most records in one import call (API.md).
+pub const IMPORT_RECORDS_MAX: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryRecord {
+    dose: u8,
+    date: String,
+    vaccine: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResidentRecord {
+    ticket_number: String,
+    birth_date: String,
+    name: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    high_risk: bool,
+    #[serde(default)]
+    history: Vec<HistoryRecord>,
+}
+
+/// A record with its line (JSON: 1-based position; CSV: file line), or the
+/// code of why it could not even be read.
+type NumberedRecord = (usize, Result<ResidentRecord, &'static str>);
+
+#[derive(Serialize)]
+struct Rejected {
+    line: usize,
+    code: &'static str,
+}
+
+#[derive(Serialize)]
+struct ImportReport {
+    imported: usize,
+    updated: usize,
+    rejected: Vec<Rejected>,
+}
+
+fn non_empty(text: Option<String>) -> Option<String> {
+    text.filter(|t| !t.trim().is_empty())
+}
+
+fn to_resident(record: ResidentRecord, today: chrono::NaiveDate) -> Result<Resident, DomainError> {
+    let birth_date = parse_date(&record.birth_date).map_err(|_| DomainError::InvalidBirthDate)?;
+    let history = record
+        .history
+        .iter()
+        .map(|h| {
+            Ok(DoseRecord {
+                dose: Dose::new(h.dose)?,
+                date: parse_date(&h.date)?,
+                vaccine: Vaccine::parse(&h.vaccine)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DomainError>>()?;
+    Resident {
+        ticket_number: TicketNumber::parse(&record.ticket_number)?,
+        birth_date,
+        name: record.name,
+        email: non_empty(record.email),
+        phone: non_empty(record.phone),
+        high_risk: record.high_risk,
+        history,
+    }
+    .validated(today)
+}
+
+/// JSON: one record per array element; `line` is its 1-based position.
+fn records_from_json(body: &[u8]) -> Result<Vec<NumberedRecord>, ApiError> {
+    let values: Vec<serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_json(format!("expected a JSON array of residents: {e}")))?;
+    check_count(values.len())?;
+    Ok(values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let parsed = serde_json::from_value(value).map_err(|_| "invalid_record");
+            (i + 1, parsed)
+        })
+        .collect())
+}
+
+/// CSV with a header row: `ticket_number,birth_date,name,email,phone,high_risk`
+/// then `dose1_date,dose1_vaccine,dose2_date,…`. `line` is the file's line.
+fn records_from_csv(body: &[u8]) -> Result<Vec<NumberedRecord>, ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(body);
+    let headers = reader
+        .headers()
+        .map_err(|_| ApiError::invalid_json("the CSV header row could not be read"))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(ticket), Some(birth), Some(name)) = (
+        column("ticket_number"),
+        column("birth_date"),
+        column("name"),
+    ) else {
+        return Err(ApiError::invalid_json(
+            "the CSV header must name ticket_number, birth_date and name",
+        ));
+    };
+    let (email, phone, risk) = (column("email"), column("phone"), column("high_risk"));
+    let doses: Vec<(u8, Option<usize>, Option<usize>)> = (1..=DOSE_MAX)
+        .map(|d| {
+            (
+                d,
+                column(&format!("dose{d}_date")),
+                column(&format!("dose{d}_vaccine")),
+            )
+        })
+        .collect();
+    let mut records = Vec::new();
+    for row in reader.records() {
+        let line = records.len() + 2;
+        if records.len() >= IMPORT_RECORDS_MAX {
+            check_count(records.len() + 1)?;
+        }
+        let Ok(row) = row else {
+            records.push((line, Err("invalid_record")));
+            continue;
+        };
+        let field = |i: Option<usize>| i.and_then(|i| row.get(i)).unwrap_or("").to_owned();
+        let high_risk = match field(risk).to_ascii_lowercase().as_str() {
+            "" | "false" | "0" | "no" => Ok(false),
+            "true" | "1" | "yes" => Ok(true),
+            _ => Err("invalid_high_risk"),
+        };
+        let history = doses
+            .iter()
+            .filter(|(_, date, _)| !field(*date).is_empty())
+            .map(|&(dose, date, vaccine)| HistoryRecord {
+                dose,
+                date: field(date),
+                vaccine: field(vaccine),
+            })
+            .collect();
+        let record = high_risk.map(|high_risk| ResidentRecord {
+            ticket_number: field(Some(ticket)),
+            birth_date: field(Some(birth)),
+            name: field(Some(name)),
+            email: Some(field(email)),
+            phone: Some(field(phone)),
+            high_risk,
+            history,
+        });
+        records.push((line, record));
+    }
+    Ok(records)
+}
+
+fn check_count(count: usize) -> Result<(), ApiError> {
+    if count > IMPORT_RECORDS_MAX {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_records",
+            format!("import at most {IMPORT_RECORDS_MAX} residents per call"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn import(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::staff(&request, &state, &[])?;
+    let body = body::read(&request, payload, IMPORT_BODY_BYTES_MAX).await?;
+    let records = match body::media_type(&request).as_deref() {
+        Some("text/csv") => records_from_csv(&body)?,
+        Some("application/json") | None => records_from_json(&body)?,
+        Some(_) => {
+            return Err(ApiError::unsupported_media_type(
+                "application/json or text/csv",
+            ));
+        }
+    };
+    let today = local_date(chrono::Utc::now());
+    let mut good = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    for (line, record) in records {
+        match record.and_then(|r| to_resident(r, today).map_err(DomainError::code)) {
+            Ok(resident) => good.push(resident),
+            Err(code) => rejected.push(Rejected { line, code }),
+        }
+    }
+    let new_tickets = good
+        .iter()
+        .filter(|r| !state.residents.contains(&r.ticket_number))
+        .count();
+    if !state.residents.has_room_for(new_tickets) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_residents",
+            "this server holds as many residents as it may",
+        ));
+    }
+    state.store.put_residents(good.clone()).await?;
+    let counts = state.residents.upsert_residents(good);
+    tracing::info!(
+        imported = counts.imported,
+        updated = counts.updated,
+        rejected = rejected.len(),
+        "residents imported"
+    );
+    Ok(HttpResponse::Ok().json(ImportReport {
+        imported: counts.imported,
+        updated: counts.updated,
+        rejected,
+    }))
+}

@@ -1,0 +1,114 @@
+//! `POST /v1/sessions` (log in with ticket number and birth date) and
+//! `GET /v1/me`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::auth;
+use super::problem::ApiError;
+use super::views::{DoseRecordView, ReservationList};
+use super::{AppState, body};
+use crate::domain::{TicketNumber, Vaccine, local_date, next_open_dose, parse_date};
+use crate::telemetry;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    ticket_number: String,
+    birth_date: String,
+}
+
+#[derive(Serialize)]
+struct Session {
+    token: String,
+    expires_at: String,
+}
+
+fn count_login(outcome: &'static str) {
+    metrics::counter!(telemetry::LOGIN_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
+}
+
+pub async fn login(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let attempt = async {
+        let login: LoginRequest = body::json(&request, payload).await?;
+        let ticket = TicketNumber::parse(&login.ticket_number)?;
+        let birth_date = parse_date(&login.birth_date)
+            .map_err(|_| crate::domain::DomainError::InvalidBirthDate)?;
+        let handle = state
+            .residents
+            .login(&ticket, birth_date)
+            .ok_or_else(ApiError::invalid_credentials)?;
+        let (token, expires_at) = state.tokens.issue(&handle, chrono::Utc::now());
+        Ok::<_, ApiError>(Session {
+            token,
+            expires_at: expires_at
+                .with_timezone(&crate::domain::municipality_offset())
+                .to_rfc3339(),
+        })
+    };
+    match attempt.await {
+        Ok(session) => {
+            count_login("ok");
+            Ok(HttpResponse::Created().json(session))
+        }
+        Err(error) => {
+            count_login(error.code());
+            Err(error)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Eligibility {
+    next_dose: u8,
+    vaccines: Vec<&'static str>,
+    earliest_date: String,
+}
+
+#[derive(Serialize)]
+struct Profile {
+    ticket_number: String,
+    name: String,
+    birth_date: String,
+    high_risk: bool,
+    history: Vec<DoseRecordView>,
+    #[serde(flatten)]
+    reservations: ReservationList,
+    eligibility: Option<Eligibility>,
+}
+
+pub async fn me(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ticket = auth::resident(&request, &state)?;
+    let resident = state
+        .residents
+        .resident(&ticket)
+        .ok_or_else(ApiError::unauthorized)?;
+    let reservations = state.residents.reservations_of(&ticket);
+    let reserved = reservations
+        .iter()
+        .filter(|r| r.status.is_active())
+        .map(|r| r.dose);
+    // The full eligibility table (intervals, ages, same vaccine) is applied in
+    // the resident-safety work; today this says which dose comes next.
+    let eligibility = next_open_dose(&resident, reserved).map(|dose| Eligibility {
+        next_dose: dose.number(),
+        vaccines: Vaccine::ALL.iter().map(|v| v.as_str()).collect(),
+        earliest_date: local_date(chrono::Utc::now()).to_string(),
+    });
+    Ok(HttpResponse::Ok().json(Profile {
+        ticket_number: ticket.expose().to_owned(),
+        name: resident.name.clone(),
+        birth_date: resident.birth_date.to_string(),
+        high_risk: resident.high_risk,
+        history: resident.history.iter().map(DoseRecordView::from).collect(),
+        reservations: ReservationList::of(&reservations),
+        eligibility,
+    }))
+}

@@ -1,0 +1,145 @@
+//! Venues and their days: `PUT /v1/admin/venues/{id}`, `GET /v1/venues`,
+//! `PUT /v1/admin/venues/{id}/days/{date}` (admin).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::auth;
+use super::problem::ApiError;
+use super::views::{DayView, VenueView};
+use super::{AppState, body};
+use crate::catalog::VENUES_MAX;
+use crate::domain::{
+    BookingMode, DayPlan, SlotPlan, SlotTime, Vaccine, Venue, VenueDayKey, VenueId, VenueKind,
+    parse_date,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VenueBody {
+    name: String,
+    kind: VenueKind,
+    booking: BookingMode,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    phone: String,
+    vaccines: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotBody {
+    time: String,
+    capacity: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayBody {
+    vaccine: String,
+    slots: Vec<SlotBody>,
+    #[serde(default)]
+    access_code: Option<String>,
+}
+
+fn created_or_replaced(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+pub async fn put_venue(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::staff(&request, &state, &[])?;
+    let id = VenueId::parse(&path)?;
+    let body: VenueBody = body::json(&request, payload).await?;
+    let vaccines = body
+        .vaccines
+        .iter()
+        .map(|v| Vaccine::parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let venue = Venue {
+        id,
+        name: body.name,
+        kind: body.kind,
+        booking: body.booking,
+        address: body.address,
+        phone: body.phone,
+        vaccines,
+    }
+    .validated()?;
+    if state.catalog.venue(&venue.id).is_none() && state.catalog.venue_count() >= VENUES_MAX {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_venues",
+            format!("at most {VENUES_MAX} venues"),
+        ));
+    }
+    let created = state.store.put_venue(venue.clone()).await?;
+    let view = VenueView::from(&venue);
+    state.catalog.put_venue(venue);
+    Ok(HttpResponse::build(created_or_replaced(created)).json(view))
+}
+
+pub async fn list_venues(state: web::Data<AppState>) -> HttpResponse {
+    let venues: Vec<VenueView> = state
+        .catalog
+        .venues()
+        .iter()
+        .map(|v| VenueView::from(v.as_ref()))
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "venues": venues }))
+}
+
+pub async fn put_day(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::staff(&request, &state, &[])?;
+    let (venue_id, date) = path.into_inner();
+    let key = VenueDayKey {
+        venue_id: VenueId::parse(&venue_id)?,
+        date: parse_date(&date)?,
+    };
+    let body: DayBody = body::json(&request, payload).await?;
+    let venue = state
+        .catalog
+        .venue(&key.venue_id)
+        .ok_or_else(ApiError::not_found)?;
+    let vaccine = Vaccine::parse(&body.vaccine)?;
+    if !venue.offers(vaccine) {
+        return Err(crate::domain::DomainError::VaccineNotOffered.into());
+    }
+    let slots = body
+        .slots
+        .iter()
+        .map(|s| {
+            Ok(SlotPlan {
+                time: SlotTime::parse(&s.time)?,
+                capacity: s.capacity,
+            })
+        })
+        .collect::<Result<Vec<_>, crate::domain::DomainError>>()?;
+    let plan = DayPlan::new(vaccine, slots, body.access_code)?;
+    let handle = state
+        .registry
+        .handle(&key)
+        .ok_or_else(ApiError::overloaded)?;
+    let created = handle.replace_plan(plan).await?;
+    // The actor published the new snapshot before answering.
+    let day = state
+        .catalog
+        .day(&key)
+        .ok_or_else(ApiError::store_unavailable)?;
+    Ok(HttpResponse::build(created_or_replaced(created)).json(DayView::from(day.as_ref())))
+}

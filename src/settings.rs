@@ -1,0 +1,93 @@
+//! Command line and environment. Secrets and keys come only from the
+//! environment (API.md "Roles and keys"), never from flags, so they do not
+//! show in `ps`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::StaffKeys;
+
+/// Most HTTP worker threads.
+pub const HTTP_WORKERS_MAX: usize = 64;
+/// Most open client connections per HTTP worker.
+pub const CONNECTIONS_PER_WORKER_MAX: usize = 25_000;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vaxslot",
+    version,
+    about = "Vaccination slot reservations for municipalities",
+    long_about = "vaxslot books vaccination slots for a municipality's residents, call center and \
+venues. One process with an embedded store serves a small ward or a demo; a kill switch stops \
+all booking at once.\n\n\
+Keys and secrets come from the environment:\n  \
+VAXSLOT_ADMIN_KEY     admin: venues, days, resident import, everything but resident-only calls\n  \
+VAXSLOT_SRE_KEY       sre: the kill switch\n  \
+VAXSLOT_STAFF_KEY     venue staff: check-in, rosters\n  \
+VAXSLOT_OPERATOR_KEY  call-center operators\n  \
+VAXSLOT_TOKEN_SECRET  signs resident tokens (random if unset: tokens then end with the process)\n  \
+An unset key disables its role. RUST_LOG sets the log filter (default info); logs go to stderr."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory of the embedded store (created if missing).
+    #[arg(long, default_value = "./vaxslot-data")]
+    pub data_dir: PathBuf,
+    /// Fill an empty store with a ward-shaped demo data set, and use demo keys
+    /// for any role whose key is not set in the environment.
+    #[arg(long)]
+    pub demo: bool,
+    /// HTTP worker threads (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// Everything `startup` needs, resolved from flags and environment.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub demo: bool,
+    pub workers: usize,
+    pub keys: StaffKeys,
+    pub token_secret: Option<String>,
+}
+
+fn env_key(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    pub fn from_args(args: ServeArgs) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            demo: args.demo,
+            workers: args.workers.unwrap_or(cpus).clamp(1, HTTP_WORKERS_MAX),
+            keys: StaffKeys {
+                operator: env_key("VAXSLOT_OPERATOR_KEY"),
+                staff: env_key("VAXSLOT_STAFF_KEY"),
+                sre: env_key("VAXSLOT_SRE_KEY"),
+                admin: env_key("VAXSLOT_ADMIN_KEY"),
+            },
+            token_secret: env_key("VAXSLOT_TOKEN_SECRET"),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Wiring: open the store, load the indexes, start the actors, bind, serve.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::actors::{KillSwitchHandle, Registry, Shared};
+use crate::api::{self, AppState};
+use crate::catalog::Catalog;
+use crate::domain::{VenueDay, local_date};
+use crate::resident_index::ResidentIndex;
+use crate::settings::{CONNECTIONS_PER_WORKER_MAX, Settings};
+use crate::store::{EmbeddedStore, Store};
+use crate::tokens::TokenKey;
+use crate::{demo, telemetry};
+
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    /// Lines for the operator: demo logins and keys, warnings.
+    pub banner: Vec<String>,
+}
+
+impl Application {
+    /// Builds everything and binds the listener. Must run inside an actix system.
+    pub async fn build(
+        mut settings: Settings,
+        metrics: Option<PrometheusHandle>,
+    ) -> anyhow::Result<Self> {
+        let mut banner = Vec::new();
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&settings.data_dir).with_context(|| {
+                format!("opening the store in {}", settings.data_dir.display())
+            })?);
+        if settings.demo {
+            let today = local_date(chrono::Utc::now());
+            if demo::fill_if_empty(store.as_ref(), today)
+                .await
+                .context("filling the demo data")?
+            {
+                banner.push("demo data loaded into an empty store".into());
+            }
+            demo_keys(&mut settings, &mut banner);
+        }
+        let tokens = match &settings.token_secret {
+            Some(secret) => TokenKey::from_secret(secret),
+            None => {
+                tracing::warn!(
+                    "VAXSLOT_TOKEN_SECRET is not set: a random key signs tokens, and they will not survive a restart"
+                );
+                TokenKey::random()
+            }
+        };
+
+        let residents = store.load_residents().await.context("loading residents")?;
+        let reservations = store
+            .load_reservations()
+            .await
+            .context("loading reservations")?;
+        let catalog = Arc::new(Catalog::default());
+        for venue in store.load_venues().await.context("loading venues")? {
+            catalog.put_venue(venue);
+        }
+        // Publish every day's snapshot from one pass over the reservations,
+        // so availability is complete before any actor starts.
+        let mut by_day: HashMap<_, Vec<_>> = HashMap::new();
+        for reservation in &reservations {
+            by_day
+                .entry(reservation.venue_day())
+                .or_default()
+                .push(reservation.clone());
+        }
+        for (key, plan) in store.load_day_plans().await.context("loading day plans")? {
+            let stored = by_day.remove(&key).unwrap_or_default();
+            if let Some(snapshot) = VenueDay::restore(key, Some(plan), stored).snapshot() {
+                catalog.publish(snapshot);
+            }
+        }
+        let resident_count = residents.len();
+        let reservation_count = reservations.len();
+        let residents = Arc::new(ResidentIndex::load(tokens.clone(), residents, reservations));
+
+        let kill_switch_state = store
+            .load_kill_switch()
+            .await
+            .context("loading the kill switch")?;
+        if kill_switch_state.engaged {
+            tracing::warn!("the kill switch is engaged: booking stays closed until it is released");
+        }
+        let kill_switch = KillSwitchHandle::start(kill_switch_state, Arc::clone(&store));
+        let shared = Arc::new(Shared {
+            store: Arc::clone(&store),
+            residents: Arc::clone(&residents),
+            catalog: Arc::clone(&catalog),
+        });
+        let registry = Arc::new(Registry::new(shared, settings.workers));
+        tracing::info!(
+            store = store.kind(),
+            venues = catalog.venue_count(),
+            venue_days = catalog.day_count(),
+            residents = resident_count,
+            reservations = reservation_count,
+            "state loaded"
+        );
+        metrics::gauge!(telemetry::STORE_UP).set(1.0);
+
+        let state = web::Data::new(AppState {
+            keys: settings.keys.clone(),
+            tokens,
+            residents,
+            catalog,
+            registry,
+            kill_switch,
+            store,
+            metrics,
+        });
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let address = listener.local_addr().context("reading the bound address")?;
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
+                .workers(settings.workers)
+                .max_connections(CONNECTIONS_PER_WORKER_MAX)
+                .listen(listener)
+                .context("starting the HTTP server")?
+                .run();
+        Ok(Self {
+            server,
+            address,
+            banner,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn demo_keys(settings: &mut Settings, banner: &mut Vec<String>) {
+    let keys = &mut settings.keys;
+    for (variable, demo_key) in demo::DEMO_KEYS {
+        let slot = match variable {
+            "VAXSLOT_ADMIN_KEY" => &mut keys.admin,
+            "VAXSLOT_SRE_KEY" => &mut keys.sre,
+            "VAXSLOT_STAFF_KEY" => &mut keys.staff,
+            _ => &mut keys.operator,
+        };
+        if slot.is_none() {
+            *slot = Some(demo_key.to_owned());
+            banner.push(format!("demo key in force: {variable}={demo_key}"));
+        }
+    }
+    banner.push(format!(
+        "demo resident login: POST /v1/sessions {{\"ticket_number\":\"{}\",\"birth_date\":\"{}\"}}",
+        demo::DEMO_TICKET_NUMBER,
+        demo::demo_birth_date()
+    ));
+}

@@ -1,0 +1,439 @@
+//! The embedded store: one redb file in `--data-dir`, no server needed.
+//!
+//! All writes go through one writer thread that takes every job waiting in its
+//! queue and applies them in order in **one** write transaction (one fsync for
+//! the whole group, across venue-days). The kill-switch state is read inside
+//! that transaction and updated by a kill-switch job in order, so a batch
+//! queued after the switch was engaged is refused, and the engaging job only
+//! answers once its transaction is durable. Reads use redb's MVCC snapshots on
+//! the blocking pool.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, FixedOffset};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay,
+};
+use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date};
+
+/// Most write jobs waiting for the writer thread; senders wait beyond it.
+pub const WRITE_QUEUE_CAPACITY: usize = 4096;
+/// Most jobs merged into one write transaction.
+pub const JOBS_PER_TRANSACTION_MAX: usize = 512;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const VENUES: TableDefinition<&str, &[u8]> = TableDefinition::new("venues");
+/// Key: `venue_id/YYYY-MM-DD`.
+const DAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("days");
+/// Key: ticket number.
+const RESIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("residents");
+/// Key: reservation id.
+const RESERVATIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("reservations");
+/// Index of a venue-day's reservations: (`venue_id/date`, reservation id).
+const RESERVATIONS_BY_DAY: TableDefinition<(&str, u128), ()> =
+    TableDefinition::new("reservations_by_day");
+/// Key: (unix microseconds, random tie-breaker).
+const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit");
+
+const KILL_SWITCH_KEY: &str = "kill_switch";
+const DATABASE_FILE: &str = "vaxslot.redb";
+
+enum WriteOp {
+    Venue(Venue),
+    DayPlan(VenueDayKey, DayPlan),
+    Reservations(ReservationBatch),
+    Residents(Vec<Resident>),
+    KillSwitch(KillSwitchState, AuditEntry),
+    Audit(AuditEntry),
+}
+
+enum WriteOutcome {
+    Done,
+    VenueCreated(bool),
+}
+
+struct WriteJob {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteOutcome, CommitError>>,
+}
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: mpsc::Sender<WriteJob>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database in `data_dir` and starts its writer thread.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create data dir: {e}")))?;
+        let db = Database::create(data_dir.join(DATABASE_FILE)).map_err(unavailable)?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        {
+            txn.open_table(META).map_err(unavailable)?;
+            txn.open_table(VENUES).map_err(unavailable)?;
+            txn.open_table(DAYS).map_err(unavailable)?;
+            txn.open_table(RESIDENTS).map_err(unavailable)?;
+            txn.open_table(RESERVATIONS).map_err(unavailable)?;
+            txn.open_table(RESERVATIONS_BY_DAY).map_err(unavailable)?;
+            txn.open_table(AUDIT).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)?;
+        let db = Arc::new(db);
+        let (writer, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let writer_db = Arc::clone(&db);
+        std::thread::Builder::new()
+            .name("vaxslot-store-writer".into())
+            .spawn(move || run_writer(&writer_db, queue))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        Ok(Self { db, writer })
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteJob { op, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
+    }
+
+    async fn write_plain(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
+        match self.write(op).await {
+            Ok(outcome) => Ok(outcome),
+            Err(CommitError::Store(e)) => Err(e),
+            Err(CommitError::KillSwitchEngaged) => {
+                unreachable!("only reservation batches are checked against the kill switch")
+            }
+        }
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn unavailable(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Unavailable(e.into().to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store records always serialise")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn day_key(key: &VenueDayKey) -> String {
+    format!("{}/{}", key.venue_id, key.date)
+}
+
+fn parse_day_key(text: &str) -> Result<VenueDayKey, StoreError> {
+    let corrupt = || StoreError::Corrupt("venue-day key".into());
+    let (venue, date) = text.split_once('/').ok_or_else(corrupt)?;
+    Ok(VenueDayKey {
+        venue_id: VenueId::parse(venue).map_err(|_| corrupt())?,
+        date: parse_date(date).map_err(|_| corrupt())?,
+    })
+}
+
+fn audit_key(entry: &AuditEntry) -> (i64, u64) {
+    (entry.at.timestamp_micros(), rand::random())
+}
+
+fn run_writer(db: &Database, mut queue: mpsc::Receiver<WriteJob>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < JOBS_PER_TRANSACTION_MAX {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let ops: Vec<&WriteOp> = jobs.iter().map(|j| &j.op).collect();
+        match apply_in_one_transaction(db, &ops) {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    // A caller that gave up waiting is not an error here.
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, jobs = ops.len(), "store transaction failed; nothing written");
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(Err(CommitError::Store(StoreError::Unavailable(
+                            error.to_string(),
+                        ))));
+                }
+            }
+        }
+    }
+}
+
+/// Applies the jobs in order in one transaction. `Err` means nothing at all was
+/// written; per-job refusals (kill switch) are in the returned outcomes.
+fn apply_in_one_transaction(
+    db: &Database,
+    ops: &[&WriteOp],
+) -> Result<Vec<Result<WriteOutcome, CommitError>>, redb::Error> {
+    let txn = db.begin_write()?;
+    let mut outcomes = Vec::with_capacity(ops.len());
+    {
+        let mut meta = txn.open_table(META)?;
+        let mut venues = txn.open_table(VENUES)?;
+        let mut days = txn.open_table(DAYS)?;
+        let mut residents = txn.open_table(RESIDENTS)?;
+        let mut reservations = txn.open_table(RESERVATIONS)?;
+        let mut by_day = txn.open_table(RESERVATIONS_BY_DAY)?;
+        let mut audit = txn.open_table(AUDIT)?;
+
+        let mut kill_switch_engaged = match meta.get(KILL_SWITCH_KEY)? {
+            Some(bytes) => decode::<KillSwitchState>(bytes.value(), "kill switch")
+                .map(|s| s.engaged)
+                // An unreadable switch is treated as engaged: refusing is safe.
+                .unwrap_or(true),
+            None => false,
+        };
+
+        for op in ops {
+            let outcome = match op {
+                WriteOp::Venue(venue) => {
+                    let previous = venues.insert(venue.id.as_str(), encode(venue).as_slice())?;
+                    Ok(WriteOutcome::VenueCreated(previous.is_none()))
+                }
+                WriteOp::DayPlan(key, plan) => {
+                    days.insert(day_key(key).as_str(), encode(plan).as_slice())?;
+                    Ok(WriteOutcome::Done)
+                }
+                WriteOp::Reservations(batch) => {
+                    if kill_switch_engaged {
+                        Err(CommitError::KillSwitchEngaged)
+                    } else {
+                        let day = day_key(&batch.venue_day);
+                        for reservation in &batch.reservations {
+                            let id = reservation.id.as_u128();
+                            reservations.insert(id, encode(reservation).as_slice())?;
+                            by_day.insert((day.as_str(), id), ())?;
+                        }
+                        Ok(WriteOutcome::Done)
+                    }
+                }
+                WriteOp::Residents(list) => {
+                    for resident in list {
+                        residents
+                            .insert(resident.ticket_number.expose(), encode(resident).as_slice())?;
+                    }
+                    Ok(WriteOutcome::Done)
+                }
+                WriteOp::KillSwitch(state, entry) => {
+                    meta.insert(KILL_SWITCH_KEY, encode(state).as_slice())?;
+                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
+                    kill_switch_engaged = state.engaged;
+                    Ok(WriteOutcome::Done)
+                }
+                WriteOp::Audit(entry) => {
+                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
+                    Ok(WriteOutcome::Done)
+                }
+            };
+            outcomes.push(outcome);
+        }
+    }
+    txn.commit()?;
+    Ok(outcomes)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Unavailable("writer thread stopped".into()));
+        }
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            txn.open_table(META).map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_venues(&self) -> Result<Vec<Venue>, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(VENUES).map_err(unavailable)?;
+            let mut venues = Vec::new();
+            for row in table.iter().map_err(unavailable)? {
+                let (_, value) = row.map_err(unavailable)?;
+                venues.push(decode(value.value(), "venue")?);
+            }
+            Ok(venues)
+        })
+        .await
+    }
+
+    async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError> {
+        match self.write_plain(WriteOp::Venue(venue)).await? {
+            WriteOutcome::VenueCreated(created) => Ok(created),
+            WriteOutcome::Done => unreachable!("venue writes report whether they created"),
+        }
+    }
+
+    async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(DAYS).map_err(unavailable)?;
+            let mut plans = Vec::new();
+            for row in table.iter().map_err(unavailable)? {
+                let (key, value) = row.map_err(unavailable)?;
+                plans.push((
+                    parse_day_key(key.value())?,
+                    decode(value.value(), "day plan")?,
+                ));
+            }
+            Ok(plans)
+        })
+        .await
+    }
+
+    async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError> {
+        self.read(move |db| {
+            let day = day_key(&key);
+            let txn = db.begin_read().map_err(unavailable)?;
+            let days = txn.open_table(DAYS).map_err(unavailable)?;
+            let plan = match days.get(day.as_str()).map_err(unavailable)? {
+                Some(bytes) => Some(decode(bytes.value(), "day plan")?),
+                None => None,
+            };
+            let by_day = txn.open_table(RESERVATIONS_BY_DAY).map_err(unavailable)?;
+            let records = txn.open_table(RESERVATIONS).map_err(unavailable)?;
+            let mut reservations = Vec::new();
+            let range = (day.as_str(), 0u128)..=(day.as_str(), u128::MAX);
+            for row in by_day.range(range).map_err(unavailable)? {
+                let (index_key, _) = row.map_err(unavailable)?;
+                let (_, id) = index_key.value();
+                let bytes = records
+                    .get(id)
+                    .map_err(unavailable)?
+                    .ok_or_else(|| StoreError::Corrupt("indexed reservation missing".into()))?;
+                reservations.push(decode(bytes.value(), "reservation")?);
+            }
+            Ok(StoredVenueDay { plan, reservations })
+        })
+        .await
+    }
+
+    async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
+        self.write_plain(WriteOp::DayPlan(key, plan))
+            .await
+            .map(|_| ())
+    }
+
+    async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
+        self.write(WriteOp::Reservations(batch)).await.map(|_| ())
+    }
+
+    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
+        self.write_plain(WriteOp::Residents(residents))
+            .await
+            .map(|_| ())
+    }
+
+    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(RESIDENTS).map_err(unavailable)?;
+            let mut residents = Vec::new();
+            for row in table.iter().map_err(unavailable)? {
+                let (_, value) = row.map_err(unavailable)?;
+                residents.push(decode(value.value(), "resident")?);
+            }
+            Ok(residents)
+        })
+        .await
+    }
+
+    async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(RESERVATIONS).map_err(unavailable)?;
+            let mut reservations = Vec::new();
+            for row in table.iter().map_err(unavailable)? {
+                let (_, value) = row.map_err(unavailable)?;
+                reservations.push(decode(value.value(), "reservation")?);
+            }
+            Ok(reservations)
+        })
+        .await
+    }
+
+    async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let meta = txn.open_table(META).map_err(unavailable)?;
+            match meta.get(KILL_SWITCH_KEY).map_err(unavailable)? {
+                Some(bytes) => decode(bytes.value(), "kill switch"),
+                None => Ok(KillSwitchState::default()),
+            }
+        })
+        .await
+    }
+
+    async fn set_kill_switch(
+        &self,
+        state: KillSwitchState,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.write_plain(WriteOp::KillSwitch(state, audit))
+            .await
+            .map(|_| ())
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.write_plain(WriteOp::Audit(entry)).await.map(|_| ())
+    }
+
+    async fn read_audit(
+        &self,
+        since: DateTime<FixedOffset>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(AUDIT).map_err(unavailable)?;
+            let mut entries = Vec::new();
+            for row in table
+                .range((since.timestamp_micros(), 0u64)..)
+                .map_err(unavailable)?
+                .take(limit)
+            {
+                let (_, value) = row.map_err(unavailable)?;
+                entries.push(decode(value.value(), "audit entry")?);
+            }
+            Ok(entries)
+        })
+        .await
+    }
+}

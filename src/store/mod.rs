@@ -1,0 +1,112 @@
+//! Durability. One trait, two homes: `embedded` (a redb file in `--data-dir`,
+//! the default) and, later, Redis. The trait is shaped for both: a venue-day's
+//! batch is one call (`commit_reservations`), and the kill-switch check lives
+//! inside that call, in the same transaction, so a batch is either committed
+//! before the switch was engaged or refused.
+
+mod embedded;
+
+pub use embedded::EmbeddedStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey};
+
+/// The store could not do what was asked. Never carries personal data.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored record could not be read: {0}")]
+    Corrupt(String),
+}
+
+/// Why a reservation batch was not committed. Nothing of it was written.
+#[derive(Debug, Error)]
+pub enum CommitError {
+    #[error("the kill switch is engaged")]
+    KillSwitchEngaged,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The global kill switch as stored and as `GET /v1/admin/kill-switch` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct KillSwitchState {
+    pub engaged: bool,
+    pub reason: Option<String>,
+    pub changed_at: Option<DateTime<FixedOffset>>,
+    /// The role that changed it (`sre` or `admin`): roles, never people.
+    pub changed_by: Option<String>,
+}
+
+/// One line of the audit log: who (a role), when, what, outcome. No personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: DateTime<FixedOffset>,
+    pub role: String,
+    pub action: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+/// What the store holds of one venue-day.
+pub struct StoredVenueDay {
+    pub plan: Option<DayPlan>,
+    pub reservations: Vec<Reservation>,
+}
+
+/// The decisions of one venue-day's batch: whole reservation records, new or
+/// changed. Committed all together or not at all.
+pub struct ReservationBatch {
+    pub venue_day: VenueDayKey,
+    pub reservations: Vec<Reservation>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `embedded` or `redis`: the `store` label of the commit metrics.
+    fn kind(&self) -> &'static str;
+
+    /// Answers when the store can take reads and writes.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn load_venues(&self) -> Result<Vec<Venue>, StoreError>;
+    /// Inserts or replaces a venue; `true` when it was new.
+    async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError>;
+
+    /// Every venue-day's plan, for the catalog at start.
+    async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError>;
+    async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError>;
+    async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError>;
+
+    /// Commits one venue-day's batch atomically, refusing all of it when the
+    /// kill switch is engaged at commit time.
+    async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError>;
+
+    /// Inserts or replaces residents (by ticket number), all in one transaction.
+    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError>;
+    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError>;
+    /// Every reservation, for the resident index at start.
+    async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError>;
+
+    async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError>;
+    /// Stores the switch and its audit line together. When this returns `Ok`,
+    /// every later `commit_reservations` sees the new state.
+    async fn set_kill_switch(
+        &self,
+        state: KillSwitchState,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError>;
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    /// Audit lines at or after `since`, oldest first, at most `limit`.
+    async fn read_audit(
+        &self,
+        since: DateTime<FixedOffset>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+}
