@@ -1,0 +1,187 @@
+//! SIGKILL: no `201` is lost, counters equal capacity minus stored
+//! reservations, and an engaged switch stays engaged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{SRE_KEY, TestApp, future_date, stored_reservations};
+
+#[tokio::test]
+async fn a_sigkill_mid_herd_loses_no_201_and_counters_match_the_store() {
+    const DAYS: usize = 4;
+    const CAPACITY: u32 = 150;
+    const RESIDENTS: u64 = 1_200;
+    let app = TestApp::spawn().await;
+    let date = future_date(30);
+    for d in 0..DAYS {
+        app.venue_day(
+            &format!("venue-{d}"),
+            &date,
+            &[("10:00", CAPACITY), ("10:15", CAPACITY)],
+        )
+        .await;
+    }
+    app.import_residents(6_000_000_000, RESIDENTS).await;
+    let tokens = app.login_many(6_000_000_000, RESIDENTS).await;
+
+    let app = Arc::new(tokio::sync::Mutex::new(app));
+    let (base, client) = {
+        let app = app.lock().await;
+        (app.base.clone(), app.client.clone())
+    };
+    let done = Arc::new(AtomicUsize::new(0));
+    let herd = {
+        let (done, date) = (Arc::clone(&done), date.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(tokens.into_iter().enumerate())
+                .map(|(i, token)| {
+                    let (client, base, done, date) = (
+                        client.clone(),
+                        base.clone(),
+                        Arc::clone(&done),
+                        date.clone(),
+                    );
+                    async move {
+                        let time = if i % 2 == 0 { "10:00" } else { "10:15" };
+                        let sent = client
+                            .post(format!("{base}/v1/reservations"))
+                            .bearer_auth(&token)
+                            .json(&json!({"venue_id": format!("venue-{}", i % DAYS),
+                                "date": date, "time": time}))
+                            .send()
+                            .await;
+                        done.fetch_add(1, Ordering::SeqCst);
+                        let response = match sent {
+                            Ok(response) => response,
+                            Err(_) => return (token, None),
+                        };
+                        let status = response.status().as_u16();
+                        let body: serde_json::Value = match response.json().await {
+                            Ok(body) => body,
+                            Err(_) => return (token, None),
+                        };
+                        (token, Some((status, body)))
+                    }
+                })
+                .buffer_unordered(64)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+    while done.load(Ordering::SeqCst) < (RESIDENTS / 3) as usize {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    app.lock().await.kill().await;
+    let answers = herd.await.expect("herd finishes");
+
+    let created: HashMap<String, String> = answers
+        .iter()
+        .filter_map(|(token, answer)| match answer {
+            Some((201, body)) => Some((
+                body["reservation_id"].as_str().unwrap().to_owned(),
+                token.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let unknown = answers.iter().filter(|(_, a)| a.is_none()).count();
+    assert!(
+        !created.is_empty(),
+        "some bookings were answered before the kill"
+    );
+    assert!(unknown > 0, "the kill happened mid-herd");
+
+    let app = Arc::try_unwrap(app)
+        .ok()
+        .expect("herd released the app")
+        .into_inner();
+    let app = app.crash_and_restart().await;
+    // Every 201 is there, seen by its owner (tokens survive: same secret).
+    for (id, token) in &created {
+        let (status, body) = app
+            .send(
+                Method::GET,
+                &format!("/v1/reservations/{id}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("booked")),
+            "{id}"
+        );
+    }
+    // Counters as the restarted server shows them…
+    let mut used_per_slot = HashMap::new();
+    for d in 0..DAYS {
+        for (time, capacity, remaining) in app.slots(&format!("venue-{d}"), &date).await {
+            used_per_slot.insert((format!("venue-{d}"), time), capacity - remaining);
+        }
+    }
+    // …equal capacity minus what the store holds.
+    let mut app = app;
+    app.kill().await;
+    let stored = stored_reservations(&app.store_dir()).await;
+    let stored_ids: HashSet<String> = stored.iter().map(|r| r.id.to_string()).collect();
+    assert!(
+        created.keys().all(|id| stored_ids.contains(id)),
+        "no 201 lost"
+    );
+    assert!(
+        stored.len() <= created.len() + unknown,
+        "nothing stored that was refused"
+    );
+    let mut stored_per_slot: HashMap<(String, String), u64> = HashMap::new();
+    for reservation in &stored {
+        *stored_per_slot
+            .entry((
+                reservation.venue_id.to_string(),
+                reservation.time.to_string(),
+            ))
+            .or_default() += 1;
+    }
+    for (slot, used) in used_per_slot {
+        assert_eq!(
+            used,
+            stored_per_slot.get(&slot).copied().unwrap_or(0),
+            "{slot:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_engaged_switch_survives_a_sigkill() {
+    let app = TestApp::spawn().await;
+    let date = future_date(30);
+    app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
+    app.import_residents(6_500_000_000, 1).await;
+    app.set_kill_switch(true).await;
+
+    let app = app.crash_and_restart().await;
+    let (status, state) = app
+        .send(Method::GET, "/v1/admin/kill-switch", Some(SRE_KEY), None)
+        .await;
+    assert_eq!(
+        (status, &state["engaged"], &state["reason"]),
+        (200, &json!(true), &json!("test"))
+    );
+    let token = app.login(6_500_000_000).await;
+    let (status, body) = app.book(&token, "clinic-001", &date, "14:00").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("booking_closed"))
+    );
+    let (_, metrics) = app.send(Method::GET, "/metrics", None, None).await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("vaxslot_kill_switch_engaged 1")
+    );
+}

@@ -1,0 +1,282 @@
+//! `TestApp`: the real `vaxslot` binary on a free loopback port with its own
+//! data dir, plus the calls the tests make through HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const ADMIN_KEY: &str = "test-admin-key";
+pub const SRE_KEY: &str = "test-sre-key";
+pub const STAFF_KEY: &str = "test-staff-key";
+pub const OPERATOR_KEY: &str = "test-operator-key";
+pub const TOKEN_SECRET: &str = "test-token-secret";
+
+/// Logins in flight at once while setting up a herd.
+const LOGIN_PARALLELISM: usize = 32;
+
+/// Longest a server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    data_dir: Arc<TempDir>,
+    child: Child,
+    /// How many servers ran on this data dir before this one.
+    generation: u32,
+    pub log_path: PathBuf,
+}
+
+impl TestApp {
+    /// A fresh server on an empty store.
+    pub async fn spawn() -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::spawn_on(dir, 0).await
+    }
+
+    async fn spawn_on(data_dir: Arc<TempDir>, generation: u32) -> TestApp {
+        let log_path = data_dir.path().join(format!("server-{generation}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vaxslot"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path().join("store"))
+            .env("VAXSLOT_ADMIN_KEY", ADMIN_KEY)
+            .env("VAXSLOT_SRE_KEY", SRE_KEY)
+            .env("VAXSLOT_STAFF_KEY", STAFF_KEY)
+            .env("VAXSLOT_OPERATOR_KEY", OPERATOR_KEY)
+            .env("VAXSLOT_TOKEN_SECRET", TOKEN_SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("vaxslot starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(address) = line.strip_prefix("vaxslot listening on ") {
+                    return address.to_owned();
+                }
+            }
+            panic!("vaxslot exited before listening; see its log");
+        })
+        .await
+        .expect("vaxslot listens in time");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        TestApp {
+            base,
+            client,
+            data_dir,
+            child,
+            generation,
+            log_path,
+        }
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.path().join("store")
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("reaped");
+    }
+
+    /// SIGKILL, then a new server on the same data dir.
+    pub async fn crash_and_restart(mut self) -> TestApp {
+        self.kill().await;
+        Self::spawn_on(Arc::clone(&self.data_dir), self.generation + 1).await
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    pub async fn put_venue(&self, venue_id: &str, booking: &str, vaccines: &[&str]) {
+        let (status, body) = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/v1/admin/venues/{venue_id}"),
+                Some(ADMIN_KEY),
+                Some(
+                    &json!({"name": format!("Venue {venue_id}"), "kind": "clinic",
+                    "booking": booking, "address": "中野区", "phone": "03", "vaccines": vaccines}),
+                ),
+            )
+            .await;
+        assert!(status == 201 || status == 200, "put venue: {status} {body}");
+    }
+
+    /// A central venue with one day whose slots are `(time, capacity)`.
+    pub async fn put_day(&self, venue_id: &str, date: &str, slots: &[(&str, u32)]) -> (u16, Value) {
+        let slots: Vec<Value> = slots
+            .iter()
+            .map(|(time, capacity)| json!({"time": time, "capacity": capacity}))
+            .collect();
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/v1/admin/venues/{venue_id}/days/{date}"),
+            Some(ADMIN_KEY),
+            Some(&json!({"vaccine": "moderna", "slots": slots, "access_code": null})),
+        )
+        .await
+    }
+
+    pub async fn venue_day(&self, venue_id: &str, date: &str, slots: &[(&str, u32)]) {
+        self.put_venue(venue_id, "central", &["moderna", "pfizer"])
+            .await;
+        let (status, body) = self.put_day(venue_id, date, slots).await;
+        assert!(status == 201 || status == 200, "put day: {status} {body}");
+    }
+
+    /// Imports `count` adult residents with tickets `first`, `first + 1`, ….
+    pub async fn import_residents(&self, first: u64, count: u64) {
+        for chunk_start in (first..first + count).step_by(10_000) {
+            let chunk_end = (chunk_start + 10_000).min(first + count);
+            let records: Vec<Value> = (chunk_start..chunk_end)
+                .map(|t| {
+                    json!({"ticket_number": ticket(t), "birth_date": "1960-01-01",
+                    "name": "テスト 住民", "high_risk": false, "history": []})
+                })
+                .collect();
+            let (status, body) = self
+                .send(
+                    reqwest::Method::POST,
+                    "/v1/admin/residents",
+                    Some(ADMIN_KEY),
+                    Some(&Value::Array(records)),
+                )
+                .await;
+            assert_eq!(status, 200, "import: {body}");
+            assert_eq!(body["rejected"], json!([]));
+        }
+    }
+
+    pub async fn login(&self, ticket_number: u64) -> String {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/sessions",
+                None,
+                Some(&json!({"ticket_number": ticket(ticket_number), "birth_date": "1960-01-01"})),
+            )
+            .await;
+        assert_eq!(status, 201, "login: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Logs in `count` residents from `first`, `LOGIN_PARALLELISM` at a time,
+    /// tokens in ticket order.
+    pub async fn login_many(&self, first: u64, count: u64) -> Vec<String> {
+        use futures::StreamExt;
+        futures::stream::iter(first..first + count)
+            .map(|t| self.login(t))
+            .buffered(LOGIN_PARALLELISM)
+            .collect()
+            .await
+    }
+
+    pub async fn book(&self, token: &str, venue_id: &str, date: &str, time: &str) -> (u16, Value) {
+        self.send(
+            reqwest::Method::POST,
+            "/v1/reservations",
+            Some(token),
+            Some(&json!({"venue_id": venue_id, "date": date, "time": time})),
+        )
+        .await
+    }
+
+    pub async fn set_kill_switch(&self, engaged: bool) -> Value {
+        let (status, body) = self
+            .send(
+                reqwest::Method::PUT,
+                "/v1/admin/kill-switch",
+                Some(SRE_KEY),
+                Some(&json!({"engaged": engaged, "reason": "test"})),
+            )
+            .await;
+        assert_eq!(status, 200, "kill switch: {body}");
+        body
+    }
+
+    /// `(capacity, remaining)` per slot time of one venue-day, from availability.
+    pub async fn slots(&self, venue_id: &str, date: &str) -> Vec<(String, u64, u64)> {
+        let (status, body) = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/availability?date={date}&venue_id={venue_id}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "availability: {body}");
+        body["days"][0]["slots"]
+            .as_array()
+            .expect("slots")
+            .iter()
+            .map(|s| {
+                (
+                    s["time"].as_str().unwrap().to_owned(),
+                    s["capacity"].as_u64().unwrap(),
+                    s["remaining"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn ticket(number: u64) -> String {
+    format!("{number:010}")
+}
+
+/// A date `days` ahead of today in Tokyo, as `YYYY-MM-DD`.
+pub fn future_date(days: i64) -> String {
+    (vaxslot::domain::local_date(chrono::Utc::now()) + chrono::Duration::days(days)).to_string()
+}
+
+/// Opens the store a killed server left behind and reads every reservation.
+pub async fn stored_reservations(store_dir: &Path) -> Vec<vaxslot::domain::Reservation> {
+    use vaxslot::store::Store;
+    let store = vaxslot::store::EmbeddedStore::open(store_dir).expect("store opens");
+    store.load_reservations().await.expect("reservations load")
+}
