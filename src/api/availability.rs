@@ -21,6 +21,11 @@ struct Params {
 }
 
 #[derive(Serialize)]
+struct Availability {
+    days: Vec<DayAvailability>,
+}
+
+#[derive(Serialize)]
 struct DayAvailability {
     venue_id: String,
     venue_name: String,
@@ -62,5 +67,5 @@ pub async fn get(
             slots: slot_views(&day),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "days": days })))
+    Ok(HttpResponse::Ok().json(Availability { days }))
 }

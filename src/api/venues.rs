@@ -44,6 +44,11 @@ struct DayBody {
     access_code: Option<String>,
 }
 
+#[derive(serde::Serialize)]
+struct VenueList {
+    venues: Vec<VenueView>,
+}
+
 fn created_or_replaced(created: bool) -> StatusCode {
     if created {
         StatusCode::CREATED
@@ -96,7 +101,7 @@ pub async fn list_venues(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|v| VenueView::from(v.as_ref()))
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({ "venues": venues }))
+    HttpResponse::Ok().json(VenueList { venues })
 }
 
 pub async fn put_day(
