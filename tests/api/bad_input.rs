@@ -33,6 +33,18 @@ async fn raw(
     (status, media, body)
 }
 
+/// (name, method, path, bearer, content type, body, expected status, expected code)
+type Case<'a> = (
+    &'a str,
+    Method,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    Vec<u8>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn every_kind_of_bad_input_gets_its_status_and_code() {
     let app = TestApp::spawn().await;
@@ -43,7 +55,7 @@ async fn every_kind_of_bad_input_gets_its_status_and_code() {
     let json = "application/json";
     let booking = |body: serde_json::Value| serde_json::to_vec(&body).unwrap();
 
-    let cases: Vec<(&str, Method, &str, Option<&str>, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             Method::POST,
