@@ -350,3 +350,113 @@ impl Handler<ReplaceDayPlan> for VenueDayActor {
         self.enqueue(Pending::Plan(message), ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Registry, Shared};
+    use crate::catalog::Catalog;
+    use crate::domain::{
+        BookingError, BookingRequest, Channel, DayPlan, Dose, Resident, SlotPlan, SlotTime,
+        TicketNumber, Vaccine, VenueDayKey, VenueId, municipality_offset, parse_date,
+    };
+    use crate::resident_index::ResidentIndex;
+    use crate::store::flaky::FlakyStore;
+    use crate::store::{AuditEntry, EmbeddedStore, KillSwitchState, Store};
+    use crate::tokens::TokenKey;
+
+    fn ticket(n: u8) -> TicketNumber {
+        TicketNumber::parse(&format!("13114800{n:02}")).unwrap()
+    }
+
+    fn request(n: u8, dose: Dose) -> BookingRequest {
+        BookingRequest {
+            ticket_number: ticket(n),
+            time: SlotTime::parse("10:30").unwrap(),
+            dose,
+            access_code: None,
+            channel: Channel::Web,
+            now: chrono::Utc::now().with_timezone(&municipality_offset()),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_commit_is_undone_and_answered_503_and_a_refused_one_booking_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FlakyStore::new(EmbeddedStore::open(dir.path()).unwrap()));
+        let residents = Arc::new(ResidentIndex::new(TokenKey::from_secret("t")));
+        residents.upsert_residents(
+            (1..=2)
+                .map(|n| Resident {
+                    ticket_number: ticket(n),
+                    birth_date: parse_date("1950-04-01").unwrap(),
+                    name: "中野 太郎".into(),
+                    email: None,
+                    phone: None,
+                    high_risk: false,
+                    history: vec![],
+                })
+                .collect(),
+        );
+        let catalog = Arc::new(Catalog::default());
+        let shared = Arc::new(Shared {
+            store: Arc::clone(&store) as Arc<dyn Store>,
+            residents: Arc::clone(&residents),
+            catalog: Arc::clone(&catalog),
+        });
+        let registry = Registry::new(shared, 1);
+        let key = VenueDayKey {
+            venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
+            date: crate::domain::local_date(chrono::Utc::now()) + chrono::Duration::days(10),
+        };
+        let handle = registry.handle(&key).unwrap();
+        let plan = DayPlan::new(
+            Vaccine::Moderna,
+            vec![SlotPlan {
+                time: SlotTime::parse("10:30").unwrap(),
+                capacity: 1,
+            }],
+            None,
+        )
+        .unwrap();
+        assert_eq!(handle.replace_plan(plan).await, Ok(true));
+        let remaining = || catalog.day(&key).unwrap().slots[0].remaining;
+
+        // The store fails: 503, the place is given back, the dose released.
+        store.set_failing(true);
+        let claim = residents.claim(&ticket(1), None).unwrap();
+        let answer = handle.book(request(1, claim.dose()), claim).await;
+        assert_eq!(answer.err(), Some(BookingError::StoreUnavailable));
+        assert_eq!(remaining(), 1);
+        assert!(store.load_reservations().await.unwrap().is_empty());
+
+        // The store is back: the same resident books the same dose.
+        store.set_failing(false);
+        let claim = residents.claim(&ticket(1), None).unwrap();
+        assert_eq!(claim.dose(), Dose::FIRST, "the failed claim was released");
+        let booked = handle.book(request(1, claim.dose()), claim).await.unwrap();
+        assert_eq!(remaining(), 0);
+        assert_eq!(residents.reservations_of(&ticket(1)).len(), 1);
+
+        // The switch is engaged in the store: the commit is refused, undone.
+        let engaged = KillSwitchState {
+            engaged: true,
+            ..KillSwitchState::default()
+        };
+        let audit = AuditEntry {
+            at: chrono::Utc::now().fixed_offset(),
+            role: "sre".into(),
+            action: "kill_switch.engage".into(),
+            outcome: "ok".into(),
+            detail: None,
+        };
+        store.set_kill_switch(engaged, audit).await.unwrap();
+        let cancel = handle.cancel(booked.id, ticket(1), booked.created_at).await;
+        assert_eq!(cancel.err(), Some(BookingError::BookingClosed));
+        assert_eq!(remaining(), 0, "the cancellation was undone");
+        let stored = store.load_reservations().await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].status, crate::domain::ReservationStatus::Booked);
+    }
+}

@@ -5,6 +5,8 @@
 //! before the switch was engaged or refused.
 
 mod embedded;
+#[cfg(test)]
+pub mod flaky;
 
 pub use embedded::EmbeddedStore;
 

@@ -1,0 +1,91 @@
+//! A store for tests whose commits can be made to fail on demand, wrapping a
+//! real one: it proves that a failed commit is undone and answered `503`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, FixedOffset};
+
+use super::{
+    AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay,
+};
+use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey};
+
+pub struct FlakyStore<S> {
+    pub inner: S,
+    /// While set, every reservation commit fails and writes nothing.
+    pub fail_commits: AtomicBool,
+}
+
+impl<S> FlakyStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            fail_commits: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.fail_commits.store(failing, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FlakyStore<S> {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn load_venues(&self) -> Result<Vec<Venue>, StoreError> {
+        self.inner.load_venues().await
+    }
+    async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError> {
+        self.inner.put_venue(venue).await
+    }
+    async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError> {
+        self.inner.load_day_plans().await
+    }
+    async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError> {
+        self.inner.load_venue_day(key).await
+    }
+    async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
+        self.inner.put_day_plan(key, plan).await
+    }
+    async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
+        if self.fail_commits.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected commit failure".into()).into());
+        }
+        self.inner.commit_reservations(batch).await
+    }
+    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
+        self.inner.put_residents(residents).await
+    }
+    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
+        self.inner.load_residents().await
+    }
+    async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        self.inner.load_reservations().await
+    }
+    async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
+        self.inner.load_kill_switch().await
+    }
+    async fn set_kill_switch(
+        &self,
+        state: KillSwitchState,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.inner.set_kill_switch(state, audit).await
+    }
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.inner.append_audit(entry).await
+    }
+    async fn read_audit(
+        &self,
+        since: DateTime<FixedOffset>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.read_audit(since, limit).await
+    }
+}
