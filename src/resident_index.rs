@@ -268,15 +268,7 @@ mod tests {
     fn index_with_one() -> (Arc<ResidentIndex>, TicketNumber) {
         let ticket = TicketNumber::parse("1311480001").unwrap();
         let index = Arc::new(ResidentIndex::new(TokenKey::from_secret("t")));
-        index.upsert_residents(vec![Resident {
-            ticket_number: ticket,
-            birth_date: parse_date("1950-04-01").unwrap(),
-            name: "中野 太郎".into(),
-            email: None,
-            phone: None,
-            high_risk: false,
-            history: vec![],
-        }]);
+        index.upsert_residents(vec![crate::domain::test_resident(ticket)]);
         (index, ticket)
     }
 

@@ -358,8 +358,8 @@ mod tests {
     use super::super::{Registry, Shared};
     use crate::catalog::Catalog;
     use crate::domain::{
-        BookingError, BookingRequest, Channel, DayPlan, Dose, Resident, SlotPlan, SlotTime,
-        TicketNumber, Vaccine, VenueDayKey, VenueId, municipality_offset, parse_date,
+        BookingError, BookingRequest, Channel, DayPlan, Dose, SlotPlan, SlotTime, TicketNumber,
+        Vaccine, VenueDayKey, VenueId, municipality_offset, test_resident,
     };
     use crate::resident_index::ResidentIndex;
     use crate::store::flaky::FlakyStore;
@@ -386,19 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FlakyStore::new(EmbeddedStore::open(dir.path()).unwrap()));
         let residents = Arc::new(ResidentIndex::new(TokenKey::from_secret("t")));
-        residents.upsert_residents(
-            (1..=2)
-                .map(|n| Resident {
-                    ticket_number: ticket(n),
-                    birth_date: parse_date("1950-04-01").unwrap(),
-                    name: "中野 太郎".into(),
-                    email: None,
-                    phone: None,
-                    high_risk: false,
-                    history: vec![],
-                })
-                .collect(),
-        );
+        residents.upsert_residents(vec![test_resident(ticket(1)), test_resident(ticket(2))]);
         let catalog = Arc::new(Catalog::default());
         let shared = Arc::new(Shared {
             store: Arc::clone(&store) as Arc<dyn Store>,

@@ -14,6 +14,8 @@ pub use ids::{
     VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date,
 };
 pub use reservation::{Channel, Reservation, ReservationStatus};
+#[cfg(test)]
+pub use resident::test_resident;
 pub use resident::{DoseRecord, RESIDENT_TEXT_CHARS_MAX, Resident, next_open_dose};
 pub use venue::{
     ACCESS_CODE_LENGTH_MAX, BookingMode, DayPlan, SLOT_CAPACITY_MAX, SLOTS_PER_DAY_MAX, SlotPlan,

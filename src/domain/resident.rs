@@ -97,6 +97,20 @@ pub fn next_open_dose(
     }
 }
 
+/// A resident for unit tests: born 1950-04-01, no history.
+#[cfg(test)]
+pub fn test_resident(ticket_number: TicketNumber) -> Resident {
+    Resident {
+        ticket_number,
+        birth_date: NaiveDate::from_ymd_opt(1950, 4, 1).expect("valid date"),
+        name: "中野 太郎".into(),
+        email: None,
+        phone: None,
+        high_risk: false,
+        history: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,6 +129,31 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Every record of a table whose values are JSON, in key order.
+    async fn read_all<K, T>(
+        &self,
+        definition: TableDefinition<'static, K, &'static [u8]>,
+        what: &'static str,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        K: redb::Key + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(definition).map_err(unavailable)?;
+            let mut records = Vec::new();
+            for row in table.iter().map_err(unavailable)? {
+                let (_, value) = row.map_err(unavailable)?;
+                records.push(decode(value.value(), what)?);
+            }
+            Ok(records)
+        })
+        .await
+    }
+}
+
 fn unavailable(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Unavailable(e.into().to_string())
 }
@@ -281,17 +306,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn load_venues(&self) -> Result<Vec<Venue>, StoreError> {
-        self.read(|db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(VENUES).map_err(unavailable)?;
-            let mut venues = Vec::new();
-            for row in table.iter().map_err(unavailable)? {
-                let (_, value) = row.map_err(unavailable)?;
-                venues.push(decode(value.value(), "venue")?);
-            }
-            Ok(venues)
-        })
-        .await
+        self.read_all(VENUES, "venue").await
     }
 
     async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError> {
@@ -362,31 +377,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
-        self.read(|db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(RESIDENTS).map_err(unavailable)?;
-            let mut residents = Vec::new();
-            for row in table.iter().map_err(unavailable)? {
-                let (_, value) = row.map_err(unavailable)?;
-                residents.push(decode(value.value(), "resident")?);
-            }
-            Ok(residents)
-        })
-        .await
+        self.read_all(RESIDENTS, "resident").await
     }
 
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
-        self.read(|db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(RESERVATIONS).map_err(unavailable)?;
-            let mut reservations = Vec::new();
-            for row in table.iter().map_err(unavailable)? {
-                let (_, value) = row.map_err(unavailable)?;
-                reservations.push(decode(value.value(), "reservation")?);
-            }
-            Ok(reservations)
-        })
-        .await
+        self.read_all(RESERVATIONS, "reservation").await
     }
 
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
