@@ -46,9 +46,14 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Directory of the embedded store (created if missing).
+    /// Directory of the embedded store (created if missing; unused with --redis-url).
     #[arg(long, default_value = "./vaxslot-data")]
     pub data_dir: PathBuf,
+    /// Use Redis instead of the embedded store, e.g. redis://127.0.0.1:6379/0
+    /// (with a password: redis://:PASSWORD@HOST:PORT/DB). Prefer the variable,
+    /// so that a password does not show in the process list.
+    #[arg(long, env = "VAXSLOT_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// Fill an empty store with a ward-shaped demo data set, and use demo keys
     /// for any role whose key is not set in the environment.
     #[arg(long)]
@@ -63,6 +68,8 @@ pub struct ServeArgs {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `Some` selects the Redis store; `None` the embedded one in `data_dir`.
+    pub redis_url: Option<String>,
     pub demo: bool,
     pub workers: usize,
     pub keys: StaffKeys,
@@ -79,6 +86,7 @@ impl Settings {
         Self {
             listen: args.listen,
             data_dir: args.data_dir,
+            redis_url: args.redis_url,
             demo: args.demo,
             workers: args.workers.unwrap_or(cpus).clamp(1, HTTP_WORKERS_MAX),
             keys: StaffKeys {

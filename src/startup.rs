@@ -15,7 +15,7 @@ use crate::catalog::Catalog;
 use crate::domain::{VenueDay, local_date};
 use crate::resident_index::ResidentIndex;
 use crate::settings::{CONNECTIONS_PER_WORKER_MAX, Settings};
-use crate::store::{EmbeddedStore, Store};
+use crate::store::{EmbeddedStore, RedisStore, Store};
 use crate::tokens::TokenKey;
 use crate::{demo, telemetry};
 
@@ -33,10 +33,16 @@ impl Application {
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<Self> {
         let mut banner = Vec::new();
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&settings.data_dir).with_context(|| {
+        let store: Arc<dyn Store> = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisStore::connect(url)
+                    .await
+                    .context("connecting to Redis (--redis-url)")?,
+            ),
+            None => Arc::new(EmbeddedStore::open(&settings.data_dir).with_context(|| {
                 format!("opening the store in {}", settings.data_dir.display())
-            })?);
+            })?),
+        };
         if settings.demo {
             let today = local_date(chrono::Utc::now());
             if demo::fill_if_empty(store.as_ref(), today)

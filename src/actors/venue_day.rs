@@ -19,7 +19,7 @@ use super::Shared;
 use super::messages::{Book, Cancel, ReplaceDayPlan};
 use crate::domain::{BookingError, DayPlanError, Reservation, VenueDay, VenueDayKey};
 use crate::resident_index::DoseClaim;
-use crate::store::{CommitError, ReservationBatch};
+use crate::store::{AbandonedBatch, CommitError, ReservationBatch};
 use crate::telemetry;
 
 /// Most messages queued in one venue-day's mailbox; beyond it the gateway
@@ -38,16 +38,20 @@ enum Pending {
 
 impl Pending {
     fn refuse_overloaded(self) {
+        self.refuse(BookingError::Overloaded, DayPlanError::Overloaded);
+    }
+
+    fn refuse(self, booking: BookingError, plan: DayPlanError) {
         // A requester that has gone away is not an error.
         match self {
             Pending::Book(m) => {
-                let _ = m.reply.send(Err(BookingError::Overloaded));
+                let _ = m.reply.send(Err(booking));
             }
             Pending::Cancel(m) => {
-                let _ = m.reply.send(Err(BookingError::Overloaded));
+                let _ = m.reply.send(Err(booking));
             }
             Pending::Plan(m) => {
-                let _ = m.reply.send(Err(DayPlanError::Overloaded));
+                let _ = m.reply.send(Err(plan));
             }
         }
     }
@@ -80,6 +84,13 @@ pub struct VenueDayActor {
     waiting: VecDeque<Pending>,
     /// A flush has been spawned and will run once the mailbox is drained.
     flush_scheduled: bool,
+    /// Fencing token from loading the day; every batch carries it.
+    owner_epoch: u64,
+    /// Sequence of the last batch sent under `owner_epoch`.
+    sequence: u64,
+    /// A batch whose commit outcome was unknown: it must be abandoned in the
+    /// store before anything else is decided.
+    abandoned: Option<AbandonedBatch>,
 }
 
 impl VenueDayActor {
@@ -91,6 +102,9 @@ impl VenueDayActor {
             day: None,
             waiting: VecDeque::new(),
             flush_scheduled: false,
+            owner_epoch: 0,
+            sequence: 0,
+            abandoned: None,
         }
     }
 
@@ -128,6 +142,10 @@ impl VenueDayActor {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
+        if self.abandoned.is_some() {
+            self.settle_abandoned(ctx);
+            return;
+        }
         if matches!(self.waiting.front(), Some(Pending::Plan(_))) {
             let Some(Pending::Plan(message)) = self.waiting.pop_front() else {
                 unreachable!("front was a plan")
@@ -196,8 +214,11 @@ impl VenueDayActor {
                 Decided::Cancelled { cancelled, .. } => cancelled.clone(),
             })
             .collect();
+        self.sequence += 1;
         let batch = ReservationBatch {
             venue_day: self.key.clone(),
+            owner_epoch: self.owner_epoch,
+            sequence: self.sequence,
             reservations,
         };
         let store = Arc::clone(&self.shared.store);
@@ -211,9 +232,17 @@ impl VenueDayActor {
                     metrics::histogram!(telemetry::COMMIT_DURATION_SECONDS, "store" => kind)
                         .record(started.elapsed().as_secs_f64());
                     metrics::histogram!(telemetry::COMMIT_BATCH_SIZE).record(size as f64);
+                    let fenced = matches!(result, Err(CommitError::Fenced));
                     act.finish_commit(result, decided);
                     act.publish();
-                    act.schedule_flush(ctx);
+                    if fenced {
+                        // Another process owns the day now: stop, so the next
+                        // request starts a fresh actor that reloads it.
+                        tracing::warn!(venue_day = %act.key, "venue-day fenced by another owner; actor stops");
+                        ctx.stop();
+                    } else {
+                        act.schedule_flush(ctx);
+                    }
                 }),
         );
     }
@@ -243,9 +272,16 @@ impl VenueDayActor {
             Err(error) => {
                 let answer = match &error {
                     CommitError::KillSwitchEngaged => BookingError::BookingClosed,
+                    CommitError::Fenced => BookingError::StoreUnavailable,
                     CommitError::Store(cause) => {
                         tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
                             "batch commit failed; undone in memory");
+                        BookingError::StoreUnavailable
+                    }
+                    CommitError::Uncertain(cause) => {
+                        tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
+                            "batch commit outcome unknown; undone in memory, to be abandoned in the store");
+                        self.abandoned = Some(self.abandoned_batch(&decided));
                         BookingError::StoreUnavailable
                     }
                 };
@@ -266,6 +302,52 @@ impl VenueDayActor {
                 }
             }
         }
+    }
+
+    /// What the store must make never-applied of an uncertain batch.
+    fn abandoned_batch(&self, decided: &[Decided]) -> AbandonedBatch {
+        let mut created = Vec::new();
+        let mut previous = Vec::new();
+        for decision in decided {
+            match decision {
+                Decided::Booked { reservation, .. } => created.push(reservation.id),
+                Decided::Cancelled { before, .. } => previous.push(before.clone()),
+            }
+        }
+        AbandonedBatch {
+            venue_day: self.key.clone(),
+            owner_epoch: self.owner_epoch,
+            sequence: self.sequence,
+            created,
+            previous,
+        }
+    }
+
+    /// Abandons the uncertain batch before anything else is decided. Until the
+    /// store confirms, waiting requests are answered `503` at once.
+    fn settle_abandoned(&mut self, ctx: &mut Context<Self>) {
+        let Some(batch) = self.abandoned.take() else {
+            return;
+        };
+        let store = Arc::clone(&self.shared.store);
+        let retry = batch.clone();
+        ctx.wait(
+            async move { store.abandon_batch(batch).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(()) => {
+                        tracing::info!(venue_day = %act.key, "uncertain batch abandoned; committing again");
+                        act.schedule_flush(ctx);
+                    }
+                    Err(error) => {
+                        tracing::error!(venue_day = %act.key, error = %error, "store still unavailable");
+                        act.abandoned = Some(retry);
+                        for pending in act.waiting.drain(..) {
+                            pending.refuse(BookingError::StoreUnavailable, DayPlanError::StoreUnavailable);
+                        }
+                    }
+                }),
+        );
     }
 
     fn replace_plan(&mut self, message: ReplaceDayPlan, ctx: &mut Context<Self>) {
@@ -312,6 +394,7 @@ impl Actor for VenueDayActor {
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok(stored) => {
+                        act.owner_epoch = stored.owner_epoch;
                         act.day = Some(VenueDay::restore(
                             act.key.clone(),
                             stored.plan,

@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay,
+    AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError,
+    StoredVenueDay,
 };
 use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date};
 
@@ -111,8 +112,10 @@ impl EmbeddedStore {
         match self.write(op).await {
             Ok(outcome) => Ok(outcome),
             Err(CommitError::Store(e)) => Err(e),
-            Err(CommitError::KillSwitchEngaged) => {
-                unreachable!("only reservation batches are checked against the kill switch")
+            Err(
+                CommitError::KillSwitchEngaged | CommitError::Fenced | CommitError::Uncertain(_),
+            ) => {
+                unreachable!("only reservation batches are refused, and never uncertainly")
             }
         }
     }
@@ -355,7 +358,11 @@ impl Store for EmbeddedStore {
                     .ok_or_else(|| StoreError::Corrupt("indexed reservation missing".into()))?;
                 reservations.push(decode(bytes.value(), "reservation")?);
             }
-            Ok(StoredVenueDay { plan, reservations })
+            Ok(StoredVenueDay {
+                plan,
+                reservations,
+                owner_epoch: 0,
+            })
         })
         .await
     }
@@ -368,6 +375,11 @@ impl Store for EmbeddedStore {
 
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
         self.write(WriteOp::Reservations(batch)).await.map(|_| ())
+    }
+
+    /// A redb commit either happened or did not: never uncertain.
+    async fn abandon_batch(&self, _batch: AbandonedBatch) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {

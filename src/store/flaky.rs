@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset};
 
 use super::{
-    AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay,
+    AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError,
+    StoredVenueDay,
 };
 use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey};
 
@@ -58,6 +59,9 @@ impl<S: Store> Store for FlakyStore<S> {
             return Err(StoreError::Unavailable("injected commit failure".into()).into());
         }
         self.inner.commit_reservations(batch).await
+    }
+    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), StoreError> {
+        self.inner.abandon_batch(batch).await
     }
     async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
         self.inner.put_residents(residents).await

@@ -7,8 +7,10 @@
 mod embedded;
 #[cfg(test)]
 pub mod flaky;
+mod redis;
 
 pub use embedded::EmbeddedStore;
+pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore};
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset};
@@ -26,13 +28,23 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Why a reservation batch was not committed. Nothing of it was written.
+/// Why a reservation batch was not committed.
 #[derive(Debug, Error)]
 pub enum CommitError {
+    /// Refused: nothing was written.
     #[error("the kill switch is engaged")]
     KillSwitchEngaged,
+    /// Refused: another process owns this venue-day now; nothing was written.
+    #[error("another process owns this venue-day")]
+    Fenced,
+    /// Nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The outcome is unknown (e.g. the connection broke after sending): the
+    /// batch may have been applied. The caller must `abandon_batch` it before
+    /// committing anything else for that venue-day.
+    #[error("outcome unknown: {0}")]
+    Uncertain(StoreError),
 }
 
 /// The global kill switch as stored and as `GET /v1/admin/kill-switch` shows it.
@@ -55,17 +67,37 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
-/// What the store holds of one venue-day.
+/// What the store holds of one venue-day, and the loader's ownership of it.
 pub struct StoredVenueDay {
     pub plan: Option<DayPlan>,
     pub reservations: Vec<Reservation>,
+    /// Fencing token: loading takes ownership of the venue-day; a commit with
+    /// an older epoch is refused (`CommitError::Fenced`). Always 0 where one
+    /// process owns the whole store (embedded).
+    pub owner_epoch: u64,
 }
 
 /// The decisions of one venue-day's batch: whole reservation records, new or
-/// changed. Committed all together or not at all.
+/// changed. Committed all together or not at all; committing the same batch
+/// (same epoch and sequence) again is a no-op.
 pub struct ReservationBatch {
     pub venue_day: VenueDayKey,
+    pub owner_epoch: u64,
+    /// Increases by one per batch of this owner.
+    pub sequence: u64,
     pub reservations: Vec<Reservation>,
+}
+
+/// A batch whose commit outcome was unknown, to be made never-applied.
+#[derive(Clone)]
+pub struct AbandonedBatch {
+    pub venue_day: VenueDayKey,
+    pub owner_epoch: u64,
+    pub sequence: u64,
+    /// Reservations the batch created: removed if it was applied.
+    pub created: Vec<crate::domain::ReservationId>,
+    /// The records the batch changed, as they were before: put back if it was applied.
+    pub previous: Vec<Reservation>,
 }
 
 #[async_trait]
@@ -86,8 +118,12 @@ pub trait Store: Send + Sync + 'static {
     async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError>;
 
     /// Commits one venue-day's batch atomically, refusing all of it when the
-    /// kill switch is engaged at commit time.
+    /// kill switch is engaged at commit time or the epoch is stale.
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError>;
+
+    /// After `CommitError::Uncertain`: makes sure the batch is not applied and
+    /// never will be (reverting it if it was). `Ok` only when that is certain.
+    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), StoreError>;
 
     /// Inserts or replaces residents (by ticket number), all in one transaction.
     async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError>;

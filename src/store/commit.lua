@@ -1,0 +1,23 @@
+-- Commit one venue-day's batch, all or nothing, in one atomic script call.
+-- KEYS[1] the venue-day's partition kill-switch flag ("1" = engaged)
+-- KEYS[2] the venue-day's owner epoch (fencing token)
+-- KEYS[3] the last batch sequence applied under that epoch
+-- KEYS[4] the venue-day's reservations hash (id -> JSON)
+-- ARGV[1] epoch, ARGV[2] sequence, then id, JSON pairs.
+-- Checks come first and nothing is written unless all pass.
+if redis.call('GET', KEYS[1]) == '1' then
+  return 'KILL_SWITCH'
+end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 'FENCED'
+end
+local applied = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[2]) <= applied then
+  -- This batch (or a later one) is already applied: a retry is a no-op.
+  return 'OK'
+end
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+end
+redis.call('SET', KEYS[3], ARGV[2])
+return 'OK'

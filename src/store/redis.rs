@@ -1,0 +1,456 @@
+//! The Redis store, for real launches: AOF with `appendfsync always` makes a
+//! script's writes durable before Redis replies.
+//!
+//! One `ConnectionManager` (multiplexed, reconnecting) is built at start and
+//! cloned per call; every call has a time limit, so an unreachable Redis is a
+//! fast `503`, never a hang.
+//!
+//! Key layout (see ARCHITECTURE.md): a venue-day's keys and its partition's
+//! kill-switch flag share one hash tag `{vx<N>}`, so its batch is one Lua call
+//! on one Redis Cluster shard. The kill switch is written to every
+//! partition's flag in one `MULTI` before the `PUT` returns.
+
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{AsyncCommands, Client, RedisError, Script, Value};
+use async_trait::async_trait;
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError,
+    StoredVenueDay,
+};
+use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date};
+
+/// Venue-days are spread over this many hash tags, each with its own copy of
+/// the kill-switch flag that its commit script checks.
+pub const KILL_SWITCH_PARTITIONS: u32 = 64;
+/// Longest wait for one Redis call before it counts as failed.
+pub const REDIS_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait to (re)connect.
+pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Fields fetched per `HSCAN` page when loading at start.
+pub const REDIS_SCAN_PAGE: usize = 5_000;
+
+const VENUES: &str = "vaxslot:venues";
+const DAYS: &str = "vaxslot:days";
+const RESIDENTS: &str = "vaxslot:residents";
+const KILL_SWITCH: &str = "vaxslot:kill_switch";
+const AUDIT: &str = "vaxslot:audit";
+
+pub struct RedisStore {
+    connection: ConnectionManager,
+    commit: Script,
+    take_ownership: Script,
+    abandon: Script,
+}
+
+/// The keys of one venue-day, all under its partition's hash tag.
+struct VenueDayKeys {
+    kill_switch: String,
+    owner: String,
+    applied: String,
+    reservations: String,
+}
+
+fn partition_of(day: &str) -> u32 {
+    // FNV-1a: stable across processes and versions, unlike std's hasher.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in day.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % KILL_SWITCH_PARTITIONS
+}
+
+fn partition_flag(partition: u32) -> String {
+    format!("vaxslot:{{vx{partition}}}:kill_switch")
+}
+
+fn day_field(key: &VenueDayKey) -> String {
+    format!("{}/{}", key.venue_id, key.date)
+}
+
+impl VenueDayKeys {
+    fn of(key: &VenueDayKey) -> Self {
+        let day = day_field(key);
+        let partition = partition_of(&day);
+        let prefix = format!("vaxslot:{{vx{partition}}}:day:{day}");
+        Self {
+            kill_switch: partition_flag(partition),
+            owner: format!("{prefix}:owner"),
+            applied: format!("{prefix}:applied"),
+            reservations: format!("{prefix}:reservations"),
+        }
+    }
+}
+
+fn unavailable(error: RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {error}"))
+}
+
+fn encode<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records always serialise")
+}
+
+fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn parse_day_field(text: &str) -> Result<VenueDayKey, StoreError> {
+    let corrupt = || StoreError::Corrupt("venue-day field".into());
+    let (venue, date) = text.split_once('/').ok_or_else(corrupt)?;
+    Ok(VenueDayKey {
+        venue_id: VenueId::parse(venue).map_err(|_| corrupt())?,
+        date: parse_date(date).map_err(|_| corrupt())?,
+    })
+}
+
+/// Runs one Redis call under `REDIS_CALL_TIMEOUT`.
+async fn limited<T>(
+    call: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, RedisError> {
+    match tokio::time::timeout(REDIS_CALL_TIMEOUT, call).await {
+        Ok(result) => result,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "redis call timed out",
+        ))),
+    }
+}
+
+impl RedisStore {
+    /// Connects once; the connection then reconnects by itself.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+            .set_response_timeout(Some(REDIS_CALL_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = limited(client.get_connection_manager_with_config(config))
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            connection,
+            commit: Script::new(include_str!("commit.lua")),
+            take_ownership: Script::new(include_str!("take_ownership.lua")),
+            abandon: Script::new(include_str!("abandon.lua")),
+        })
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// Every field of a hash, page by page.
+    async fn scan_hash(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut connection = self.connection();
+        let mut cursor: u64 = 0;
+        let mut all = Vec::new();
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = limited(
+                ::redis::cmd("HSCAN")
+                    .arg(key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(REDIS_SCAN_PAGE)
+                    .query_async(&mut connection),
+            )
+            .await
+            .map_err(unavailable)?;
+            all.extend(page);
+            if next == 0 {
+                return Ok(all);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn reservations_of_day(&self, key: &VenueDayKey) -> Result<Vec<Reservation>, StoreError> {
+        let pairs = self.scan_hash(&VenueDayKeys::of(key).reservations).await?;
+        pairs
+            .iter()
+            .map(|(_, json)| decode(json, "reservation"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let _: String = limited(::redis::cmd("PING").query_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn load_venues(&self) -> Result<Vec<Venue>, StoreError> {
+        let pairs = self.scan_hash(VENUES).await?;
+        pairs
+            .iter()
+            .map(|(_, json)| decode(json, "venue"))
+            .collect()
+    }
+
+    async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError> {
+        let mut connection = self.connection();
+        let added: i64 = limited(connection.hset(VENUES, venue.id.as_str(), encode(&venue)))
+            .await
+            .map_err(unavailable)?;
+        Ok(added == 1)
+    }
+
+    async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError> {
+        let pairs = self.scan_hash(DAYS).await?;
+        pairs
+            .iter()
+            .map(|(field, json)| Ok((parse_day_field(field)?, decode(json, "day plan")?)))
+            .collect()
+    }
+
+    async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError> {
+        let keys = VenueDayKeys::of(&key);
+        let mut connection = self.connection();
+        let plan: Option<String> = limited(connection.hget(DAYS, day_field(&key)))
+            .await
+            .map_err(unavailable)?;
+        let reply: Vec<Value> = limited(
+            self.take_ownership
+                .key(&keys.owner)
+                .key(&keys.applied)
+                .key(&keys.reservations)
+                .invoke_async(&mut connection),
+        )
+        .await
+        .map_err(unavailable)?;
+        let mut values = reply.into_iter();
+        let owner_epoch = match values.next() {
+            Some(Value::Int(epoch)) => {
+                u64::try_from(epoch).map_err(|_| StoreError::Corrupt("owner epoch".into()))?
+            }
+            _ => return Err(StoreError::Corrupt("owner epoch".into())),
+        };
+        let mut reservations = Vec::new();
+        while let (Some(_id), Some(json)) = (values.next(), values.next()) {
+            let json: String = ::redis::from_redis_value(json)
+                .map_err(|e| StoreError::Corrupt(format!("reservation: {e}")))?;
+            reservations.push(decode(&json, "reservation")?);
+        }
+        Ok(StoredVenueDay {
+            plan: plan.map(|json| decode(&json, "day plan")).transpose()?,
+            reservations,
+            owner_epoch,
+        })
+    }
+
+    async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let _: i64 = limited(connection.hset(DAYS, day_field(&key), encode(&plan)))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
+        let keys = VenueDayKeys::of(&batch.venue_day);
+        let mut invocation = self.commit.prepare_invoke();
+        invocation
+            .key(&keys.kill_switch)
+            .key(&keys.owner)
+            .key(&keys.applied)
+            .key(&keys.reservations)
+            .arg(batch.owner_epoch)
+            .arg(batch.sequence);
+        for reservation in &batch.reservations {
+            invocation
+                .arg(reservation.id.to_string())
+                .arg(encode(reservation));
+        }
+        let mut connection = self.connection();
+        match limited(invocation.invoke_async::<String>(&mut connection)).await {
+            Ok(answer) => match answer.as_str() {
+                "OK" => Ok(()),
+                "KILL_SWITCH" => Err(CommitError::KillSwitchEngaged),
+                "FENCED" => Err(CommitError::Fenced),
+                other => Err(CommitError::Uncertain(StoreError::Corrupt(format!(
+                    "unexpected commit answer {other}"
+                )))),
+            },
+            // Refused before anything was sent: certainly not applied.
+            Err(error) if error.is_connection_refusal() => {
+                Err(CommitError::Store(unavailable(error)))
+            }
+            // Sent, or maybe sent: the outcome is unknown.
+            Err(error) => Err(CommitError::Uncertain(unavailable(error))),
+        }
+    }
+
+    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), StoreError> {
+        let keys = VenueDayKeys::of(&batch.venue_day);
+        let mut invocation = self.abandon.prepare_invoke();
+        invocation
+            .key(&keys.owner)
+            .key(&keys.applied)
+            .key(&keys.reservations)
+            .arg(batch.owner_epoch)
+            .arg(batch.sequence)
+            .arg(batch.created.len());
+        for id in &batch.created {
+            invocation.arg(id.to_string());
+        }
+        for reservation in &batch.previous {
+            invocation
+                .arg(reservation.id.to_string())
+                .arg(encode(reservation));
+        }
+        let mut connection = self.connection();
+        let answer: String = limited(invocation.invoke_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        match answer.as_str() {
+            "OK" => Ok(()),
+            _ => Err(StoreError::Unavailable(
+                "another process owns this venue-day; its owner reloaded it".into(),
+            )),
+        }
+    }
+
+    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
+        if residents.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<(String, String)> = residents
+            .iter()
+            .map(|r| (r.ticket_number.expose().to_owned(), encode(r)))
+            .collect();
+        let mut connection = self.connection();
+        let _: i64 = limited(connection.hset_multiple(RESIDENTS, &fields))
+            .await
+            .map_err(unavailable)
+            .map(|()| 0)?;
+        Ok(())
+    }
+
+    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
+        let pairs = self.scan_hash(RESIDENTS).await?;
+        pairs
+            .iter()
+            .map(|(_, json)| decode(json, "resident"))
+            .collect()
+    }
+
+    async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        let mut all = Vec::new();
+        for (key, _) in self.load_day_plans().await? {
+            all.extend(self.reservations_of_day(&key).await?);
+        }
+        Ok(all)
+    }
+
+    async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
+        let mut connection = self.connection();
+        let stored: Option<String> = limited(connection.get(KILL_SWITCH))
+            .await
+            .map_err(unavailable)?;
+        stored
+            .map(|json| decode(&json, "kill switch"))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn set_kill_switch(
+        &self,
+        state: KillSwitchState,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        let flag = if state.engaged { "1" } else { "0" };
+        let mut transaction = ::redis::pipe();
+        transaction.atomic();
+        transaction.set(KILL_SWITCH, encode(&state)).ignore();
+        transaction
+            .zadd(AUDIT, audit_member(&audit), audit.at.timestamp_micros())
+            .ignore();
+        for partition in 0..KILL_SWITCH_PARTITIONS {
+            transaction.set(partition_flag(partition), flag).ignore();
+        }
+        let mut connection = self.connection();
+        let () = limited(transaction.query_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let _: i64 =
+            limited(connection.zadd(AUDIT, audit_member(&entry), entry.at.timestamp_micros()))
+                .await
+                .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn read_audit(
+        &self,
+        since: DateTime<FixedOffset>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut connection = self.connection();
+        let members: Vec<String> = limited(
+            ::redis::cmd("ZRANGE")
+                .arg(AUDIT)
+                .arg(since.timestamp_micros())
+                .arg("+inf")
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query_async(&mut connection),
+        )
+        .await
+        .map_err(unavailable)?;
+        members
+            .iter()
+            .map(|member| {
+                let json = member
+                    .split_once(' ')
+                    .map_or(member.as_str(), |(_, json)| json);
+                decode(json, "audit entry")
+            })
+            .collect()
+    }
+}
+
+/// A unique sorted-set member: a random prefix, then the JSON entry.
+fn audit_member(entry: &AuditEntry) -> String {
+    format!("{:016x} {}", rand::random::<u64>(), encode(entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_venue_day_and_its_kill_switch_flag_share_one_hash_tag() {
+        let key = VenueDayKey {
+            venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
+            date: parse_date("2030-07-07").unwrap(),
+        };
+        let keys = VenueDayKeys::of(&key);
+        let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_owned();
+        assert_eq!(tag(&keys.kill_switch), tag(&keys.owner));
+        assert_eq!(tag(&keys.owner), tag(&keys.reservations));
+        assert_eq!(tag(&keys.applied), tag(&keys.reservations));
+        assert!(partition_of("nakano-sunplaza/2030-07-07") < KILL_SWITCH_PARTITIONS);
+        // Stable: the same venue-day always lands in the same partition.
+        assert_eq!(partition_of("a/2030-01-01"), partition_of("a/2030-01-01"));
+    }
+}
