@@ -44,6 +44,8 @@ fn commits(c: &mut Criterion) {
                 let store = Arc::clone(&store);
                 let batch = ReservationBatch {
                     venue_day: key.clone(),
+                    owner_epoch: 0,
+                    sequence: 0,
                     reservations: (0..size).map(|n| reservation(&key, n)).collect(),
                 };
                 async move { store.commit_reservations(batch).await.unwrap() }
