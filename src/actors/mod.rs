@@ -10,7 +10,9 @@ mod venue_day;
 
 pub use kill_switch::{KillSwitch, KillSwitchHandle};
 pub use registry::{ACTOR_ARBITERS_MAX, Registry, VenueDayHandle};
-pub use venue_day::{COMMIT_BATCH_MAX, VENUE_DAY_MAILBOX_MAX, VENUE_DAY_WAITING_MAX};
+pub use venue_day::{
+    ABANDON_RETRY_DELAY, COMMIT_BATCH_MAX, VENUE_DAY_MAILBOX_MAX, VENUE_DAY_WAITING_MAX,
+};
 
 use std::sync::Arc;
 

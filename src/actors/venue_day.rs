@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -29,6 +29,9 @@ pub const VENUE_DAY_MAILBOX_MAX: usize = 1024;
 pub const VENUE_DAY_WAITING_MAX: usize = 2048;
 /// Most decisions committed in one batch.
 pub const COMMIT_BATCH_MAX: usize = 512;
+/// How soon an uncertain batch's abandonment is tried (again) without waiting
+/// for a request, so a refused batch never stays applied.
+pub const ABANDON_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 enum Pending {
     Book(Book),
@@ -44,8 +47,10 @@ impl Pending {
     fn refuse(self, booking: BookingError, plan: DayPlanError) {
         // A requester that has gone away is not an error.
         match self {
-            Pending::Book(m) => {
-                let _ = m.reply.send(Err(booking));
+            Pending::Book(Book { claim, reply, .. }) => {
+                // Release the dose before answering, so a retry finds it free.
+                drop(claim);
+                let _ = reply.send(Err(booking));
             }
             Pending::Cancel(m) => {
                 let _ = m.reply.send(Err(booking));
@@ -173,8 +178,9 @@ impl VenueDayActor {
                             claim,
                             reply,
                         }),
-                        // Dropping the claim releases the dose.
                         Err(refusal) => {
+                            // Release the dose before answering, so a retry finds it free.
+                            drop(claim);
                             let _ = reply.send(Err(refusal));
                         }
                     }
@@ -234,7 +240,9 @@ impl VenueDayActor {
                     metrics::histogram!(telemetry::COMMIT_BATCH_SIZE).record(size as f64);
                     let fenced = matches!(result, Err(CommitError::Fenced));
                     act.finish_commit(result, decided);
-                    act.publish();
+                    if act.abandoned.is_some() {
+                        act.retry_abandon_later(ctx);
+                    }
                     if fenced {
                         // Another process owns the day now: stop, so the next
                         // request starts a fresh actor that reloads it.
@@ -247,7 +255,13 @@ impl VenueDayActor {
         );
     }
 
+    /// Applies a batch's outcome: memory and the resident index first, then
+    /// the published snapshot, and only then the answers, so that whoever gets
+    /// an answer sees its effect everywhere.
     fn finish_commit(&mut self, result: Result<(), CommitError>, decided: Vec<Decided>) {
+        type Reply = tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>;
+        let mut answers: Vec<(Reply, Result<Reservation, BookingError>)> =
+            Vec::with_capacity(decided.len());
         match result {
             Ok(()) => {
                 for decision in decided {
@@ -258,19 +272,19 @@ impl VenueDayActor {
                             reply,
                         } => {
                             claim.settle(reservation.clone());
-                            let _ = reply.send(Ok(reservation));
+                            answers.push((reply, Ok(reservation)));
                         }
                         Decided::Cancelled {
                             cancelled, reply, ..
                         } => {
                             self.shared.residents.record(cancelled.clone());
-                            let _ = reply.send(Ok(cancelled));
+                            answers.push((reply, Ok(cancelled)));
                         }
                     }
                 }
             }
             Err(error) => {
-                let answer = match &error {
+                let refusal = match &error {
                     CommitError::KillSwitchEngaged => BookingError::BookingClosed,
                     CommitError::Fenced => BookingError::StoreUnavailable,
                     CommitError::Store(cause) => {
@@ -289,18 +303,27 @@ impl VenueDayActor {
                 for decision in decided.into_iter().rev() {
                     match decision {
                         Decided::Booked {
-                            reservation, reply, ..
+                            reservation,
+                            claim,
+                            reply,
                         } => {
                             self.day().undo_booking(reservation.id);
-                            let _ = reply.send(Err(answer));
+                            // Released before answering, so a retry finds the dose free.
+                            drop(claim);
+                            answers.push((reply, Err(refusal)));
                         }
                         Decided::Cancelled { before, reply, .. } => {
                             self.day().undo_cancel(before);
-                            let _ = reply.send(Err(answer));
+                            answers.push((reply, Err(refusal)));
                         }
                     }
                 }
             }
+        }
+        self.publish();
+        for (reply, answer) in answers {
+            // A requester that has gone away is not an error.
+            let _ = reply.send(answer);
         }
     }
 
@@ -323,6 +346,14 @@ impl VenueDayActor {
         }
     }
 
+    fn retry_abandon_later(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(ABANDON_RETRY_DELAY, |act, ctx| {
+            if act.abandoned.is_some() {
+                act.settle_abandoned(ctx);
+            }
+        });
+    }
+
     /// Abandons the uncertain batch before anything else is decided. Until the
     /// store confirms, waiting requests are answered `503` at once.
     fn settle_abandoned(&mut self, ctx: &mut Context<Self>) {
@@ -342,6 +373,7 @@ impl VenueDayActor {
                     Err(error) => {
                         tracing::error!(venue_day = %act.key, error = %error, "store still unavailable");
                         act.abandoned = Some(retry);
+                        act.retry_abandon_later(ctx);
                         for pending in act.waiting.drain(..) {
                             pending.refuse(BookingError::StoreUnavailable, DayPlanError::StoreUnavailable);
                         }

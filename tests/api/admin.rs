@@ -3,11 +3,10 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{ADMIN_KEY, TestApp, future_date};
+use crate::helpers::{ADMIN_KEY, Backend, TestApp, future_date};
 
-#[tokio::test]
-async fn venues_are_created_then_replaced_and_listed() {
-    let app = TestApp::spawn().await;
+async fn venues_are_created_then_replaced_and_listed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let body = json!({"name": "中野サンプラザ", "kind": "mass", "booking": "central",
         "address": "中野4-1-1", "phone": "03-0000-0000", "vaccines": ["moderna"]});
     let path = "/v1/admin/venues/nakano-sunplaza";
@@ -28,9 +27,8 @@ async fn venues_are_created_then_replaced_and_listed() {
     assert_eq!(list["venues"][0]["vaccines"], json!(["moderna"]));
 }
 
-#[tokio::test]
-async fn days_may_grow_but_never_drop_booked_places() {
-    let app = TestApp::spawn().await;
+async fn days_may_grow_but_never_drop_booked_places(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 2), ("14:30", 2)])
         .await;
@@ -63,9 +61,8 @@ async fn days_may_grow_but_never_drop_booked_places() {
     );
 }
 
-#[tokio::test]
-async fn a_day_needs_a_known_venue_offering_its_vaccine() {
-    let app = TestApp::spawn().await;
+async fn a_day_needs_a_known_venue_offering_its_vaccine(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     let (status, body) = app.put_day("nowhere", &date, &[("14:00", 2)]).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
@@ -85,9 +82,8 @@ async fn a_day_needs_a_known_venue_offering_its_vaccine() {
     );
 }
 
-#[tokio::test]
-async fn restricted_days_are_hidden_and_need_their_code() {
-    let app = TestApp::spawn().await;
+async fn restricted_days_are_hidden_and_need_their_code(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.put_venue("nakano-sunplaza", "central", &["moderna"])
         .await;
@@ -143,9 +139,8 @@ async fn restricted_days_are_hidden_and_need_their_code() {
     assert_eq!(status, 201);
 }
 
-#[tokio::test]
-async fn direct_booking_venues_are_listed_but_not_bookable() {
-    let app = TestApp::spawn().await;
+async fn direct_booking_venues_are_listed_but_not_bookable(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.put_venue("clinic-direct", "direct", &["moderna"]).await;
     let (status, _) = app.put_day("clinic-direct", &date, &[("14:00", 2)]).await;
@@ -161,9 +156,8 @@ async fn direct_booking_venues_are_listed_but_not_bookable() {
     assert_eq!(listed["venues"][0]["booking"], "direct");
 }
 
-#[tokio::test]
-async fn import_reports_bad_records_and_stores_the_good_ones() {
-    let app = TestApp::spawn().await;
+async fn import_reports_bad_records_and_stores_the_good_ones(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let records = json!([
         {"ticket_number": "1311480001", "birth_date": "1950-04-01", "name": "中野 太郎",
          "email": "taro@example.jp", "phone": "0312345678", "high_risk": false,
@@ -233,9 +227,8 @@ async fn import_reports_bad_records_and_stores_the_good_ones() {
     assert_eq!(me["eligibility"]["next_dose"], 3);
 }
 
-#[tokio::test]
-async fn imported_data_survives_a_restart() {
-    let app = TestApp::spawn().await;
+async fn imported_data_survives_a_restart(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 3)]).await;
     app.import_residents(8_300_000_000, 1).await;
@@ -257,3 +250,13 @@ async fn imported_data_survives_a_restart() {
         booked["reservation_id"]
     );
 }
+
+on_both_stores!(
+    venues_are_created_then_replaced_and_listed,
+    days_may_grow_but_never_drop_booked_places,
+    a_day_needs_a_known_venue_offering_its_vaccine,
+    restricted_days_are_hidden_and_need_their_code,
+    direct_booking_venues_are_listed_but_not_bookable,
+    import_reports_bad_records_and_stores_the_good_ones,
+    imported_data_survives_a_restart,
+);

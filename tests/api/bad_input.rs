@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{ADMIN_KEY, STAFF_KEY, TestApp, future_date};
+use crate::helpers::{ADMIN_KEY, Backend, STAFF_KEY, TestApp, future_date};
 
 async fn raw(
     app: &TestApp,
@@ -45,9 +45,8 @@ type Case<'a> = (
     &'a str,
 );
 
-#[tokio::test]
-async fn every_kind_of_bad_input_gets_its_status_and_code() {
-    let app = TestApp::spawn().await;
+async fn every_kind_of_bad_input_gets_its_status_and_code(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
     app.import_residents(7_000_000_000, 1).await;
@@ -332,9 +331,8 @@ async fn every_kind_of_bad_input_gets_its_status_and_code() {
     }
 }
 
-#[tokio::test]
-async fn unknown_ticket_and_wrong_birth_date_are_answered_identically() {
-    let app = TestApp::spawn().await;
+async fn unknown_ticket_and_wrong_birth_date_are_answered_identically(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.import_residents(7_100_000_000, 1).await;
     let wrong = app
         .send(
@@ -356,9 +354,8 @@ async fn unknown_ticket_and_wrong_birth_date_are_answered_identically() {
     assert_eq!(wrong.0, 401);
 }
 
-#[tokio::test]
-async fn an_import_over_16_mib_is_refused_whole() {
-    let app = TestApp::spawn().await;
+async fn an_import_over_16_mib_is_refused_whole(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let big = vec![b' '; 16 * 1024 * 1024 + 1];
     let (status, _, body) = raw(
         &app,
@@ -376,3 +373,9 @@ async fn an_import_over_16_mib_is_refused_whole() {
     let (status, _) = app.send(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, 200);
 }
+
+on_both_stores!(
+    every_kind_of_bad_input_gets_its_status_and_code,
+    unknown_ticket_and_wrong_birth_date_are_answered_identically,
+    an_import_over_16_mib_is_refused_whole,
+);

@@ -7,13 +7,12 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, future_date, stored_reservations};
+use crate::helpers::{Backend, TestApp, future_date};
 
-#[tokio::test]
-async fn a_slot_hammered_by_many_residents_gives_exactly_its_capacity() {
+async fn a_slot_hammered_by_many_residents_gives_exactly_its_capacity(backend: Backend) {
     const CAPACITY: u32 = 25;
     const RESIDENTS: u64 = 300;
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("nakano-sunplaza", &date, &[("10:30", CAPACITY)])
         .await;
@@ -57,7 +56,8 @@ async fn a_slot_hammered_by_many_residents_gives_exactly_its_capacity() {
     // What the store holds is exactly what was answered 201.
     let mut app = app;
     app.kill().await;
-    let stored: HashSet<String> = stored_reservations(&app.store_dir())
+    let stored: HashSet<String> = app
+        .stored_reservations()
         .await
         .iter()
         .map(|r| r.id.to_string())
@@ -65,9 +65,8 @@ async fn a_slot_hammered_by_many_residents_gives_exactly_its_capacity() {
     assert_eq!(stored, ids.iter().map(|s| s.to_string()).collect());
 }
 
-#[tokio::test]
-async fn one_active_reservation_per_dose_and_the_default_dose_is_the_next_one() {
-    let app = TestApp::spawn().await;
+async fn one_active_reservation_per_dose_and_the_default_dose_is_the_next_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 5), ("14:30", 5)])
         .await;
@@ -126,9 +125,8 @@ async fn one_active_reservation_per_dose_and_the_default_dose_is_the_next_one() 
     );
 }
 
-#[tokio::test]
-async fn cancelling_frees_the_place_and_only_once() {
-    let app = TestApp::spawn().await;
+async fn cancelling_frees_the_place_and_only_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-002", &date, &[("14:00", 1)]).await;
     app.import_residents(3_000_000_000, 2).await;
@@ -168,12 +166,11 @@ async fn cancelling_frees_the_place_and_only_once() {
     assert_eq!((status, again["dose"].as_u64()), (201, Some(1)));
 }
 
-#[tokio::test]
-async fn many_venue_days_book_in_parallel_without_oversell() {
+async fn many_venue_days_book_in_parallel_without_oversell(backend: Backend) {
     const DAYS: usize = 8;
     const CAPACITY: u32 = 10;
     const RESIDENTS: u64 = 200;
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     for d in 0..DAYS {
         app.venue_day(&format!("clinic-{d:03}"), &date, &[("14:00", CAPACITY)])
@@ -198,3 +195,10 @@ async fn many_venue_days_book_in_parallel_without_oversell() {
         assert_eq!(app.slots(&format!("clinic-{d:03}"), &date).await[0].2, 0);
     }
 }
+
+on_both_stores!(
+    a_slot_hammered_by_many_residents_gives_exactly_its_capacity,
+    one_active_reservation_per_dose_and_the_default_dose_is_the_next_one,
+    cancelling_frees_the_place_and_only_once,
+    many_venue_days_book_in_parallel_without_oversell,
+);

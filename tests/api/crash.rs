@@ -9,14 +9,13 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{SRE_KEY, TestApp, future_date, stored_reservations};
+use crate::helpers::{Backend, SRE_KEY, TestApp, future_date};
 
-#[tokio::test]
-async fn a_sigkill_mid_herd_loses_no_201_and_counters_match_the_store() {
+async fn a_sigkill_mid_herd_loses_no_201_and_counters_match_the_store(backend: Backend) {
     const DAYS: usize = 4;
     const CAPACITY: u32 = 150;
     const RESIDENTS: u64 = 1_200;
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     for d in 0..DAYS {
         app.venue_day(
@@ -127,7 +126,7 @@ async fn a_sigkill_mid_herd_loses_no_201_and_counters_match_the_store() {
     // …equal capacity minus what the store holds.
     let mut app = app;
     app.kill().await;
-    let stored = stored_reservations(&app.store_dir()).await;
+    let stored = app.stored_reservations().await;
     let stored_ids: HashSet<String> = stored.iter().map(|r| r.id.to_string()).collect();
     assert!(
         created.keys().all(|id| stored_ids.contains(id)),
@@ -155,9 +154,8 @@ async fn a_sigkill_mid_herd_loses_no_201_and_counters_match_the_store() {
     }
 }
 
-#[tokio::test]
-async fn an_engaged_switch_survives_a_sigkill() {
-    let app = TestApp::spawn().await;
+async fn an_engaged_switch_survives_a_sigkill(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
     app.import_residents(6_500_000_000, 1).await;
@@ -185,3 +183,8 @@ async fn an_engaged_switch_survives_a_sigkill() {
             .contains("vaxslot_kill_switch_engaged 1")
     );
 }
+
+on_both_stores!(
+    a_sigkill_mid_herd_loses_no_201_and_counters_match_the_store,
+    an_engaged_switch_survives_a_sigkill,
+);

@@ -1,10 +1,9 @@
 use reqwest::Method;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Backend, TestApp};
 
-#[tokio::test]
-async fn healthz_readyz_and_metrics_answer() {
-    let app = TestApp::spawn().await;
+async fn healthz_readyz_and_metrics_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app.send(Method::GET, "/healthz", None, None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     let (status, _) = app.send(Method::GET, "/readyz", None, None).await;
@@ -21,3 +20,5 @@ async fn healthz_readyz_and_metrics_answer() {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
 }
+
+on_both_stores!(healthz_readyz_and_metrics_answer,);

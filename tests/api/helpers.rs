@@ -1,7 +1,7 @@
 //! `TestApp`: the real `vaxslot` binary on a free loopback port with its own
 //! data dir, plus the calls the tests make through HTTP.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+pub use crate::redis_server::RedisServer;
 
 pub const ADMIN_KEY: &str = "test-admin-key";
 pub const SRE_KEY: &str = "test-sre-key";
@@ -23,9 +25,19 @@ const LOGIN_PARALLELISM: usize = 32;
 /// Longest a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Which store a test's server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis,
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
+    pub backend: Backend,
+    /// The test's own redis-server, with `Backend::Redis`.
+    pub redis: Option<RedisServer>,
     data_dir: Arc<TempDir>,
     child: Child,
     /// How many servers ran on this data dir before this one.
@@ -34,18 +46,51 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// A fresh server on an empty store.
-    pub async fn spawn() -> TestApp {
+    /// A fresh server on an empty store of the given kind.
+    pub async fn spawn(backend: Backend) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::spawn_on(dir, 0).await
+        let redis = match backend {
+            Backend::Embedded => None,
+            Backend::Redis => Some(RedisServer::start().await),
+        };
+        Self::spawn_on(dir, 0, backend, redis).await
     }
 
-    async fn spawn_on(data_dir: Arc<TempDir>, generation: u32) -> TestApp {
+    /// Another server process on the same store (Redis only: the embedded
+    /// store is one process's file).
+    pub async fn spawn_second(&self) -> TestApp {
+        let url = self.redis.as_ref().expect("a Redis-backed app").url();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start(dir, 0, Backend::Redis, None, Some(url)).await
+    }
+
+    async fn spawn_on(
+        data_dir: Arc<TempDir>,
+        generation: u32,
+        backend: Backend,
+        redis: Option<RedisServer>,
+    ) -> TestApp {
+        let url = redis.as_ref().map(RedisServer::url);
+        Self::start(data_dir, generation, backend, redis, url).await
+    }
+
+    async fn start(
+        data_dir: Arc<TempDir>,
+        generation: u32,
+        backend: Backend,
+        redis: Option<RedisServer>,
+        redis_url: Option<String>,
+    ) -> TestApp {
         let log_path = data_dir.path().join(format!("server-{generation}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vaxslot"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vaxslot"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path().join("store"))
+            .arg(data_dir.path().join("store"));
+        if let Some(url) = &redis_url {
+            command.args(["--redis-url", url]);
+        }
+        let mut child = command
             .env("VAXSLOT_ADMIN_KEY", ADMIN_KEY)
             .env("VAXSLOT_SRE_KEY", SRE_KEY)
             .env("VAXSLOT_STAFF_KEY", STAFF_KEY)
@@ -79,6 +124,8 @@ impl TestApp {
         TestApp {
             base,
             client,
+            backend,
+            redis,
             data_dir,
             child,
             generation,
@@ -86,8 +133,27 @@ impl TestApp {
         }
     }
 
-    pub fn store_dir(&self) -> PathBuf {
+    fn store_dir(&self) -> PathBuf {
         self.data_dir.path().join("store")
+    }
+
+    /// Every reservation the store holds. The embedded store is one process's
+    /// file: kill the server first.
+    pub async fn stored_reservations(&self) -> Vec<vaxslot::domain::Reservation> {
+        use vaxslot::store::Store;
+        match &self.redis {
+            Some(redis) => {
+                let store = vaxslot::store::RedisStore::connect(&redis.url())
+                    .await
+                    .expect("redis store connects");
+                store.load_reservations().await.expect("reservations load")
+            }
+            None => {
+                let store = vaxslot::store::EmbeddedStore::open(&self.store_dir())
+                    .expect("store opens (is the server still running?)");
+                store.load_reservations().await.expect("reservations load")
+            }
+        }
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -96,10 +162,17 @@ impl TestApp {
         self.child.wait().await.expect("reaped");
     }
 
-    /// SIGKILL, then a new server on the same data dir.
+    /// SIGKILL, then a new server on the same store.
     pub async fn crash_and_restart(mut self) -> TestApp {
         self.kill().await;
-        Self::spawn_on(Arc::clone(&self.data_dir), self.generation + 1).await
+        let redis = self.redis.take();
+        Self::spawn_on(
+            Arc::clone(&self.data_dir),
+            self.generation + 1,
+            self.backend,
+            redis,
+        )
+        .await
     }
 
     /// Everything the server wrote to stderr so far.
@@ -272,11 +345,4 @@ pub fn ticket(number: u64) -> String {
 /// A date `days` ahead of today in Tokyo, as `YYYY-MM-DD`.
 pub fn future_date(days: i64) -> String {
     (vaxslot::domain::local_date(chrono::Utc::now()) + chrono::Duration::days(days)).to_string()
-}
-
-/// Opens the store a killed server left behind and reads every reservation.
-pub async fn stored_reservations(store_dir: &Path) -> Vec<vaxslot::domain::Reservation> {
-    use vaxslot::store::Store;
-    let store = vaxslot::store::EmbeddedStore::open(store_dir).expect("store opens");
-    store.load_reservations().await.expect("reservations load")
 }

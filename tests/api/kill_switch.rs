@@ -9,7 +9,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{SRE_KEY, TestApp, future_date, stored_reservations};
+use crate::helpers::{Backend, SRE_KEY, TestApp, future_date};
 
 struct Answer {
     sent_at: Instant,
@@ -19,12 +19,13 @@ struct Answer {
     reservation_id: Option<String>,
 }
 
-#[tokio::test]
-async fn after_the_put_returns_every_booking_is_refused_and_the_store_holds_exactly_the_201s() {
+async fn after_the_put_returns_every_booking_is_refused_and_the_store_holds_exactly_the_201s(
+    backend: Backend,
+) {
     const DAYS: usize = 4;
     const RESIDENTS: u64 = 1_600;
     const CONNECTIONS: usize = 64;
-    let app = Arc::new(TestApp::spawn().await);
+    let app = Arc::new(TestApp::spawn(backend).await);
     let date = future_date(30);
     for d in 0..DAYS {
         app.venue_day(&format!("venue-{d}"), &date, &[("10:00", 1_000)])
@@ -134,7 +135,8 @@ async fn after_the_put_returns_every_booking_is_refused_and_the_store_holds_exac
     // The store holds exactly the 201s: none missing, none extra.
     let mut app = Arc::try_unwrap(app).ok().expect("herd released the app");
     app.kill().await;
-    let stored: HashSet<String> = stored_reservations(&app.store_dir())
+    let stored: HashSet<String> = app
+        .stored_reservations()
         .await
         .iter()
         .map(|r| r.id.to_string())
@@ -142,9 +144,8 @@ async fn after_the_put_returns_every_booking_is_refused_and_the_store_holds_exac
     assert_eq!(stored, created);
 }
 
-#[tokio::test]
-async fn reads_keep_working_and_release_reopens_booking() {
-    let app = TestApp::spawn().await;
+async fn reads_keep_working_and_release_reopens_booking(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
     app.import_residents(5_500_000_000, 2).await;
@@ -192,9 +193,8 @@ async fn reads_keep_working_and_release_reopens_booking() {
     assert_eq!(status, 201);
 }
 
-#[tokio::test]
-async fn only_sre_and_admin_may_touch_the_switch() {
-    let app = TestApp::spawn().await;
+async fn only_sre_and_admin_may_touch_the_switch(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.import_residents(5_600_000_000, 1).await;
     let resident = app.login(5_600_000_000).await;
     let body = json!({"engaged": true, "reason": "x"});
@@ -219,3 +219,9 @@ async fn only_sre_and_admin_may_touch_the_switch() {
         .await;
     assert_eq!((status, &answer["changed_by"]), (200, &json!("admin")));
 }
+
+on_both_stores!(
+    after_the_put_returns_every_booking_is_refused_and_the_store_holds_exactly_the_201s,
+    reads_keep_working_and_release_reopens_booking,
+    only_sre_and_admin_may_touch_the_switch,
+);

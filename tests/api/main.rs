@@ -1,7 +1,28 @@
 //! Integration tests: the real `vaxslot` binary, driven through HTTP on a
-//! random loopback port, one fresh data dir per test.
+//! random loopback port, one fresh store per test. Behavioural tests are
+//! written once and run on both stores.
+
+/// For each named `async fn(Backend)`, a module with one test per store.
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test]
+                async fn embedded() {
+                    super::$scenario(crate::helpers::Backend::Embedded).await
+                }
+
+                #[tokio::test]
+                async fn redis() {
+                    super::$scenario(crate::helpers::Backend::Redis).await
+                }
+            }
+        )*
+    };
+}
 
 mod helpers;
+mod redis_server;
 
 mod admin;
 mod bad_input;
@@ -9,3 +30,4 @@ mod booking;
 mod crash;
 mod health;
 mod kill_switch;
+mod redis_outage;

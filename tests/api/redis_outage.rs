@@ -1,0 +1,260 @@
+//! Redis going away and coming back, and a second process with a stale
+//! fencing token: the same guarantees hold, and vaxslot recovers by itself.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp, future_date};
+
+/// How fast an answer must come while Redis is down.
+const OUTAGE_ANSWER_MAX: Duration = Duration::from_secs(5);
+/// How long vaxslot may take to recover once Redis is back.
+const RECOVERY_MAX: Duration = Duration::from_secs(15);
+
+/// Polls until the store holds exactly `expected`, for up to `RECOVERY_MAX`
+/// (an uncertain batch is abandoned shortly after Redis returns).
+async fn assert_store_settles_to(app: &TestApp, expected: &HashSet<String>) {
+    let deadline = Instant::now() + RECOVERY_MAX;
+    loop {
+        let stored: HashSet<String> = app
+            .stored_reservations()
+            .await
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
+        if &stored == expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<_> = expected.difference(&stored).collect();
+            let extra: Vec<_> = stored.difference(expected).collect();
+            panic!("store != 201s: missing {missing:?}, extra {extra:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_stopped_means_fast_503s_and_not_ready_then_recovery_by_itself() {
+    let mut app = TestApp::spawn(Backend::Redis).await;
+    let date = future_date(30);
+    app.venue_day("clinic-001", &date, &[("14:00", 50)]).await;
+    app.import_residents(9_000_000_000, 20).await;
+    let tokens = app.login_many(9_000_000_000, 20).await;
+    let (status, first) = app.book(&tokens[0], "clinic-001", &date, "14:00").await;
+    assert_eq!(status, 201, "{first}");
+
+    app.redis.as_mut().unwrap().kill().await;
+    let started = Instant::now();
+    let (status, body) = app.book(&tokens[1], "clinic-001", &date, "14:00").await;
+    assert!(
+        started.elapsed() < OUTAGE_ANSWER_MAX,
+        "answered in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    let started = Instant::now();
+    let (status, body) = app.send(Method::GET, "/readyz", None, None).await;
+    assert!(started.elapsed() < OUTAGE_ANSWER_MAX);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("store_unavailable"))
+    );
+    // Reads from memory keep working.
+    let (status, _) = app.send(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, 200);
+
+    app.redis.as_mut().unwrap().restart().await;
+    let deadline = Instant::now() + RECOVERY_MAX;
+    let mut created = HashSet::from([first["reservation_id"].as_str().unwrap().to_owned()]);
+    loop {
+        let (status, body) = app.book(&tokens[2], "clinic-001", &date, "14:00").await;
+        if status == 201 {
+            created.insert(body["reservation_id"].as_str().unwrap().to_owned());
+            break;
+        }
+        assert_eq!(body["code"], "store_unavailable", "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, 200);
+    // Nothing half-written: the refused booking is not there.
+    assert_store_settles_to(&app, &created).await;
+    let used: u64 = app
+        .slots("clinic-001", &date)
+        .await
+        .iter()
+        .map(|(_, c, r)| c - r)
+        .sum();
+    assert_eq!(used, created.len() as u64);
+}
+
+#[tokio::test]
+async fn a_sigkilled_redis_restarted_from_its_aof_keeps_every_201_and_nothing_else() {
+    const DAYS: usize = 4;
+    const RESIDENTS: u64 = 1_200;
+    let app = Arc::new(tokio::sync::Mutex::new(
+        TestApp::spawn(Backend::Redis).await,
+    ));
+    let date = future_date(30);
+    let (base, client) = {
+        let app = app.lock().await;
+        for d in 0..DAYS {
+            app.venue_day(&format!("venue-{d}"), &date, &[("10:00", 1_000)])
+                .await;
+        }
+        app.import_residents(9_100_000_000, RESIDENTS).await;
+        (app.base.clone(), app.client.clone())
+    };
+    let tokens = app.lock().await.login_many(9_100_000_000, RESIDENTS).await;
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let herd = {
+        let (done, date) = (Arc::clone(&done), date.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(tokens.into_iter().enumerate())
+                .map(|(i, token)| {
+                    let (client, base, done, date) = (
+                        client.clone(),
+                        base.clone(),
+                        Arc::clone(&done),
+                        date.clone(),
+                    );
+                    async move {
+                        let response = client
+                            .post(format!("{base}/v1/reservations"))
+                            .bearer_auth(&token)
+                            .json(&json!({"venue_id": format!("venue-{}", i % DAYS),
+                                "date": date, "time": "10:00"}))
+                            .send()
+                            .await
+                            .expect("vaxslot itself stays up");
+                        let status = response.status().as_u16();
+                        let body: serde_json::Value = response.json().await.expect("json");
+                        done.fetch_add(1, Ordering::SeqCst);
+                        // Pace the herd so that it spans the outage.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        (status, body)
+                    }
+                })
+                .buffer_unordered(32)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+    // Three outages, each one a SIGKILL mid-commit for some batches: the
+    // more often Redis dies between applying a script and replying, the more
+    // surely an applied-but-refused batch would show.
+    for quarter in 1..=3u64 {
+        while done.load(Ordering::SeqCst) < (RESIDENTS * quarter / 4) as usize {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut app = app.lock().await;
+        let redis = app.redis.as_mut().unwrap();
+        redis.kill().await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        redis.restart().await;
+    }
+    let answers = herd.await.expect("herd finishes");
+
+    let created: HashSet<String> = answers
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, body)| body["reservation_id"].as_str().unwrap().to_owned())
+        .collect();
+    let refused = answers.iter().filter(|(status, _)| *status == 503).count();
+    for (status, body) in &answers {
+        assert!(
+            *status == 201 || body["code"] == "store_unavailable",
+            "only 201 or store_unavailable: {status} {body}"
+        );
+    }
+    assert!(refused > 0, "the outage was seen");
+    assert!(
+        created.len() > RESIDENTS as usize / 3,
+        "bookings resumed after Redis returned"
+    );
+
+    let app = Arc::try_unwrap(app)
+        .ok()
+        .expect("herd released the app")
+        .into_inner();
+    assert_store_settles_to(&app, &created).await;
+    // vaxslot reconnected by itself, and its counters match the store.
+    let mut used = 0;
+    for d in 0..DAYS {
+        used += app
+            .slots(&format!("venue-{d}"), &date)
+            .await
+            .iter()
+            .map(|(_, c, r)| c - r)
+            .sum::<u64>();
+    }
+    assert_eq!(used, created.len() as u64);
+    let app = app.crash_and_restart().await;
+    let mut used_after_restart = 0;
+    for d in 0..DAYS {
+        used_after_restart += app
+            .slots(&format!("venue-{d}"), &date)
+            .await
+            .iter()
+            .map(|(_, c, r)| c - r)
+            .sum::<u64>();
+    }
+    assert_eq!(used_after_restart, created.len() as u64);
+}
+
+#[tokio::test]
+async fn a_second_process_with_a_stale_fencing_token_cannot_commit() {
+    let first = TestApp::spawn(Backend::Redis).await;
+    let date = future_date(30);
+    first.venue_day("clinic-001", &date, &[("14:00", 10)]).await;
+    first.import_residents(9_200_000_000, 3).await;
+    let second = first.spawn_second().await;
+
+    // The first process's actor takes the venue-day and books.
+    let alice = first.login(9_200_000_000).await;
+    let (status, a) = first.book(&alice, "clinic-001", &date, "14:00").await;
+    assert_eq!(status, 201, "{a}");
+    // The second process takes it over (a newer epoch) and books.
+    let bob = second.login(9_200_000_001).await;
+    let (status, b) = second.book(&bob, "clinic-001", &date, "14:00").await;
+    assert_eq!(status, 201, "{b}");
+    // The first process's token is stale now: its commit is refused.
+    let carol = first.login(9_200_000_002).await;
+    let (status, c) = first.book(&carol, "clinic-001", &date, "14:00").await;
+    assert_eq!(
+        (status, c["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{c}"
+    );
+
+    let stored: HashSet<String> = first
+        .stored_reservations()
+        .await
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    let expected: HashSet<String> = [&a, &b]
+        .iter()
+        .map(|r| r["reservation_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        stored, expected,
+        "nothing of the stale owner's batch was written"
+    );
+}
