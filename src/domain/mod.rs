@@ -1,6 +1,7 @@
 //! Pure types and rules. No IO, no actix, no redis, no clock: functions take
 //! `now`/`today` as arguments.
 
+mod eligibility;
 mod errors;
 mod ids;
 mod reservation;
@@ -8,6 +9,9 @@ mod resident;
 mod venue;
 mod venue_day;
 
+pub use eligibility::{
+    DoseRule, Interval, MinimumAge, PriorDose, TODAYS_RULES, TargetGroup, Wanted, age_on, birthday,
+};
 pub use errors::{BookingError, DayPlanError, DomainError, IneligibleReason};
 pub use ids::{
     DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS, TicketNumber,
