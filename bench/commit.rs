@@ -24,6 +24,7 @@ fn reservation(key: &VenueDayKey, n: u64) -> Reservation {
         channel: Channel::Web,
         created_at: now,
         updated_at: now,
+        idempotency: None,
     }
 }
 

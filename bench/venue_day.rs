@@ -29,6 +29,7 @@ fn decisions(c: &mut Criterion) {
         access_code: None,
         channel: Channel::Web,
         now: chrono::Utc::now().fixed_offset(),
+        idempotency: None,
     };
     let mut group = c.benchmark_group("venue_day");
     group.throughput(Throughput::Elements(1));

@@ -89,7 +89,12 @@ impl Application {
         }
         let resident_count = residents.len();
         let reservation_count = reservations.len();
-        let residents = Arc::new(ResidentIndex::load(tokens.clone(), residents, reservations));
+        let residents = Arc::new(ResidentIndex::load(
+            tokens.clone(),
+            residents,
+            reservations,
+            chrono::Utc::now().fixed_offset(),
+        ));
 
         let kill_switch_state = store
             .load_kill_switch()

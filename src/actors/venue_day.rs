@@ -476,13 +476,22 @@ mod tests {
         BookingError, BookingRequest, Channel, DayPlan, Dose, SlotPlan, SlotTime, TicketNumber,
         Vaccine, VenueDayKey, VenueId, municipality_offset, test_resident,
     };
-    use crate::resident_index::ResidentIndex;
+    use crate::resident_index::{ClaimRequest, ResidentIndex};
     use crate::store::flaky::FlakyStore;
     use crate::store::{AuditEntry, EmbeddedStore, KillSwitchState, Store};
     use crate::tokens::TokenKey;
 
     fn ticket(n: u8) -> TicketNumber {
         TicketNumber::parse(&format!("13114800{n:02}")).unwrap()
+    }
+
+    fn claim_request(slot_date: chrono::NaiveDate) -> ClaimRequest {
+        ClaimRequest {
+            dose: None,
+            vaccine: Vaccine::Moderna,
+            slot_date,
+            today: crate::domain::local_date(chrono::Utc::now()),
+        }
     }
 
     fn request(n: u8, dose: Dose) -> BookingRequest {
@@ -493,6 +502,7 @@ mod tests {
             access_code: None,
             channel: Channel::Web,
             now: chrono::Utc::now().with_timezone(&municipality_offset()),
+            idempotency: None,
         }
     }
 
@@ -528,7 +538,9 @@ mod tests {
 
         // The store fails: 503, the place is given back, the dose released.
         store.set_failing(true);
-        let claim = residents.claim(&ticket(1), None).unwrap();
+        let claim = residents
+            .claim(&ticket(1), &claim_request(key.date))
+            .unwrap();
         let answer = handle.book(request(1, claim.dose()), claim).await;
         assert_eq!(answer.err(), Some(BookingError::StoreUnavailable));
         assert_eq!(remaining(), 1);
@@ -536,7 +548,9 @@ mod tests {
 
         // The store is back: the same resident books the same dose.
         store.set_failing(false);
-        let claim = residents.claim(&ticket(1), None).unwrap();
+        let claim = residents
+            .claim(&ticket(1), &claim_request(key.date))
+            .unwrap();
         assert_eq!(claim.dose(), Dose::FIRST, "the failed claim was released");
         let booked = handle.book(request(1, claim.dose()), claim).await.unwrap();
         assert_eq!(remaining(), 0);

@@ -43,7 +43,9 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         let retry_after_s = match code {
             "booking_closed" => Some(RETRY_AFTER_BOOKING_CLOSED_S),
-            "overloaded" => Some(RETRY_AFTER_OVERLOADED_S),
+            "overloaded" | "change_in_progress" | "idempotency_key_in_use" => {
+                Some(RETRY_AFTER_OVERLOADED_S)
+            }
             "store_unavailable" => Some(RETRY_AFTER_STORE_UNAVAILABLE_S),
             _ => None,
         };
@@ -58,6 +60,20 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         self.code
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Sets the `Retry-After` header, in seconds.
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 
     pub fn unauthorized() -> Self {
@@ -149,10 +165,14 @@ fn title(code: &str) -> &'static str {
         "access_code_invalid" => "Access code invalid",
         "not_eligible" => "Not eligible",
         "not_cancellable" => "Reservation cannot be cancelled",
+        "change_in_progress" => "Another change is in progress",
         "booking_closed" => "Booking is closed",
         "overloaded" => "Too busy, retry shortly",
         "store_unavailable" => "Storage unavailable",
         "capacity_below_booked" => "Capacity below booked",
+        "idempotency_key_in_use" => "Idempotency key in use",
+        "idempotency_key_reused" => "Idempotency key reused",
+        "too_many_attempts" => "Too many attempts",
         "too_many_venues" => "Too many venues",
         "internal_error" => "Internal error",
         _ => "Invalid field",
@@ -176,7 +196,8 @@ impl From<BookingError> for ApiError {
             BookingError::SlotFull
             | BookingError::AlreadyReserved
             | BookingError::DirectBookingVenue
-            | BookingError::NotCancellable => StatusCode::CONFLICT,
+            | BookingError::NotCancellable
+            | BookingError::ChangeInProgress => StatusCode::CONFLICT,
             BookingError::AccessCodeInvalid => StatusCode::FORBIDDEN,
             BookingError::NotEligible(_) => StatusCode::UNPROCESSABLE_ENTITY,
             BookingError::BookingClosed
@@ -216,12 +237,9 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
+impl ApiError {
+    /// The problem document, as sent (for answers that are replayed).
+    pub fn body_bytes(&self) -> Vec<u8> {
         let body = ProblemBody {
             kind: "about:blank",
             title: title(self.code),
@@ -230,6 +248,16 @@ impl ResponseError for ApiError {
             detail: &self.detail,
             reason: self.reason,
         };
+        serde_json::to_vec(&body).expect("problem bodies serialise")
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         response.insert_header((
             header::CONTENT_TYPE,
@@ -241,6 +269,6 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED && self.code == "unauthorized" {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        response.body(serde_json::to_vec(&body).expect("problem bodies serialise"))
+        response.body(self.body_bytes())
     }
 }

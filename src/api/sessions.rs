@@ -8,7 +8,7 @@ use super::auth;
 use super::problem::ApiError;
 use super::views::{DoseRecordView, ReservationList};
 use super::{AppState, body};
-use crate::domain::{TicketNumber, Vaccine, local_date, next_open_dose, parse_date};
+use crate::domain::{TicketNumber, local_date, parse_date};
 use crate::telemetry;
 
 #[derive(Deserialize)]
@@ -91,17 +91,14 @@ pub async fn me(
         .resident(&ticket)
         .ok_or_else(ApiError::unauthorized)?;
     let reservations = state.residents.reservations_of(&ticket);
-    let reserved = reservations
-        .iter()
-        .filter(|r| r.status.is_active())
-        .map(|r| r.dose);
-    // The full eligibility table (intervals, ages, same vaccine) is applied in
-    // the resident-safety work; today this says which dose comes next.
-    let eligibility = next_open_dose(&resident, reserved).map(|dose| Eligibility {
-        next_dose: dose.number(),
-        vaccines: Vaccine::ALL.iter().map(|v| v.as_str()).collect(),
-        earliest_date: local_date(chrono::Utc::now()).to_string(),
-    });
+    let eligibility = state
+        .residents
+        .outlook(&ticket, local_date(chrono::Utc::now()))
+        .map(|outlook| Eligibility {
+            next_dose: outlook.next_dose.number(),
+            vaccines: outlook.vaccines.iter().map(|v| v.as_str()).collect(),
+            earliest_date: outlook.earliest_date.to_string(),
+        });
     Ok(HttpResponse::Ok().json(Profile {
         ticket_number: ticket.expose().to_owned(),
         name: resident.name.clone(),

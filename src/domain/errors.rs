@@ -68,6 +68,8 @@ pub enum BookingError {
     NotEligible(IneligibleReason),
     #[error("only booked reservations can be cancelled")]
     NotCancellable,
+    #[error("another booking or cancellation for this resident is in progress: retry shortly")]
+    ChangeInProgress,
     #[error("booking is closed for now")]
     BookingClosed,
     #[error("too many requests at once: please retry shortly")]
@@ -86,6 +88,7 @@ impl BookingError {
             Self::AccessCodeInvalid => "access_code_invalid",
             Self::NotEligible(_) => "not_eligible",
             Self::NotCancellable => "not_cancellable",
+            Self::ChangeInProgress => "change_in_progress",
             Self::BookingClosed => "booking_closed",
             Self::Overloaded => "overloaded",
             Self::StoreUnavailable => "store_unavailable",

@@ -11,13 +11,14 @@ mod venue_day;
 
 pub use eligibility::{
     DoseRule, Interval, MinimumAge, PriorDose, TODAYS_RULES, TargetGroup, Wanted, age_on, birthday,
+    check as check_eligibility, outlook as eligibility_outlook,
 };
 pub use errors::{BookingError, DayPlanError, DomainError, IneligibleReason};
 pub use ids::{
     DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS, TicketNumber,
     VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date,
 };
-pub use reservation::{Channel, Reservation, ReservationStatus};
+pub use reservation::{Channel, IdempotencyTag, Reservation, ReservationStatus};
 #[cfg(test)]
 pub use resident::test_resident;
 pub use resident::{DoseRecord, RESIDENT_TEXT_CHARS_MAX, Resident, next_open_dose};

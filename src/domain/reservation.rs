@@ -45,6 +45,15 @@ impl Channel {
     }
 }
 
+/// The `Idempotency-Key` a booking was made with, and a fingerprint of the
+/// request it came with: stored with the reservation, so a retry finds the
+/// first answer even after a restart.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyTag {
+    pub key: String,
+    pub fingerprint: u64,
+}
+
 /// Holds a ticket number, so no `Debug`: it must never reach a log line.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -59,6 +68,8 @@ pub struct Reservation {
     pub channel: Channel,
     pub created_at: DateTime<FixedOffset>,
     pub updated_at: DateTime<FixedOffset>,
+    #[serde(default)]
+    pub idempotency: Option<IdempotencyTag>,
 }
 
 impl Reservation {

@@ -12,8 +12,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use subtle::ConstantTimeEq;
 
 use super::{
-    BookingError, Channel, DayPlan, DayPlanError, Dose, IneligibleReason, Reservation,
-    ReservationId, ReservationStatus, SlotTime, TicketNumber, VenueDayKey,
+    BookingError, Channel, DayPlan, DayPlanError, Dose, IdempotencyTag, IneligibleReason,
+    Reservation, ReservationId, ReservationStatus, SlotTime, TicketNumber, VenueDayKey,
 };
 
 /// One booking decision's input, already authenticated and routed.
@@ -24,6 +24,7 @@ pub struct BookingRequest {
     pub access_code: Option<String>,
     pub channel: Channel,
     pub now: DateTime<FixedOffset>,
+    pub idempotency: Option<IdempotencyTag>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -144,6 +145,7 @@ impl VenueDay {
             channel: request.channel,
             created_at: request.now,
             updated_at: request.now,
+            idempotency: request.idempotency.clone(),
         };
         self.reservations
             .insert(reservation.id, reservation.clone());
@@ -311,6 +313,7 @@ mod tests {
             access_code: None,
             channel: Channel::Web,
             now: chrono::Utc::now().fixed_offset(),
+            idempotency: None,
         }
     }
 

@@ -68,8 +68,11 @@ async fn a_slot_hammered_by_many_residents_gives_exactly_its_capacity(backend: B
 async fn one_active_reservation_per_dose_and_the_default_dose_is_the_next_one(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let date = future_date(30);
+    // Moderna's dose 2 comes 28 days after dose 1.
+    let later = future_date(30 + 28);
     app.venue_day("clinic-001", &date, &[("14:00", 5), ("14:30", 5)])
         .await;
+    app.venue_day("clinic-001", &later, &[("14:00", 5)]).await;
     app.import_residents(2_000_000_000, 1).await;
     let token = app.login(2_000_000_000).await;
 
@@ -93,8 +96,9 @@ async fn one_active_reservation_per_dose_and_the_default_dose_is_the_next_one(ba
         (409, Some("already_reserved"))
     );
 
-    // Leaving the dose out books the next one neither received nor reserved.
-    let (status, second) = app.book(&token, "clinic-001", &date, "14:30").await;
+    // Leaving the dose out books the next one neither received nor reserved,
+    // on top of the booked dose 1, the interval after its date.
+    let (status, second) = app.book(&token, "clinic-001", &later, "14:00").await;
     assert_eq!(status, 201, "{second}");
     assert_eq!(second["dose"], 2);
 
