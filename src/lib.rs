@@ -8,6 +8,7 @@ pub mod api;
 pub mod catalog;
 pub mod demo;
 pub mod domain;
+pub mod login_guard;
 pub mod resident_index;
 pub mod settings;
 pub mod startup;

@@ -8,6 +8,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::StaffKeys;
+use crate::login_guard::ADDRESS_FAILURES_MAX_DEFAULT;
+
+/// Default of `--max-in-flight`: enough for a ward's launch on 2 cores,
+/// small enough that the bodies in flight stay under ~64 MiB.
+pub const MAX_IN_FLIGHT_DEFAULT: usize = 4096;
+/// Default of `--venue-day-queue-max`.
+pub const VENUE_DAY_QUEUE_MAX_DEFAULT: usize = 1024;
 
 /// Most HTTP worker threads.
 pub const HTTP_WORKERS_MAX: usize = 64;
@@ -61,6 +68,16 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Most /v1 requests being served at once; beyond it, 503 overloaded at once.
+    #[arg(long, env = "VAXSLOT_MAX_IN_FLIGHT", default_value_t = MAX_IN_FLIGHT_DEFAULT)]
+    pub max_in_flight: usize,
+    /// Most requests queued for one venue-day; beyond it, 503 overloaded at once.
+    #[arg(long, env = "VAXSLOT_VENUE_DAY_QUEUE_MAX", default_value_t = VENUE_DAY_QUEUE_MAX_DEFAULT)]
+    pub venue_day_queue_max: usize,
+    /// Failed logins per client address per minute before that address waits
+    /// a minute (0 disables; successful logins never count).
+    #[arg(long, env = "VAXSLOT_LOGIN_FAILURES_PER_ADDR_MAX", default_value_t = ADDRESS_FAILURES_MAX_DEFAULT)]
+    pub login_failures_per_addr_max: u32,
 }
 
 /// Everything `startup` needs, resolved from flags and environment.
@@ -74,6 +91,9 @@ pub struct Settings {
     pub workers: usize,
     pub keys: StaffKeys,
     pub token_secret: Option<String>,
+    pub max_in_flight: usize,
+    pub venue_day_queue_max: usize,
+    pub login_failures_per_addr_max: u32,
 }
 
 fn env_key(name: &str) -> Option<String> {
@@ -96,6 +116,9 @@ impl Settings {
                 admin: env_key("VAXSLOT_ADMIN_KEY"),
             },
             token_secret: env_key("VAXSLOT_TOKEN_SECRET"),
+            max_in_flight: args.max_in_flight.max(1),
+            venue_day_queue_max: args.venue_day_queue_max.max(1),
+            login_failures_per_addr_max: args.login_failures_per_addr_max,
         }
     }
 }

@@ -10,9 +10,10 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::actors::{KillSwitchHandle, Registry, Shared};
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Gate, IMPORTS_IN_FLIGHT_MAX};
 use crate::catalog::Catalog;
 use crate::domain::{VenueDay, local_date};
+use crate::login_guard::LoginGuard;
 use crate::resident_index::ResidentIndex;
 use crate::settings::{CONNECTIONS_PER_WORKER_MAX, Settings};
 use crate::store::{EmbeddedStore, RedisStore, Store};
@@ -109,7 +110,11 @@ impl Application {
             residents: Arc::clone(&residents),
             catalog: Arc::clone(&catalog),
         });
-        let registry = Arc::new(Registry::new(shared, settings.workers));
+        let registry = Arc::new(Registry::new(
+            shared,
+            settings.workers,
+            settings.venue_day_queue_max,
+        ));
         tracing::info!(
             store = store.kind(),
             venues = catalog.venue_count(),
@@ -129,6 +134,9 @@ impl Application {
             kill_switch,
             store,
             metrics,
+            login_guard: LoginGuard::new(settings.login_failures_per_addr_max),
+            admission: Gate::new(settings.max_in_flight),
+            imports: Gate::new(IMPORTS_IN_FLIGHT_MAX),
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

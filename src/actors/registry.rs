@@ -29,6 +29,8 @@ pub const ACTOR_ARBITERS_MAX: usize = 16;
 pub struct VenueDayHandle {
     addr: Addr<VenueDayActor>,
     queued: Arc<AtomicUsize>,
+    /// Most messages queued before the sender is refused.
+    mailbox_max: usize,
 }
 
 /// Why a message did not reach its actor.
@@ -44,7 +46,7 @@ impl VenueDayHandle {
         VenueDayActor: Handler<M>,
     {
         let depth = self.queued.fetch_add(1, Ordering::AcqRel);
-        if depth >= VENUE_DAY_MAILBOX_MAX {
+        if depth >= self.mailbox_max {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Undelivered::MailboxFull);
         }
@@ -116,11 +118,13 @@ pub struct Registry {
     /// Threads hosting the actors, assigned round-robin.
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
+    /// Each venue-day's mailbox bound (`--venue-day-queue-max`).
+    mailbox_max: usize,
 }
 
 impl Registry {
     /// Must be called inside a running actix system.
-    pub fn new(shared: Arc<Shared>, arbiter_count: usize) -> Self {
+    pub fn new(shared: Arc<Shared>, arbiter_count: usize, mailbox_max: usize) -> Self {
         let arbiters = (0..arbiter_count.clamp(1, ACTOR_ARBITERS_MAX))
             .map(|_| Arbiter::new().handle())
             .collect();
@@ -129,6 +133,7 @@ impl Registry {
             actors: DashMap::new(),
             arbiters,
             next_arbiter: AtomicUsize::new(0),
+            mailbox_max: mailbox_max.clamp(1, VENUE_DAY_MAILBOX_MAX),
         }
     }
 
@@ -177,6 +182,7 @@ impl Registry {
         VenueDayHandle {
             addr: Addr::new(sender),
             queued,
+            mailbox_max: self.mailbox_max,
         }
     }
 }

@@ -22,9 +22,9 @@ use crate::resident_index::DoseClaim;
 use crate::store::{AbandonedBatch, CommitError, ReservationBatch};
 use crate::telemetry;
 
-/// Most messages queued in one venue-day's mailbox; beyond it the gateway
-/// answers `503 overloaded` at once.
-pub const VENUE_DAY_MAILBOX_MAX: usize = 1024;
+/// Ceiling of `--venue-day-queue-max`: most messages queued in one
+/// venue-day's mailbox; beyond it the gateway answers `503 overloaded` at once.
+pub const VENUE_DAY_MAILBOX_MAX: usize = 65_536;
 /// Most requests taken out of the mailbox and waiting for the next flush.
 pub const VENUE_DAY_WAITING_MAX: usize = 2048;
 /// Most decisions committed in one batch.
@@ -518,7 +518,7 @@ mod tests {
             residents: Arc::clone(&residents),
             catalog: Arc::clone(&catalog),
         });
-        let registry = Registry::new(shared, 1);
+        let registry = Registry::new(shared, 1, 64);
         let key = VenueDayKey {
             venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
             date: crate::domain::local_date(chrono::Utc::now()) + chrono::Duration::days(10),

@@ -2,6 +2,7 @@
 //! JSON shapes; handlers stay thin and call `actors/`, `catalog`,
 //! `resident_index` and `store`.
 
+mod admission;
 mod auth;
 mod availability;
 mod body;
@@ -14,6 +15,7 @@ mod sessions;
 mod venues;
 mod views;
 
+pub use admission::{Gate, IMPORTS_IN_FLIGHT_MAX, admit};
 pub use auth::StaffKeys;
 pub use body::{BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX};
 pub use problem::ApiError;
@@ -42,6 +44,11 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// `None` when another recorder was installed first (several apps in one process).
     pub metrics: Option<PrometheusHandle>,
+    pub login_guard: crate::login_guard::LoginGuard,
+    /// `/v1` requests in flight (`--max-in-flight`).
+    pub admission: std::sync::Arc<Gate>,
+    /// Resident imports in flight (`IMPORTS_IN_FLIGHT_MAX`).
+    pub imports: std::sync::Arc<Gate>,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -190,6 +190,7 @@ pub async fn import(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     auth::staff(&request, &state, &[])?;
+    let _permit = state.imports.enter().ok_or_else(ApiError::overloaded)?;
     let body = body::read(&request, payload, IMPORT_BODY_BYTES_MAX).await?;
     let records = match body::media_type(&request).as_deref() {
         Some("text/csv") => records_from_csv(&body)?,

@@ -1,6 +1,7 @@
 //! `POST /v1/sessions` (log in with ticket number and birth date) and
 //! `GET /v1/me`.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -38,10 +39,22 @@ pub async fn login(
         let ticket = TicketNumber::parse(&login.ticket_number)?;
         let birth_date = parse_date(&login.birth_date)
             .map_err(|_| crate::domain::DomainError::InvalidBirthDate)?;
-        let handle = state
-            .residents
-            .login(&ticket, birth_date)
-            .ok_or_else(ApiError::invalid_credentials)?;
+        let address = request.peer_addr().map(|a| a.ip());
+        let now = std::time::Instant::now();
+        // Locked ticket or blocked address: refused even with the right birth date.
+        if let Err(wait_s) = state.login_guard.admit(&ticket, address, now) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed logins: wait before trying again",
+            )
+            .with_retry_after(u32::try_from(wait_s).unwrap_or(u32::MAX)));
+        }
+        let Some(handle) = state.residents.login(&ticket, birth_date) else {
+            state.login_guard.record_failure(&ticket, address, now);
+            return Err(ApiError::invalid_credentials());
+        };
+        state.login_guard.record_success(&ticket);
         let (token, expires_at) = state.tokens.issue(&handle, chrono::Utc::now());
         Ok::<_, ApiError>(Session {
             token,

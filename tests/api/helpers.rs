@@ -48,12 +48,22 @@ pub struct TestApp {
 impl TestApp {
     /// A fresh server on an empty store of the given kind.
     pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with_env(backend, &[]).await
+    }
+
+    /// A fresh server with extra environment (limits, for instance).
+    pub async fn spawn_with_env(backend: Backend, env: &[(&str, &str)]) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let redis = match backend {
             Backend::Embedded => None,
             Backend::Redis => Some(RedisServer::start().await),
         };
-        Self::spawn_on(dir, 0, backend, redis).await
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let url = redis.as_ref().map(RedisServer::url);
+        Self::start(dir, 0, backend, redis, url, env).await
     }
 
     /// Another server process on the same store (Redis only: the embedded
@@ -61,7 +71,7 @@ impl TestApp {
     pub async fn spawn_second(&self) -> TestApp {
         let url = self.redis.as_ref().expect("a Redis-backed app").url();
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::start(dir, 0, Backend::Redis, None, Some(url)).await
+        Self::start(dir, 0, Backend::Redis, None, Some(url), Vec::new()).await
     }
 
     async fn spawn_on(
@@ -71,7 +81,7 @@ impl TestApp {
         redis: Option<RedisServer>,
     ) -> TestApp {
         let url = redis.as_ref().map(RedisServer::url);
-        Self::start(data_dir, generation, backend, redis, url).await
+        Self::start(data_dir, generation, backend, redis, url, Vec::new()).await
     }
 
     async fn start(
@@ -80,6 +90,7 @@ impl TestApp {
         backend: Backend,
         redis: Option<RedisServer>,
         redis_url: Option<String>,
+        env: Vec<(String, String)>,
     ) -> TestApp {
         let log_path = data_dir.path().join(format!("server-{generation}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
@@ -90,13 +101,16 @@ impl TestApp {
         if let Some(url) = &redis_url {
             command.args(["--redis-url", url]);
         }
-        let mut child = command
+        command
             .env("VAXSLOT_ADMIN_KEY", ADMIN_KEY)
             .env("VAXSLOT_SRE_KEY", SRE_KEY)
             .env("VAXSLOT_STAFF_KEY", STAFF_KEY)
             .env("VAXSLOT_OPERATOR_KEY", OPERATOR_KEY)
             .env("VAXSLOT_TOKEN_SECRET", TOKEN_SECRET)
             .env("RUST_LOG", "info")
+            // The test's own environment comes last, so it wins.
+            .envs(env);
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -173,6 +187,60 @@ impl TestApp {
             redis,
         )
         .await
+    }
+
+    /// The server's resident memory, in KiB (Linux `/proc`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("server running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Imports residents given as JSON records; asserts none is rejected.
+    pub async fn import(&self, records: Value) {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/admin/residents",
+                Some(ADMIN_KEY),
+                Some(&records),
+            )
+            .await;
+        assert_eq!(status, 200, "import: {body}");
+        assert_eq!(body["rejected"], json!([]), "import: {body}");
+    }
+
+    /// Logs in with an explicit birth date.
+    pub async fn login_as(&self, ticket_number: &str, birth_date: &str) -> String {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/sessions",
+                None,
+                Some(&json!({"ticket_number": ticket_number, "birth_date": birth_date})),
+            )
+            .await;
+        assert_eq!(status, 201, "login: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Puts a day of a central venue offering both vaccines.
+    pub async fn vaccine_day(&self, venue_id: &str, date: &str, vaccine: &str, capacity: u32) {
+        self.put_venue(venue_id, "central", &["moderna", "pfizer"])
+            .await;
+        let (status, body) = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/v1/admin/venues/{venue_id}/days/{date}"),
+                Some(ADMIN_KEY),
+                Some(&json!({"vaccine": vaccine, "slots": [{"time": "10:00", "capacity": capacity}]})),
+            )
+            .await;
+        assert!(status == 201 || status == 200, "put day: {status} {body}");
     }
 
     /// Everything the server wrote to stderr so far.

@@ -1,0 +1,99 @@
+//! `Idempotency-Key`: a retry returns the first answer and never makes a
+//! second reservation, also across a restart.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, future_date};
+
+async fn keyed_book(app: &TestApp, token: &str, key: &str, body: &Value) -> (u16, String) {
+    let response = app
+        .client
+        .post(app.url("/v1/reservations"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn the_same_key_twice_gives_one_reservation_and_the_same_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let date = future_date(30);
+    app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
+    app.import_residents(1_800_000_000, 1).await;
+    let token = app.login(1_800_000_000).await;
+    let body = json!({"venue_id": "clinic-001", "date": date, "time": "14:00"});
+
+    let first = keyed_book(&app, &token, "launch-retry-1", &body).await;
+    let second = keyed_book(&app, &token, "launch-retry-1", &body).await;
+    assert_eq!(first.0, 201, "{}", first.1);
+    assert_eq!(first, second, "the same answer, byte for byte");
+    let (_, list) = app
+        .send(Method::GET, "/v1/reservations", Some(&token), None)
+        .await;
+    assert_eq!(list["reservations"].as_array().unwrap().len(), 1);
+    assert_eq!(app.slots("clinic-001", &date).await[0].2, 4);
+
+    // The same key with another request is refused, not replayed.
+    let other = json!({"venue_id": "clinic-001", "date": date, "time": "14:00", "dose": 2});
+    let (status, answer) = keyed_book(&app, &token, "launch-retry-1", &other).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("idempotency_key_reused"));
+
+    // Across a restart (SIGKILL), the retry still gets the first answer.
+    let app = app.crash_and_restart().await;
+    let after = keyed_book(&app, &token, "launch-retry-1", &body).await;
+    assert_eq!(after, first);
+    let (_, list) = app
+        .send(Method::GET, "/v1/reservations", Some(&token), None)
+        .await;
+    assert_eq!(list["reservations"].as_array().unwrap().len(), 1);
+
+    // A bad key is refused.
+    let (status, answer) = keyed_book(&app, &token, &"k".repeat(65), &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("invalid_idempotency_key"));
+}
+
+async fn a_refusal_is_replayed_too_even_after_the_slot_frees(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let date = future_date(30);
+    app.venue_day("clinic-001", &date, &[("14:00", 1)]).await;
+    app.import_residents(1_810_000_000, 2).await;
+    let alice = app.login(1_810_000_000).await;
+    let bob = app.login(1_810_000_001).await;
+    let (status, _) = app.book(&alice, "clinic-001", &date, "14:00").await;
+    assert_eq!(status, 201);
+    let body = json!({"venue_id": "clinic-001", "date": date, "time": "14:00"});
+    let first = keyed_book(&app, &bob, "bob-1", &body).await;
+    assert_eq!(first.0, 409, "{}", first.1);
+    let (status, _) = app.put_day("clinic-001", &date, &[("14:00", 2)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(keyed_book(&app, &bob, "bob-1", &body).await, first);
+    // A new key books the freed place.
+    assert_eq!(keyed_book(&app, &bob, "bob-2", &body).await.0, 201);
+}
+
+async fn keys_are_per_resident(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let date = future_date(30);
+    app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
+    app.import_residents(1_820_000_000, 2).await;
+    let alice = app.login(1_820_000_000).await;
+    let bob = app.login(1_820_000_001).await;
+    let body = json!({"venue_id": "clinic-001", "date": date, "time": "14:00"});
+    let (_, alices) = keyed_book(&app, &alice, "same-key", &body).await;
+    let (status, bobs) = keyed_book(&app, &bob, "same-key", &body).await;
+    assert_eq!(status, 201);
+    assert_ne!(alices, bobs, "Bob never gets Alice's answer");
+    assert_eq!(app.slots("clinic-001", &date).await[0].2, 3);
+}
+
+on_both_stores!(
+    the_same_key_twice_gives_one_reservation_and_the_same_answer,
+    a_refusal_is_replayed_too_even_after_the_slot_frees,
+    keys_are_per_resident,
+);

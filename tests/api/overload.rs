@@ -1,0 +1,75 @@
+//! Admission control: far more concurrent requests than the limits allow.
+//! The excess gets `503 overloaded` with `Retry-After` at once; accepted
+//! requests complete; memory stays bounded; the process stays up.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+use crate::helpers::{Backend, TestApp, future_date};
+
+/// Requests fired at once, against an in-flight limit of 4.
+const HERD: u64 = 600;
+/// An overloaded answer must be fast: it does no work.
+const REFUSAL_MAX: Duration = Duration::from_secs(2);
+/// The server's resident memory after the herd (generous: a debug build).
+const RSS_MAX_KIB: u64 = 512 * 1024;
+
+async fn a_herd_far_over_the_limits_is_shed_quickly_and_the_rest_served(backend: Backend) {
+    let app = TestApp::spawn_with_env(
+        backend,
+        &[
+            ("VAXSLOT_MAX_IN_FLIGHT", "4"),
+            ("VAXSLOT_VENUE_DAY_QUEUE_MAX", "4"),
+        ],
+    )
+    .await;
+    let date = future_date(30);
+    app.venue_day("nakano-sunplaza", &date, &[("10:00", 10_000)])
+        .await;
+    app.import_residents(2_300_000_000, HERD).await;
+    // Log in a few at a time, under the limit.
+    let tokens = app.login_many(2_300_000_000, HERD).await;
+
+    let answers = futures::future::join_all(tokens.iter().map(|token| {
+        let app = &app;
+        let date = &date;
+        async move {
+            let started = Instant::now();
+            let response = app
+                .client
+                .post(app.url("/v1/reservations"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"venue_id": "nakano-sunplaza", "date": date, "time": "10:00"}))
+                .send()
+                .await
+                .expect("the server answers");
+            let status = response.status().as_u16();
+            let retry_after = response.headers().contains_key("retry-after");
+            let body: serde_json::Value = response.json().await.expect("json");
+            (status, body, retry_after, started.elapsed())
+        }
+    }))
+    .await;
+
+    let overloaded: Vec<_> = answers.iter().filter(|(s, ..)| *s == 503).collect();
+    let created = answers.iter().filter(|(s, ..)| *s == 201).count();
+    assert!(!overloaded.is_empty(), "the limits were exceeded");
+    assert!(created > 0, "accepted requests complete");
+    assert_eq!(overloaded.len() + created, HERD as usize, "only 201 or 503");
+    for (_, body, retry_after, elapsed) in &overloaded {
+        assert_eq!(body["code"], "overloaded", "{body}");
+        assert!(retry_after, "503 overloaded carries Retry-After");
+        assert!(*elapsed < REFUSAL_MAX, "refused in {elapsed:?}");
+    }
+    // What was accepted is exactly what is booked.
+    let remaining = app.slots("nakano-sunplaza", &date).await[0].2;
+    assert_eq!(10_000 - remaining, created as u64);
+    // Still up, memory bounded.
+    let (status, _) = app.send(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    let rss = app.rss_kib();
+    assert!(rss < RSS_MAX_KIB, "RSS {rss} KiB");
+}
+
+on_both_stores!(a_herd_far_over_the_limits_is_shed_quickly_and_the_rest_served);
