@@ -70,6 +70,32 @@ pub struct LoginGuard {
     address_failures_max: u32,
 }
 
+/// Whether a bounded map may take one more entry, dropping expired ones
+/// first when it is full.
+fn make_room<K, V>(
+    map: &DashMap<K, V>,
+    max: usize,
+    expired: impl Fn(&V) -> bool,
+    what: &'static str,
+) -> bool
+where
+    K: Eq + std::hash::Hash,
+{
+    if map.len() < max {
+        return true;
+    }
+    map.retain(|_, v| !expired(v));
+    let room = map.len() < max;
+    if !room {
+        tracing::warn!(
+            tracked = what,
+            limit = max,
+            "login failure tracking is full"
+        );
+    }
+    room
+}
+
 fn seconds_until(until: Instant, now: Instant) -> u64 {
     until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64
 }
@@ -149,33 +175,21 @@ impl LoginGuard {
     }
 
     fn room_for_ticket(&self, now: Instant) -> bool {
-        if self.tickets.len() < TRACKED_TICKETS_MAX {
-            return true;
-        }
-        self.tickets.retain(|_, f| !f.expired(now));
-        let room = self.tickets.len() < TRACKED_TICKETS_MAX;
-        if !room {
-            tracing::warn!(
-                limit = TRACKED_TICKETS_MAX,
-                "login failure tracking is full"
-            );
-        }
-        room
+        make_room(
+            &self.tickets,
+            TRACKED_TICKETS_MAX,
+            |f| f.expired(now),
+            "tickets",
+        )
     }
 
     fn room_for_address(&self, now: Instant) -> bool {
-        if self.addresses.len() < TRACKED_ADDRESSES_MAX {
-            return true;
-        }
-        self.addresses.retain(|_, f| !f.expired(now));
-        let room = self.addresses.len() < TRACKED_ADDRESSES_MAX;
-        if !room {
-            tracing::warn!(
-                limit = TRACKED_ADDRESSES_MAX,
-                "address failure tracking is full"
-            );
-        }
-        room
+        make_room(
+            &self.addresses,
+            TRACKED_ADDRESSES_MAX,
+            |f| f.expired(now),
+            "addresses",
+        )
     }
 }
 

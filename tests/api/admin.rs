@@ -190,17 +190,7 @@ async fn import_reports_bad_records_and_stores_the_good_ones(backend: Backend) {
                1311480001,1950-04-01,中野 太郎,,,true,2021-06-01,pfizer,2021-06-22,pfizer\n\
                1311480002,1980-02-29,中野 花子,hanako@example.jp,,false,,,,\n\
                1311480009,1980-02-30,悪い 日付,,,false,,,,\n";
-    let response = app
-        .client
-        .post(app.url("/v1/admin/residents"))
-        .bearer_auth(ADMIN_KEY)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let report: serde_json::Value = response.json().await.unwrap();
+    let report = app.import_csv(csv).await;
     assert_eq!(
         (report["imported"].as_u64(), report["updated"].as_u64()),
         (Some(1), Some(1))

@@ -214,6 +214,21 @@ impl TestApp {
         assert_eq!(body["rejected"], json!([]), "import: {body}");
     }
 
+    /// Imports residents as CSV; returns the import report.
+    pub async fn import_csv(&self, csv: &str) -> Value {
+        let response = self
+            .client
+            .post(self.url("/v1/admin/residents"))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "text/csv")
+            .body(csv.to_owned())
+            .send()
+            .await
+            .expect("import sent");
+        assert_eq!(response.status(), 200, "CSV import");
+        response.json().await.expect("import report")
+    }
+
     /// Logs in with an explicit birth date.
     pub async fn login_as(&self, ticket_number: &str, birth_date: &str) -> String {
         let (status, body) = self
