@@ -55,3 +55,12 @@ pub struct SetKillSwitch {
 impl Message for SetKillSwitch {
     type Result = ();
 }
+
+/// Every reservation of the day, for its roster.
+pub struct ListReservations {
+    pub reply: oneshot::Sender<Vec<Reservation>>,
+}
+
+impl Message for ListReservations {
+    type Result = ();
+}

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use super::Shared;
-use super::messages::{Book, Cancel, ReplaceDayPlan};
+use super::messages::{Book, Cancel, ListReservations, ReplaceDayPlan};
 use super::venue_day::{VENUE_DAY_MAILBOX_MAX, VenueDayActor};
 use crate::catalog::VENUE_DAYS_MAX;
 use crate::domain::{
@@ -91,6 +91,14 @@ impl VenueDayHandle {
         };
         self.try_send(message).map_err(booking_undelivered)?;
         answer.await.unwrap_or(Err(BookingError::StoreUnavailable))
+    }
+
+    /// Every reservation of the day, in slot order.
+    pub async fn reservations(&self) -> Result<Vec<Reservation>, BookingError> {
+        let (reply, answer) = oneshot::channel();
+        self.try_send(ListReservations { reply })
+            .map_err(booking_undelivered)?;
+        answer.await.map_err(|_| BookingError::StoreUnavailable)
     }
 
     /// Replaces the day's plan; `Ok(true)` when the day was new.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::Shared;
-use super::messages::{Book, Cancel, ReplaceDayPlan};
+use super::messages::{Book, Cancel, ListReservations, ReplaceDayPlan};
 use crate::domain::{BookingError, DayPlanError, Reservation, VenueDay, VenueDayKey};
 use crate::resident_index::DoseClaim;
 use crate::store::{AbandonedBatch, CommitError, ReservationBatch};
@@ -456,6 +456,21 @@ impl Handler<Cancel> for VenueDayActor {
     type Result = ();
     fn handle(&mut self, message: Cancel, ctx: &mut Context<Self>) {
         self.enqueue(Pending::Cancel(message), ctx);
+    }
+}
+
+impl Handler<ListReservations> for VenueDayActor {
+    type Result = ();
+    /// Answered at once from memory: committed state (a batch in flight is
+    /// answered only after its commit, and the mailbox is not read meanwhile).
+    fn handle(&mut self, message: ListReservations, _ctx: &mut Context<Self>) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let all = self
+            .day
+            .as_ref()
+            .map(|day| day.reservations_by_time().into_iter().cloned().collect())
+            .unwrap_or_default();
+        let _ = message.reply.send(all);
     }
 }
 

@@ -12,6 +12,7 @@ mod problem;
 mod reservations;
 mod residents;
 mod sessions;
+mod staff;
 mod venues;
 mod views;
 
@@ -101,6 +102,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
             resource("/v1/reservations/{id}")
                 .route(web::get().to(reservations::get))
                 .route(web::delete().to(reservations::cancel)),
+        )
+        .service(
+            resource("/v1/staff/venues/{venue_id}/days/{date}/roster")
+                .route(web::get().to(staff::roster)),
         )
         .default_service(web::to(not_found));
 }

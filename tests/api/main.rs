@@ -37,3 +37,4 @@ mod login;
 mod overload;
 mod privacy;
 mod redis_outage;
+mod staff;
