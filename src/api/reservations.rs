@@ -223,7 +223,12 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let result = async {
-        refuse_if_closed(&state)?;
+        if let Err(closed) = refuse_if_closed(&state) {
+            // Read the (small, bounded) body anyway: an unread body makes
+            // actix close the connection, and a stop must stay cheap.
+            let _ = body::read(&request, payload, body::BODY_BYTES_MAX).await;
+            return Err(closed);
+        }
         let ticket = auth::resident(&request, &state)?;
         let booking: BookingBody = body::json(&request, payload).await?;
         book_once(&request, &state, ticket, booking).await

@@ -1,0 +1,664 @@
+//! `vaxslot-loadtest`: the launch-day load generator and auditor.
+//!
+//! 1. sets up a scenario through the admin API (venue-days, N residents);
+//! 2. measures the bare baseline: `GET /healthz` on the same server;
+//! 3. logs the residents in as a herd;
+//! 4. books, each request for a distinct resident, closed loop on C
+//!    connections or open loop at a rate, optionally engaging the kill switch
+//!    at time T;
+//! 5. optionally runs the same herd against the flash-sale peer;
+//! 6. reports requests/s by outcome, committed/s, latency percentiles, login
+//!    rate, ratios to the baseline, the server's peak RSS;
+//! 7. audits: every 201 is stored, nothing else is, used capacity equals the
+//!    201 count, nothing was committed after the kill switch's PUT returned.
+//!    Any audit failure exits non-zero.
+
+mod client;
+mod runners;
+mod scenario;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::client::Connection;
+use crate::runners::{Call, Load, Sent};
+use crate::scenario::{SLOTS_PER_DAY, Scenario};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vaxslot-loadtest",
+    about = "Launch-day load test and audit of a vaxslot server"
+)]
+struct Args {
+    /// The server (http://HOST:PORT).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, env = "VAXSLOT_ADMIN_KEY")]
+    admin_key: String,
+    /// Needed for --kill-switch-at-s.
+    #[arg(long, env = "VAXSLOT_SRE_KEY")]
+    sre_key: Option<String>,
+    /// Distinct residents: each logs in once and books once.
+    #[arg(long, default_value_t = 10_000)]
+    residents: u64,
+    /// Venue-days the bookings spread over (each with 20 slots).
+    #[arg(long, default_value_t = 50)]
+    venue_days: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Open loop at this many bookings/s (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Capacity as a share of the residents (below 1: some get slot_full).
+    #[arg(long, default_value_t = 1.0)]
+    capacity_factor: f64,
+    /// Engage the kill switch this many seconds into the booking herd.
+    #[arg(long)]
+    kill_switch_at_s: Option<f64>,
+    /// Seconds of GET /healthz for the bare baseline (0: skip).
+    #[arg(long, default_value_t = 5.0)]
+    baseline_s: f64,
+    /// Seconds of bookings against an engaged kill switch, for the refusal rate (0: skip).
+    #[arg(long, default_value_t = 0.0)]
+    refusal_s: f64,
+    /// The flash-sale peer (http://HOST:PORT) to run the same herd against.
+    #[arg(long)]
+    peer_url: Option<String>,
+    /// The server's pid, to report its peak RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// First ticket number (default: a fresh range per run).
+    #[arg(long)]
+    first_ticket: Option<u64>,
+    /// Skip the audit.
+    #[arg(long)]
+    no_audit: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn address_of(url: &str) -> anyhow::Result<SocketAddr> {
+    let host_port = url
+        .strip_prefix("http://")
+        .context("only http:// URLs")?
+        .trim_end_matches('/');
+    host_port
+        .to_socket_addrs()?
+        .next()
+        .with_context(|| format!("cannot resolve {host_port}"))
+}
+
+fn progress(args: &Args, total: u64, what: &'static str) -> ProgressBar {
+    if args.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    bar
+}
+
+/// Peak VmRSS of `pid`, sampled every 200 ms while the run lasts.
+fn watch_rss(pid: u32) -> Arc<AtomicU64> {
+    let peak = Arc::new(AtomicU64::new(0));
+    let watched = Arc::clone(&peak);
+    tokio::spawn(async move {
+        loop {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                watched.fetch_max(kib, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    peak
+}
+
+#[derive(Deserialize)]
+struct BookingAnswer {
+    reservation_id: Option<String>,
+    created_at: Option<String>,
+    code: Option<String>,
+}
+
+/// One booking's outcome.
+struct Booking {
+    sent_at: Instant,
+    outcome: String,
+    retry_after: bool,
+    reservation_id: Option<String>,
+    created_at: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+struct BookingStats {
+    latency_us: Histogram<u64>,
+    bookings: Vec<Booking>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+fn fold_booking(stats: &mut BookingStats, sent: Sent) {
+    let _ = stats
+        .latency_us
+        .record(sent.latency.as_micros().clamp(1, 60_000_000) as u64);
+    let booking = match sent.answer {
+        Ok(answer) => {
+            let parsed: Option<BookingAnswer> = serde_json::from_slice(&answer.body).ok();
+            let (outcome, reservation_id, created_at) = match (answer.status, parsed) {
+                (201, Some(a)) => (
+                    "committed".to_owned(),
+                    a.reservation_id,
+                    a.created_at
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()),
+                ),
+                (
+                    _,
+                    Some(BookingAnswer {
+                        code: Some(code), ..
+                    }),
+                ) => (code, None, None),
+                (status, _) => (format!("http_{status}"), None, None),
+            };
+            Booking {
+                sent_at: sent.sent_at,
+                outcome,
+                retry_after: answer.retry_after,
+                reservation_id,
+                created_at,
+            }
+        }
+        Err(_) => Booking {
+            sent_at: sent.sent_at,
+            outcome: "transport_error".to_owned(),
+            retry_after: false,
+            reservation_id: None,
+            created_at: None,
+        },
+    };
+    stats.bookings.push(booking);
+}
+
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// The kill switch's PUT: when it returned, by the monotonic and the wall clock.
+struct SwitchEngaged {
+    returned_at: Instant,
+    returned_wall: chrono::DateTime<chrono::Utc>,
+    put_took: Duration,
+}
+
+async fn set_kill_switch(
+    address: SocketAddr,
+    key: &str,
+    engaged: bool,
+) -> anyhow::Result<SwitchEngaged> {
+    let mut connection = Connection::new(address);
+    let started = Instant::now();
+    let answer = connection
+        .send(
+            Method::PUT,
+            "/v1/admin/kill-switch",
+            Some(key),
+            Some(serde_json::to_vec(
+                &json!({"engaged": engaged, "reason": "vaxslot-loadtest"}),
+            )?),
+        )
+        .await?;
+    let returned_at = Instant::now();
+    if answer.status != 200 {
+        bail!("kill switch PUT: {}", answer.status);
+    }
+    Ok(SwitchEngaged {
+        returned_at,
+        returned_wall: chrono::Utc::now(),
+        put_took: returned_at - started,
+    })
+}
+
+async fn store_kind(address: SocketAddr) -> String {
+    let mut connection = Connection::new(address);
+    match connection.send(Method::GET, "/readyz", None, None).await {
+        Ok(answer) => serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .ok()
+            .and_then(|v| v["store"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into()),
+        Err(_) => "unreachable".into(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let address = address_of(&args.url)?;
+    if args.kill_switch_at_s.is_some() || args.refusal_s > 0.0 {
+        args.sre_key
+            .as_ref()
+            .context("--sre-key is needed to engage the kill switch")?;
+    }
+    let run_id = format!("{:06x}", rand_u32() & 0xff_ffff);
+    let first_ticket = args
+        .first_ticket
+        .unwrap_or(2_000_000_000 + u64::from(rand_u32() % 7_000) * 1_000_000);
+    let capacity_per_slot = ((args.residents as f64 * args.capacity_factor)
+        / (args.venue_days * SLOTS_PER_DAY) as f64)
+        .ceil()
+        .max(1.0) as u64;
+    let date = (chrono::Utc::now() + chrono::Duration::days(9))
+        .date_naive()
+        .to_string();
+    let scenario = Arc::new(Scenario {
+        run_id: run_id.clone(),
+        venue_days: args.venue_days,
+        residents: args.residents,
+        first_ticket,
+        date,
+        capacity_per_slot,
+    });
+    let rss_peak = args.server_pid.map(watch_rss);
+    let store = store_kind(address).await;
+    println!(
+        "vaxslot-loadtest run {run_id}: {} ({store} store)",
+        args.url
+    );
+    println!(
+        "  {} residents, {} venue-days × {SLOTS_PER_DAY} slots × {capacity_per_slot} = {} places, {} connections, {}",
+        args.residents,
+        args.venue_days,
+        scenario.capacity_total(),
+        args.connections,
+        match args.rate {
+            Some(rate) => format!("open loop at {rate} bookings/s"),
+            None => "closed loop".into(),
+        }
+    );
+
+    let setup_started = Instant::now();
+    scenario::set_up(address, &args.admin_key, &scenario).await?;
+    println!("setup: {:.1} s", setup_started.elapsed().as_secs_f64());
+
+    // The bare baseline: the same generator against the same server's /healthz.
+    let baseline_rps = if args.baseline_s > 0.0 {
+        let (count, elapsed) = runners::timed(
+            address,
+            args.connections,
+            Duration::from_secs_f64(args.baseline_s),
+            Arc::new(|| Call {
+                method: Method::GET,
+                path: "/healthz".into(),
+                bearer: None,
+                body: None,
+            }),
+            200,
+        )
+        .await;
+        let rps = per_second(count, elapsed);
+        println!("baseline GET /healthz: {rps:.0} req/s");
+        Some(rps)
+    } else {
+        None
+    };
+
+    // The login herd.
+    let bar = progress(&args, args.residents, "login");
+    let login_started = Instant::now();
+    let login_scenario = Arc::clone(&scenario);
+    let tokens = runners::run(
+        Load {
+            address,
+            connections: args.connections,
+            total: args.residents,
+            rate: None,
+        },
+        &bar,
+        Arc::new(move |i| Call {
+            method: Method::POST,
+            path: "/v1/sessions".into(),
+            bearer: None,
+            body: Some(
+                serde_json::to_vec(&json!({"ticket_number": login_scenario.ticket(i),
+                    "birth_date": "1960-01-01"}))
+                .expect("json"),
+            ),
+        }),
+        Vec::new,
+        |tokens: &mut Vec<(u64, String)>, sent| {
+            if let Ok(answer) = sent.answer
+                && answer.status == 201
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&answer.body)
+                && let Some(token) = v["token"].as_str()
+            {
+                tokens.push((sent.index, token.to_owned()));
+            }
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    let login_elapsed = login_started.elapsed();
+    let mut by_resident = vec![String::new(); args.residents as usize];
+    let mut logged_in = 0u64;
+    for (index, token) in tokens.into_iter().flatten() {
+        by_resident[index as usize] = token;
+        logged_in += 1;
+    }
+    println!(
+        "logins: {logged_in} of {} in {:.1} s = {:.0}/s",
+        args.residents,
+        login_elapsed.as_secs_f64(),
+        per_second(logged_in, login_elapsed)
+    );
+    if logged_in != args.residents {
+        bail!("{} residents could not log in", args.residents - logged_in);
+    }
+    let tokens = Arc::new(by_resident);
+
+    // The booking herd, with the kill switch at T if asked.
+    let bar = progress(&args, args.residents, "book");
+    let herd_started = Instant::now();
+    let switch = args.kill_switch_at_s.map(|at| {
+        let key = args.sre_key.clone().expect("checked above");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(at)).await;
+            set_kill_switch(address, &key, true).await
+        })
+    });
+    let book_scenario = Arc::clone(&scenario);
+    let book_tokens = Arc::clone(&tokens);
+    let stats = runners::run(
+        Load {
+            address,
+            connections: args.connections,
+            total: args.residents,
+            rate: args.rate,
+        },
+        &bar,
+        Arc::new(move |i| Call {
+            method: Method::POST,
+            path: "/v1/reservations".into(),
+            bearer: Some(book_tokens[i as usize].clone()),
+            body: Some(book_scenario.booking_body(i)),
+        }),
+        || BookingStats {
+            latency_us: new_histogram(),
+            bookings: Vec::new(),
+        },
+        fold_booking,
+    )
+    .await;
+    let herd_elapsed = herd_started.elapsed();
+    bar.finish_and_clear();
+    let switch = match switch {
+        Some(task) => Some(task.await?.context("engaging the kill switch")?),
+        None => None,
+    };
+
+    let mut latency = new_histogram();
+    let mut bookings = Vec::with_capacity(args.residents as usize);
+    for worker in stats {
+        latency.add(&worker.latency_us)?;
+        bookings.extend(worker.bookings);
+    }
+    let mut by_outcome: BTreeMap<&str, u64> = BTreeMap::new();
+    for booking in &bookings {
+        *by_outcome.entry(&booking.outcome).or_default() += 1;
+    }
+    let committed = by_outcome.get("committed").copied().unwrap_or(0);
+    println!(
+        "bookings: {} in {:.2} s = {:.0} req/s; committed {committed} = {:.0}/s",
+        bookings.len(),
+        herd_elapsed.as_secs_f64(),
+        per_second(bookings.len() as u64, herd_elapsed),
+        per_second(committed, herd_elapsed)
+    );
+    for (outcome, count) in &by_outcome {
+        println!(
+            "  {outcome:<20} {count:>9}  {:>9.0}/s",
+            per_second(*count, herd_elapsed)
+        );
+    }
+    println!(
+        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        ms(latency.value_at_quantile(0.50)),
+        ms(latency.value_at_quantile(0.90)),
+        ms(latency.value_at_quantile(0.99)),
+        ms(latency.max())
+    );
+    if let Some(baseline) = baseline_rps {
+        println!(
+            "  committed/s ÷ healthz/s = {:.2}",
+            per_second(committed, herd_elapsed) / baseline
+        );
+    }
+    if let Some(switch) = &switch {
+        let after: Vec<&Booking> = bookings
+            .iter()
+            .filter(|b| b.sent_at > switch.returned_at)
+            .collect();
+        let last = bookings
+            .iter()
+            .map(|b| b.sent_at)
+            .max()
+            .unwrap_or(switch.returned_at);
+        let window = last.saturating_duration_since(switch.returned_at);
+        println!(
+            "kill switch: PUT returned {:.2} s into the herd (took {:.1} ms); {} bookings sent after it, {:.0}/s",
+            (switch.returned_at - herd_started).as_secs_f64(),
+            switch.put_took.as_secs_f64() * 1000.0,
+            after.len(),
+            per_second(after.len() as u64, window)
+        );
+    }
+
+    // Refusals against an engaged switch: what a stop costs.
+    let mut refusal_rps = None;
+    if args.refusal_s > 0.0 {
+        let key = args.sre_key.clone().expect("checked above");
+        set_kill_switch(address, &key, true).await?;
+        let refusal_tokens = Arc::clone(&tokens);
+        let refusal_scenario = Arc::clone(&scenario);
+        let (count, elapsed) = runners::timed(
+            address,
+            args.connections,
+            Duration::from_secs_f64(args.refusal_s),
+            Arc::new(move || Call {
+                method: Method::POST,
+                path: "/v1/reservations".into(),
+                bearer: Some(refusal_tokens[0].clone()),
+                body: Some(refusal_scenario.booking_body(0)),
+            }),
+            503,
+        )
+        .await;
+        set_kill_switch(address, &key, false).await?;
+        let rps = per_second(count, elapsed);
+        print!("kill-switch refusals: {rps:.0} req/s");
+        if let Some(baseline) = baseline_rps {
+            print!(" = {:.2} × healthz", rps / baseline);
+        }
+        println!();
+        refusal_rps = Some(rps);
+    }
+
+    // The peer, same herd.
+    if let Some(peer_url) = &args.peer_url {
+        let peer = address_of(peer_url)?;
+        let slots = args.venue_days * SLOTS_PER_DAY;
+        let mut connection = Connection::new(peer);
+        let answer = connection
+            .send(
+                Method::PUT,
+                "/setup",
+                None,
+                Some(serde_json::to_vec(
+                    &json!({"slots": slots, "capacity": capacity_per_slot}),
+                )?),
+            )
+            .await?;
+        if answer.status != 200 {
+            bail!("peer setup: {}", answer.status);
+        }
+        let bar = progress(&args, args.residents, "peer");
+        let started = Instant::now();
+        let results = runners::run(
+            Load {
+                address: peer,
+                connections: args.connections,
+                total: args.residents,
+                rate: args.rate,
+            },
+            &bar,
+            Arc::new(move |i| Call {
+                method: Method::POST,
+                path: "/book".into(),
+                bearer: None,
+                body: Some(
+                    serde_json::to_vec(&json!({"slot": i % slots, "resident": i})).expect("json"),
+                ),
+            }),
+            || (0u64, new_histogram()),
+            |state: &mut (u64, Histogram<u64>), sent| {
+                let _ = state
+                    .1
+                    .record(sent.latency.as_micros().clamp(1, 60_000_000) as u64);
+                if matches!(&sent.answer, Ok(a) if a.status == 201) {
+                    state.0 += 1;
+                }
+            },
+        )
+        .await;
+        let elapsed = started.elapsed();
+        bar.finish_and_clear();
+        let mut peer_latency = new_histogram();
+        let mut peer_committed = 0;
+        for (count, histogram) in results {
+            peer_committed += count;
+            peer_latency.add(&histogram)?;
+        }
+        let peer_rate = per_second(peer_committed, elapsed);
+        println!(
+            "peer (flash-sale, one Redis Lua call per booking): committed {peer_committed} = {peer_rate:.0}/s, p99 {:.2} ms",
+            ms(peer_latency.value_at_quantile(0.99))
+        );
+        println!(
+            "  vaxslot committed/s ÷ peer committed/s = {:.2}",
+            per_second(committed, herd_elapsed) / peer_rate
+        );
+    }
+    if let Some(peak) = &rss_peak {
+        println!(
+            "server peak RSS: {:.1} MiB",
+            peak.load(Ordering::Relaxed) as f64 / 1024.0
+        );
+    }
+    let _ = refusal_rps;
+
+    if args.no_audit {
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    let created: HashSet<String> = bookings
+        .iter()
+        .filter_map(|b| b.reservation_id.clone())
+        .collect();
+    if created.len() as u64 != committed {
+        failures.push(format!(
+            "{committed} answers 201 but {} distinct ids",
+            created.len()
+        ));
+    }
+    let transport_errors = by_outcome.get("transport_error").copied().unwrap_or(0);
+    if transport_errors > 0 {
+        failures.push(format!("{transport_errors} bookings got no answer"));
+    }
+    if let Some(switch) = &switch {
+        for booking in bookings.iter().filter(|b| b.sent_at > switch.returned_at) {
+            if booking.outcome != "booking_closed" || !booking.retry_after {
+                failures.push(format!(
+                    "a booking sent after the kill switch's PUT returned got {} (Retry-After: {})",
+                    booking.outcome, booking.retry_after
+                ));
+                break;
+            }
+        }
+        let late = bookings
+            .iter()
+            .filter_map(|b| b.created_at)
+            .filter(|t| *t > switch.returned_wall)
+            .count();
+        if late > 0 {
+            failures.push(format!(
+                "{late} reservations were made after the kill switch's PUT returned"
+            ));
+        }
+        // Open booking again for whoever runs next.
+        set_kill_switch(address, args.sre_key.as_deref().expect("checked"), false).await?;
+    }
+    let findings = scenario::audit(address, &args.admin_key, &scenario, &created).await?;
+    if !findings.missing.is_empty() {
+        failures.push(format!(
+            "{} answered 201 but not stored",
+            findings.missing.len()
+        ));
+    }
+    if !findings.extra.is_empty() {
+        failures.push(format!(
+            "{} stored but not answered 201",
+            findings.extra.len()
+        ));
+    }
+    if findings.used_capacity != committed {
+        failures.push(format!(
+            "used capacity {} ≠ {committed} answered 201",
+            findings.used_capacity
+        ));
+    }
+    if failures.is_empty() {
+        println!(
+            "audit: OK: {} stored = {committed} answered 201; used capacity {}; nothing after the kill switch",
+            findings.stored, findings.used_capacity
+        );
+        Ok(())
+    } else {
+        for failure in &failures {
+            eprintln!("audit FAILED: {failure}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// A little randomness for run ids, without another dependency.
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or(0);
+    nanos.wrapping_mul(2_654_435_761) ^ std::process::id()
+}
