@@ -15,6 +15,11 @@ pub const BOOKING_DURATION_SECONDS: &str = "vaxslot_booking_duration_seconds";
 pub const COMMIT_BATCH_SIZE: &str = "vaxslot_commit_batch_size";
 /// Histogram of one batch commit, label `store`.
 pub const COMMIT_DURATION_SECONDS: &str = "vaxslot_commit_duration_seconds";
+/// Histogram of write jobs (venue-day batches and others) merged into one
+/// embedded-store transaction.
+pub const STORE_TRANSACTION_JOBS: &str = "vaxslot_store_transaction_jobs";
+/// Histogram of one embedded-store transaction, commit and fsync included.
+pub const STORE_TRANSACTION_DURATION_SECONDS: &str = "vaxslot_store_transaction_duration_seconds";
 /// Gauge: 1 while the kill switch is engaged.
 pub const KILL_SWITCH_ENGAGED: &str = "vaxslot_kill_switch_engaged";
 /// Gauge: venue-day actors running.
@@ -52,6 +57,7 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(COMMIT_BATCH_SIZE.into()), BATCH_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(MAILBOX_DEPTH.into()), BATCH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(STORE_TRANSACTION_JOBS.into()), BATCH_BUCKETS)?
         .install_recorder()?;
     Ok(handle)
 }

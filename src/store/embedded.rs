@@ -8,6 +8,7 @@
 //! answers once its transaction is durable. Reads use redb's MVCC snapshots on
 //! the blocking pool.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -35,11 +36,14 @@ const VENUES: TableDefinition<&str, &[u8]> = TableDefinition::new("venues");
 const DAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("days");
 /// Key: ticket number.
 const RESIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("residents");
-/// Key: reservation id.
-const RESERVATIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("reservations");
-/// Index of a venue-day's reservations: (`venue_id/date`, reservation id).
-const RESERVATIONS_BY_DAY: TableDefinition<(&str, u128), ()> =
-    TableDefinition::new("reservations_by_day");
+/// The reservation log. Key: log sequence, one per transaction; value: every
+/// reservation record the transaction's batches wrote (JSON array), of any
+/// venue-days. Append-only at the right edge of one B-tree, so a transaction
+/// costs about the same whatever its size (redb is copy-on-write: one key per
+/// booking, or per venue-day, would rewrite a page each). Read back by
+/// replaying entries in order; a later version of a reservation replaces an
+/// earlier one. `day_index` says which entries hold a given day.
+const RESERVATION_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("reservation_log_v3");
 /// Key: (unix microseconds, random tie-breaker).
 const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit");
 
@@ -65,9 +69,15 @@ struct WriteJob {
     reply: oneshot::Sender<Result<WriteOutcome, CommitError>>,
 }
 
+/// Which log entries hold reservations of each venue-day (`venue_id/date`).
+/// Built at open, extended by the writer after each commit and before it
+/// answers; locked only briefly, never across an await.
+type DayIndex = Arc<std::sync::Mutex<HashMap<String, Vec<u64>>>>;
+
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: mpsc::Sender<WriteJob>,
+    day_index: DayIndex,
 }
 
 impl EmbeddedStore {
@@ -82,19 +92,24 @@ impl EmbeddedStore {
             txn.open_table(VENUES).map_err(unavailable)?;
             txn.open_table(DAYS).map_err(unavailable)?;
             txn.open_table(RESIDENTS).map_err(unavailable)?;
-            txn.open_table(RESERVATIONS).map_err(unavailable)?;
-            txn.open_table(RESERVATIONS_BY_DAY).map_err(unavailable)?;
+            txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
             txn.open_table(AUDIT).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
+        let day_index: DayIndex = Arc::new(std::sync::Mutex::new(build_day_index(&db)?));
         let db = Arc::new(db);
         let (writer, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let writer_db = Arc::clone(&db);
+        let writer_index = Arc::clone(&day_index);
         std::thread::Builder::new()
             .name("vaxslot-store-writer".into())
-            .spawn(move || run_writer(&writer_db, queue))
+            .spawn(move || run_writer(&writer_db, &writer_index, queue))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { db, writer })
+        Ok(Self {
+            db,
+            writer,
+            day_index,
+        })
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, CommitError> {
@@ -182,11 +197,42 @@ fn parse_day_key(text: &str) -> Result<VenueDayKey, StoreError> {
     })
 }
 
+/// Folds records, in commit order, into the latest version of each reservation.
+fn replay(records: impl Iterator<Item = Reservation>) -> Vec<Reservation> {
+    let mut latest: HashMap<crate::domain::ReservationId, Reservation> = HashMap::new();
+    for record in records {
+        latest.insert(record.id, record);
+    }
+    latest.into_values().collect()
+}
+
 fn audit_key(entry: &AuditEntry) -> (i64, u64) {
     (entry.at.timestamp_micros(), rand::random())
 }
 
-fn run_writer(db: &Database, mut queue: mpsc::Receiver<WriteJob>) {
+/// Reads the whole log once, noting which entries hold which days.
+fn build_day_index(db: &Database) -> Result<HashMap<String, Vec<u64>>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let log = txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
+    let mut index: HashMap<String, Vec<u64>> = HashMap::new();
+    for entry in log.iter().map_err(unavailable)? {
+        let (sequence, records) = entry.map_err(unavailable)?;
+        let records: Vec<Reservation> = decode(records.value(), "reservation log entry")?;
+        note_days(&mut index, sequence.value(), &records);
+    }
+    Ok(index)
+}
+
+fn note_days(index: &mut HashMap<String, Vec<u64>>, sequence: u64, records: &[Reservation]) {
+    for record in records {
+        let entries = index.entry(day_key(&record.venue_day())).or_default();
+        if entries.last() != Some(&sequence) {
+            entries.push(sequence);
+        }
+    }
+}
+
+fn run_writer(db: &Database, day_index: &DayIndex, mut queue: mpsc::Receiver<WriteJob>) {
     while let Some(first) = queue.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < JOBS_PER_TRANSACTION_MAX {
@@ -196,8 +242,17 @@ fn run_writer(db: &Database, mut queue: mpsc::Receiver<WriteJob>) {
             }
         }
         let ops: Vec<&WriteOp> = jobs.iter().map(|j| &j.op).collect();
-        match apply_in_one_transaction(db, &ops) {
-            Ok(outcomes) => {
+        let started = std::time::Instant::now();
+        let applied = apply_in_one_transaction(db, &ops);
+        metrics::histogram!(crate::telemetry::STORE_TRANSACTION_DURATION_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::telemetry::STORE_TRANSACTION_JOBS).record(ops.len() as f64);
+        match applied {
+            Ok((outcomes, logged)) => {
+                if let Some((sequence, records)) = logged {
+                    let mut index = day_index.lock().expect("day index lock poisoned");
+                    note_days(&mut index, sequence, &records);
+                }
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     // A caller that gave up waiting is not an error here.
                     let _ = job.reply.send(outcome);
@@ -217,21 +272,25 @@ fn run_writer(db: &Database, mut queue: mpsc::Receiver<WriteJob>) {
     }
 }
 
+/// What one transaction appended to the reservation log: its sequence and records.
+type Logged = Option<(u64, Vec<Reservation>)>;
+
 /// Applies the jobs in order in one transaction. `Err` means nothing at all was
 /// written; per-job refusals (kill switch) are in the returned outcomes.
 fn apply_in_one_transaction(
     db: &Database,
     ops: &[&WriteOp],
-) -> Result<Vec<Result<WriteOutcome, CommitError>>, redb::Error> {
+) -> Result<(Vec<Result<WriteOutcome, CommitError>>, Logged), redb::Error> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(ops.len());
+    let mut logged = None;
     {
         let mut meta = txn.open_table(META)?;
         let mut venues = txn.open_table(VENUES)?;
         let mut days = txn.open_table(DAYS)?;
         let mut residents = txn.open_table(RESIDENTS)?;
-        let mut reservations = txn.open_table(RESERVATIONS)?;
-        let mut by_day = txn.open_table(RESERVATIONS_BY_DAY)?;
+        let mut log = txn.open_table(RESERVATION_LOG)?;
+        let mut logged_records: Vec<Reservation> = Vec::new();
         let mut audit = txn.open_table(AUDIT)?;
 
         let mut kill_switch_engaged = match meta.get(KILL_SWITCH_KEY)? {
@@ -256,12 +315,7 @@ fn apply_in_one_transaction(
                     if kill_switch_engaged {
                         Err(CommitError::KillSwitchEngaged)
                     } else {
-                        let day = day_key(&batch.venue_day);
-                        for reservation in &batch.reservations {
-                            let id = reservation.id.as_u128();
-                            reservations.insert(id, encode(reservation).as_slice())?;
-                            by_day.insert((day.as_str(), id), ())?;
-                        }
+                        logged_records.extend(batch.reservations.iter().cloned());
                         Ok(WriteOutcome::Done)
                     }
                 }
@@ -285,9 +339,17 @@ fn apply_in_one_transaction(
             };
             outcomes.push(outcome);
         }
+        if !logged_records.is_empty() {
+            let sequence = match log.last()? {
+                Some((last, _)) => last.value() + 1,
+                None => 1,
+            };
+            log.insert(sequence, encode(&logged_records).as_slice())?;
+            logged = Some((sequence, logged_records));
+        }
     }
     txn.commit()?;
-    Ok(outcomes)
+    Ok((outcomes, logged))
 }
 
 #[async_trait]
@@ -337,6 +399,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError> {
+        // The day's writer is the caller: no entry for this day is being
+        // committed meanwhile, so the index is complete for it.
+        let sequences = self
+            .day_index
+            .lock()
+            .expect("day index lock poisoned")
+            .get(&day_key(&key))
+            .cloned()
+            .unwrap_or_default();
         self.read(move |db| {
             let day = day_key(&key);
             let txn = db.begin_read().map_err(unavailable)?;
@@ -345,19 +416,20 @@ impl Store for EmbeddedStore {
                 Some(bytes) => Some(decode(bytes.value(), "day plan")?),
                 None => None,
             };
-            let by_day = txn.open_table(RESERVATIONS_BY_DAY).map_err(unavailable)?;
-            let records = txn.open_table(RESERVATIONS).map_err(unavailable)?;
-            let mut reservations = Vec::new();
-            let range = (day.as_str(), 0u128)..=(day.as_str(), u128::MAX);
-            for row in by_day.range(range).map_err(unavailable)? {
-                let (index_key, _) = row.map_err(unavailable)?;
-                let (_, id) = index_key.value();
-                let bytes = records
-                    .get(id)
-                    .map_err(unavailable)?
-                    .ok_or_else(|| StoreError::Corrupt("indexed reservation missing".into()))?;
-                reservations.push(decode(bytes.value(), "reservation")?);
+            let log = txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
+            let mut entries = Vec::with_capacity(sequences.len());
+            for sequence in sequences {
+                if let Some(records) = log.get(sequence).map_err(unavailable)? {
+                    let records: Vec<Reservation> =
+                        decode(records.value(), "reservation log entry")?;
+                    entries.push(
+                        records
+                            .into_iter()
+                            .filter(|r| day_key(&r.venue_day()) == day),
+                    );
+                }
             }
+            let reservations = replay(entries.into_iter().flatten());
             Ok(StoredVenueDay {
                 plan,
                 reservations,
@@ -393,7 +465,20 @@ impl Store for EmbeddedStore {
     }
 
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
-        self.read_all(RESERVATIONS, "reservation").await
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let log = txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
+            let mut all = Vec::new();
+            for entry in log.iter().map_err(unavailable)? {
+                let (_, records) = entry.map_err(unavailable)?;
+                all.push(decode::<Vec<Reservation>>(
+                    records.value(),
+                    "reservation log entry",
+                )?);
+            }
+            Ok(replay(all.into_iter().flatten()))
+        })
+        .await
     }
 
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
