@@ -642,8 +642,14 @@ async fn main() -> anyhow::Result<()> {
     }
     if failures.is_empty() {
         println!(
-            "audit: OK: {} stored = {committed} answered 201; used capacity {}; nothing after the kill switch",
-            findings.stored, findings.used_capacity
+            "audit: OK: {} stored = {committed} answered 201; used capacity {}{}",
+            findings.stored,
+            findings.used_capacity,
+            if switch.is_some() {
+                "; nothing committed or accepted after the kill switch's PUT returned"
+            } else {
+                ""
+            }
         );
         Ok(())
     } else {
