@@ -7,6 +7,7 @@
 //! restored from the store over capacity, which are reported and never grow.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use subtle::ConstantTimeEq;
@@ -45,7 +46,8 @@ pub struct SlotAvailability {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct DaySnapshot {
     pub key: VenueDayKey,
-    pub plan: DayPlan,
+    /// Shared with the allocator: publishing does not copy the plan.
+    pub plan: Arc<DayPlan>,
     pub slots: Vec<SlotAvailability>,
 }
 
@@ -58,7 +60,7 @@ impl DaySnapshot {
 pub struct VenueDay {
     key: VenueDayKey,
     /// `None` until an admin puts the day: bookings are then `not_found`.
-    plan: Option<DayPlan>,
+    plan: Option<Arc<DayPlan>>,
     slots: BTreeMap<SlotTime, SlotCounter>,
     /// Every reservation of this day, in any status.
     reservations: HashMap<ReservationId, Reservation>,
@@ -93,7 +95,7 @@ impl VenueDay {
     }
 
     pub fn plan(&self) -> Option<&DayPlan> {
-        self.plan.as_ref()
+        self.plan.as_deref()
     }
 
     pub fn reservation(&self, id: ReservationId) -> Option<&Reservation> {
@@ -114,7 +116,7 @@ impl VenueDay {
         request: &BookingRequest,
         today: NaiveDate,
     ) -> Result<Reservation, BookingError> {
-        let plan = self.plan.as_ref().ok_or(BookingError::NotFound)?;
+        let plan = self.plan.as_deref().ok_or(BookingError::NotFound)?;
         if let Some(expected) = &plan.access_code {
             let given = request.access_code.as_deref().unwrap_or("");
             if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
@@ -234,12 +236,12 @@ impl VenueDay {
             );
         }
         self.slots = slots;
-        self.plan = Some(plan);
+        self.plan = Some(Arc::new(plan));
     }
 
     /// The picture that availability serves, or `None` before the day is put.
     pub fn snapshot(&self) -> Option<DaySnapshot> {
-        let plan = self.plan.clone()?;
+        let plan = Arc::clone(self.plan.as_ref()?);
         let slots = self
             .slots
             .iter()
