@@ -61,10 +61,11 @@ impl Connection {
         path: &str,
         bearer: &str,
     ) -> anyhow::Result<Answer> {
+        let bearer = bearer_header(bearer);
         self.send_with(
             Method::GET,
             path,
-            Some(bearer),
+            Some(&bearer),
             None,
             Some("application/json"),
         )
@@ -79,15 +80,29 @@ impl Connection {
         bearer: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Answer> {
-        self.send_with(method, path, bearer, body, None).await
+        let bearer = bearer.map(bearer_header);
+        self.send_with(method, path, bearer.as_ref(), body.map(Bytes::from), None)
+            .await
+    }
+
+    /// Sends with a ready `Authorization` value and body (no per-request building).
+    pub async fn send_prepared(
+        &mut self,
+        method: Method,
+        path: &str,
+        authorization: Option<&HeaderValue>,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<Answer> {
+        self.send_with(method, path, authorization, body, None)
+            .await
     }
 
     async fn send_with(
         &mut self,
         method: Method,
         path: &str,
-        bearer: Option<&str>,
-        body: Option<Vec<u8>>,
+        authorization: Option<&HeaderValue>,
+        body: Option<Bytes>,
         accept: Option<&'static str>,
     ) -> anyhow::Result<Answer> {
         let host = self.host.clone();
@@ -98,13 +113,13 @@ impl Connection {
         if let Some(accept) = accept {
             request = request.header(ACCEPT, accept);
         }
-        if let Some(token) = bearer {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
         }
         let body = match body {
             Some(bytes) => {
                 request = request.header(CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(bytes))
+                Full::new(bytes)
             }
             None => Full::new(Bytes::new()),
         };
@@ -126,4 +141,9 @@ impl Connection {
             body,
         })
     }
+}
+
+/// `Authorization: Bearer <token>`, built once.
+pub fn bearer_header(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("Bearer {token}")).expect("tokens are visible ASCII")
 }

@@ -27,8 +27,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use hyper::Method;
+use hyper::header::HeaderValue;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::client::Connection;
@@ -135,11 +135,14 @@ fn watch_rss(pid: u32) -> Arc<AtomicU64> {
     peak
 }
 
-#[derive(Deserialize)]
-struct BookingAnswer {
-    reservation_id: Option<String>,
-    created_at: Option<String>,
-    code: Option<String>,
+/// The string value of `"field":"…"` in a JSON answer, found without parsing
+/// the whole document (our answers never escape these values).
+fn json_str<'a>(body: &'a [u8], field: &str) -> Option<&'a str> {
+    let needle = format!("\"{field}\":\"");
+    let body = std::str::from_utf8(body).ok()?;
+    let start = body.find(&needle)? + needle.len();
+    let len = body[start..].find('"')?;
+    Some(&body[start..start + len])
 }
 
 /// One booking's outcome.
@@ -166,21 +169,18 @@ fn fold_booking(stats: &mut BookingStats, sent: Sent) {
         .record(sent.latency.as_micros().clamp(1, 60_000_000) as u64);
     let booking = match sent.answer {
         Ok(answer) => {
-            let parsed: Option<BookingAnswer> = serde_json::from_slice(&answer.body).ok();
-            let (outcome, reservation_id, created_at) = match (answer.status, parsed) {
-                (201, Some(a)) => (
+            let body = &answer.body;
+            let (outcome, reservation_id, created_at) = match answer.status {
+                201 => (
                     "committed".to_owned(),
-                    a.reservation_id,
-                    a.created_at
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()),
+                    json_str(body, "reservation_id").map(str::to_owned),
+                    json_str(body, "created_at")
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
                 ),
-                (
-                    _,
-                    Some(BookingAnswer {
-                        code: Some(code), ..
-                    }),
-                ) => (code, None, None),
-                (status, _) => (format!("http_{status}"), None, None),
+                status => match json_str(body, "code") {
+                    Some(code) => (code.to_owned(), None, None),
+                    None => (format!("http_{status}"), None, None),
+                },
             };
             Booking {
                 sent_at: sent.sent_at,
@@ -313,8 +313,8 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_secs_f64(args.baseline_s),
             Arc::new(|| Call {
                 method: Method::GET,
-                path: "/healthz".into(),
-                bearer: None,
+                path: "/healthz",
+                authorization: None,
                 body: None,
             }),
             200,
@@ -341,12 +341,14 @@ async fn main() -> anyhow::Result<()> {
         &bar,
         Arc::new(move |i| Call {
             method: Method::POST,
-            path: "/v1/sessions".into(),
-            bearer: None,
+            path: "/v1/sessions",
+            authorization: None,
             body: Some(
-                serde_json::to_vec(&json!({"ticket_number": login_scenario.ticket(i),
-                    "birth_date": "1960-01-01"}))
-                .expect("json"),
+                format!(
+                    r#"{{"ticket_number":"{}","birth_date":"1960-01-01"}}"#,
+                    login_scenario.ticket(i)
+                )
+                .into(),
             ),
         }),
         Vec::new,
@@ -363,10 +365,10 @@ async fn main() -> anyhow::Result<()> {
     .await;
     bar.finish_and_clear();
     let login_elapsed = login_started.elapsed();
-    let mut by_resident = vec![String::new(); args.residents as usize];
+    let mut by_resident = vec![HeaderValue::from_static(""); args.residents as usize];
     let mut logged_in = 0u64;
     for (index, token) in tokens.into_iter().flatten() {
-        by_resident[index as usize] = token;
+        by_resident[index as usize] = client::bearer_header(&token);
         logged_in += 1;
     }
     println!(
@@ -390,7 +392,13 @@ async fn main() -> anyhow::Result<()> {
             set_kill_switch(address, &key, true).await
         })
     });
-    let book_scenario = Arc::clone(&scenario);
+    // Every booking's body, built before the timed phase.
+    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
+        (0..args.residents)
+            .map(|i| scenario.booking_body(i))
+            .collect(),
+    );
+    let book_bodies = Arc::clone(&bodies);
     let book_tokens = Arc::clone(&tokens);
     let stats = runners::run(
         Load {
@@ -402,9 +410,9 @@ async fn main() -> anyhow::Result<()> {
         &bar,
         Arc::new(move |i| Call {
             method: Method::POST,
-            path: "/v1/reservations".into(),
-            bearer: Some(book_tokens[i as usize].clone()),
-            body: Some(book_scenario.booking_body(i)),
+            path: "/v1/reservations",
+            authorization: Some(book_tokens[i as usize].clone()),
+            body: Some(book_bodies[i as usize].clone()),
         }),
         || BookingStats {
             latency_us: new_histogram(),
@@ -483,16 +491,16 @@ async fn main() -> anyhow::Result<()> {
         let key = args.sre_key.clone().expect("checked above");
         set_kill_switch(address, &key, true).await?;
         let refusal_tokens = Arc::clone(&tokens);
-        let refusal_scenario = Arc::clone(&scenario);
+        let refusal_bodies = Arc::clone(&bodies);
         let (count, elapsed) = runners::timed(
             address,
             args.connections,
             Duration::from_secs_f64(args.refusal_s),
             Arc::new(move || Call {
                 method: Method::POST,
-                path: "/v1/reservations".into(),
-                bearer: Some(refusal_tokens[0].clone()),
-                body: Some(refusal_scenario.booking_body(0)),
+                path: "/v1/reservations",
+                authorization: Some(refusal_tokens[0].clone()),
+                body: Some(refusal_bodies[0].clone()),
             }),
             503,
         )
@@ -537,11 +545,9 @@ async fn main() -> anyhow::Result<()> {
             &bar,
             Arc::new(move |i| Call {
                 method: Method::POST,
-                path: "/book".into(),
-                bearer: None,
-                body: Some(
-                    serde_json::to_vec(&json!({"slot": i % slots, "resident": i})).expect("json"),
-                ),
+                path: "/book",
+                authorization: None,
+                body: Some(format!(r#"{{"slot":{},"resident":{i}}}"#, i % slots).into()),
             }),
             || (0u64, new_histogram()),
             |state: &mut (u64, Histogram<u64>), sent| {

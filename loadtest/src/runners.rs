@@ -8,18 +8,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyper::Method;
+use hyper::header::HeaderValue;
 use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
 use crate::client::{Answer, Connection};
 
-/// One request: method, path, bearer token, JSON body.
+/// One request: method, path, `Authorization` value, JSON body, all ready
+/// to send (the generator builds nothing per request in the timed phases).
 pub struct Call {
     pub method: Method,
-    pub path: String,
-    pub bearer: Option<String>,
-    pub body: Option<Vec<u8>>,
+    pub path: &'static str,
+    pub authorization: Option<HeaderValue>,
+    pub body: Option<Bytes>,
 }
 
 /// Builds request `i`.
@@ -121,7 +124,12 @@ where
                 let call = make_call(index);
                 let sent_at = Instant::now();
                 let answer = connection
-                    .send(call.method, &call.path, call.bearer.as_deref(), call.body)
+                    .send_prepared(
+                        call.method,
+                        call.path,
+                        call.authorization.as_ref(),
+                        call.body,
+                    )
                     .await;
                 let latency = due.elapsed();
                 fold(
@@ -165,7 +173,12 @@ pub async fn timed(
             while Instant::now() < deadline {
                 let call = call();
                 if let Ok(answer) = connection
-                    .send(call.method, &call.path, call.bearer.as_deref(), call.body)
+                    .send_prepared(
+                        call.method,
+                        call.path,
+                        call.authorization.as_ref(),
+                        call.body,
+                    )
                     .await
                     && answer.status == expected
                 {
