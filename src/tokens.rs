@@ -148,3 +148,34 @@ mod tests {
         assert!(!token.contains("1311480001"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn verify_never_panics_and_refuses_junk(text in "\\PC{0,200}") {
+            let key = TokenKey::from_secret("s3cret");
+            prop_assert_eq!(key.verify(&text, Utc::now()), None);
+        }
+
+        #[test]
+        fn changing_any_byte_of_a_token_invalidates_it(position in 0usize..200, replacement in 0u8..64) {
+            let key = TokenKey::from_secret("s3cret");
+            let now = Utc::now();
+            let ticket = TicketNumber::parse("1311480001").unwrap();
+            let (token, _) = key.issue(&key.resident_handle(&ticket), now);
+            let mut bytes = token.into_bytes();
+            let position = position % bytes.len();
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let new = alphabet[usize::from(replacement)];
+            prop_assume!(bytes[position] != new && bytes[position] != b'.');
+            bytes[position] = new;
+            let tampered = String::from_utf8(bytes).unwrap();
+            prop_assert_eq!(key.verify(&tampered, now), None);
+        }
+    }
+}

@@ -338,3 +338,53 @@ mod tests {
         assert_eq!(Dose::FIRST.next(), Some(Dose::new(2).unwrap()));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn no_parser_panics_on_any_text(text in "\\PC{0,80}") {
+            let _ = VenueId::parse(&text);
+            let _ = TicketNumber::parse(&text);
+            let _ = SlotTime::parse(&text);
+            let _ = parse_date(&text);
+            let _ = Vaccine::parse(&text);
+            let _ = ReservationId::parse(&text);
+        }
+
+        #[test]
+        fn ticket_numbers_are_accepted_exactly_when_ten_ascii_digits(text in "[0-9a-z]{0,12}") {
+            let expected = text.len() == 10 && text.bytes().all(|b| b.is_ascii_digit());
+            let parsed = TicketNumber::parse(&text);
+            prop_assert_eq!(parsed.is_ok(), expected);
+            if let Ok(ticket) = parsed {
+                prop_assert_eq!(ticket.expose(), text.as_str());
+            }
+        }
+
+        #[test]
+        fn venue_ids_are_accepted_exactly_when_the_contract_says(text in "[a-z0-9A-Z_ -]{0,70}") {
+            let expected = (1..=VENUE_ID_LENGTH_MAX).contains(&text.len())
+                && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            prop_assert_eq!(VenueId::parse(&text).is_ok(), expected);
+        }
+
+        #[test]
+        fn every_valid_time_round_trips(hours in 0u16..24, minutes in 0u16..60) {
+            let text = format!("{hours:02}:{minutes:02}");
+            let time = SlotTime::parse(&text).unwrap();
+            prop_assert_eq!(time.to_string(), text);
+            prop_assert_eq!(time.minutes_after_midnight(), hours * 60 + minutes);
+        }
+
+        #[test]
+        fn every_real_date_round_trips(days in 0i64..80_000) {
+            let date = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap() + chrono::Duration::days(days);
+            prop_assert_eq!(parse_date(&date.to_string()), Ok(date));
+        }
+    }
+}
