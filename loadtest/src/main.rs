@@ -163,10 +163,23 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
+/// Records a latency in microseconds, clamped to the histogram's bounds.
+fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
+    let _ = histogram.record(latency.as_micros().clamp(1, 60_000_000) as u64);
+}
+
+/// One request per resident, as asked on the command line.
+fn herd(args: &Args, address: SocketAddr) -> Load {
+    Load {
+        address,
+        connections: args.connections,
+        total: args.residents,
+        rate: args.rate,
+    }
+}
+
 fn fold_booking(stats: &mut BookingStats, sent: Sent) {
-    let _ = stats
-        .latency_us
-        .record(sent.latency.as_micros().clamp(1, 60_000_000) as u64);
+    record_latency(&mut stats.latency_us, sent.latency);
     let booking = match sent.answer {
         Ok(answer) => {
             let body = &answer.body;
@@ -401,12 +414,7 @@ async fn main() -> anyhow::Result<()> {
     let book_bodies = Arc::clone(&bodies);
     let book_tokens = Arc::clone(&tokens);
     let stats = runners::run(
-        Load {
-            address,
-            connections: args.connections,
-            total: args.residents,
-            rate: args.rate,
-        },
+        herd(&args, address),
         &bar,
         Arc::new(move |i| Call {
             method: Method::POST,
@@ -536,12 +544,7 @@ async fn main() -> anyhow::Result<()> {
         let bar = progress(&args, args.residents, "peer");
         let started = Instant::now();
         let results = runners::run(
-            Load {
-                address: peer,
-                connections: args.connections,
-                total: args.residents,
-                rate: args.rate,
-            },
+            herd(&args, peer),
             &bar,
             Arc::new(move |i| Call {
                 method: Method::POST,
@@ -551,9 +554,7 @@ async fn main() -> anyhow::Result<()> {
             }),
             || (0u64, new_histogram()),
             |state: &mut (u64, Histogram<u64>), sent| {
-                let _ = state
-                    .1
-                    .record(sent.latency.as_micros().clamp(1, 60_000_000) as u64);
+                record_latency(&mut state.1, sent.latency);
                 if matches!(&sent.answer, Ok(a) if a.status == 201) {
                     state.0 += 1;
                 }
