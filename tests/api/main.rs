@@ -37,4 +37,5 @@ mod login;
 mod overload;
 mod privacy;
 mod redis_outage;
+mod redis_store;
 mod staff;
