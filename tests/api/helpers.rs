@@ -151,6 +151,15 @@ impl TestApp {
         self.data_dir.path().join("store")
     }
 
+    /// The ids of every reservation the store holds (see `stored_reservations`).
+    pub async fn stored_ids(&self) -> std::collections::HashSet<String> {
+        self.stored_reservations()
+            .await
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect()
+    }
+
     /// Every reservation the store holds. The embedded store is one process's
     /// file: kill the server first.
     pub async fn stored_reservations(&self) -> Vec<vaxslot::domain::Reservation> {

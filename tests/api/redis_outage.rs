@@ -22,12 +22,7 @@ const RECOVERY_MAX: Duration = Duration::from_secs(15);
 async fn assert_store_settles_to(app: &TestApp, expected: &HashSet<String>) {
     let deadline = Instant::now() + RECOVERY_MAX;
     loop {
-        let stored: HashSet<String> = app
-            .stored_reservations()
-            .await
-            .iter()
-            .map(|r| r.id.to_string())
-            .collect();
+        let stored = app.stored_ids().await;
         if &stored == expected {
             return;
         }
@@ -243,12 +238,7 @@ async fn a_second_process_with_a_stale_fencing_token_cannot_commit() {
         "{c}"
     );
 
-    let stored: HashSet<String> = first
-        .stored_reservations()
-        .await
-        .iter()
-        .map(|r| r.id.to_string())
-        .collect();
+    let stored = first.stored_ids().await;
     let expected: HashSet<String> = [&a, &b]
         .iter()
         .map(|r| r["reservation_id"].as_str().unwrap().to_owned())
