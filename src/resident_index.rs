@@ -213,14 +213,6 @@ impl ResidentIndex {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Room for `additional` new residents under `RESIDENTS_MAX`?
     pub fn has_room_for(&self, additional: usize) -> bool {
         self.entries.len().saturating_add(additional) <= RESIDENTS_MAX
@@ -497,10 +489,6 @@ pub struct DoseClaim {
 impl DoseClaim {
     pub fn dose(&self) -> Dose {
         self.dose
-    }
-
-    pub fn ticket_number(&self) -> &TicketNumber {
-        &self.ticket
     }
 
     /// Turns the claim into the committed reservation, in one step, so the

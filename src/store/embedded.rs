@@ -13,7 +13,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -56,7 +55,6 @@ enum WriteOp {
     Reservations(ReservationBatch),
     Residents(Vec<Resident>),
     KillSwitch(KillSwitchState, AuditEntry),
-    Audit(AuditEntry),
 }
 
 enum WriteOutcome {
@@ -332,10 +330,6 @@ fn apply_in_one_transaction(
                     kill_switch_engaged = state.engaged;
                     Ok(WriteOutcome::Done)
                 }
-                WriteOp::Audit(entry) => {
-                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
-                    Ok(WriteOutcome::Done)
-                }
             };
             outcomes.push(outcome);
         }
@@ -501,31 +495,5 @@ impl Store for EmbeddedStore {
         self.write_plain(WriteOp::KillSwitch(state, audit))
             .await
             .map(|_| ())
-    }
-
-    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.write_plain(WriteOp::Audit(entry)).await.map(|_| ())
-    }
-
-    async fn read_audit(
-        &self,
-        since: DateTime<FixedOffset>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(AUDIT).map_err(unavailable)?;
-            let mut entries = Vec::new();
-            for row in table
-                .range((since.timestamp_micros(), 0u64)..)
-                .map_err(unavailable)?
-                .take(limit)
-            {
-                let (_, value) = row.map_err(unavailable)?;
-                entries.push(decode(value.value(), "audit entry")?);
-            }
-            Ok(entries)
-        })
-        .await
     }
 }

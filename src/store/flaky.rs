@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset};
 
 use super::{
     AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError,
@@ -81,15 +80,5 @@ impl<S: Store> Store for FlakyStore<S> {
         audit: AuditEntry,
     ) -> Result<(), StoreError> {
         self.inner.set_kill_switch(state, audit).await
-    }
-    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.inner.append_audit(entry).await
-    }
-    async fn read_audit(
-        &self,
-        since: DateTime<FixedOffset>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.read_audit(since, limit).await
     }
 }

@@ -139,12 +139,4 @@ pub trait Store: Send + Sync + 'static {
         state: KillSwitchState,
         audit: AuditEntry,
     ) -> Result<(), StoreError>;
-
-    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
-    /// Audit lines at or after `since`, oldest first, at most `limit`.
-    async fn read_audit(
-        &self,
-        since: DateTime<FixedOffset>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, StoreError>;
 }

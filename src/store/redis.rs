@@ -15,7 +15,6 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, Client, RedisError, Script, Value};
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -387,45 +386,6 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
-    }
-
-    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        let mut connection = self.connection();
-        let _: i64 =
-            limited(connection.zadd(AUDIT, audit_member(&entry), entry.at.timestamp_micros()))
-                .await
-                .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn read_audit(
-        &self,
-        since: DateTime<FixedOffset>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut connection = self.connection();
-        let members: Vec<String> = limited(
-            ::redis::cmd("ZRANGE")
-                .arg(AUDIT)
-                .arg(since.timestamp_micros())
-                .arg("+inf")
-                .arg("BYSCORE")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit)
-                .query_async(&mut connection),
-        )
-        .await
-        .map_err(unavailable)?;
-        members
-            .iter()
-            .map(|member| {
-                let json = member
-                    .split_once(' ')
-                    .map_or(member.as_str(), |(_, json)| json);
-                decode(json, "audit entry")
-            })
-            .collect()
     }
 }
 
