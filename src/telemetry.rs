@@ -51,7 +51,13 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Installs the process-wide Prometheus recorder and returns its handle.
+/// How often histogram samples are folded into their buckets. Until then the
+/// exporter keeps every sample (8 bytes each, several per booking), so without
+/// this a launch-day herd with no scraper grows memory without bound.
+pub const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Installs the process-wide Prometheus recorder, starts its upkeep thread
+/// (see [`METRICS_UPKEEP_INTERVAL`]) and returns its handle.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
@@ -59,5 +65,14 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(MAILBOX_DEPTH.into()), BATCH_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(STORE_TRANSACTION_JOBS.into()), BATCH_BUCKETS)?
         .install_recorder()?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        })?;
     Ok(handle)
 }

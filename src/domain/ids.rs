@@ -242,8 +242,11 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, DomainError> {
 pub struct ReservationId(Uuid);
 
 impl ReservationId {
+    /// From the thread's CSPRNG (`rand::rng()`, ChaCha seeded from the OS):
+    /// `Uuid::new_v4` asks the kernel (`getrandom`) for every id, one system
+    /// call per booking on the hot path.
     pub fn random() -> Self {
-        Self(Uuid::new_v4())
+        Self(uuid::Builder::from_random_bytes(rand::random()).into_uuid())
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -281,6 +284,18 @@ impl fmt::Display for VenueDayKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reservation_ids_are_random_version_4_uuids() {
+        let ids: std::collections::HashSet<_> =
+            (0..1000).map(|_| ReservationId::random()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids {
+            let uuid = Uuid::from_u128(id.as_u128());
+            assert_eq!(uuid.get_version(), Some(uuid::Version::Random));
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        }
+    }
 
     #[test]
     fn venue_ids_accept_only_lowercase_digits_and_dashes() {

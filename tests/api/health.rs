@@ -22,3 +22,30 @@ async fn healthz_readyz_and_metrics_answer(backend: Backend) {
 }
 
 on_both_stores!(healthz_readyz_and_metrics_answer,);
+
+/// The booking metrics of DESIGN.md count what happened: one observation per
+/// booking request, outcomes by code, batches by size.
+async fn metrics_count_bookings_by_outcome(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let date = crate::helpers::future_date(30);
+    app.venue_day("nakano-sunplaza", &date, &[("10:30", 2)])
+        .await;
+    app.import_residents(1_000_000_000, 3).await;
+    let tokens = app.login_many(1_000_000_000, 3).await;
+    for token in &tokens {
+        app.book(token, "nakano-sunplaza", &date, "10:30").await;
+    }
+    let (_, body) = app.send(Method::GET, "/metrics", None, None).await;
+    let text = body.as_str().expect("text exposition");
+    for line in [
+        "vaxslot_booking_requests_total{outcome=\"committed\"} 2",
+        "vaxslot_booking_requests_total{outcome=\"slot_full\"} 1",
+        "vaxslot_booking_duration_seconds_count 3",
+        "vaxslot_commit_batch_size_count 2",
+        "vaxslot_login_attempts_total{outcome=\"ok\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
+
+on_both_stores!(metrics_count_bookings_by_outcome,);
