@@ -26,6 +26,10 @@ use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId,
 
 /// Most write jobs waiting for the writer thread; senders wait beyond it.
 pub const WRITE_QUEUE_CAPACITY: usize = 4096;
+/// redb's page cache (its default is 1 GiB). The reservation log is only
+/// appended to and read back at start-up and for rosters, so a large cache
+/// mostly keeps pages nobody reads again; the OS page cache still holds them.
+pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Most jobs merged into one write transaction.
 pub const JOBS_PER_TRANSACTION_MAX: usize = 512;
 
@@ -83,7 +87,10 @@ impl EmbeddedStore {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create data dir: {e}")))?;
-        let db = Database::create(data_dir.join(DATABASE_FILE)).map_err(unavailable)?;
+        let db = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(data_dir.join(DATABASE_FILE))
+            .map_err(unavailable)?;
         let txn = db.begin_write().map_err(unavailable)?;
         {
             txn.open_table(META).map_err(unavailable)?;
@@ -208,15 +215,43 @@ fn audit_key(entry: &AuditEntry) -> (i64, u64) {
     (entry.at.timestamp_micros(), rand::random())
 }
 
-/// Reads the whole log once, noting which entries hold which days.
+/// Reads the whole log once, noting which entries hold which days. Only each
+/// record's venue and date are decoded (borrowed, no allocation per record):
+/// start-up decodes the full records once, in `load_reservations`.
 fn build_day_index(db: &Database) -> Result<HashMap<String, Vec<u64>>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct RecordDay<'a> {
+        #[serde(borrow)]
+        venue_id: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        date: std::borrow::Cow<'a, str>,
+    }
     let txn = db.begin_read().map_err(unavailable)?;
     let log = txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
     let mut index: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut key = String::new();
     for entry in log.iter().map_err(unavailable)? {
         let (sequence, records) = entry.map_err(unavailable)?;
-        let records: Vec<Reservation> = decode(records.value(), "reservation log entry")?;
-        note_days(&mut index, sequence.value(), &records);
+        let sequence = sequence.value();
+        let records = records.value();
+        let days: Vec<RecordDay<'_>> = serde_json::from_slice(records)
+            .map_err(|e| StoreError::Corrupt(format!("reservation log entry: {e}")))?;
+        for day in days {
+            key.clear();
+            key.push_str(&day.venue_id);
+            key.push('/');
+            key.push_str(&day.date);
+            match index.get_mut(key.as_str()) {
+                Some(entries) => {
+                    if entries.last() != Some(&sequence) {
+                        entries.push(sequence);
+                    }
+                }
+                None => {
+                    index.insert(key.clone(), vec![sequence]);
+                }
+            }
+        }
     }
     Ok(index)
 }
@@ -462,15 +497,16 @@ impl Store for EmbeddedStore {
         self.read(|db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let log = txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
-            let mut all = Vec::new();
+            // Folded entry by entry: the log is never held decoded whole.
+            let mut latest = HashMap::new();
             for entry in log.iter().map_err(unavailable)? {
                 let (_, records) = entry.map_err(unavailable)?;
-                all.push(decode::<Vec<Reservation>>(
-                    records.value(),
-                    "reservation log entry",
-                )?);
+                let records: Vec<Reservation> = decode(records.value(), "reservation log entry")?;
+                for record in records {
+                    latest.insert(record.id, record);
+                }
             }
-            Ok(replay(all.into_iter().flatten()))
+            Ok(latest.into_values().collect())
         })
         .await
     }
