@@ -72,10 +72,21 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-/// The route table.
+/// The route table. actix tries routes in this order, and a route with
+/// `{segments}` is tried by running its regex, so the launch-day hot paths
+/// (static) come first and the dynamic admin and staff routes last.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(
+            resource("/v1/reservations")
+                .route(web::get().to(reservations::list))
+                .route(web::post().to(reservations::create)),
+        )
+        .service(resource("/v1/sessions").route(web::post().to(sessions::login)))
+        .service(resource("/v1/availability").route(web::get().to(availability::get)))
+        .service(resource("/v1/me").route(web::get().to(sessions::me)))
+        .service(resource("/v1/venues").route(web::get().to(venues::list_venues)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(
@@ -83,25 +94,16 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::get().to(kill_switch::get))
                 .route(web::put().to(kill_switch::put)),
         )
-        .service(resource("/v1/admin/venues/{venue_id}").route(web::put().to(venues::put_venue)))
-        .service(
-            resource("/v1/admin/venues/{venue_id}/days/{date}")
-                .route(web::put().to(venues::put_day)),
-        )
         .service(resource("/v1/admin/residents").route(web::post().to(residents::import)))
-        .service(resource("/v1/venues").route(web::get().to(venues::list_venues)))
-        .service(resource("/v1/availability").route(web::get().to(availability::get)))
-        .service(resource("/v1/sessions").route(web::post().to(sessions::login)))
-        .service(resource("/v1/me").route(web::get().to(sessions::me)))
-        .service(
-            resource("/v1/reservations")
-                .route(web::get().to(reservations::list))
-                .route(web::post().to(reservations::create)),
-        )
         .service(
             resource("/v1/reservations/{id}")
                 .route(web::get().to(reservations::get))
                 .route(web::delete().to(reservations::cancel)),
+        )
+        .service(resource("/v1/admin/venues/{venue_id}").route(web::put().to(venues::put_venue)))
+        .service(
+            resource("/v1/admin/venues/{venue_id}/days/{date}")
+                .route(web::put().to(venues::put_day)),
         )
         .service(
             resource("/v1/staff/venues/{venue_id}/days/{date}/roster")
