@@ -202,13 +202,21 @@ fn parse_day_key(text: &str) -> Result<VenueDayKey, StoreError> {
     })
 }
 
-/// Folds records, in commit order, into the latest version of each reservation.
-fn replay(records: impl Iterator<Item = Reservation>) -> Vec<Reservation> {
-    let mut latest: HashMap<crate::domain::ReservationId, Reservation> = HashMap::new();
-    for record in records {
-        latest.insert(record.id, record);
+/// Folds log records, fed in commit order, into the latest version of each
+/// reservation.
+#[derive(Default)]
+struct Replay(HashMap<crate::domain::ReservationId, Reservation>);
+
+impl Replay {
+    fn add(&mut self, records: impl IntoIterator<Item = Reservation>) {
+        for record in records {
+            self.0.insert(record.id, record);
+        }
     }
-    latest.into_values().collect()
+
+    fn into_reservations(self) -> Vec<Reservation> {
+        self.0.into_values().collect()
+    }
 }
 
 fn audit_key(entry: &AuditEntry) -> (i64, u64) {
@@ -241,27 +249,30 @@ fn build_day_index(db: &Database) -> Result<HashMap<String, Vec<u64>>, StoreErro
             key.push_str(&day.venue_id);
             key.push('/');
             key.push_str(&day.date);
-            match index.get_mut(key.as_str()) {
-                Some(entries) => {
-                    if entries.last() != Some(&sequence) {
-                        entries.push(sequence);
-                    }
-                }
-                None => {
-                    index.insert(key.clone(), vec![sequence]);
-                }
-            }
+            note_day(&mut index, &key, sequence);
         }
     }
     Ok(index)
 }
 
+/// Notes that log entry `sequence` holds a record of the day `key`
+/// (`venue_id/date`, as `day_key` writes it).
+fn note_day(index: &mut HashMap<String, Vec<u64>>, key: &str, sequence: u64) {
+    match index.get_mut(key) {
+        Some(entries) => {
+            if entries.last() != Some(&sequence) {
+                entries.push(sequence);
+            }
+        }
+        None => {
+            index.insert(key.to_owned(), vec![sequence]);
+        }
+    }
+}
+
 fn note_days(index: &mut HashMap<String, Vec<u64>>, sequence: u64, records: &[Reservation]) {
     for record in records {
-        let entries = index.entry(day_key(&record.venue_day())).or_default();
-        if entries.last() != Some(&sequence) {
-            entries.push(sequence);
-        }
+        note_day(index, &day_key(&record.venue_day()), sequence);
     }
 }
 
@@ -446,19 +457,19 @@ impl Store for EmbeddedStore {
                 None => None,
             };
             let log = txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
-            let mut entries = Vec::with_capacity(sequences.len());
+            let mut replay = Replay::default();
             for sequence in sequences {
                 if let Some(records) = log.get(sequence).map_err(unavailable)? {
                     let records: Vec<Reservation> =
                         decode(records.value(), "reservation log entry")?;
-                    entries.push(
+                    replay.add(
                         records
                             .into_iter()
                             .filter(|r| day_key(&r.venue_day()) == day),
                     );
                 }
             }
-            let reservations = replay(entries.into_iter().flatten());
+            let reservations = replay.into_reservations();
             Ok(StoredVenueDay {
                 plan,
                 reservations,
@@ -498,15 +509,15 @@ impl Store for EmbeddedStore {
             let txn = db.begin_read().map_err(unavailable)?;
             let log = txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
             // Folded entry by entry: the log is never held decoded whole.
-            let mut latest = HashMap::new();
+            let mut replay = Replay::default();
             for entry in log.iter().map_err(unavailable)? {
                 let (_, records) = entry.map_err(unavailable)?;
-                let records: Vec<Reservation> = decode(records.value(), "reservation log entry")?;
-                for record in records {
-                    latest.insert(record.id, record);
-                }
+                replay.add(decode::<Vec<Reservation>>(
+                    records.value(),
+                    "reservation log entry",
+                )?);
             }
-            Ok(latest.into_values().collect())
+            Ok(replay.into_reservations())
         })
         .await
     }
