@@ -24,31 +24,15 @@ while [ $# -gt 0 ]; do
 done
 command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 2; }
 cargo build --quiet --release -p vaxslot -p vaxslot-loadtest
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source loadtest/lib.sh
 
-server_args=(serve --listen 127.0.0.1:0 --data-dir "$work/store")
 if [ "$store" = redis ]; then
-  port=$(free_port)
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --appendonly yes \
-    --appendfsync always --save "" --daemonize no --logfile "$work/redis.log" &
-  pids+=($!)
-  for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-  server_args+=(--redis-url "redis://127.0.0.1:$port/0")
+  start_redis
+  start_vaxslot target/release/vaxslot --redis-url "$redis_url/0"
+else
+  start_vaxslot target/release/vaxslot
 fi
-export VAXSLOT_ADMIN_KEY=loadtest-admin VAXSLOT_SRE_KEY=loadtest-sre
-export VAXSLOT_STAFF_KEY=loadtest-staff VAXSLOT_TOKEN_SECRET=loadtest-secret
-RUST_LOG=warn target/release/vaxslot "${server_args[@]}" > "$work/out" 2> "$work/err" &
-server=$!
-pids+=($server)
-for _ in $(seq 1 200); do grep -q "listening on" "$work/out" && break; sleep 0.05; done
-url=$(grep -o 'http://[0-9.:]*' "$work/out" | head -1)
+
 
 loadtest_args=(--url "$url" --residents "$residents" --baseline-s 0 --quiet --no-audit)
 wait_for='^logins'
@@ -67,7 +51,7 @@ counted() {
   curl -s "$url/metrics" | awk -v name="vaxslot_booking_requests_total{outcome=\"$outcome\"}" '$1 == name { print $2 }'
 }
 before=$(counted)
-ms=$(perf stat -x, -e task-clock -p "$server" -- sleep "$window" 2>&1 | awk -F, '/task-clock/ { print $1 }')
+ms=$(perf stat -x, -e task-clock -p "$server_pid" -- sleep "$window" 2>&1 | awk -F, '/task-clock/ { print $1 }')
 after=$(counted)
 python3 - "$ms" "$before" "$after" "$outcome" "$store" "$window" <<'PY'
 import sys

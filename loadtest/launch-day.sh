@@ -29,49 +29,17 @@ else
   cargo build --quiet -p vaxslot -p vaxslot-loadtest
 fi
 bin="target/$profile"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# Waits for a line "... listening on http://ADDR" in a file; prints ADDR.
-address_in() {
-  for _ in $(seq 1 200); do
-    if grep -q "listening on http://" "$1" 2>/dev/null; then
-      grep -o 'http://[0-9.:]*' "$1" | head -1
-      return
-    fi
-    sleep 0.05
-  done
-  echo "no address in $1" >&2; cat "$1" >&2; exit 1
-}
+source loadtest/lib.sh
 
 redis_url=""
 if [ "$store" = redis ] || [ "$peer" = true ]; then
-  command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 2; }
-  port=$(free_port)
-  # deploy/redis.conf's durability: AOF, fsync before every reply.
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --appendonly yes \
-    --appendfsync always --save "" --maxmemory-policy noeviction --daemonize no \
-    --logfile "$work/redis.log" &
-  pids+=($!)
-  for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-  redis_url="redis://127.0.0.1:$port"
+  start_redis
 fi
-
-export VAXSLOT_ADMIN_KEY=loadtest-admin VAXSLOT_SRE_KEY=loadtest-sre
-export VAXSLOT_STAFF_KEY=loadtest-staff VAXSLOT_TOKEN_SECRET=loadtest-secret
-server_args=(serve --listen 127.0.0.1:0 --data-dir "$work/store")
-[ "$store" = redis ] && server_args+=(--redis-url "$redis_url/0")
-RUST_LOG=warn "$bin/vaxslot" "${server_args[@]}" > "$work/vaxslot.out" 2> "$work/vaxslot.err" &
-server_pid=$!
-pids+=($server_pid)
-url=$(address_in "$work/vaxslot.out")
+if [ "$store" = redis ]; then
+  start_vaxslot "$bin/vaxslot" --redis-url "$redis_url/0"
+else
+  start_vaxslot "$bin/vaxslot"
+fi
 
 loadtest_args=(--url "$url" --server-pid "$server_pid")
 if [ "$peer" = true ]; then
