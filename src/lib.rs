@@ -5,6 +5,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod booking;
 pub mod catalog;
 pub mod demo;
 pub mod domain;

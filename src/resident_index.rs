@@ -25,8 +25,8 @@ use dashmap::DashMap;
 use subtle::ConstantTimeEq;
 
 use crate::domain::{
-    BookingError, Dose, IneligibleReason, PriorDose, Reservation, ReservationId, ReservationStatus,
-    Resident, TODAYS_RULES, TicketNumber, Vaccine, Wanted, next_open_dose,
+    BookingError, Dose, FingerprintScheme, IneligibleReason, PriorDose, Reservation, ReservationId,
+    ReservationStatus, Resident, TODAYS_RULES, TicketNumber, Vaccine, Wanted, next_open_dose,
 };
 use crate::tokens::{ResidentHandle, TokenKey};
 
@@ -46,13 +46,14 @@ const NO_BIRTH_DATE: &[u8; 10] = b"0000-00-00";
 pub enum FirstAnswer {
     /// `201` with this reservation, as it was when booked.
     Booked(Box<Reservation>),
-    /// Any other final answer, as sent.
-    Refused { status: u16, body: Vec<u8> },
+    /// A final refusal (a `4xx`), answered again as it was.
+    Refused(BookingError),
 }
 
 struct IdempotencyRecord {
     key: String,
     fingerprint: u64,
+    scheme: FingerprintScheme,
     at: DateTime<FixedOffset>,
     /// `None` while the first request is still being answered.
     answer: Option<FirstAnswer>,
@@ -206,6 +207,7 @@ impl ResidentIndex {
             entry.idempotency.push(IdempotencyRecord {
                 key: tag.key.clone(),
                 fingerprint: tag.fingerprint,
+                scheme: tag.scheme,
                 at: reservation.created_at,
                 answer: Some(FirstAnswer::Booked(Box::new(first))),
             });
@@ -412,12 +414,15 @@ impl ResidentIndex {
         }
     }
 
-    /// Looks up an `Idempotency-Key` of a resident's booking.
+    /// Looks up an `Idempotency-Key` of a resident's booking. `fingerprint`
+    /// gives the request's fingerprint under a scheme: a stored key is
+    /// compared under the scheme it was stored with, a new one is recorded
+    /// under `FingerprintScheme::Canonical`.
     pub fn begin_keyed_booking(
         self: &Arc<Self>,
         ticket: &TicketNumber,
         key: &str,
-        fingerprint: u64,
+        fingerprint: &dyn Fn(FingerprintScheme) -> u64,
         now: DateTime<FixedOffset>,
     ) -> KeyedBooking {
         let Some(mut entry) = self.entries.get_mut(ticket) else {
@@ -425,7 +430,8 @@ impl ResidentIndex {
         };
         trim_idempotency(&mut entry.idempotency, now);
         if let Some(record) = entry.idempotency.iter().find(|r| r.key == key) {
-            return match (&record.answer, record.fingerprint == fingerprint) {
+            let same_request = record.fingerprint == fingerprint(record.scheme);
+            return match (&record.answer, same_request) {
                 (_, false) => KeyedBooking::Mismatch,
                 (None, true) => KeyedBooking::InProgress,
                 (Some(answer), true) => KeyedBooking::Replay(answer.clone()),
@@ -440,7 +446,8 @@ impl ResidentIndex {
         }
         entry.idempotency.push(IdempotencyRecord {
             key: key.to_owned(),
-            fingerprint,
+            fingerprint: fingerprint(FingerprintScheme::Canonical),
+            scheme: FingerprintScheme::Canonical,
             at: now,
             answer: None,
         });
@@ -612,29 +619,28 @@ mod tests {
     fn an_idempotency_key_replays_its_first_answer_and_refuses_another_request() {
         let (index, ticket) = index_with_one();
         let now = chrono::Utc::now().fixed_offset();
-        let KeyedBooking::New(guard) = index.begin_keyed_booking(&ticket, "k1", 7, now) else {
+        let seven = |_: FingerprintScheme| 7;
+        let eight = |_: FingerprintScheme| 8;
+        let KeyedBooking::New(guard) = index.begin_keyed_booking(&ticket, "k1", &seven, now) else {
             panic!("a new key")
         };
         assert!(matches!(
-            index.begin_keyed_booking(&ticket, "k1", 7, now),
+            index.begin_keyed_booking(&ticket, "k1", &seven, now),
             KeyedBooking::InProgress
         ));
-        guard.finish(Some(FirstAnswer::Refused {
-            status: 409,
-            body: b"{}".to_vec(),
-        }));
+        guard.finish(Some(FirstAnswer::Refused(BookingError::SlotFull)));
         assert!(matches!(
-            index.begin_keyed_booking(&ticket, "k1", 7, now),
-            KeyedBooking::Replay(FirstAnswer::Refused { status: 409, .. })
+            index.begin_keyed_booking(&ticket, "k1", &seven, now),
+            KeyedBooking::Replay(FirstAnswer::Refused(BookingError::SlotFull))
         ));
         assert!(matches!(
-            index.begin_keyed_booking(&ticket, "k1", 8, now),
+            index.begin_keyed_booking(&ticket, "k1", &eight, now),
             KeyedBooking::Mismatch
         ));
         // After the window the key is new again.
         let later = now + IDEMPOTENCY_WINDOW + Duration::seconds(1);
         assert!(matches!(
-            index.begin_keyed_booking(&ticket, "k1", 7, later),
+            index.begin_keyed_booking(&ticket, "k1", &seven, later),
             KeyedBooking::New(_)
         ));
     }
@@ -643,9 +649,9 @@ mod tests {
     fn an_unfinished_key_is_forgotten() {
         let (index, ticket) = index_with_one();
         let now = chrono::Utc::now().fixed_offset();
-        drop(index.begin_keyed_booking(&ticket, "k1", 7, now));
+        drop(index.begin_keyed_booking(&ticket, "k1", &|_| 7, now));
         assert!(matches!(
-            index.begin_keyed_booking(&ticket, "k1", 9, now),
+            index.begin_keyed_booking(&ticket, "k1", &|_| 9, now),
             KeyedBooking::New(_)
         ));
     }

@@ -5,7 +5,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
+
+use crate::actors::VENUE_DAY_IDLE_MAX_DEFAULT;
+use crate::tokens::{TOKEN_LIFETIME, TOKEN_LIFETIME_MAX};
 
 use crate::api::StaffKeys;
 use crate::login_guard::ADDRESS_FAILURES_MAX_DEFAULT;
@@ -15,6 +20,9 @@ use crate::login_guard::ADDRESS_FAILURES_MAX_DEFAULT;
 pub const MAX_IN_FLIGHT_DEFAULT: usize = 4096;
 /// Default of `--venue-day-queue-max`.
 pub const VENUE_DAY_QUEUE_MAX_DEFAULT: usize = 1024;
+
+/// Shortest `--venue-day-idle-s` (tests use it; a launch wants minutes).
+pub const VENUE_DAY_IDLE_MIN: Duration = Duration::from_millis(200);
 
 /// Most HTTP worker threads.
 pub const HTTP_WORKERS_MAX: usize = 64;
@@ -78,6 +86,13 @@ pub struct ServeArgs {
     /// a minute (0 disables; successful logins never count).
     #[arg(long, env = "VAXSLOT_LOGIN_FAILURES_PER_ADDR_MAX", default_value_t = ADDRESS_FAILURES_MAX_DEFAULT)]
     pub login_failures_per_addr_max: u32,
+    /// Seconds a venue-day's actor stays in memory after its last request
+    /// (a past day's at most 10); it reloads from the store on the next one.
+    #[arg(long, env = "VAXSLOT_VENUE_DAY_IDLE_S", default_value_t = VENUE_DAY_IDLE_MAX_DEFAULT.as_secs_f64())]
+    pub venue_day_idle_s: f64,
+    /// Seconds a resident's login token is valid (1 to 86400).
+    #[arg(long, env = "VAXSLOT_TOKEN_LIFETIME_S", default_value_t = TOKEN_LIFETIME.num_seconds())]
+    pub token_lifetime_s: i64,
 }
 
 /// Everything `startup` needs, resolved from flags and environment.
@@ -94,6 +109,8 @@ pub struct Settings {
     pub max_in_flight: usize,
     pub venue_day_queue_max: usize,
     pub login_failures_per_addr_max: u32,
+    pub venue_day_idle_max: Duration,
+    pub token_lifetime: chrono::Duration,
 }
 
 fn env_key(name: &str) -> Option<String> {
@@ -119,6 +136,11 @@ impl Settings {
             max_in_flight: args.max_in_flight.max(1),
             venue_day_queue_max: args.venue_day_queue_max.max(1),
             login_failures_per_addr_max: args.login_failures_per_addr_max,
+            venue_day_idle_max: Duration::try_from_secs_f64(args.venue_day_idle_s)
+                .unwrap_or(VENUE_DAY_IDLE_MAX_DEFAULT)
+                .max(VENUE_DAY_IDLE_MIN),
+            token_lifetime: chrono::Duration::seconds(args.token_lifetime_s)
+                .clamp(chrono::Duration::seconds(1), TOKEN_LIFETIME_MAX),
         }
     }
 }

@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::actors::{KillSwitchHandle, Registry, Shared};
 use crate::api::{self, AppState, Gate, IMPORTS_IN_FLIGHT_MAX};
+use crate::booking::BookingService;
 use crate::catalog::Catalog;
 use crate::domain::{VenueDay, local_date};
 use crate::login_guard::LoginGuard;
@@ -62,7 +63,8 @@ impl Application {
                 );
                 TokenKey::random()
             }
-        };
+        }
+        .with_lifetime(settings.token_lifetime);
 
         let residents = store.load_residents().await.context("loading residents")?;
         let reservations = store
@@ -114,6 +116,7 @@ impl Application {
             shared,
             settings.workers,
             settings.venue_day_queue_max,
+            settings.venue_day_idle_max,
         ));
         tracing::info!(
             store = store.kind(),
@@ -125,7 +128,14 @@ impl Application {
         );
         metrics::gauge!(telemetry::STORE_UP).set(1.0);
 
+        let booking = BookingService::new(
+            kill_switch.clone(),
+            Arc::clone(&catalog),
+            Arc::clone(&residents),
+            Arc::clone(&registry),
+        );
         let state = web::Data::new(AppState {
+            booking,
             keys: settings.keys.clone(),
             tokens,
             residents,
@@ -141,13 +151,17 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
-        let server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
-                .workers(settings.workers)
-                .max_connections(CONNECTIONS_PER_WORKER_MAX)
-                .listen(listener)
-                .context("starting the HTTP server")?
-                .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(api::admit))
+                .configure(api::configure)
+        })
+        .workers(settings.workers)
+        .max_connections(CONNECTIONS_PER_WORKER_MAX)
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .run();
         Ok(Self {
             server,
             address,

@@ -7,14 +7,17 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::domain::TicketNumber;
 
-/// How long a resident token is valid (DESIGN.md: short-lived, 30 min).
+/// How long a resident token is valid (DESIGN.md: short-lived, 30 min);
+/// the default of `--token-lifetime-s`.
 pub const TOKEN_LIFETIME: Duration = Duration::minutes(30);
+/// Longest `--token-lifetime-s`.
+pub const TOKEN_LIFETIME_MAX: Duration = Duration::hours(24);
 /// Bytes of a resident handle.
 pub const HANDLE_BYTES: usize = 16;
 /// Longest token text accepted before any work is done on it.
@@ -28,6 +31,8 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct TokenKey {
     key: [u8; 32],
+    /// How long the tokens it issues are valid (`TOKEN_LIFETIME` unless set).
+    lifetime: Duration,
 }
 
 impl TokenKey {
@@ -35,6 +40,7 @@ impl TokenKey {
     pub fn from_secret(secret: &str) -> Self {
         Self {
             key: Sha256::digest(secret.as_bytes()).into(),
+            lifetime: TOKEN_LIFETIME,
         }
     }
 
@@ -42,7 +48,14 @@ impl TokenKey {
     pub fn random() -> Self {
         Self {
             key: rand::random(),
+            lifetime: TOKEN_LIFETIME,
         }
+    }
+
+    /// The same key, issuing tokens valid for `lifetime` (`--token-lifetime-s`).
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
     }
 
     fn mac(&self, purpose: &[u8], data: &[u8]) -> HmacSha256 {
@@ -62,9 +75,11 @@ impl TokenKey {
         handle
     }
 
-    /// Issues a token for `handle` valid until `now + TOKEN_LIFETIME`.
+    /// Issues a token for `handle` valid until `now` plus the key's lifetime.
     pub fn issue(&self, handle: &ResidentHandle, now: DateTime<Utc>) -> (String, DateTime<Utc>) {
-        let expires_at = now + TOKEN_LIFETIME;
+        // Whole seconds: the token stores seconds, so the `expires_at` shown is
+        // exactly the instant from which it is refused.
+        let expires_at = (now + self.lifetime).trunc_subsecs(0);
         let mut payload = Vec::with_capacity(HANDLE_BYTES + 8);
         payload.extend_from_slice(handle);
         payload.extend_from_slice(&expires_at.timestamp().to_be_bytes());

@@ -2,7 +2,8 @@
 //! bounded queues: a full mailbox is `503 overloaded` at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use actix::dev::channel;
 use actix::prelude::*;
@@ -24,6 +25,10 @@ use crate::telemetry;
 /// Most threads that host venue-day actors.
 pub const ACTOR_ARBITERS_MAX: usize = 16;
 
+/// `queued` is set to this when an idle actor closes: a sender that sees it
+/// knows its message would not be read, and asks for a fresh actor instead.
+pub(super) const MAILBOX_CLOSED: usize = usize::MAX / 2;
+
 /// A venue-day actor's address with its mailbox counter.
 #[derive(Clone)]
 pub struct VenueDayHandle {
@@ -31,36 +36,174 @@ pub struct VenueDayHandle {
     queued: Arc<AtomicUsize>,
     /// Most messages queued before the sender is refused.
     mailbox_max: usize,
+    /// Which actor of this venue-day it is (a stopped one is replaced).
+    generation: u64,
 }
 
 /// Why a message did not reach its actor.
-enum Undelivered {
+enum Undelivered<M> {
     MailboxFull,
-    ActorStopped,
+    /// The actor stopped (idle, fenced, or failed to load) before reading
+    /// it: the message comes back, to be sent to a fresh actor.
+    ActorStopped(M),
 }
 
 impl VenueDayHandle {
-    fn try_send<M>(&self, message: M) -> Result<(), Undelivered>
+    fn is_open(&self) -> bool {
+        self.addr.connected() && self.queued.load(Ordering::Acquire) < MAILBOX_CLOSED
+    }
+
+    fn try_send<M>(&self, message: M) -> Result<(), Undelivered<M>>
     where
         M: Message<Result = ()> + Send + 'static,
         VenueDayActor: Handler<M>,
     {
         let depth = self.queued.fetch_add(1, Ordering::AcqRel);
+        if depth >= MAILBOX_CLOSED {
+            return Err(Undelivered::ActorStopped(message));
+        }
         if depth >= self.mailbox_max {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Undelivered::MailboxFull);
         }
         metrics::histogram!(telemetry::MAILBOX_DEPTH).record(depth as f64);
-        self.addr.try_send(message).map_err(|_| {
+        self.addr.try_send(message).map_err(|error| {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            Undelivered::ActorStopped
+            Undelivered::ActorStopped(error.into_inner())
         })
+    }
+}
+
+/// Why a request could not be handed to its venue-day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RouteError {
+    /// `VENUE_DAYS_MAX` actors run, or the mailbox is full.
+    Overloaded,
+    /// The actor stopped again right after starting (the store cannot load it).
+    Unavailable,
+}
+
+impl From<RouteError> for BookingError {
+    fn from(error: RouteError) -> Self {
+        match error {
+            RouteError::Overloaded => BookingError::Overloaded,
+            RouteError::Unavailable => BookingError::StoreUnavailable,
+        }
+    }
+}
+
+impl From<RouteError> for DayPlanError {
+    fn from(error: RouteError) -> Self {
+        match error {
+            RouteError::Overloaded => DayPlanError::Overloaded,
+            RouteError::Unavailable => DayPlanError::StoreUnavailable,
+        }
+    }
+}
+
+/// How many times a message is offered to a fresh actor after the one it
+/// was sent to had stopped.
+const DELIVERY_ATTEMPTS_MAX: usize = 3;
+
+pub struct Registry {
+    shared: Arc<Shared>,
+    /// The running actors; an actor removes its own entry when it stops.
+    actors: Arc<DashMap<VenueDayKey, VenueDayHandle>>,
+    /// Threads hosting the actors, assigned round-robin.
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    next_generation: AtomicU64,
+    /// Each venue-day's mailbox bound (`--venue-day-queue-max`).
+    mailbox_max: usize,
+    /// How long an actor may sit idle before it stops (`--venue-day-idle-s`).
+    idle_max: Duration,
+}
+
+impl Registry {
+    /// Must be called inside a running actix system.
+    pub fn new(
+        shared: Arc<Shared>,
+        arbiter_count: usize,
+        mailbox_max: usize,
+        idle_max: Duration,
+    ) -> Self {
+        let arbiters = (0..arbiter_count.clamp(1, ACTOR_ARBITERS_MAX))
+            .map(|_| Arbiter::new().handle())
+            .collect();
+        Self {
+            shared,
+            actors: Arc::new(DashMap::new()),
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+            next_generation: AtomicU64::new(1),
+            mailbox_max: mailbox_max.clamp(1, VENUE_DAY_MAILBOX_MAX),
+            idle_max,
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Venue-day actors running now.
+    pub fn actor_count(&self) -> usize {
+        self.actors.len()
+    }
+
+    /// The venue-day's actor, started if needed. `None` when the process
+    /// already runs `VENUE_DAYS_MAX` of them.
+    fn handle(&self, key: &VenueDayKey) -> Option<VenueDayHandle> {
+        if let Some(handle) = self.actors.get(key)
+            && handle.is_open()
+        {
+            return Some(handle.clone());
+        }
+        if self.actors.len() >= VENUE_DAYS_MAX {
+            return None;
+        }
+        let handle = match self.actors.entry(key.clone()) {
+            dashmap::Entry::Occupied(mut occupied) => {
+                if !occupied.get().is_open() {
+                    occupied.insert(self.start(key.clone()));
+                }
+                occupied.get().clone()
+            }
+            dashmap::Entry::Vacant(vacant) => vacant.insert(self.start(key.clone())).clone(),
+        };
+        Some(handle)
+    }
+
+    /// Hands `message` to the venue-day's actor, starting one (again) if the
+    /// last one stopped.
+    fn deliver<M>(&self, key: &VenueDayKey, mut message: M) -> Result<(), RouteError>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        VenueDayActor: Handler<M>,
+    {
+        for _ in 0..DELIVERY_ATTEMPTS_MAX {
+            let handle = self.handle(key).ok_or(RouteError::Overloaded)?;
+            match handle.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(Undelivered::MailboxFull) => return Err(RouteError::Overloaded),
+                Err(Undelivered::ActorStopped(returned)) => {
+                    self.forget(key, handle.generation);
+                    message = returned;
+                }
+            }
+        }
+        Err(RouteError::Unavailable)
+    }
+
+    fn forget(&self, key: &VenueDayKey, generation: u64) {
+        self.actors
+            .remove_if(key, |_, handle| handle.generation == generation);
     }
 
     /// Books a place; answers after the commit. The claim is released if the
     /// booking is refused or fails.
     pub async fn book(
         &self,
+        key: &VenueDayKey,
         request: BookingRequest,
         claim: DoseClaim,
     ) -> Result<Reservation, BookingError> {
@@ -70,14 +213,16 @@ impl VenueDayHandle {
             claim,
             reply,
         };
-        self.try_send(message).map_err(booking_undelivered)?;
-        // The actor always answers; a dropped reply means it stopped before
-        // deciding, and nothing was stored.
+        self.deliver(key, message)?;
+        // The actor always answers what it read; a dropped reply means it
+        // stopped before deciding, and nothing was stored.
         answer.await.unwrap_or(Err(BookingError::StoreUnavailable))
     }
 
+    /// Cancels the owner's booked reservation; answers after the commit.
     pub async fn cancel(
         &self,
+        key: &VenueDayKey,
         reservation_id: ReservationId,
         owner: TicketNumber,
         now: chrono::DateTime<chrono::FixedOffset>,
@@ -89,99 +234,43 @@ impl VenueDayHandle {
             now,
             reply,
         };
-        self.try_send(message).map_err(booking_undelivered)?;
+        self.deliver(key, message)?;
         answer.await.unwrap_or(Err(BookingError::StoreUnavailable))
     }
 
     /// Every reservation of the day, in slot order.
-    pub async fn reservations(&self) -> Result<Vec<Reservation>, BookingError> {
+    pub async fn reservations(&self, key: &VenueDayKey) -> Result<Vec<Reservation>, BookingError> {
         let (reply, answer) = oneshot::channel();
-        self.try_send(ListReservations { reply })
-            .map_err(booking_undelivered)?;
+        self.deliver(key, ListReservations { reply })?;
         answer.await.map_err(|_| BookingError::StoreUnavailable)
     }
 
     /// Replaces the day's plan; `Ok(true)` when the day was new.
-    pub async fn replace_plan(&self, plan: DayPlan) -> Result<bool, DayPlanError> {
+    pub async fn replace_plan(
+        &self,
+        key: &VenueDayKey,
+        plan: DayPlan,
+    ) -> Result<bool, DayPlanError> {
         let (reply, answer) = oneshot::channel();
-        self.try_send(ReplaceDayPlan { plan, reply })
-            .map_err(|undelivered| match undelivered {
-                Undelivered::MailboxFull => DayPlanError::Overloaded,
-                Undelivered::ActorStopped => DayPlanError::StoreUnavailable,
-            })?;
+        self.deliver(key, ReplaceDayPlan { plan, reply })?;
         answer.await.unwrap_or(Err(DayPlanError::StoreUnavailable))
-    }
-}
-
-fn booking_undelivered(undelivered: Undelivered) -> BookingError {
-    match undelivered {
-        Undelivered::MailboxFull => BookingError::Overloaded,
-        Undelivered::ActorStopped => BookingError::StoreUnavailable,
-    }
-}
-
-pub struct Registry {
-    shared: Arc<Shared>,
-    actors: DashMap<VenueDayKey, VenueDayHandle>,
-    /// Threads hosting the actors, assigned round-robin.
-    arbiters: Vec<ArbiterHandle>,
-    next_arbiter: AtomicUsize,
-    /// Each venue-day's mailbox bound (`--venue-day-queue-max`).
-    mailbox_max: usize,
-}
-
-impl Registry {
-    /// Must be called inside a running actix system.
-    pub fn new(shared: Arc<Shared>, arbiter_count: usize, mailbox_max: usize) -> Self {
-        let arbiters = (0..arbiter_count.clamp(1, ACTOR_ARBITERS_MAX))
-            .map(|_| Arbiter::new().handle())
-            .collect();
-        Self {
-            shared,
-            actors: DashMap::new(),
-            arbiters,
-            next_arbiter: AtomicUsize::new(0),
-            mailbox_max: mailbox_max.clamp(1, VENUE_DAY_MAILBOX_MAX),
-        }
-    }
-
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    pub fn actor_count(&self) -> usize {
-        self.actors.len()
-    }
-
-    /// The venue-day's actor, started if needed. `None` when the process
-    /// already runs `VENUE_DAYS_MAX` of them.
-    pub fn handle(&self, key: &VenueDayKey) -> Option<VenueDayHandle> {
-        if let Some(handle) = self.actors.get(key)
-            && handle.addr.connected()
-        {
-            return Some(handle.clone());
-        }
-        if self.actors.len() >= VENUE_DAYS_MAX {
-            return None;
-        }
-        let entry = self.actors.entry(key.clone());
-        let handle = match entry {
-            dashmap::Entry::Occupied(mut occupied) => {
-                if !occupied.get().addr.connected() {
-                    occupied.insert(self.start(key.clone()));
-                }
-                occupied.get().clone()
-            }
-            dashmap::Entry::Vacant(vacant) => vacant.insert(self.start(key.clone())).clone(),
-        };
-        Some(handle)
     }
 
     fn start(&self, key: VenueDayKey) -> VenueDayHandle {
         // Capacity 0 means actix never parks a sender; `queued` is the bound.
         let (sender, receiver) = channel::channel(0);
         let queued = Arc::new(AtomicUsize::new(0));
-        let actor = VenueDayActor::new(key, Arc::clone(&self.shared), Arc::clone(&queued));
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let actor = VenueDayActor::new(
+            key,
+            Arc::clone(&self.shared),
+            Arc::clone(&queued),
+            Lifecycle {
+                actors: Arc::clone(&self.actors),
+                generation,
+                idle_max: self.idle_max,
+            },
+        );
         let index = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         self.arbiters[index].spawn_fn(move || {
             let context = Context::with_receiver(receiver);
@@ -191,6 +280,24 @@ impl Registry {
             addr: Addr::new(sender),
             queued,
             mailbox_max: self.mailbox_max,
+            generation,
         }
+    }
+}
+
+/// What an actor needs to stop by itself: its idle limit, and the registry
+/// entry it removes when it stops.
+pub(super) struct Lifecycle {
+    actors: Arc<DashMap<VenueDayKey, VenueDayHandle>>,
+    generation: u64,
+    pub(super) idle_max: Duration,
+}
+
+impl Lifecycle {
+    /// Removes this actor's entry (not a newer actor's of the same day).
+    pub(super) fn forget(&self, key: &VenueDayKey) {
+        let generation = self.generation;
+        self.actors
+            .remove_if(key, |_, handle| handle.generation == generation);
     }
 }

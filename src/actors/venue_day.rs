@@ -17,9 +17,10 @@ use actix::prelude::*;
 
 use super::Shared;
 use super::messages::{Book, Cancel, ListReservations, ReplaceDayPlan};
+use super::registry::{Lifecycle, MAILBOX_CLOSED};
 use crate::domain::{BookingError, DayPlanError, Reservation, VenueDay, VenueDayKey};
 use crate::resident_index::DoseClaim;
-use crate::store::{AbandonedBatch, CommitError, ReservationBatch};
+use crate::store::{AbandonError, AbandonedBatch, CommitError, ReservationBatch};
 use crate::telemetry;
 
 /// Ceiling of `--venue-day-queue-max`: most messages queued in one
@@ -32,6 +33,14 @@ pub const COMMIT_BATCH_MAX: usize = 512;
 /// How soon an uncertain batch's abandonment is tried (again) without waiting
 /// for a request, so a refused batch never stays applied.
 pub const ABANDON_RETRY_DELAY: Duration = Duration::from_millis(200);
+/// Default of `--venue-day-idle-s`: how long a venue-day's actor (and its
+/// reservations in memory) stays after its last request.
+pub const VENUE_DAY_IDLE_MAX_DEFAULT: Duration = Duration::from_secs(600);
+/// A past day's actor stops after this much idleness, whatever the setting.
+pub const PAST_DAY_IDLE_MAX: Duration = Duration::from_secs(10);
+/// Bounds of how often an actor checks whether it is idle.
+const IDLE_CHECK_MIN: Duration = Duration::from_millis(100);
+const IDLE_CHECK_MAX: Duration = Duration::from_secs(30);
 
 enum Pending {
     Book(Book),
@@ -96,10 +105,19 @@ pub struct VenueDayActor {
     /// A batch whose commit outcome was unknown: it must be abandoned in the
     /// store before anything else is decided.
     abandoned: Option<AbandonedBatch>,
+    /// Idle limit and the registry entry to remove on stopping.
+    lifecycle: Lifecycle,
+    /// When the last message arrived (or the actor started).
+    last_active: Instant,
 }
 
 impl VenueDayActor {
-    pub fn new(key: VenueDayKey, shared: Arc<Shared>, queued: Arc<AtomicUsize>) -> Self {
+    pub(super) fn new(
+        key: VenueDayKey,
+        shared: Arc<Shared>,
+        queued: Arc<AtomicUsize>,
+        lifecycle: Lifecycle,
+    ) -> Self {
         Self {
             key,
             shared,
@@ -110,6 +128,39 @@ impl VenueDayActor {
             owner_epoch: 0,
             sequence: 0,
             abandoned: None,
+            lifecycle,
+            last_active: Instant::now(),
+        }
+    }
+
+    /// How long this day may sit idle before its actor stops: its own limit,
+    /// or `PAST_DAY_IDLE_MAX` once the day is over (nobody books a past day;
+    /// its roster and check-ins reload on demand).
+    fn idle_max(&self) -> Duration {
+        let today = crate::domain::local_date(chrono::Utc::now());
+        if self.key.date < today {
+            self.lifecycle.idle_max.min(PAST_DAY_IDLE_MAX)
+        } else {
+            self.lifecycle.idle_max
+        }
+    }
+
+    /// Stops the actor if it has been idle long enough and nothing is in
+    /// flight. Closing the mailbox counter first (only when it is zero) makes
+    /// the hand-over exact: a sender either got in before (and the actor stays)
+    /// or sees it closed and starts a fresh actor, which reloads the day.
+    fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
+        let busy = !self.waiting.is_empty() || self.flush_scheduled || self.abandoned.is_some();
+        if busy || self.last_active.elapsed() < self.idle_max() {
+            return;
+        }
+        if self
+            .queued
+            .compare_exchange(0, MAILBOX_CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tracing::debug!(venue_day = %self.key, "venue-day idle; actor stops");
+            ctx.stop();
         }
     }
 
@@ -127,6 +178,7 @@ impl VenueDayActor {
 
     fn enqueue(&mut self, pending: Pending, ctx: &mut Context<Self>) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.last_active = Instant::now();
         if self.waiting.len() >= VENUE_DAY_WAITING_MAX {
             pending.refuse_overloaded();
             return;
@@ -370,7 +422,14 @@ impl VenueDayActor {
                         tracing::info!(venue_day = %act.key, "uncertain batch abandoned; committing again");
                         act.schedule_flush(ctx);
                     }
-                    Err(error) => {
+                    Err(AbandonError::Fenced) => {
+                        // Another process loaded the day after the uncertain
+                        // batch, and owns it now: this actor's view is stale.
+                        // Stop, so that the next request reloads the day.
+                        tracing::warn!(venue_day = %act.key, "venue-day fenced while abandoning a batch; actor stops");
+                        ctx.stop();
+                    }
+                    Err(AbandonError::Store(error)) => {
                         tracing::error!(venue_day = %act.key, error = %error, "store still unavailable");
                         act.abandoned = Some(retry);
                         act.retry_abandon_later(ctx);
@@ -418,6 +477,8 @@ impl Actor for VenueDayActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        let check_every = (self.idle_max() / 2).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX);
+        ctx.run_interval(check_every, Self::stop_if_idle);
         let store = Arc::clone(&self.shared.store);
         let key = self.key.clone();
         // `wait`: no message is handled before the day is loaded.
@@ -443,6 +504,24 @@ impl Actor for VenueDayActor {
                 }),
         );
     }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.on_stopped();
+    }
+}
+
+impl VenueDayActor {
+    fn on_stopped(&mut self) {
+        self.lifecycle.forget(&self.key);
+        // Whatever is still waiting was never decided: refuse it, which also
+        // releases its dose claims.
+        for pending in self.waiting.drain(..) {
+            pending.refuse(
+                BookingError::StoreUnavailable,
+                DayPlanError::StoreUnavailable,
+            );
+        }
+    }
 }
 
 impl Handler<Book> for VenueDayActor {
@@ -465,6 +544,7 @@ impl Handler<ListReservations> for VenueDayActor {
     /// answered only after its commit, and the mailbox is not read meanwhile).
     fn handle(&mut self, message: ListReservations, _ctx: &mut Context<Self>) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.last_active = Instant::now();
         let all = self
             .day
             .as_ref()
@@ -484,6 +564,8 @@ impl Handler<ReplaceDayPlan> for VenueDayActor {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::Duration;
 
     use super::super::{Registry, Shared};
     use crate::catalog::Catalog;
@@ -521,8 +603,17 @@ mod tests {
         }
     }
 
-    #[actix_rt::test]
-    async fn a_failed_commit_is_undone_and_answered_503_and_a_refused_one_booking_closed() {
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<FlakyStore<EmbeddedStore>>,
+        residents: Arc<ResidentIndex>,
+        catalog: Arc<Catalog>,
+        registry: Registry,
+        key: VenueDayKey,
+    }
+
+    /// One venue-day with one slot of `capacity`, residents 1 and 2.
+    async fn fixture(capacity: u32, idle_max: Duration) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FlakyStore::new(EmbeddedStore::open(dir.path()).unwrap()));
         let residents = Arc::new(ResidentIndex::new(TokenKey::from_secret("t")));
@@ -533,30 +624,60 @@ mod tests {
             residents: Arc::clone(&residents),
             catalog: Arc::clone(&catalog),
         });
-        let registry = Registry::new(shared, 1, 64);
+        let registry = Registry::new(shared, 1, 64, idle_max);
         let key = VenueDayKey {
             venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
             date: crate::domain::local_date(chrono::Utc::now()) + chrono::Duration::days(10),
         };
-        let handle = registry.handle(&key).unwrap();
         let plan = DayPlan::new(
             Vaccine::Moderna,
             vec![SlotPlan {
                 time: SlotTime::parse("10:30").unwrap(),
-                capacity: 1,
+                capacity,
             }],
             None,
         )
         .unwrap();
-        assert_eq!(handle.replace_plan(plan).await, Ok(true));
-        let remaining = || catalog.day(&key).unwrap().slots[0].remaining;
+        assert_eq!(registry.replace_plan(&key, plan).await, Ok(true));
+        Fixture {
+            _dir: dir,
+            store,
+            residents,
+            catalog,
+            registry,
+            key,
+        }
+    }
+
+    impl Fixture {
+        async fn book(&self, n: u8) -> Result<crate::domain::Reservation, BookingError> {
+            let claim = self
+                .residents
+                .claim(&ticket(n), &claim_request(self.key.date))?;
+            let request = request(n, claim.dose());
+            self.registry.book(&self.key, request, claim).await
+        }
+
+        fn remaining(&self) -> u32 {
+            self.catalog.day(&self.key).unwrap().slots[0].remaining
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_commit_is_undone_and_answered_503_and_a_refused_one_booking_closed() {
+        let fixture = fixture(1, Duration::from_secs(600)).await;
+        let (store, residents, key) = (&fixture.store, &fixture.residents, &fixture.key);
+        let remaining = || fixture.remaining();
 
         // The store fails: 503, the place is given back, the dose released.
         store.set_failing(true);
         let claim = residents
             .claim(&ticket(1), &claim_request(key.date))
             .unwrap();
-        let answer = handle.book(request(1, claim.dose()), claim).await;
+        let answer = fixture
+            .registry
+            .book(key, request(1, claim.dose()), claim)
+            .await;
         assert_eq!(answer.err(), Some(BookingError::StoreUnavailable));
         assert_eq!(remaining(), 1);
         assert!(store.load_reservations().await.unwrap().is_empty());
@@ -567,7 +688,11 @@ mod tests {
             .claim(&ticket(1), &claim_request(key.date))
             .unwrap();
         assert_eq!(claim.dose(), Dose::FIRST, "the failed claim was released");
-        let booked = handle.book(request(1, claim.dose()), claim).await.unwrap();
+        let booked = fixture
+            .registry
+            .book(key, request(1, claim.dose()), claim)
+            .await
+            .unwrap();
         assert_eq!(remaining(), 0);
         assert_eq!(residents.reservations_of(&ticket(1)).len(), 1);
 
@@ -584,11 +709,69 @@ mod tests {
             detail: None,
         };
         store.set_kill_switch(engaged, audit).await.unwrap();
-        let cancel = handle.cancel(booked.id, ticket(1), booked.created_at).await;
+        let cancel = fixture
+            .registry
+            .cancel(key, booked.id, ticket(1), booked.created_at)
+            .await;
         assert_eq!(cancel.err(), Some(BookingError::BookingClosed));
         assert_eq!(remaining(), 0, "the cancellation was undone");
         let stored = store.load_reservations().await.unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].status, crate::domain::ReservationStatus::Booked);
+    }
+
+    /// Waits (polling, bounded) until the registry runs `count` actors.
+    async fn until_actor_count(registry: &Registry, count: usize) {
+        for _ in 0..200 {
+            if registry.actor_count() == count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the registry still runs {} actors", registry.actor_count());
+    }
+
+    #[actix_rt::test]
+    async fn a_fenced_abandonment_stops_the_actor_and_the_next_request_reloads_and_books() {
+        let fixture = fixture(2, Duration::from_secs(600)).await;
+        // The commit's outcome is unknown, and another owner took the day
+        // over meanwhile: abandoning the batch is fenced.
+        fixture.store.uncertain_commits.store(true, SeqCst);
+        fixture.store.fence_abandons.store(true, SeqCst);
+        assert_eq!(
+            fixture.book(1).await.err(),
+            Some(BookingError::StoreUnavailable)
+        );
+        until_actor_count(&fixture.registry, 0).await;
+        // The new owner is this process again: the next request starts a
+        // fresh actor that reloads the day and books.
+        fixture.store.uncertain_commits.store(false, SeqCst);
+        fixture.store.fence_abandons.store(false, SeqCst);
+        assert!(fixture.book(1).await.is_ok());
+        assert!(fixture.book(2).await.is_ok());
+        assert_eq!(fixture.remaining(), 0);
+    }
+
+    #[actix_rt::test]
+    async fn an_idle_actor_stops_and_its_day_reloads_with_exact_counters() {
+        let fixture = fixture(2, Duration::from_millis(200)).await;
+        let first = fixture.book(1).await.unwrap();
+        assert_eq!(fixture.registry.actor_count(), 1);
+        until_actor_count(&fixture.registry, 0).await;
+        // Reloaded from the store: one place taken, one left, and the
+        // cancellation of the reservation made before the stop works.
+        assert!(fixture.book(2).await.is_ok());
+        assert_eq!(fixture.remaining(), 0);
+        until_actor_count(&fixture.registry, 0).await;
+        let cancelled = fixture
+            .registry
+            .cancel(&fixture.key, first.id, ticket(1), first.created_at)
+            .await
+            .unwrap();
+        assert_eq!(
+            cancelled.status,
+            crate::domain::ReservationStatus::Cancelled
+        );
+        assert_eq!(fixture.remaining(), 1);
     }
 }

@@ -61,8 +61,7 @@ pub async fn put(
         .is_some_and(|r| r.chars().count() > KILL_SWITCH_REASON_CHARS_MAX)
     {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_text",
+            super::codes::ErrorCode::InvalidText,
             format!("reason may be at most {KILL_SWITCH_REASON_CHARS_MAX} characters"),
         ));
     }

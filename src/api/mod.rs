@@ -6,6 +6,7 @@ mod admission;
 mod auth;
 mod availability;
 mod body;
+mod codes;
 mod health;
 mod kill_switch;
 mod problem;
@@ -19,12 +20,12 @@ mod views;
 pub use admission::{Gate, IMPORTS_IN_FLIGHT_MAX, admit};
 pub use auth::StaffKeys;
 pub use body::{BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX};
+pub use codes::ErrorCode;
 pub use problem::ApiError;
 pub use residents::IMPORT_RECORDS_MAX;
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -36,6 +37,8 @@ use crate::tokens::TokenKey;
 
 /// Everything the handlers share.
 pub struct AppState {
+    /// The one way a reservation is made or cancelled, for every channel.
+    pub booking: crate::booking::BookingService,
     pub keys: StaffKeys,
     pub tokens: TokenKey,
     pub residents: Arc<ResidentIndex>,
@@ -53,17 +56,12 @@ pub struct AppState {
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint",
-    ))
+    Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     ))
 }

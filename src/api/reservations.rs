@@ -1,32 +1,27 @@
 //! A resident's reservations: book, list, get, cancel.
 //!
-//! Booking path: kill switch (before any other work) → authenticate → parse →
-//! `Idempotency-Key` → venue and day exist and are central → claim the dose
-//! (eligibility) → the venue-day's actor decides and group-commits → `201`
-//! only after the commit.
+//! Thin: each endpoint turns its body into a `booking::Command` and the
+//! service's `Outcome` into HTTP. Every rule (kill switch, idempotency,
+//! eligibility, the venue-day's decision and commit) is in `booking/`.
 
 use std::time::Instant;
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::auth;
+use super::codes::ErrorCode;
 use super::problem::ApiError;
 use super::views::{ReservationList, ReservationView};
 use super::{AppState, body};
-use crate::domain::{
-    BookingError, BookingMode, BookingRequest, Channel, Dose, IdempotencyTag, Reservation,
-    ReservationId, SlotTime, TicketNumber, VenueDayKey, VenueId, municipality_offset, parse_date,
-};
-use crate::resident_index::{ClaimRequest, FirstAnswer, KeyedBooking};
-use crate::telemetry;
+use crate::booking::{self, Booking, Caller, Command, Outcome};
+use crate::domain::{Channel, Dose, Reservation, ReservationId, SlotTime, VenueId, parse_date};
 
 /// Longest `Idempotency-Key` (API.md: 1–64 visible ASCII characters).
 pub const IDEMPOTENCY_KEY_LENGTH_MAX: usize = 64;
 
+/// The resident's booking body (API.md "Reservations").
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BookingBody {
@@ -40,86 +35,20 @@ pub struct BookingBody {
 }
 
 impl BookingBody {
-    /// Identifies the request an `Idempotency-Key` was first used with.
-    fn fingerprint(&self) -> u64 {
-        let canonical = format!(
-            "{}\n{}\n{}\n{:?}\n{:?}",
-            self.venue_id, self.date, self.time, self.dose, self.access_code
-        );
-        let digest = Sha256::digest(canonical.as_bytes());
-        u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    /// The booking it asks for, each field checked.
+    pub fn parse(self) -> Result<Booking, ApiError> {
+        Ok(Booking {
+            venue_id: VenueId::parse(&self.venue_id)?,
+            date: parse_date(&self.date)?,
+            time: SlotTime::parse(&self.time)?,
+            dose: self.dose.map(Dose::new).transpose()?,
+            access_code: self.access_code,
+        })
     }
-}
-
-pub fn refuse_if_closed(state: &AppState) -> Result<(), ApiError> {
-    if state.kill_switch.is_engaged() {
-        return Err(BookingError::BookingClosed.into());
-    }
-    Ok(())
-}
-
-fn now() -> chrono::DateTime<chrono::FixedOffset> {
-    chrono::Utc::now().with_timezone(&municipality_offset())
-}
-
-/// Books for `ticket` through the venue-day's actor. Shared by the resident
-/// and (later) the operator endpoints.
-pub async fn book_for(
-    state: &AppState,
-    ticket: TicketNumber,
-    booking: BookingBody,
-    channel: Channel,
-    idempotency: Option<IdempotencyTag>,
-) -> Result<Reservation, ApiError> {
-    let key = VenueDayKey {
-        venue_id: VenueId::parse(&booking.venue_id)?,
-        date: parse_date(&booking.date)?,
-    };
-    let time = SlotTime::parse(&booking.time)?;
-    let dose = booking.dose.map(Dose::new).transpose()?;
-    let venue = state
-        .catalog
-        .venue(&key.venue_id)
-        .ok_or(BookingError::NotFound)?;
-    if venue.booking == BookingMode::Direct {
-        return Err(BookingError::DirectBookingVenue.into());
-    }
-    // Only days that exist get an actor: unknown days never start one.
-    let day = state.catalog.day(&key).ok_or(BookingError::NotFound)?;
-    let now = now();
-    let claim = state.residents.claim(
-        &ticket,
-        &ClaimRequest {
-            dose,
-            vaccine: day.plan.vaccine,
-            slot_date: key.date,
-            today: now.date_naive(),
-        },
-    )?;
-    let request = BookingRequest {
-        ticket_number: ticket,
-        time,
-        dose: claim.dose(),
-        access_code: booking.access_code,
-        channel,
-        now,
-        idempotency,
-    };
-    let handle = state
-        .registry
-        .handle(&key)
-        .ok_or(BookingError::Overloaded)?;
-    Ok(handle.book(request, claim).await?)
-}
-
-fn count_booking(outcome: &'static str, started: Instant) {
-    metrics::counter!(telemetry::BOOKING_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
-    metrics::histogram!(telemetry::BOOKING_DURATION_SECONDS)
-        .record(started.elapsed().as_secs_f64());
 }
 
 /// The `Idempotency-Key` header, if sent: 1–64 visible ASCII characters.
-fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -129,15 +58,15 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
         && bytes.iter().all(u8::is_ascii_graphic);
     if !valid {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
+            ErrorCode::InvalidIdempotencyKey,
             "Idempotency-Key must be 1–64 visible ASCII characters",
         ));
     }
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-fn created(reservation: &Reservation) -> HttpResponse {
+/// `201 Created` with the reservation, for a new booking or its replay.
+pub fn created(reservation: &Reservation) -> HttpResponse {
     HttpResponse::Created()
         .insert_header((
             header::LOCATION,
@@ -146,71 +75,44 @@ fn created(reservation: &Reservation) -> HttpResponse {
         .json(ReservationView::from(reservation))
 }
 
-fn replay(answer: FirstAnswer) -> HttpResponse {
-    match answer {
-        FirstAnswer::Booked(reservation) => created(&reservation),
-        FirstAnswer::Refused { status, body } => {
-            HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT))
-                .insert_header((
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/problem+json"),
-                ))
-                .body(body)
+/// Answers a booking: reads the body only when booking is open (a refusal
+/// still drains the small, bounded body: an unread body makes actix close the
+/// connection, and a stop must stay cheap), then hands the command to the
+/// booking service and counts the outcome.
+pub async fn book_through_service(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    caller: impl FnOnce() -> Result<Caller, ApiError>,
+    parse: impl FnOnce(&HttpRequest, &[u8]) -> Result<Booking, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let result = async {
+        if let Err(closed) = state.booking.refuse_if_closed() {
+            let _ = body::read(request, payload, body::BODY_BYTES_MAX).await;
+            return Err(ApiError::from(closed));
+        }
+        let caller = caller()?;
+        let bytes = body::read(request, payload, body::BODY_BYTES_MAX).await?;
+        let booking = parse(request, &bytes)?;
+        let command = Command::Book {
+            booking,
+            idempotency_key: idempotency_key(request)?,
+        };
+        match state.booking.execute(&caller, command).await? {
+            Outcome::Booked(reservation) => Ok((created(&reservation), "committed")),
+            Outcome::Replayed(reservation) => Ok((created(&reservation), "replayed")),
+            Outcome::Cancelled { .. } => unreachable!("a booking command books"),
         }
     }
-}
-
-/// Books, remembering the answer under the `Idempotency-Key` if one was sent.
-async fn book_once(
-    request: &HttpRequest,
-    state: &AppState,
-    ticket: TicketNumber,
-    booking: BookingBody,
-) -> Result<HttpResponse, ApiError> {
-    let Some(key) = idempotency_key(request)? else {
-        return Ok(created(
-            &book_for(state, ticket, booking, Channel::Web, None).await?,
-        ));
-    };
-    let fingerprint = booking.fingerprint();
-    let guard = match state
-        .residents
-        .begin_keyed_booking(&ticket, &key, fingerprint, now())
-    {
-        KeyedBooking::New(guard) => guard,
-        KeyedBooking::Replay(answer) => return Ok(replay(answer)),
-        KeyedBooking::InProgress => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_key_in_use",
-                "a request with this Idempotency-Key is still being answered: retry shortly",
-            ));
-        }
-        KeyedBooking::Mismatch => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-            ));
-        }
-    };
-    let tag = IdempotencyTag { key, fingerprint };
-    match book_for(state, ticket, booking, Channel::Web, Some(tag)).await {
-        Ok(reservation) => {
-            let response = created(&reservation);
-            guard.finish(Some(FirstAnswer::Booked(Box::new(reservation))));
+    .await;
+    match result {
+        Ok((response, outcome)) => {
+            booking::count_booking(outcome, started);
             Ok(response)
         }
-        // A final refusal is replayed; a 5xx is not (nothing happened: retry).
-        Err(error) if error.status().is_client_error() => {
-            guard.finish(Some(FirstAnswer::Refused {
-                status: error.status().as_u16(),
-                body: error.body_bytes(),
-            }));
-            Err(error)
-        }
         Err(error) => {
-            guard.finish(None);
+            booking::count_booking(error.code(), started);
             Err(error)
         }
     }
@@ -221,27 +123,19 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    let result = async {
-        if let Err(closed) = refuse_if_closed(&state) {
-            // Read the (small, bounded) body anyway: an unread body makes
-            // actix close the connection, and a stop must stay cheap.
-            let _ = body::read(&request, payload, body::BODY_BYTES_MAX).await;
-            return Err(closed);
-        }
-        let ticket = auth::resident(&request, &state)?;
-        let booking: BookingBody = body::json(&request, payload).await?;
-        book_once(&request, &state, ticket, booking).await
-    }
-    .await;
-    match &result {
-        Ok(response) if response.status() == StatusCode::CREATED => {
-            count_booking("committed", started)
-        }
-        Ok(_) => count_booking("replayed", started),
-        Err(error) => count_booking(error.code(), started),
-    }
-    result
+    book_through_service(
+        &request,
+        payload,
+        &state,
+        || {
+            Ok(Caller {
+                ticket: auth::resident(&request, &state)?,
+                channel: Channel::Web,
+            })
+        },
+        |request, bytes| body::parse_json::<BookingBody>(request, bytes)?.parse(),
+    )
+    .await
 }
 
 pub async fn list(
@@ -274,33 +168,37 @@ pub struct CancelView {
     pub also_cancelled: Vec<ReservationView>,
 }
 
-/// Cancels one of `ticket`'s reservations and every booked later dose, latest
-/// dose first, each through its own venue-day's actor. Shared by the resident
-/// and (later) the operator endpoints.
-pub async fn cancel_for(
+/// Answers a cancellation through the booking service and counts it.
+pub async fn cancel_through_service(
     state: &AppState,
-    ticket: TicketNumber,
+    caller: impl FnOnce() -> Result<Caller, ApiError>,
     id: &str,
-) -> Result<CancelView, ApiError> {
-    let id = ReservationId::parse(id).ok_or_else(ApiError::not_found)?;
-    let cascade = state.residents.begin_cancel(&ticket, id)?;
-    let now = now();
-    let mut cancelled = Vec::with_capacity(cascade.chain.len());
-    for reservation in &cascade.chain {
-        let handle = state
-            .registry
-            .handle(&reservation.venue_day())
-            .ok_or(BookingError::Overloaded)?;
-        cancelled.push(handle.cancel(reservation.id, ticket, now).await?);
+) -> Result<HttpResponse, ApiError> {
+    let result: Result<CancelView, ApiError> = async {
+        state.booking.refuse_if_closed()?;
+        let caller = caller()?;
+        let reservation_id = ReservationId::parse(id).ok_or_else(ApiError::not_found)?;
+        let command = Command::Cancel { reservation_id };
+        match state.booking.execute(&caller, command).await? {
+            Outcome::Cancelled {
+                reservation,
+                also_cancelled,
+            } => Ok(CancelView {
+                reservation: ReservationView::from(&reservation),
+                also_cancelled: also_cancelled.iter().map(ReservationView::from).collect(),
+            }),
+            // A cancel command cancels.
+            Outcome::Booked(_) | Outcome::Replayed(_) => {
+                unreachable!("a cancel command cancels")
+            }
+        }
     }
-    drop(cascade);
-    let asked_for = cancelled
-        .pop()
-        .expect("the asked-for reservation is cancelled last");
-    Ok(CancelView {
-        reservation: ReservationView::from(&asked_for),
-        also_cancelled: cancelled.iter().map(ReservationView::from).collect(),
-    })
+    .await;
+    booking::count_cancel(match &result {
+        Ok(_) => "committed",
+        Err(error) => error.code(),
+    });
+    Ok(HttpResponse::Ok().json(result?))
 }
 
 pub async fn cancel(
@@ -308,16 +206,15 @@ pub async fn cancel(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = async {
-        refuse_if_closed(&state)?;
-        let ticket = auth::resident(&request, &state)?;
-        cancel_for(&state, ticket, &path).await
-    }
-    .await;
-    let outcome = match &result {
-        Ok(_) => "committed",
-        Err(error) => error.code(),
-    };
-    metrics::counter!(telemetry::CANCEL_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
-    Ok(HttpResponse::Ok().json(result?))
+    cancel_through_service(
+        &state,
+        || {
+            Ok(Caller {
+                ticket: auth::resident(&request, &state)?,
+                channel: Channel::Web,
+            })
+        },
+        &path,
+    )
+    .await
 }

@@ -2,13 +2,13 @@
 //! `IMPORT_RECORDS_MAX` residents. Bad records are reported by line and
 //! skipped; the good ones are stored in one transaction, then indexed.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth;
 use super::body::{self, IMPORT_BODY_BYTES_MAX};
+use super::codes::ErrorCode;
 use super::problem::ApiError;
 use crate::domain::{
     DOSE_MAX, DomainError, Dose, DoseRecord, Resident, TicketNumber, Vaccine, local_date,
@@ -44,12 +44,17 @@ struct ResidentRecord {
 
 /// A record with its line (JSON: 1-based position; CSV: file line), or the
 /// code of why it could not even be read.
-type NumberedRecord = (usize, Result<ResidentRecord, &'static str>);
+type NumberedRecord = (usize, Result<ResidentRecord, ErrorCode>);
 
 #[derive(Serialize)]
 struct Rejected {
     line: usize,
-    code: &'static str,
+    #[serde(serialize_with = "code_name")]
+    code: ErrorCode,
+}
+
+fn code_name<S: serde::Serializer>(code: &ErrorCode, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(code.as_str())
 }
 
 #[derive(Serialize)]
@@ -97,7 +102,7 @@ fn records_from_json(body: &[u8]) -> Result<Vec<NumberedRecord>, ApiError> {
         .into_iter()
         .enumerate()
         .map(|(i, value)| {
-            let parsed = serde_json::from_value(value).map_err(|_| "invalid_record");
+            let parsed = serde_json::from_value(value).map_err(|_| ErrorCode::InvalidRecord);
             (i + 1, parsed)
         })
         .collect())
@@ -141,14 +146,14 @@ fn records_from_csv(body: &[u8]) -> Result<Vec<NumberedRecord>, ApiError> {
             check_count(records.len() + 1)?;
         }
         let Ok(row) = row else {
-            records.push((line, Err("invalid_record")));
+            records.push((line, Err(ErrorCode::InvalidRecord)));
             continue;
         };
         let field = |i: Option<usize>| i.and_then(|i| row.get(i)).unwrap_or("").to_owned();
         let high_risk = match field(risk).to_ascii_lowercase().as_str() {
             "" | "false" | "0" | "no" => Ok(false),
             "true" | "1" | "yes" => Ok(true),
-            _ => Err("invalid_high_risk"),
+            _ => Err(ErrorCode::InvalidHighRisk),
         };
         let history = doses
             .iter()
@@ -176,8 +181,7 @@ fn records_from_csv(body: &[u8]) -> Result<Vec<NumberedRecord>, ApiError> {
 fn check_count(count: usize) -> Result<(), ApiError> {
     if count > IMPORT_RECORDS_MAX {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_records",
+            ErrorCode::TooManyRecords,
             format!("import at most {IMPORT_RECORDS_MAX} residents per call"),
         ));
     }
@@ -205,7 +209,7 @@ pub async fn import(
     let mut good = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
     for (line, record) in records {
-        match record.and_then(|r| to_resident(r, today).map_err(DomainError::code)) {
+        match record.and_then(|r| to_resident(r, today).map_err(ErrorCode::from)) {
             Ok(resident) => good.push(resident),
             Err(code) => rejected.push(Rejected { line, code }),
         }
@@ -216,8 +220,7 @@ pub async fn import(
         .count();
     if !state.residents.has_room_for(new_tickets) {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "too_many_residents",
+            ErrorCode::TooManyResidents,
             "this server holds as many residents as it may",
         ));
     }

@@ -1,11 +1,11 @@
 //! `POST /v1/sessions` (log in with ticket number and birth date) and
 //! `GET /v1/me`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::auth;
+use super::codes::ErrorCode;
 use super::problem::ApiError;
 use super::views::{DoseRecordView, ReservationList};
 use super::{AppState, body};
@@ -44,8 +44,7 @@ pub async fn login(
         // Locked ticket or blocked address: refused even with the right birth date.
         if let Err(wait_s) = state.login_guard.admit(&ticket, address, now) {
             return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
+                ErrorCode::TooManyAttempts,
                 "too many failed logins: wait before trying again",
             )
             .with_retry_after(u32::try_from(wait_s).unwrap_or(u32::MAX)));

@@ -92,11 +92,7 @@ pub async fn roster(
     if state.catalog.day(&key).is_none() {
         return Err(ApiError::not_found());
     }
-    let handle = state
-        .registry
-        .handle(&key)
-        .ok_or_else(ApiError::overloaded)?;
-    let reservations = handle.reservations().await?;
+    let reservations = state.registry.reservations(&key).await?;
     let day_has_passed = key.date < local_date(chrono::Utc::now());
     let rows: Vec<RosterRow> = reservations
         .iter()

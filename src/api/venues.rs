@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::auth;
+use super::codes::ErrorCode;
 use super::problem::ApiError;
 use super::views::{DayView, VenueView};
 use super::{AppState, body};
@@ -83,8 +84,7 @@ pub async fn put_venue(
     .validated()?;
     if state.catalog.venue(&venue.id).is_none() && state.catalog.venue_count() >= VENUES_MAX {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "too_many_venues",
+            ErrorCode::TooManyVenues,
             format!("at most {VENUES_MAX} venues"),
         ));
     }
@@ -136,11 +136,7 @@ pub async fn put_day(
         })
         .collect::<Result<Vec<_>, crate::domain::DomainError>>()?;
     let plan = DayPlan::new(vaccine, slots, body.access_code)?;
-    let handle = state
-        .registry
-        .handle(&key)
-        .ok_or_else(ApiError::overloaded)?;
-    let created = handle.replace_plan(plan).await?;
+    let created = state.registry.replace_plan(&key, plan).await?;
     // The actor published the new snapshot before answering.
     let day = state
         .catalog

@@ -1,5 +1,5 @@
-//! Domain errors. Each has a stable `code()` that `api/problem.rs` maps to HTTP;
-//! none carries personal data.
+//! Domain errors. `api/codes.rs` maps each to its stable wire code and HTTP
+//! status; none carries personal data.
 
 use thiserror::Error;
 
@@ -32,25 +32,6 @@ pub enum DomainError {
     VaccineNotOffered,
 }
 
-impl DomainError {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::InvalidVenueId => "invalid_venue_id",
-            Self::InvalidTicketNumber => "invalid_ticket_number",
-            Self::InvalidBirthDate => "invalid_birth_date",
-            Self::InvalidVaccine => "invalid_vaccine",
-            Self::InvalidDose => "invalid_dose",
-            Self::InvalidTime => "invalid_time",
-            Self::InvalidDate => "invalid_date",
-            Self::InvalidText => "invalid_text",
-            Self::InvalidHistory => "invalid_history",
-            Self::InvalidSlots => "invalid_slots",
-            Self::InvalidAccessCode => "invalid_access_code",
-            Self::VaccineNotOffered => "vaccine_not_offered",
-        }
-    }
-}
-
 /// Why a booking or cancellation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum BookingError {
@@ -76,24 +57,10 @@ pub enum BookingError {
     Overloaded,
     #[error("the store did not accept the change: nothing was saved, please retry")]
     StoreUnavailable,
-}
-
-impl BookingError {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::NotFound => "not_found",
-            Self::SlotFull => "slot_full",
-            Self::AlreadyReserved => "already_reserved",
-            Self::DirectBookingVenue => "direct_booking_venue",
-            Self::AccessCodeInvalid => "access_code_invalid",
-            Self::NotEligible(_) => "not_eligible",
-            Self::NotCancellable => "not_cancellable",
-            Self::ChangeInProgress => "change_in_progress",
-            Self::BookingClosed => "booking_closed",
-            Self::Overloaded => "overloaded",
-            Self::StoreUnavailable => "store_unavailable",
-        }
-    }
+    #[error("a request with this Idempotency-Key is still being answered: retry shortly")]
+    IdempotencyKeyInUse,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
 }
 
 /// The `reason` member of a `422 not_eligible`.
@@ -127,18 +94,10 @@ impl IneligibleReason {
 pub enum DayPlanError {
     #[error("the new plan drops a slot or lowers a capacity below what is already booked")]
     CapacityBelowBooked,
+    #[error("the day has reservations for its vaccine: cancel them before changing the vaccine")]
+    VaccineChangeWithBookings,
     #[error("the store did not accept the change: nothing was saved, please retry")]
     StoreUnavailable,
     #[error("too many requests at once: please retry shortly")]
     Overloaded,
-}
-
-impl DayPlanError {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::CapacityBelowBooked => "capacity_below_booked",
-            Self::StoreUnavailable => "store_unavailable",
-            Self::Overloaded => "overloaded",
-        }
-    }
 }

@@ -18,7 +18,7 @@ pub use ids::{
     DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS, TicketNumber,
     VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date,
 };
-pub use reservation::{Channel, IdempotencyTag, Reservation, ReservationStatus};
+pub use reservation::{Channel, FingerprintScheme, IdempotencyTag, Reservation, ReservationStatus};
 #[cfg(test)]
 pub use resident::test_resident;
 pub use resident::{DoseRecord, RESIDENT_TEXT_CHARS_MAX, Resident, next_open_dose};

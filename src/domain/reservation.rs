@@ -52,6 +52,21 @@ impl Channel {
 pub struct IdempotencyTag {
     pub key: String,
     pub fingerprint: u64,
+    /// How `fingerprint` was computed; records of the first release have none.
+    #[serde(default)]
+    pub scheme: FingerprintScheme,
+}
+
+/// How a request fingerprint is computed (see `booking::Booking::fingerprint`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FingerprintScheme {
+    /// The first release's: a hash of Rust `Debug` text, kept only so that
+    /// its stored keys still replay.
+    #[default]
+    DebugText,
+    /// A hash of a versioned, length-prefixed encoding of the parsed request.
+    Canonical,
 }
 
 /// Holds a ticket number, so no `Debug`: it must never reach a log line.

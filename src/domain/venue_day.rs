@@ -3,8 +3,11 @@
 //! there is no lock and no read-modify-write race.
 //!
 //! Invariant (asserted after every change): for each slot,
-//! `booked == active reservations in that slot <= capacity`, except for slots
-//! restored from the store over capacity, which are reported and never grow.
+//! `booked == active reservations in that slot <= capacity`. A plan can never
+//! cut a capacity below what is booked (`check_new_plan`), so a day restored
+//! from the store is never over capacity. (A store edited by hand to hold
+//! one would have that slot refuse every booking, and the assertion panic on
+//! its next change: nothing books past capacity.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -203,9 +206,18 @@ impl VenueDay {
         self.assert_slot_invariant(time);
     }
 
-    /// Checks that a new plan keeps every booked place: no slot with bookings
-    /// dropped, no capacity below what is booked.
+    /// Checks that a new plan keeps every booked place (no slot with bookings
+    /// dropped, no capacity below what is booked) and the vaccine those
+    /// places were booked for.
     pub fn check_new_plan(&self, plan: &DayPlan) -> Result<(), DayPlanError> {
+        let has_bookings = self.slots.values().any(|c| c.booked > 0);
+        let vaccine_changes = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.vaccine != plan.vaccine);
+        if has_bookings && vaccine_changes {
+            return Err(DayPlanError::VaccineChangeWithBookings);
+        }
         for (time, counter) in &self.slots {
             if counter.booked == 0 {
                 continue;

@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError,
-    StoredVenueDay,
+    AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch,
+    Store, StoreError, StoredVenueDay,
 };
 use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date};
 
@@ -490,7 +490,7 @@ impl Store for EmbeddedStore {
     }
 
     /// A redb commit either happened or did not: never uncertain.
-    async fn abandon_batch(&self, _batch: AbandonedBatch) -> Result<(), StoreError> {
+    async fn abandon_batch(&self, _batch: AbandonedBatch) -> Result<(), AbandonError> {
         Ok(())
     }
 

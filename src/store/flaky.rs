@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 
 use super::{
-    AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError,
-    StoredVenueDay,
+    AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch,
+    Store, StoreError, StoredVenueDay,
 };
 use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey};
 
@@ -15,6 +15,10 @@ pub struct FlakyStore<S> {
     pub inner: S,
     /// While set, every reservation commit fails and writes nothing.
     pub fail_commits: AtomicBool,
+    /// While set, every reservation commit's outcome is unknown (nothing is written).
+    pub uncertain_commits: AtomicBool,
+    /// While set, abandoning a batch finds another owner (as after a takeover).
+    pub fence_abandons: AtomicBool,
 }
 
 impl<S> FlakyStore<S> {
@@ -22,6 +26,8 @@ impl<S> FlakyStore<S> {
         Self {
             inner,
             fail_commits: AtomicBool::new(false),
+            uncertain_commits: AtomicBool::new(false),
+            fence_abandons: AtomicBool::new(false),
         }
     }
 
@@ -57,9 +63,17 @@ impl<S: Store> Store for FlakyStore<S> {
         if self.fail_commits.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("injected commit failure".into()).into());
         }
+        if self.uncertain_commits.load(Ordering::SeqCst) {
+            return Err(CommitError::Uncertain(StoreError::Unavailable(
+                "injected unknown outcome".into(),
+            )));
+        }
         self.inner.commit_reservations(batch).await
     }
-    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), StoreError> {
+    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError> {
+        if self.fence_abandons.load(Ordering::SeqCst) {
+            return Err(AbandonError::Fenced);
+        }
         self.inner.abandon_batch(batch).await
     }
     async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
 //! Durability. One trait, two homes: `embedded` (a redb file in `--data-dir`,
-//! the default) and, later, Redis. The trait is shaped for both: a venue-day's
+//! the default) and `redis` (`--redis-url`). The trait is shaped for both: a venue-day's
 //! batch is one call (`commit_reservations`), and the kill-switch check lives
 //! inside that call, in the same transaction, so a batch is either committed
 //! before the switch was engaged or refused.
@@ -45,6 +45,18 @@ pub enum CommitError {
     /// committing anything else for that venue-day.
     #[error("outcome unknown: {0}")]
     Uncertain(StoreError),
+}
+
+/// Why an uncertain batch could not be abandoned.
+#[derive(Debug, Error)]
+pub enum AbandonError {
+    /// Another process took the venue-day over (and loaded it) since: this
+    /// owner must stop; it can no longer change the day.
+    #[error("another process owns this venue-day")]
+    Fenced,
+    /// Not certain yet: try again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The global kill switch as stored and as `GET /v1/admin/kill-switch` shows it.
@@ -123,7 +135,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// After `CommitError::Uncertain`: makes sure the batch is not applied and
     /// never will be (reverting it if it was). `Ok` only when that is certain.
-    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), StoreError>;
+    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError>;
 
     /// Inserts or replaces residents (by ticket number), all in one transaction.
     async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError>;

@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch, Store, StoreError,
-    StoredVenueDay,
+    AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch,
+    Store, StoreError, StoredVenueDay,
 };
 use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date};
 
@@ -293,7 +293,7 @@ impl Store for RedisStore {
         }
     }
 
-    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), StoreError> {
+    async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError> {
         let keys = VenueDayKeys::of(&batch.venue_day);
         let mut invocation = self.abandon.prepare_invoke();
         invocation
@@ -317,9 +317,10 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         match answer.as_str() {
             "OK" => Ok(()),
-            _ => Err(StoreError::Unavailable(
-                "another process owns this venue-day; its owner reloaded it".into(),
-            )),
+            "FENCED" => Err(AbandonError::Fenced),
+            other => Err(AbandonError::Store(StoreError::Corrupt(format!(
+                "unexpected abandon answer {other}"
+            )))),
         }
     }
 

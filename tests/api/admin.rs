@@ -61,6 +61,70 @@ async fn days_may_grow_but_never_drop_booked_places(backend: Backend) {
     );
 }
 
+async fn a_booked_days_vaccine_cannot_change_an_empty_days_can(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (booked_day, empty_day) = (future_date(30), future_date(31));
+    app.vaccine_day("clinic-002", &booked_day, "moderna", 5)
+        .await;
+    app.vaccine_day("clinic-002", &empty_day, "moderna", 5)
+        .await;
+    app.import_residents(8_100_000_000, 1).await;
+    let token = app.login(8_100_000_000).await;
+    let (status, booked) = app.book(&token, "clinic-002", &booked_day, "10:00").await;
+    assert_eq!(status, 201, "{booked}");
+    let to_pfizer = json!({"vaccine": "pfizer", "slots": [{"time": "10:00", "capacity": 5}]});
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            &format!("/v1/admin/venues/clinic-002/days/{booked_day}"),
+            Some(ADMIN_KEY),
+            Some(&to_pfizer),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("vaccine_change_with_bookings")),
+        "{body}"
+    );
+    // Nothing changed: the day and the reservation still say moderna.
+    let (_, availability) = app
+        .send(
+            Method::GET,
+            &format!("/v1/availability?date={booked_day}&venue_id=clinic-002"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        availability["days"][0]["vaccine"], "moderna",
+        "{availability}"
+    );
+    let id = booked["reservation_id"].as_str().unwrap();
+    let (_, reservation) = app
+        .send(
+            Method::GET,
+            &format!("/v1/reservations/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(reservation["vaccine"], "moderna");
+    // A day without bookings may change its vaccine.
+    let (status, day) = app
+        .send(
+            Method::PUT,
+            &format!("/v1/admin/venues/clinic-002/days/{empty_day}"),
+            Some(ADMIN_KEY),
+            Some(&to_pfizer),
+        )
+        .await;
+    assert_eq!(
+        (status, day["vaccine"].as_str()),
+        (200, Some("pfizer")),
+        "{day}"
+    );
+}
+
 async fn a_day_needs_a_known_venue_offering_its_vaccine(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let date = future_date(30);
@@ -244,6 +308,7 @@ async fn imported_data_survives_a_restart(backend: Backend) {
 on_both_stores!(
     venues_are_created_then_replaced_and_listed,
     days_may_grow_but_never_drop_booked_places,
+    a_booked_days_vaccine_cannot_change_an_empty_days_can,
     a_day_needs_a_known_venue_offering_its_vaccine,
     restricted_days_are_hidden_and_need_their_code,
     direct_booking_venues_are_listed_but_not_bookable,

@@ -117,7 +117,40 @@ async fn tokens_expire_and_name_no_one(backend: Backend) {
     assert_eq!(status, 401);
 }
 
+async fn a_token_expires_and_is_then_refused(backend: Backend) {
+    let app = TestApp::spawn_with_env(backend, &[("VAXSLOT_TOKEN_LIFETIME_S", "1")]).await;
+    app.import_residents(1_930_000_000, 1).await;
+    let (status, _, body) = login_attempt(&app, &ticket(1_930_000_000), "1960-01-01").await;
+    assert_eq!(status, 201);
+    let token = body["token"].as_str().unwrap().to_owned();
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(body["expires_at"].as_str().unwrap()).unwrap();
+    assert!(expires_at.signed_duration_since(chrono::Utc::now()) <= chrono::Duration::seconds(1));
+    let (status, _) = app.send(Method::GET, "/v1/me", Some(&token), None).await;
+    assert_eq!(status, 200, "valid until it expires");
+    // Watch it expire: polled, at most a few seconds past `expires_at`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (status, body) = loop {
+        let (status, body) = app.send(Method::GET, "/v1/me", Some(&token), None).await;
+        if status != 200 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    assert!(
+        chrono::Utc::now() >= expires_at,
+        "refused only once expired"
+    );
+    // Booking with it is refused too, and nothing is booked.
+    let (status, _) = app
+        .book(&token, "no-such-venue", "2030-01-01", "10:00")
+        .await;
+    assert_eq!(status, 401);
+}
+
 on_both_stores!(
+    a_token_expires_and_is_then_refused,
     five_failures_lock_the_ticket_even_for_the_right_birth_date,
     failed_logins_are_limited_per_address_successful_ones_never,
     tokens_expire_and_name_no_one,

@@ -73,3 +73,70 @@ async fn a_herd_far_over_the_limits_is_shed_quickly_and_the_rest_served(backend:
 }
 
 on_both_stores!(a_herd_far_over_the_limits_is_shed_quickly_and_the_rest_served);
+
+/// Opens a `/v1` request whose body never finishes: the server holds it in
+/// flight until the connection closes.
+async fn hold_open(app: &TestApp) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST /v1/sessions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"ticket_number\":"
+    );
+    stream.write_all(head.as_bytes()).await.expect("sent");
+    stream
+}
+
+/// `GET /v1/venues`'s status and `Retry-After`.
+async fn venues_answer(app: &TestApp) -> (u16, Option<String>, serde_json::Value) {
+    let response = app
+        .client
+        .get(app.url("/v1/venues"))
+        .send()
+        .await
+        .expect("answers");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, retry_after, body)
+}
+
+/// Polls (bounded) until `GET /v1/venues` answers `want`.
+async fn until_venues_answer(app: &TestApp, want: u16) -> (u16, Option<String>, serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = venues_answer(app).await;
+        if answer.0 == want || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn the_in_flight_gate_refuses_v1_beyond_its_limit_but_never_health(backend: Backend) {
+    let app = TestApp::spawn_with_env(backend, &[("VAXSLOT_MAX_IN_FLIGHT", "2")]).await;
+    let held = [hold_open(&app).await, hold_open(&app).await];
+    // Both held requests are in flight once the third is refused.
+    let (status, retry_after, body) = until_venues_answer(&app, 503).await;
+    assert_eq!(status, 503, "a third /v1 request is refused: {body}");
+    assert_eq!(body["code"], "overloaded");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let started = Instant::now();
+    assert_eq!(venues_answer(&app).await.0, 503);
+    assert!(started.elapsed() < REFUSAL_MAX, "refused at once");
+    for path in ["/healthz", "/metrics", "/readyz"] {
+        let (status, _) = app.send(Method::GET, path, None, None).await;
+        assert_eq!(status, 200, "{path} is never refused");
+    }
+    // The held requests go away: /v1 is served again.
+    drop(held);
+    let (status, _, body) = until_venues_answer(&app, 200).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+on_both_stores!(the_in_flight_gate_refuses_v1_beyond_its_limit_but_never_health);

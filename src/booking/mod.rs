@@ -1,0 +1,239 @@
+//! The booking service: the one way a reservation is made or cancelled, for
+//! every channel. `execute(caller, command)` applies, in this order and
+//! inside itself so that no channel can skip one: the kill switch, the
+//! caller's identity (the resident must exist), the `Idempotency-Key`, the
+//! venue and day, the resident's dose claim with the eligibility table, and
+//! routing to the venue-day's actor, which decides and group-commits. `api/`
+//! only turns an endpoint's body into a `Command` and an `Outcome` into HTTP.
+
+mod command;
+
+pub use command::{Booking, Caller, Command};
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::actors::{KillSwitchHandle, Registry};
+use crate::catalog::Catalog;
+use crate::domain::{
+    BookingError, BookingMode, BookingRequest, FingerprintScheme, IdempotencyTag, Reservation,
+    ReservationId, VenueDayKey, municipality_offset,
+};
+use crate::resident_index::{ClaimRequest, FirstAnswer, KeyedBooking, ResidentIndex};
+use crate::telemetry;
+
+/// What a command did.
+pub enum Outcome {
+    /// A new reservation, committed.
+    Booked(Reservation),
+    /// The first answer to this `Idempotency-Key`: the reservation as booked.
+    Replayed(Reservation),
+    /// The asked-for reservation, cancelled, and the later doses cancelled
+    /// with it (latest first).
+    Cancelled {
+        reservation: Reservation,
+        also_cancelled: Vec<Reservation>,
+    },
+}
+
+pub struct BookingService {
+    kill_switch: KillSwitchHandle,
+    catalog: Arc<Catalog>,
+    residents: Arc<ResidentIndex>,
+    registry: Arc<Registry>,
+}
+
+/// Now, in the municipality's time zone.
+pub fn now() -> DateTime<FixedOffset> {
+    chrono::Utc::now().with_timezone(&municipality_offset())
+}
+
+impl BookingService {
+    pub fn new(
+        kill_switch: KillSwitchHandle,
+        catalog: Arc<Catalog>,
+        residents: Arc<ResidentIndex>,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Self {
+            kill_switch,
+            catalog,
+            residents,
+            registry,
+        }
+    }
+
+    /// `Err(BookingClosed)` while the kill switch is engaged: what a channel
+    /// may answer before it even reads a body (`execute` checks it again).
+    pub fn refuse_if_closed(&self) -> Result<(), BookingError> {
+        if self.kill_switch.is_engaged() {
+            return Err(BookingError::BookingClosed);
+        }
+        Ok(())
+    }
+
+    /// Does what `command` asks for `caller`, or refuses with why.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        command: Command,
+    ) -> Result<Outcome, BookingError> {
+        self.refuse_if_closed()?;
+        if !self.residents.contains(&caller.ticket) {
+            return Err(BookingError::NotFound);
+        }
+        match command {
+            Command::Book {
+                booking,
+                idempotency_key: None,
+            } => Ok(Outcome::Booked(self.book(caller, booking, None).await?)),
+            Command::Book {
+                booking,
+                idempotency_key: Some(key),
+            } => self.book_once(caller, booking, key).await,
+            Command::Cancel { reservation_id } => self.cancel(caller, reservation_id).await,
+        }
+    }
+
+    /// Books under an `Idempotency-Key`: the first final answer is kept and
+    /// replayed; a `5xx`-kind failure is not (nothing happened: retry).
+    async fn book_once(
+        &self,
+        caller: &Caller,
+        booking: Booking,
+        key: String,
+    ) -> Result<Outcome, BookingError> {
+        let fingerprint = |scheme| booking.fingerprint(scheme);
+        let guard =
+            match self
+                .residents
+                .begin_keyed_booking(&caller.ticket, &key, &fingerprint, now())
+            {
+                KeyedBooking::New(guard) => guard,
+                KeyedBooking::Replay(FirstAnswer::Booked(reservation)) => {
+                    return Ok(Outcome::Replayed(*reservation));
+                }
+                KeyedBooking::Replay(FirstAnswer::Refused(refusal)) => return Err(refusal),
+                KeyedBooking::InProgress => return Err(BookingError::IdempotencyKeyInUse),
+                KeyedBooking::Mismatch => return Err(BookingError::IdempotencyKeyReused),
+            };
+        let tag = IdempotencyTag {
+            key,
+            fingerprint: booking.fingerprint(FingerprintScheme::Canonical),
+            scheme: FingerprintScheme::Canonical,
+        };
+        match self.book(caller, booking, Some(tag)).await {
+            Ok(reservation) => {
+                guard.finish(Some(FirstAnswer::Booked(Box::new(reservation.clone()))));
+                Ok(Outcome::Booked(reservation))
+            }
+            Err(refusal) if is_final(refusal) => {
+                guard.finish(Some(FirstAnswer::Refused(refusal)));
+                Err(refusal)
+            }
+            Err(failure) => {
+                guard.finish(None);
+                Err(failure)
+            }
+        }
+    }
+
+    async fn book(
+        &self,
+        caller: &Caller,
+        booking: Booking,
+        idempotency: Option<IdempotencyTag>,
+    ) -> Result<Reservation, BookingError> {
+        let key = VenueDayKey {
+            venue_id: booking.venue_id,
+            date: booking.date,
+        };
+        let venue = self
+            .catalog
+            .venue(&key.venue_id)
+            .ok_or(BookingError::NotFound)?;
+        if venue.booking == BookingMode::Direct {
+            return Err(BookingError::DirectBookingVenue);
+        }
+        // Only days that exist get an actor: unknown days never start one.
+        let day = self.catalog.day(&key).ok_or(BookingError::NotFound)?;
+        let now = now();
+        let claim = self.residents.claim(
+            &caller.ticket,
+            &ClaimRequest {
+                dose: booking.dose,
+                vaccine: day.plan.vaccine,
+                slot_date: key.date,
+                today: now.date_naive(),
+            },
+        )?;
+        let request = BookingRequest {
+            ticket_number: caller.ticket,
+            time: booking.time,
+            dose: claim.dose(),
+            access_code: booking.access_code,
+            channel: caller.channel,
+            now,
+            idempotency,
+        };
+        self.registry.book(&key, request, claim).await
+    }
+
+    /// Cancels one of the caller's reservations and every booked later dose,
+    /// latest dose first, each through its own venue-day's actor.
+    async fn cancel(
+        &self,
+        caller: &Caller,
+        reservation_id: ReservationId,
+    ) -> Result<Outcome, BookingError> {
+        let cascade = self
+            .residents
+            .begin_cancel(&caller.ticket, reservation_id)?;
+        let now = now();
+        let mut cancelled = Vec::with_capacity(cascade.chain.len());
+        for reservation in &cascade.chain {
+            let key = reservation.venue_day();
+            cancelled.push(
+                self.registry
+                    .cancel(&key, reservation.id, caller.ticket, now)
+                    .await?,
+            );
+        }
+        drop(cascade);
+        let reservation = cancelled
+            .pop()
+            .expect("the asked-for reservation is cancelled last");
+        Ok(Outcome::Cancelled {
+            reservation,
+            also_cancelled: cancelled,
+        })
+    }
+}
+
+/// A refusal that is the answer (replayed for its `Idempotency-Key`), as
+/// opposed to a failure after which a retry may succeed.
+fn is_final(error: BookingError) -> bool {
+    !matches!(
+        error,
+        BookingError::BookingClosed
+            | BookingError::Overloaded
+            | BookingError::StoreUnavailable
+            | BookingError::ChangeInProgress
+            | BookingError::IdempotencyKeyInUse
+    )
+}
+
+/// Counts one booking request by outcome, with its latency: one place for
+/// every channel.
+pub fn count_booking(outcome: &'static str, started: Instant) {
+    metrics::counter!(telemetry::BOOKING_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+    metrics::histogram!(telemetry::BOOKING_DURATION_SECONDS)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Counts one cancellation request by outcome.
+pub fn count_cancel(outcome: &'static str) {
+    metrics::counter!(telemetry::CANCEL_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+}
