@@ -32,6 +32,7 @@ mod dose_chains;
 mod eligibility;
 mod health;
 mod idempotency;
+mod idle;
 mod kill_switch;
 mod login;
 mod overload;

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -102,6 +101,7 @@ async fn redis_stopped_means_fast_503s_and_not_ready_then_recovery_by_itself() {
 async fn a_sigkilled_redis_restarted_from_its_aof_keeps_every_201_and_nothing_else() {
     const DAYS: usize = 4;
     const RESIDENTS: u64 = 1_200;
+    const HERD_CONCURRENCY: usize = 32;
     let app = Arc::new(tokio::sync::Mutex::new(
         TestApp::spawn(Backend::Redis).await,
     ));
@@ -117,19 +117,30 @@ async fn a_sigkilled_redis_restarted_from_its_aof_keeps_every_201_and_nothing_el
     };
     let tokens = app.lock().await.login_many(9_100_000_000, RESIDENTS).await;
 
-    let done = Arc::new(AtomicUsize::new(0));
+    // Synchronised by events, not sleeps: `answered` counts answers, and the
+    // requests of quarter q (q ≥ 1) start only once outage q has ended, so
+    // each outage is met by the end of the quarter before it.
+    let (answered_tx, mut answered) = tokio::sync::watch::channel(0usize);
+    let (outages_ended_tx, outages_ended) = tokio::sync::watch::channel(0u64);
+    let answered_tx = Arc::new(answered_tx);
     let herd = {
-        let (done, date) = (Arc::clone(&done), date.clone());
+        let date = date.clone();
         tokio::spawn(async move {
             futures::stream::iter(tokens.into_iter().enumerate())
                 .map(|(i, token)| {
-                    let (client, base, done, date) = (
+                    let (client, base, answered_tx, date) = (
                         client.clone(),
                         base.clone(),
-                        Arc::clone(&done),
+                        Arc::clone(&answered_tx),
                         date.clone(),
                     );
+                    let mut outages_ended = outages_ended.clone();
                     async move {
+                        let quarter = i as u64 * 4 / RESIDENTS;
+                        outages_ended
+                            .wait_for(|ended| *ended >= quarter)
+                            .await
+                            .expect("the test runs the outages");
                         let response = client
                             .post(format!("{base}/v1/reservations"))
                             .bearer_auth(&token)
@@ -140,29 +151,34 @@ async fn a_sigkilled_redis_restarted_from_its_aof_keeps_every_201_and_nothing_el
                             .expect("vaxslot itself stays up");
                         let status = response.status().as_u16();
                         let body: serde_json::Value = response.json().await.expect("json");
-                        done.fetch_add(1, Ordering::SeqCst);
-                        // Pace the herd so that it spans the outage.
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        answered_tx.send_modify(|n| *n += 1);
                         (status, body)
                     }
                 })
-                .buffer_unordered(32)
+                .buffer_unordered(HERD_CONCURRENCY)
                 .collect::<Vec<_>>()
                 .await
         })
     };
-    // Three outages, each one a SIGKILL mid-commit for some batches: the
-    // more often Redis dies between applying a script and replying, the more
-    // surely an applied-but-refused batch would show.
-    for quarter in 1..=3u64 {
-        while done.load(Ordering::SeqCst) < (RESIDENTS * quarter / 4) as usize {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let mut app = app.lock().await;
-        let redis = app.redis.as_mut().unwrap();
-        redis.kill().await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        redis.restart().await;
+    // Three outages, each one a SIGKILL while the last requests of a quarter
+    // are being committed: the more often Redis dies between applying a
+    // script and replying, the more surely an applied-but-refused batch
+    // would show. Redis comes back once the whole quarter has been answered
+    // (its tail during the outage).
+    for outage in 1..=3u64 {
+        let quarter_end = (RESIDENTS * outage / 4) as usize;
+        let kill_at = quarter_end - HERD_CONCURRENCY / 2;
+        answered
+            .wait_for(|n| *n >= kill_at)
+            .await
+            .expect("herd runs");
+        app.lock().await.redis.as_mut().unwrap().kill().await;
+        answered
+            .wait_for(|n| *n >= quarter_end)
+            .await
+            .expect("herd runs");
+        app.lock().await.redis.as_mut().unwrap().restart().await;
+        outages_ended_tx.send_replace(outage);
     }
     let answers = herd.await.expect("herd finishes");
 

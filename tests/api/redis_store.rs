@@ -7,7 +7,8 @@ use vaxslot::domain::{
     VenueDayKey, VenueId, parse_date,
 };
 use vaxslot::store::{
-    AbandonedBatch, AuditEntry, CommitError, KillSwitchState, RedisStore, ReservationBatch, Store,
+    AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, RedisStore,
+    ReservationBatch, Store,
 };
 
 use crate::helpers::RedisServer;
@@ -102,6 +103,20 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
         "stale epoch fenced"
     );
     assert_eq!(stored_ids(&store).await, vec![first.id]);
+    // So is abandoning one of its batches: the old owner must stop.
+    let fenced = store
+        .abandon_batch(AbandonedBatch {
+            venue_day: key(),
+            owner_epoch: epoch,
+            sequence: 2,
+            created: vec![],
+            previous: vec![],
+        })
+        .await;
+    assert!(
+        matches!(fenced, Err(AbandonError::Fenced)),
+        "a stale owner's abandonment is fenced, not 'unavailable'"
+    );
 
     // An uncertain batch that was applied is reverted by abandoning it…
     let applied = reservation(4);
