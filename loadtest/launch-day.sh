@@ -6,7 +6,10 @@
 #
 #   loadtest/launch-day.sh [--store embedded|redis] [--peer] [--debug] -- [vaxslot-loadtest options]
 #
-# Exits with the load test's status (non-zero when the audit fails).
+# Unless --no-audit is among the load test's options, the server is then
+# SIGKILLed and restarted on the same store, and the run audited again
+# against what the restarted process loaded (vaxslot-loadtest --audit-from).
+# Exits with the load test's status (non-zero when an audit fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,11 +38,11 @@ redis_url=""
 if [ "$store" = redis ] || [ "$peer" = true ]; then
   start_redis
 fi
+serve_args=()
 if [ "$store" = redis ]; then
-  start_vaxslot "$bin/vaxslot" --redis-url "$redis_url/0"
-else
-  start_vaxslot "$bin/vaxslot"
+  serve_args=(--redis-url "$redis_url/0")
 fi
+start_vaxslot "$bin/vaxslot" "${serve_args[@]}"
 
 loadtest_args=(--url "$url" --server-pid "$server_pid")
 if [ "$peer" = true ]; then
@@ -49,6 +52,18 @@ if [ "$peer" = true ]; then
 fi
 
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB; store: $store"
+audit=true
+for arg in "$@"; do [ "$arg" = --no-audit ] && audit=false; done
+if [ "$audit" = true ]; then
+  loadtest_args+=(--audit-record "$work/audit.json")
+fi
 status=0
 "$bin/vaxslot-loadtest" "${loadtest_args[@]}" "$@" || status=$?
+if [ "$status" = 0 ] && [ "$audit" = true ]; then
+  # The audit that counts reads the store, not the old process's memory:
+  # SIGKILL the server, start a new one on the same store, audit it.
+  kill -9 "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  start_vaxslot "$bin/vaxslot" "${serve_args[@]}"
+  "$bin/vaxslot-loadtest" --url "$url" --audit-from "$work/audit.json" || status=$?
+fi
 exit $status

@@ -46,6 +46,7 @@ start_vaxslot() {
   shift
   export VAXSLOT_ADMIN_KEY=loadtest-admin VAXSLOT_SRE_KEY=loadtest-sre
   export VAXSLOT_STAFF_KEY=loadtest-staff VAXSLOT_TOKEN_SECRET=loadtest-secret
+  rm -f "$work/vaxslot.out" "$work/vaxslot.err"
   RUST_LOG=warn "$binary" serve --listen 127.0.0.1:0 --data-dir "$work/store" "$@" \
     > "$work/vaxslot.out" 2> "$work/vaxslot.err" &
   server_pid=$!

@@ -85,6 +85,16 @@ struct Args {
     /// Skip the audit.
     #[arg(long)]
     no_audit: bool,
+    /// After the audit, write what a later audit needs (the run's venue-days,
+    /// date and every id answered 201) to this file, for `--audit-from`.
+    #[arg(long)]
+    audit_record: Option<std::path::PathBuf>,
+    /// Only audit: read a file written by `--audit-record` and check the
+    /// server at --url against it (every 201 stored, nothing else, used
+    /// capacity exact). Run it against a restarted server, so that the audit
+    /// reads what the store holds, not what the old process remembered.
+    #[arg(long)]
+    audit_from: Option<std::path::PathBuf>,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -272,6 +282,9 @@ async fn store_kind(address: SocketAddr) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let address = address_of(&args.url)?;
+    if let Some(path) = &args.audit_from {
+        return audit_from_record(address, &args.admin_key, path).await;
+    }
     if args.kill_switch_at_s.is_some() || args.refusal_s > 0.0 {
         args.sre_key
             .as_ref()
@@ -629,23 +642,11 @@ async fn main() -> anyhow::Result<()> {
         set_kill_switch(address, args.sre_key.as_deref().expect("checked"), false).await?;
     }
     let findings = scenario::audit(address, &args.admin_key, &scenario, &created).await?;
-    if !findings.missing.is_empty() {
-        failures.push(format!(
-            "{} answered 201 but not stored",
-            findings.missing.len()
-        ));
-    }
-    if !findings.extra.is_empty() {
-        failures.push(format!(
-            "{} stored but not answered 201",
-            findings.extra.len()
-        ));
-    }
-    if findings.used_capacity != committed {
-        failures.push(format!(
-            "used capacity {} ≠ {committed} answered 201",
-            findings.used_capacity
-        ));
+    failures.extend(findings.failures(committed));
+    if let Some(path) = &args.audit_record {
+        let record = scenario::AuditRecord::of(&scenario, &created);
+        std::fs::write(path, serde_json::to_vec(&record)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if failures.is_empty() {
         println!(
@@ -662,6 +663,34 @@ async fn main() -> anyhow::Result<()> {
     } else {
         for failure in &failures {
             eprintln!("audit FAILED: {failure}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// `--audit-from`: the audit of a run recorded by `--audit-record`, against
+/// the server at `address` (a restarted one: what the store holds).
+async fn audit_from_record(
+    address: SocketAddr,
+    staff_key: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let record: scenario::AuditRecord = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not an audit record", path.display()))?;
+    let created: HashSet<String> = record.created.iter().cloned().collect();
+    let committed = created.len() as u64;
+    let findings = scenario::audit(address, staff_key, &record.scenario(), &created).await?;
+    let failures = findings.failures(committed);
+    if failures.is_empty() {
+        println!(
+            "audit after restart: OK: {} stored = {committed} answered 201; used capacity {}",
+            findings.stored, findings.used_capacity
+        );
+        Ok(())
+    } else {
+        for failure in &failures {
+            eprintln!("audit after restart FAILED: {failure}");
         }
         std::process::exit(1);
     }

@@ -153,6 +153,62 @@ pub struct AuditFindings {
 
 /// Reads back every venue-day of the run: its roster (what is stored) and
 /// its availability (what the counters say).
+/// What an audit of a run needs, written after the run so that a restarted
+/// server can be audited against it (`--audit-record`, `--audit-from`).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    pub run_id: String,
+    pub venue_days: u64,
+    pub date: String,
+    /// Every reservation id answered `201`.
+    pub created: Vec<String>,
+}
+
+impl AuditRecord {
+    pub fn of(scenario: &Scenario, created: &HashSet<String>) -> Self {
+        let mut created: Vec<String> = created.iter().cloned().collect();
+        created.sort();
+        Self {
+            run_id: scenario.run_id.clone(),
+            venue_days: scenario.venue_days,
+            date: scenario.date.clone(),
+            created,
+        }
+    }
+
+    /// The part of the run's scenario that the audit reads.
+    pub fn scenario(&self) -> Scenario {
+        Scenario {
+            run_id: self.run_id.clone(),
+            venue_days: self.venue_days,
+            residents: 0,
+            first_ticket: 0,
+            date: self.date.clone(),
+            capacity_per_slot: 0,
+        }
+    }
+}
+
+impl AuditFindings {
+    /// What is wrong, if `committed` bookings were answered `201`.
+    pub fn failures(&self, committed: u64) -> Vec<String> {
+        let mut failures = Vec::new();
+        if !self.missing.is_empty() {
+            failures.push(format!("{} answered 201 but not stored", self.missing.len()));
+        }
+        if !self.extra.is_empty() {
+            failures.push(format!("{} stored but not answered 201", self.extra.len()));
+        }
+        if self.used_capacity != committed {
+            failures.push(format!(
+                "used capacity {} ≠ {committed} answered 201",
+                self.used_capacity
+            ));
+        }
+        failures
+    }
+}
+
 pub async fn audit(
     address: SocketAddr,
     staff_key: &str,
