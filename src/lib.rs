@@ -7,6 +7,7 @@ pub mod actors;
 pub mod api;
 pub mod booking;
 pub mod catalog;
+pub mod clock;
 pub mod demo;
 pub mod domain;
 pub mod login_guard;

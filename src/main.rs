@@ -12,6 +12,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let settings = Settings::from_args(args);
+            if let Some(start) = settings.clock_start {
+                vaxslot::clock::start_at(start);
+                tracing::warn!(%start, "the clock was moved (--clock-start): not for production");
+            }
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(settings, Some(metrics)).await?;
                 for line in &app.banner {

@@ -93,6 +93,16 @@ pub struct ServeArgs {
     /// Seconds a resident's login token is valid (1 to 86400).
     #[arg(long, env = "VAXSLOT_TOKEN_LIFETIME_S", default_value_t = TOKEN_LIFETIME.num_seconds())]
     pub token_lifetime_s: i64,
+    /// Run the clock from this instant (RFC 3339, e.g. 2027-03-01T08:55:00+09:00)
+    /// instead of the real time, advancing at the real rate: for rehearsing a
+    /// launch ahead of its day. Never set it in production.
+    #[arg(long, env = "VAXSLOT_CLOCK_START", value_parser = parse_instant)]
+    pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("expected an RFC 3339 instant such as 2027-03-01T08:55:00+09:00: {e}"))
 }
 
 /// Everything `startup` needs, resolved from flags and environment.
@@ -111,6 +121,7 @@ pub struct Settings {
     pub login_failures_per_addr_max: u32,
     pub venue_day_idle_max: Duration,
     pub token_lifetime: chrono::Duration,
+    pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 fn env_key(name: &str) -> Option<String> {
@@ -141,6 +152,7 @@ impl Settings {
                 .max(VENUE_DAY_IDLE_MIN),
             token_lifetime: chrono::Duration::seconds(args.token_lifetime_s)
                 .clamp(chrono::Duration::seconds(1), TOKEN_LIFETIME_MAX),
+            clock_start: args.clock_start,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::actors::{KillSwitchHandle, Registry, Shared};
 use crate::api::{self, AppState, Gate, IMPORTS_IN_FLIGHT_MAX};
 use crate::booking::BookingService;
 use crate::catalog::Catalog;
-use crate::domain::{VenueDay, local_date};
+use crate::domain::VenueDay;
 use crate::login_guard::LoginGuard;
 use crate::resident_index::ResidentIndex;
 use crate::settings::{CONNECTIONS_PER_WORKER_MAX, Settings};
@@ -46,7 +46,7 @@ impl Application {
             })?),
         };
         if settings.demo {
-            let today = local_date(chrono::Utc::now());
+            let today = crate::clock::today();
             if demo::fill_if_empty(store.as_ref(), today)
                 .await
                 .context("filling the demo data")?
@@ -96,7 +96,7 @@ impl Application {
             tokens.clone(),
             residents,
             reservations,
-            chrono::Utc::now().fixed_offset(),
+            crate::clock::now(),
         ));
 
         let kill_switch_state = store

@@ -194,7 +194,10 @@ impl AuditFindings {
     pub fn failures(&self, committed: u64) -> Vec<String> {
         let mut failures = Vec::new();
         if !self.missing.is_empty() {
-            failures.push(format!("{} answered 201 but not stored", self.missing.len()));
+            failures.push(format!(
+                "{} answered 201 but not stored",
+                self.missing.len()
+            ));
         }
         if !self.extra.is_empty() {
             failures.push(format!("{} stored but not answered 201", self.extra.len()));

@@ -64,9 +64,7 @@ impl Handler<SetKillSwitch> for KillSwitchActor {
     fn handle(&mut self, message: SetKillSwitch, ctx: &mut Context<Self>) {
         let SetKillSwitch { state, reply } = message;
         let audit = AuditEntry {
-            at: state
-                .changed_at
-                .unwrap_or_else(|| chrono::Utc::now().fixed_offset()),
+            at: state.changed_at.unwrap_or_else(crate::clock::now),
             role: state.changed_by.clone().unwrap_or_default(),
             action: if state.engaged {
                 "kill_switch.engage"

@@ -137,7 +137,7 @@ impl VenueDayActor {
     /// or `PAST_DAY_IDLE_MAX` once the day is over (nobody books a past day;
     /// its roster and check-ins reload on demand).
     fn idle_max(&self) -> Duration {
-        let today = crate::domain::local_date(chrono::Utc::now());
+        let today = crate::clock::today();
         if self.key.date < today {
             self.lifecycle.idle_max.min(PAST_DAY_IDLE_MAX)
         } else {
@@ -210,7 +210,7 @@ impl VenueDayActor {
             self.replace_plan(message, ctx);
             return;
         }
-        let today = crate::domain::local_date(chrono::Utc::now());
+        let today = crate::clock::today();
         let mut decided = Vec::new();
         while decided.len() < COMMIT_BATCH_MAX {
             match self.waiting.front() {

@@ -85,7 +85,7 @@ pub fn caller(request: &HttpRequest, state: &AppState) -> Result<Caller, ApiErro
     }
     let handle = state
         .tokens
-        .verify(credential, chrono::Utc::now())
+        .verify(credential, crate::clock::now_utc())
         .ok_or_else(ApiError::unauthorized)?;
     let ticket = state
         .residents

@@ -68,7 +68,7 @@ pub async fn put(
     let new_state = KillSwitchState {
         engaged: change.engaged,
         reason,
-        changed_at: Some(chrono::Utc::now().with_timezone(&crate::domain::municipality_offset())),
+        changed_at: Some(crate::clock::now()),
         changed_by: Some(role.as_str().to_owned()),
     };
     let applied = state.kill_switch.set(new_state).await?;

@@ -11,8 +11,7 @@ use super::body::{self, IMPORT_BODY_BYTES_MAX};
 use super::codes::ErrorCode;
 use super::problem::ApiError;
 use crate::domain::{
-    DOSE_MAX, DomainError, Dose, DoseRecord, Resident, TicketNumber, Vaccine, local_date,
-    parse_date,
+    DOSE_MAX, DomainError, Dose, DoseRecord, Resident, TicketNumber, Vaccine, parse_date,
 };
 
 /// Most records in one import call (API.md).
@@ -205,7 +204,7 @@ pub async fn import(
             ));
         }
     };
-    let today = local_date(chrono::Utc::now());
+    let today = crate::clock::today();
     let mut good = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
     for (line, record) in records {

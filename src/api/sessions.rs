@@ -9,7 +9,7 @@ use super::codes::ErrorCode;
 use super::problem::ApiError;
 use super::views::{DoseRecordView, ReservationList};
 use super::{AppState, body};
-use crate::domain::{TicketNumber, local_date, parse_date};
+use crate::domain::{TicketNumber, parse_date};
 use crate::telemetry;
 
 #[derive(Deserialize)]
@@ -54,7 +54,7 @@ pub async fn login(
             return Err(ApiError::invalid_credentials());
         };
         state.login_guard.record_success(&ticket);
-        let (token, expires_at) = state.tokens.issue(&handle, chrono::Utc::now());
+        let (token, expires_at) = state.tokens.issue(&handle, crate::clock::now_utc());
         Ok::<_, ApiError>(Session {
             token,
             expires_at: expires_at
@@ -105,7 +105,7 @@ pub async fn me(
     let reservations = state.residents.reservations_of(&ticket);
     let eligibility = state
         .residents
-        .outlook(&ticket, local_date(chrono::Utc::now()))
+        .outlook(&ticket, crate::clock::today())
         .map(|outlook| Eligibility {
             next_dose: outlook.next_dose.number(),
             vaccines: outlook.vaccines.iter().map(|v| v.as_str()).collect(),

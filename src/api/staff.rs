@@ -10,7 +10,7 @@ use super::AppState;
 use super::auth::{self, Role};
 use super::problem::ApiError;
 use crate::domain::{
-    BookingError, Reservation, ReservationStatus, VenueDayKey, VenueId, local_date, parse_date,
+    BookingError, Reservation, ReservationStatus, VenueDayKey, VenueId, parse_date,
 };
 
 /// The roster's columns (API.md), in order.
@@ -93,7 +93,7 @@ pub async fn roster(
         return Err(ApiError::not_found());
     }
     let reservations = state.registry.reservations(&key).await?;
-    let day_has_passed = key.date < local_date(chrono::Utc::now());
+    let day_has_passed = key.date < crate::clock::today();
     let rows: Vec<RosterRow> = reservations
         .iter()
         .map(|r| row(&state, r, day_has_passed))

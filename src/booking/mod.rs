@@ -19,7 +19,7 @@ use crate::actors::{KillSwitchHandle, Registry};
 use crate::catalog::Catalog;
 use crate::domain::{
     BookingError, BookingMode, BookingRequest, FingerprintScheme, IdempotencyTag, Reservation,
-    ReservationId, VenueDayKey, municipality_offset,
+    ReservationId, VenueDayKey,
 };
 use crate::resident_index::{ClaimRequest, FirstAnswer, KeyedBooking, ResidentIndex};
 use crate::telemetry;
@@ -47,7 +47,7 @@ pub struct BookingService {
 
 /// Now, in the municipality's time zone.
 pub fn now() -> DateTime<FixedOffset> {
-    chrono::Utc::now().with_timezone(&municipality_offset())
+    crate::clock::now()
 }
 
 impl BookingService {

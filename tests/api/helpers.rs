@@ -66,6 +66,35 @@ impl TestApp {
         Self::start(dir, 0, backend, redis, url, env).await
     }
 
+    /// A server with the environment `env` on a copy of a fixture's store:
+    /// `embedded` holds a data directory's files, `redis_dump` an RDB dump.
+    pub async fn spawn_on_fixture(
+        backend: Backend,
+        embedded: &std::path::Path,
+        redis_dump: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let redis = match backend {
+            Backend::Embedded => {
+                let store = dir.path().join("store");
+                std::fs::create_dir_all(&store).expect("store dir");
+                for file in std::fs::read_dir(embedded).expect("fixture dir") {
+                    let file = file.expect("fixture file").path();
+                    std::fs::copy(&file, store.join(file.file_name().unwrap())).expect("copied");
+                }
+                None
+            }
+            Backend::Redis => Some(RedisServer::start_from_dump(redis_dump).await),
+        };
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let url = redis.as_ref().map(RedisServer::url);
+        Self::start(dir, 0, backend, redis, url, env).await
+    }
+
     /// Another server process on the same store (Redis only: the embedded
     /// store is one process's file).
     pub async fn spawn_second(&self) -> TestApp {

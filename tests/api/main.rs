@@ -40,3 +40,4 @@ mod privacy;
 mod redis_outage;
 mod redis_store;
 mod staff;
+mod upgrade;

@@ -16,6 +16,9 @@ pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// AOF with `appendfsync always` (off only for a server loaded from an
+    /// RDB dump: Redis ignores the dump when AOF is on and no AOF exists).
+    append_only: bool,
 }
 
 impl RedisServer {
@@ -25,7 +28,21 @@ impl RedisServer {
             port,
             dir: tempfile::tempdir().expect("redis dir"),
             child: None,
+            append_only: true,
         };
+        server.launch().await;
+        server
+    }
+
+    /// A server holding what an RDB dump held (a fixture), without AOF.
+    pub async fn start_from_dump(dump: &std::path::Path) -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("redis dir"),
+            child: None,
+            append_only: false,
+        };
+        std::fs::copy(dump, server.dir().join("dump.rdb")).expect("dump copied");
         server.launch().await;
         server
     }
@@ -45,7 +62,7 @@ impl RedisServer {
             .arg(self.dir())
             .args([
                 "--appendonly",
-                "yes",
+                if self.append_only { "yes" } else { "no" },
                 "--appendfsync",
                 "always",
                 "--save",
