@@ -4,7 +4,6 @@
 use std::fmt;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::DomainError;
@@ -13,8 +12,7 @@ use super::DomainError;
 pub const VENUE_ID_LENGTH_MAX: usize = 64;
 
 /// A venue's id: 1–64 of `[a-z0-9-]`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct VenueId(String);
 
 impl VenueId {
@@ -36,19 +34,6 @@ impl VenueId {
     }
 }
 
-impl TryFrom<String> for VenueId {
-    type Error = DomainError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<VenueId> for String {
-    fn from(value: VenueId) -> Self {
-        value.0
-    }
-}
-
 impl fmt::Display for VenueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -60,8 +45,7 @@ pub const TICKET_NUMBER_DIGITS: usize = 10;
 
 /// A resident's ticket number: exactly 10 ASCII digits. Personal data: its
 /// `Debug` is redacted and it has no `Display`, so it cannot slip into a log line.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TicketNumber([u8; TICKET_NUMBER_DIGITS]);
 
 impl TicketNumber {
@@ -88,22 +72,8 @@ impl fmt::Debug for TicketNumber {
     }
 }
 
-impl TryFrom<String> for TicketNumber {
-    type Error = DomainError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<TicketNumber> for String {
-    fn from(value: TicketNumber) -> Self {
-        value.expose().to_owned()
-    }
-}
-
 /// The vaccines this programme gives.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub enum Vaccine {
     Pfizer,
     Moderna,
@@ -132,8 +102,7 @@ impl Vaccine {
 pub const DOSE_MAX: u8 = 9;
 
 /// A dose number, 1–9.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
-#[serde(try_from = "u8", into = "u8")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Dose(u8);
 
 impl Dose {
@@ -157,22 +126,8 @@ impl Dose {
     }
 }
 
-impl TryFrom<u8> for Dose {
-    type Error = DomainError;
-    fn try_from(value: u8) -> Result<Self, Self::Error> {
-        Self::new(value)
-    }
-}
-
-impl From<Dose> for u8 {
-    fn from(value: Dose) -> Self {
-        value.0
-    }
-}
-
 /// A slot's start time of day, `HH:MM`, stored as minutes after midnight.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SlotTime(u16);
 
 impl SlotTime {
@@ -209,19 +164,6 @@ impl fmt::Debug for SlotTime {
     }
 }
 
-impl TryFrom<String> for SlotTime {
-    type Error = DomainError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<SlotTime> for String {
-    fn from(value: SlotTime) -> Self {
-        value.to_string()
-    }
-}
-
 /// Parses a calendar date written exactly `YYYY-MM-DD`.
 pub fn parse_date(text: &str) -> Result<NaiveDate, DomainError> {
     let b = text.as_bytes();
@@ -238,7 +180,7 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, DomainError> {
 }
 
 /// A reservation's id: a random UUID v4 (122 random bits), never sequential.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct ReservationId(Uuid);
 
 impl ReservationId {
@@ -269,7 +211,7 @@ impl fmt::Display for ReservationId {
 }
 
 /// One venue's one day: the unit that one actor owns.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct VenueDayKey {
     pub venue_id: VenueId,
     pub date: NaiveDate,

@@ -1,12 +1,10 @@
 //! Reservations: one resident's one dose at one slot of one venue-day.
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
-use serde::{Deserialize, Serialize};
 
 use super::{Dose, ReservationId, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId};
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ReservationStatus {
     Booked,
     Cancelled,
@@ -29,8 +27,7 @@ impl ReservationStatus {
 }
 
 /// Who entered the reservation.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Channel {
     Web,
     Operator,
@@ -48,18 +45,16 @@ impl Channel {
 /// The `Idempotency-Key` a booking was made with, and a fingerprint of the
 /// request it came with: stored with the reservation, so a retry finds the
 /// first answer even after a restart.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct IdempotencyTag {
     pub key: String,
     pub fingerprint: u64,
     /// How `fingerprint` was computed; records of the first release have none.
-    #[serde(default)]
     pub scheme: FingerprintScheme,
 }
 
 /// How a request fingerprint is computed (see `booking::Booking::fingerprint`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum FingerprintScheme {
     /// The first release's: a hash of Rust `Debug` text, kept only so that
     /// its stored keys still replay.
@@ -70,7 +65,7 @@ pub enum FingerprintScheme {
 }
 
 /// Holds a ticket number, so no `Debug`: it must never reach a log line.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub id: ReservationId,
     pub ticket_number: TicketNumber,
@@ -83,7 +78,6 @@ pub struct Reservation {
     pub channel: Channel,
     pub created_at: DateTime<FixedOffset>,
     pub updated_at: DateTime<FixedOffset>,
-    #[serde(default)]
     pub idempotency: Option<IdempotencyTag>,
 }
 

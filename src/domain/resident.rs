@@ -1,7 +1,6 @@
 //! Residents and their dose history.
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
 
 use super::{DomainError, Dose, TicketNumber, Vaccine};
 
@@ -9,7 +8,7 @@ use super::{DomainError, Dose, TicketNumber, Vaccine};
 pub const RESIDENT_TEXT_CHARS_MAX: usize = 200;
 
 /// A dose the resident has received.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct DoseRecord {
     pub dose: Dose,
     pub date: NaiveDate,
@@ -18,7 +17,7 @@ pub struct DoseRecord {
 
 /// A resident as imported by the municipality. Personal data throughout: no
 /// `Debug` on purpose, so it cannot be logged by accident.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Resident {
     pub ticket_number: TicketNumber,
     pub birth_date: NaiveDate,

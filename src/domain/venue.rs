@@ -1,7 +1,5 @@
 //! Venues and the plan of one venue-day.
 
-use serde::{Deserialize, Serialize};
-
 use super::{DomainError, SlotTime, Vaccine, VenueId};
 
 /// Longest venue name, address or phone text, in characters.
@@ -13,7 +11,9 @@ pub const SLOT_CAPACITY_MAX: u32 = 10_000;
 /// Longest access code of a restricted day, in bytes.
 pub const ACCESS_CODE_LENGTH_MAX: usize = 64;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// Also the API's vocabulary (`"clinic"`, …): serde here is for `api/`; the
+/// store has its own (`store/records.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VenueKind {
     Clinic,
@@ -22,7 +22,7 @@ pub enum VenueKind {
 }
 
 /// How residents book a venue.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BookingMode {
     /// Booked through this API.
@@ -31,7 +31,7 @@ pub enum BookingMode {
     Direct,
 }
 
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Venue {
     pub id: VenueId,
     pub name: String,
@@ -63,14 +63,14 @@ impl Venue {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct SlotPlan {
     pub time: SlotTime,
     pub capacity: u32,
 }
 
 /// The whole plan of one venue-day, as an admin puts it.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct DayPlan {
     pub vaccine: Vaccine,
     /// Sorted by time, times distinct.

@@ -14,10 +14,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
+use super::records::{Stored, decode, decode_all, encode, encode_all};
 use super::{
     AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch,
     Store, StoreError, StoredVenueDay,
@@ -161,7 +160,7 @@ impl EmbeddedStore {
     ) -> Result<Vec<T>, StoreError>
     where
         K: redb::Key + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
+        T: Stored + Send + 'static,
     {
         self.read(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
@@ -179,14 +178,6 @@ impl EmbeddedStore {
 
 fn unavailable(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Unavailable(e.into().to_string())
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("store records always serialise")
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 fn day_key(key: &VenueDayKey) -> String {
@@ -384,7 +375,7 @@ fn apply_in_one_transaction(
                 Some((last, _)) => last.value() + 1,
                 None => 1,
             };
-            log.insert(sequence, encode(&logged_records).as_slice())?;
+            log.insert(sequence, encode_all(&logged_records).as_slice())?;
             logged = Some((sequence, logged_records));
         }
     }
@@ -461,7 +452,7 @@ impl Store for EmbeddedStore {
             for sequence in sequences {
                 if let Some(records) = log.get(sequence).map_err(unavailable)? {
                     let records: Vec<Reservation> =
-                        decode(records.value(), "reservation log entry")?;
+                        decode_all(records.value(), "reservation log entry")?;
                     replay.add(
                         records
                             .into_iter()
@@ -512,7 +503,7 @@ impl Store for EmbeddedStore {
             let mut replay = Replay::default();
             for entry in log.iter().map_err(unavailable)? {
                 let (_, records) = entry.map_err(unavailable)?;
-                replay.add(decode::<Vec<Reservation>>(
+                replay.add(decode_all::<Reservation>(
                     records.value(),
                     "reservation log entry",
                 )?);

@@ -7,6 +7,7 @@
 mod embedded;
 #[cfg(test)]
 pub mod flaky;
+pub mod records;
 mod redis;
 
 pub use embedded::EmbeddedStore;

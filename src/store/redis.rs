@@ -15,9 +15,8 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, Client, RedisError, Script, Value};
 use async_trait::async_trait;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use super::records::{self, Stored};
 use super::{
     AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch,
     Store, StoreError, StoredVenueDay,
@@ -91,12 +90,12 @@ fn unavailable(error: RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {error}"))
 }
 
-fn encode<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("store records always serialise")
+fn encode<T: Stored>(value: &T) -> String {
+    String::from_utf8(records::encode(value)).expect("JSON is UTF-8")
 }
 
-fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+fn decode<T: Stored>(text: &str, what: &str) -> Result<T, StoreError> {
+    records::decode(text.as_bytes(), what)
 }
 
 fn parse_day_field(text: &str) -> Result<VenueDayKey, StoreError> {

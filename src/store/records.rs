@@ -1,0 +1,472 @@
+//! The stored form of every record, apart from the domain types: what is in a
+//! data directory or in Redis is exactly these serde types, converted to and
+//! from `domain/` here. Refactoring `domain/` cannot change the format; a
+//! change of format is a new `…V2` type here whose decoder also reads `V1`.
+//!
+//! Version 1 is the format of the first release (its JSON, field for field);
+//! `tests/api/upgrade.rs` loads a store it wrote. Records carry no version
+//! field: a record without one is version 1.
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{AuditEntry, KillSwitchState, StoreError};
+use crate::domain::{
+    BookingMode, Channel, DayPlan, Dose, DoseRecord, FingerprintScheme, IdempotencyTag,
+    Reservation, ReservationId, ReservationStatus, Resident, SlotPlan, SlotTime, TicketNumber,
+    Vaccine, Venue, VenueId, VenueKind,
+};
+
+/// A domain value with a stored form.
+pub trait Stored: Sized {
+    type Record: Serialize + DeserializeOwned;
+    fn to_record(&self) -> Self::Record;
+    /// `Err` names what in the record is not valid.
+    fn from_record(record: Self::Record) -> Result<Self, String>;
+}
+
+/// The stored bytes of `value`.
+pub fn encode<T: Stored>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(&value.to_record()).expect("store records always serialise")
+}
+
+/// The stored bytes of several values, as one JSON array.
+pub fn encode_all<T: Stored>(values: &[T]) -> Vec<u8> {
+    let records: Vec<T::Record> = values.iter().map(Stored::to_record).collect();
+    serde_json::to_vec(&records).expect("store records always serialise")
+}
+
+/// Reads a stored value; `what` names it in the error.
+pub fn decode<T: Stored>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    let record: T::Record =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
+    T::from_record(record).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Reads a JSON array of stored values.
+pub fn decode_all<T: Stored>(bytes: &[u8], what: &str) -> Result<Vec<T>, StoreError> {
+    let records: Vec<T::Record> =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
+    records
+        .into_iter()
+        .map(|r| T::from_record(r).map_err(|e| StoreError::Corrupt(format!("{what}: {e}"))))
+        .collect()
+}
+
+fn invalid(field: &str) -> impl Fn(crate::domain::DomainError) -> String + '_ {
+    move |error| format!("{field}: {error}")
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum VaccineV1 {
+    Pfizer,
+    Moderna,
+}
+
+impl From<Vaccine> for VaccineV1 {
+    fn from(vaccine: Vaccine) -> Self {
+        match vaccine {
+            Vaccine::Pfizer => Self::Pfizer,
+            Vaccine::Moderna => Self::Moderna,
+        }
+    }
+}
+
+impl From<VaccineV1> for Vaccine {
+    fn from(vaccine: VaccineV1) -> Self {
+        match vaccine {
+            VaccineV1::Pfizer => Self::Pfizer,
+            VaccineV1::Moderna => Self::Moderna,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VenueKindV1 {
+    Clinic,
+    Mass,
+    Facility,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingModeV1 {
+    Central,
+    Direct,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct VenueV1 {
+    pub id: String,
+    pub name: String,
+    pub kind: VenueKindV1,
+    pub booking: BookingModeV1,
+    pub address: String,
+    pub phone: String,
+    pub vaccines: Vec<VaccineV1>,
+}
+
+impl Stored for Venue {
+    type Record = VenueV1;
+
+    fn to_record(&self) -> VenueV1 {
+        VenueV1 {
+            id: self.id.as_str().to_owned(),
+            name: self.name.clone(),
+            kind: match self.kind {
+                VenueKind::Clinic => VenueKindV1::Clinic,
+                VenueKind::Mass => VenueKindV1::Mass,
+                VenueKind::Facility => VenueKindV1::Facility,
+            },
+            booking: match self.booking {
+                BookingMode::Central => BookingModeV1::Central,
+                BookingMode::Direct => BookingModeV1::Direct,
+            },
+            address: self.address.clone(),
+            phone: self.phone.clone(),
+            vaccines: self.vaccines.iter().map(|&v| v.into()).collect(),
+        }
+    }
+
+    fn from_record(record: VenueV1) -> Result<Self, String> {
+        Ok(Venue {
+            id: VenueId::parse(&record.id).map_err(invalid("id"))?,
+            name: record.name,
+            kind: match record.kind {
+                VenueKindV1::Clinic => VenueKind::Clinic,
+                VenueKindV1::Mass => VenueKind::Mass,
+                VenueKindV1::Facility => VenueKind::Facility,
+            },
+            booking: match record.booking {
+                BookingModeV1::Central => BookingMode::Central,
+                BookingModeV1::Direct => BookingMode::Direct,
+            },
+            address: record.address,
+            phone: record.phone,
+            vaccines: record.vaccines.into_iter().map(Vaccine::from).collect(),
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SlotPlanV1 {
+    pub time: String,
+    pub capacity: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct DayPlanV1 {
+    pub vaccine: VaccineV1,
+    pub slots: Vec<SlotPlanV1>,
+    pub access_code: Option<String>,
+}
+
+impl Stored for DayPlan {
+    type Record = DayPlanV1;
+
+    fn to_record(&self) -> DayPlanV1 {
+        DayPlanV1 {
+            vaccine: self.vaccine.into(),
+            slots: self
+                .slots
+                .iter()
+                .map(|s| SlotPlanV1 {
+                    time: s.time.to_string(),
+                    capacity: s.capacity,
+                })
+                .collect(),
+            access_code: self.access_code.clone(),
+        }
+    }
+
+    fn from_record(record: DayPlanV1) -> Result<Self, String> {
+        let slots = record
+            .slots
+            .iter()
+            .map(|s| {
+                Ok(SlotPlan {
+                    time: SlotTime::parse(&s.time).map_err(invalid("slot time"))?,
+                    capacity: s.capacity,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        DayPlan::new(record.vaccine.into(), slots, record.access_code).map_err(invalid("day plan"))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct DoseRecordV1 {
+    pub dose: u8,
+    pub date: NaiveDate,
+    pub vaccine: VaccineV1,
+}
+
+/// Personal data: never logged (no `Debug`).
+#[derive(Serialize, Deserialize)]
+pub struct ResidentV1 {
+    pub ticket_number: String,
+    pub birth_date: NaiveDate,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub high_risk: bool,
+    pub history: Vec<DoseRecordV1>,
+}
+
+impl Stored for Resident {
+    type Record = ResidentV1;
+
+    fn to_record(&self) -> ResidentV1 {
+        ResidentV1 {
+            ticket_number: self.ticket_number.expose().to_owned(),
+            birth_date: self.birth_date,
+            name: self.name.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            high_risk: self.high_risk,
+            history: self
+                .history
+                .iter()
+                .map(|h| DoseRecordV1 {
+                    dose: h.dose.number(),
+                    date: h.date,
+                    vaccine: h.vaccine.into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn from_record(record: ResidentV1) -> Result<Self, String> {
+        let history = record
+            .history
+            .iter()
+            .map(|h| {
+                Ok(DoseRecord {
+                    dose: Dose::new(h.dose).map_err(invalid("history dose"))?,
+                    date: h.date,
+                    vaccine: h.vaccine.into(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Resident {
+            ticket_number: TicketNumber::parse(&record.ticket_number)
+                .map_err(invalid("ticket_number"))?,
+            birth_date: record.birth_date,
+            name: record.name,
+            email: record.email,
+            phone: record.phone,
+            high_risk: record.high_risk,
+            history,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatusV1 {
+    Booked,
+    Cancelled,
+    Attended,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelV1 {
+    Web,
+    Operator,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FingerprintSchemeV1 {
+    /// Absent in the first release's records: its fingerprints hashed Debug text.
+    #[default]
+    DebugText,
+    Canonical,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct IdempotencyV1 {
+    pub key: String,
+    pub fingerprint: u64,
+    #[serde(default)]
+    pub scheme: FingerprintSchemeV1,
+}
+
+/// Holds a ticket number: never logged (no `Debug`).
+#[derive(Serialize, Deserialize)]
+pub struct ReservationV1 {
+    pub id: String,
+    pub ticket_number: String,
+    pub venue_id: String,
+    pub date: NaiveDate,
+    pub time: String,
+    pub dose: u8,
+    pub vaccine: VaccineV1,
+    pub status: ReservationStatusV1,
+    pub channel: ChannelV1,
+    pub created_at: DateTime<FixedOffset>,
+    pub updated_at: DateTime<FixedOffset>,
+    #[serde(default)]
+    pub idempotency: Option<IdempotencyV1>,
+}
+
+impl Stored for Reservation {
+    type Record = ReservationV1;
+
+    fn to_record(&self) -> ReservationV1 {
+        ReservationV1 {
+            id: self.id.to_string(),
+            ticket_number: self.ticket_number.expose().to_owned(),
+            venue_id: self.venue_id.as_str().to_owned(),
+            date: self.date,
+            time: self.time.to_string(),
+            dose: self.dose.number(),
+            vaccine: self.vaccine.into(),
+            status: match self.status {
+                ReservationStatus::Booked => ReservationStatusV1::Booked,
+                ReservationStatus::Cancelled => ReservationStatusV1::Cancelled,
+                ReservationStatus::Attended => ReservationStatusV1::Attended,
+            },
+            channel: match self.channel {
+                Channel::Web => ChannelV1::Web,
+                Channel::Operator => ChannelV1::Operator,
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            idempotency: self.idempotency.as_ref().map(|tag| IdempotencyV1 {
+                key: tag.key.clone(),
+                fingerprint: tag.fingerprint,
+                scheme: match tag.scheme {
+                    FingerprintScheme::DebugText => FingerprintSchemeV1::DebugText,
+                    FingerprintScheme::Canonical => FingerprintSchemeV1::Canonical,
+                },
+            }),
+        }
+    }
+
+    fn from_record(record: ReservationV1) -> Result<Self, String> {
+        Ok(Reservation {
+            id: ReservationId::parse(&record.id).ok_or("id: not a UUID")?,
+            ticket_number: TicketNumber::parse(&record.ticket_number)
+                .map_err(invalid("ticket_number"))?,
+            venue_id: VenueId::parse(&record.venue_id).map_err(invalid("venue_id"))?,
+            date: record.date,
+            time: SlotTime::parse(&record.time).map_err(invalid("time"))?,
+            dose: Dose::new(record.dose).map_err(invalid("dose"))?,
+            vaccine: record.vaccine.into(),
+            status: match record.status {
+                ReservationStatusV1::Booked => ReservationStatus::Booked,
+                ReservationStatusV1::Cancelled => ReservationStatus::Cancelled,
+                ReservationStatusV1::Attended => ReservationStatus::Attended,
+            },
+            channel: match record.channel {
+                ChannelV1::Web => Channel::Web,
+                ChannelV1::Operator => Channel::Operator,
+            },
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            idempotency: record.idempotency.map(|tag| IdempotencyTag {
+                key: tag.key,
+                fingerprint: tag.fingerprint,
+                scheme: match tag.scheme {
+                    FingerprintSchemeV1::DebugText => FingerprintScheme::DebugText,
+                    FingerprintSchemeV1::Canonical => FingerprintScheme::Canonical,
+                },
+            }),
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+pub struct KillSwitchV1 {
+    pub engaged: bool,
+    pub reason: Option<String>,
+    pub changed_at: Option<DateTime<FixedOffset>>,
+    pub changed_by: Option<String>,
+}
+
+impl Stored for KillSwitchState {
+    type Record = KillSwitchV1;
+
+    fn to_record(&self) -> KillSwitchV1 {
+        KillSwitchV1 {
+            engaged: self.engaged,
+            reason: self.reason.clone(),
+            changed_at: self.changed_at,
+            changed_by: self.changed_by.clone(),
+        }
+    }
+
+    fn from_record(record: KillSwitchV1) -> Result<Self, String> {
+        Ok(KillSwitchState {
+            engaged: record.engaged,
+            reason: record.reason,
+            changed_at: record.changed_at,
+            changed_by: record.changed_by,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct AuditEntryV1 {
+    pub at: DateTime<FixedOffset>,
+    pub role: String,
+    pub action: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+impl Stored for AuditEntry {
+    type Record = AuditEntryV1;
+
+    fn to_record(&self) -> AuditEntryV1 {
+        AuditEntryV1 {
+            at: self.at,
+            role: self.role.clone(),
+            action: self.action.clone(),
+            outcome: self.outcome.clone(),
+            detail: self.detail.clone(),
+        }
+    }
+
+    fn from_record(record: AuditEntryV1) -> Result<Self, String> {
+        Ok(AuditEntry {
+            at: record.at,
+            role: record.role,
+            action: record.action,
+            outcome: record.outcome,
+            detail: record.detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first release's JSON of a reservation, verbatim: it must decode,
+    /// and re-encoding it must give the same JSON value back.
+    #[test]
+    fn a_first_release_reservation_decodes_and_round_trips() {
+        let stored = r#"{"id":"6f1f2f8e-3a8b-4c55-9d5e-0c6f3b2a1d90","ticket_number":"1311480001","venue_id":"fixture-hall","date":"2026-12-10","time":"10:00","dose":1,"vaccine":"moderna","status":"booked","channel":"web","created_at":"2026-12-01T16:12:33.123456+09:00","updated_at":"2026-12-01T16:12:33.123456+09:00","idempotency":{"key":"fixture-key-1","fingerprint":1234567890123}}"#;
+        let reservation: Reservation = decode(stored.as_bytes(), "reservation").unwrap();
+        assert_eq!(reservation.dose, Dose::FIRST);
+        let tag = reservation.idempotency.as_ref().unwrap();
+        assert_eq!(tag.scheme, FingerprintScheme::DebugText);
+        let again: serde_json::Value = serde_json::from_slice(&encode(&reservation)).unwrap();
+        let mut first: serde_json::Value = serde_json::from_str(stored).unwrap();
+        first["idempotency"]["scheme"] = "debug_text".into();
+        assert_eq!(again, first);
+    }
+
+    #[test]
+    fn an_invalid_stored_field_is_corrupt_not_a_panic() {
+        let bad = r#"{"id":"x","ticket_number":"1","venue_id":"v","date":"2026-12-10","time":"25:00","dose":0,"vaccine":"moderna","status":"booked","channel":"web","created_at":"2026-12-01T16:12:33+09:00","updated_at":"2026-12-01T16:12:33+09:00"}"#;
+        let result = decode::<Reservation>(bad.as_bytes(), "reservation");
+        assert!(matches!(result, Err(StoreError::Corrupt(_))));
+    }
+}
