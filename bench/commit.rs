@@ -9,7 +9,7 @@ use vaxslot::domain::{
     Channel, Dose, Reservation, ReservationId, ReservationStatus, SlotTime, TicketNumber, Vaccine,
     VenueDayKey, VenueId, parse_date,
 };
-use vaxslot::store::{EmbeddedStore, RedisStore, ReservationBatch, Store};
+use vaxslot::store::{Decision, EmbeddedStore, RedisStore, ReservationBatch, Store};
 
 fn reservation(key: &VenueDayKey, n: u64) -> Reservation {
     let now = chrono::Utc::now().fixed_offset();
@@ -57,7 +57,9 @@ fn bench_store(
                     venue_day: key.clone(),
                     owner_epoch,
                     sequence: sequence.fetch_add(1, Ordering::Relaxed) + 1,
-                    reservations: (0..size).map(|n| reservation(&key, n)).collect(),
+                    decisions: (0..size)
+                        .map(|n| Decision::Created(reservation(&key, n)))
+                        .collect(),
                 };
                 async move { store.commit_reservations(batch).await.unwrap() }
             })

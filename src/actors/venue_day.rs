@@ -20,7 +20,7 @@ use super::messages::{Book, Cancel, ListReservations, ReplaceDayPlan};
 use super::registry::{Lifecycle, MAILBOX_CLOSED};
 use crate::domain::{BookingError, DayPlanError, Reservation, VenueDay, VenueDayKey};
 use crate::resident_index::DoseClaim;
-use crate::store::{AbandonError, AbandonedBatch, CommitError, ReservationBatch};
+use crate::store::{AbandonError, AbandonedBatch, CommitError, Decision, ReservationBatch};
 use crate::telemetry;
 
 /// Ceiling of `--venue-day-queue-max`: most messages queued in one
@@ -71,18 +71,15 @@ impl Pending {
     }
 }
 
-/// A decision taken in memory, waiting for its batch to commit.
-enum Decided {
-    Booked {
-        reservation: Reservation,
-        claim: DoseClaim,
-        reply: tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>,
-    },
-    Cancelled {
-        cancelled: Reservation,
-        before: Reservation,
-        reply: tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>,
-    },
+type Reply = tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>;
+
+/// A decision taken in memory, waiting for its batch to commit: what the
+/// store commits, and whom to answer.
+struct Decided {
+    decision: Decision,
+    /// The booking's dose claim: settled on commit, released on failure.
+    claim: Option<DoseClaim>,
+    reply: Reply,
 }
 
 pub struct VenueDayActor {
@@ -225,9 +222,9 @@ impl VenueDayActor {
                         reply,
                     } = message;
                     match self.day().decide_booking(&request, today) {
-                        Ok(reservation) => decided.push(Decided::Booked {
-                            reservation,
-                            claim,
+                        Ok(reservation) => decided.push(Decided {
+                            decision: Decision::Created(reservation),
+                            claim: Some(claim),
                             reply,
                         }),
                         Err(refusal) => {
@@ -244,9 +241,12 @@ impl VenueDayActor {
                         &message.owner,
                         message.now,
                     ) {
-                        Ok(cancelled) => decided.push(Decided::Cancelled {
-                            cancelled,
-                            before: before.expect("a cancelled reservation existed before"),
+                        Ok(cancelled) => decided.push(Decided {
+                            decision: Decision::Updated {
+                                reservation: cancelled,
+                                previous: before.expect("a cancelled reservation existed before"),
+                            },
+                            claim: None,
                             reply: message.reply,
                         }),
                         Err(refusal) => {
@@ -265,19 +265,12 @@ impl VenueDayActor {
     }
 
     fn commit(&mut self, decided: Vec<Decided>, ctx: &mut Context<Self>) {
-        let reservations = decided
-            .iter()
-            .map(|d| match d {
-                Decided::Booked { reservation, .. } => reservation.clone(),
-                Decided::Cancelled { cancelled, .. } => cancelled.clone(),
-            })
-            .collect();
         self.sequence += 1;
         let batch = ReservationBatch {
             venue_day: self.key.clone(),
             owner_epoch: self.owner_epoch,
             sequence: self.sequence,
-            reservations,
+            decisions: decided.iter().map(|d| d.decision.clone()).collect(),
         };
         let store = Arc::clone(&self.shared.store);
         let started = Instant::now();
@@ -311,26 +304,25 @@ impl VenueDayActor {
     /// the published snapshot, and only then the answers, so that whoever gets
     /// an answer sees its effect everywhere.
     fn finish_commit(&mut self, result: Result<(), CommitError>, decided: Vec<Decided>) {
-        type Reply = tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>;
         let mut answers: Vec<(Reply, Result<Reservation, BookingError>)> =
             Vec::with_capacity(decided.len());
         match result {
             Ok(()) => {
-                for decision in decided {
-                    match decision {
-                        Decided::Booked {
-                            reservation,
-                            claim,
-                            reply,
-                        } => {
+                for Decided {
+                    decision,
+                    claim,
+                    reply,
+                } in decided
+                {
+                    match (decision, claim) {
+                        (Decision::Created(reservation), Some(claim)) => {
                             claim.settle(reservation.clone());
                             answers.push((reply, Ok(reservation)));
                         }
-                        Decided::Cancelled {
-                            cancelled, reply, ..
-                        } => {
-                            self.shared.residents.record(cancelled.clone());
-                            answers.push((reply, Ok(cancelled)));
+                        (decision, _) => {
+                            let reservation = decision.reservation().clone();
+                            self.shared.residents.record(reservation.clone());
+                            answers.push((reply, Ok(reservation)));
                         }
                     }
                 }
@@ -347,28 +339,34 @@ impl VenueDayActor {
                     CommitError::Uncertain(cause) => {
                         tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
                             "batch commit outcome unknown; undone in memory, to be abandoned in the store");
-                        self.abandoned = Some(self.abandoned_batch(&decided));
+                        let batch = ReservationBatch {
+                            venue_day: self.key.clone(),
+                            owner_epoch: self.owner_epoch,
+                            sequence: self.sequence,
+                            decisions: decided.iter().map(|d| d.decision.clone()).collect(),
+                        };
+                        self.abandoned = Some(batch.to_abandon());
                         BookingError::StoreUnavailable
                     }
                 };
                 // Undo newest first, so each undo meets the state it left.
-                for decision in decided.into_iter().rev() {
+                for Decided {
+                    decision,
+                    claim,
+                    reply,
+                } in decided.into_iter().rev()
+                {
                     match decision {
-                        Decided::Booked {
-                            reservation,
-                            claim,
-                            reply,
-                        } => {
+                        Decision::Created(reservation) => {
                             self.day().undo_booking(reservation.id);
-                            // Released before answering, so a retry finds the dose free.
-                            drop(claim);
-                            answers.push((reply, Err(refusal)));
                         }
-                        Decided::Cancelled { before, reply, .. } => {
-                            self.day().undo_cancel(before);
-                            answers.push((reply, Err(refusal)));
+                        Decision::Updated { previous, .. } => {
+                            self.day().undo_cancel(previous);
                         }
                     }
+                    // Released before answering, so a retry finds the dose free.
+                    drop(claim);
+                    answers.push((reply, Err(refusal)));
                 }
             }
         }
@@ -376,25 +374,6 @@ impl VenueDayActor {
         for (reply, answer) in answers {
             // A requester that has gone away is not an error.
             let _ = reply.send(answer);
-        }
-    }
-
-    /// What the store must make never-applied of an uncertain batch.
-    fn abandoned_batch(&self, decided: &[Decided]) -> AbandonedBatch {
-        let mut created = Vec::new();
-        let mut previous = Vec::new();
-        for decision in decided {
-            match decision {
-                Decided::Booked { reservation, .. } => created.push(reservation.id),
-                Decided::Cancelled { before, .. } => previous.push(before.clone()),
-            }
-        }
-        AbandonedBatch {
-            venue_day: self.key.clone(),
-            owner_epoch: self.owner_epoch,
-            sequence: self.sequence,
-            created,
-            previous,
         }
     }
 

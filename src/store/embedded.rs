@@ -350,7 +350,8 @@ fn apply_in_one_transaction(
                     if kill_switch_engaged {
                         Err(CommitError::KillSwitchEngaged)
                     } else {
-                        logged_records.extend(batch.reservations.iter().cloned());
+                        logged_records
+                            .extend(batch.decisions.iter().map(|d| d.reservation().clone()));
                         Ok(WriteOutcome::Done)
                     }
                 }

@@ -90,15 +90,60 @@ pub struct StoredVenueDay {
     pub owner_epoch: u64,
 }
 
-/// The decisions of one venue-day's batch: whole reservation records, new or
-/// changed. Committed all together or not at all; committing the same batch
-/// (same epoch and sequence) again is a no-op.
+/// One decision of a venue-day's actor for one request, as it is committed:
+/// a new reservation, or a changed one with the version it replaces. What
+/// must commit atomically with a reservation (the audit entry of a booking,
+/// the mail announcing it) travels with its decision, so that the store
+/// writes them in the same transaction or script call.
+#[derive(Clone)]
+pub enum Decision {
+    Created(Reservation),
+    Updated {
+        reservation: Reservation,
+        previous: Reservation,
+    },
+}
+
+impl Decision {
+    /// The reservation as it will be stored.
+    pub fn reservation(&self) -> &Reservation {
+        match self {
+            Decision::Created(reservation) | Decision::Updated { reservation, .. } => reservation,
+        }
+    }
+}
+
+/// The decisions of one venue-day's batch. Committed all together or not at
+/// all; committing the same batch (same epoch and sequence) again is a no-op.
 pub struct ReservationBatch {
     pub venue_day: VenueDayKey,
     pub owner_epoch: u64,
     /// Increases by one per batch of this owner.
     pub sequence: u64,
-    pub reservations: Vec<Reservation>,
+    pub decisions: Vec<Decision>,
+}
+
+impl ReservationBatch {
+    /// What the store must make never-applied if this batch's outcome is unknown.
+    pub fn to_abandon(&self) -> AbandonedBatch {
+        let mut created = Vec::new();
+        let mut previous = Vec::new();
+        for decision in &self.decisions {
+            match decision {
+                Decision::Created(reservation) => created.push(reservation.id),
+                Decision::Updated {
+                    previous: before, ..
+                } => previous.push(before.clone()),
+            }
+        }
+        AbandonedBatch {
+            venue_day: self.venue_day.clone(),
+            owner_epoch: self.owner_epoch,
+            sequence: self.sequence,
+            created,
+            previous,
+        }
+    }
 }
 
 /// A batch whose commit outcome was unknown, to be made never-applied.

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 
 use super::records::{self, Stored};
 use super::{
-    AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch,
-    Store, StoreError, StoredVenueDay,
+    AbandonError, AbandonedBatch, AuditEntry, CommitError, Decision, KillSwitchState,
+    ReservationBatch, Store, StoreError, StoredVenueDay,
 };
 use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date};
 
@@ -268,7 +268,7 @@ impl Store for RedisStore {
             .key(&keys.reservations)
             .arg(batch.owner_epoch)
             .arg(batch.sequence);
-        for reservation in &batch.reservations {
+        for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation
                 .arg(reservation.id.to_string())
                 .arg(encode(reservation));

@@ -7,7 +7,7 @@ use vaxslot::domain::{
     VenueDayKey, VenueId, parse_date,
 };
 use vaxslot::store::{
-    AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, RedisStore,
+    AbandonError, AbandonedBatch, AuditEntry, CommitError, Decision, KillSwitchState, RedisStore,
     ReservationBatch, Store,
 };
 
@@ -43,7 +43,7 @@ fn batch(owner_epoch: u64, sequence: u64, reservations: Vec<Reservation>) -> Res
         venue_day: key(),
         owner_epoch,
         sequence,
-        reservations,
+        decisions: reservations.into_iter().map(Decision::Created).collect(),
     }
 }
 
