@@ -3,12 +3,12 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vaxslot::domain::{Resident, TicketNumber, parse_date};
-use vaxslot::resident_index::ResidentIndex;
+use vaxslot::residents::{InMemoryResidents, Residents};
 use vaxslot::tokens::TokenKey;
 
 fn logins(c: &mut Criterion) {
     let key = TokenKey::from_secret("bench");
-    let index = ResidentIndex::new(key.clone());
+    let index = Residents::new(InMemoryResidents::new(key.clone()));
     let residents: Vec<Resident> = (0..100_000u64)
         .map(|n| Resident {
             ticket_number: TicketNumber::parse(&format!("{:010}", 1_311_480_000 + n)).unwrap(),

@@ -11,7 +11,7 @@ pub mod clock;
 pub mod demo;
 pub mod domain;
 pub mod login_guard;
-pub mod resident_index;
+pub mod residents;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -15,7 +15,7 @@ use crate::booking::BookingService;
 use crate::catalog::Catalog;
 use crate::domain::VenueDay;
 use crate::login_guard::LoginGuard;
-use crate::resident_index::ResidentIndex;
+use crate::residents::{InMemoryResidents, Residents};
 use crate::settings::{CONNECTIONS_PER_WORKER_MAX, Settings};
 use crate::store::{EmbeddedStore, RedisStore, Store};
 use crate::tokens::TokenKey;
@@ -92,7 +92,7 @@ impl Application {
         }
         let resident_count = residents.len();
         let reservation_count = reservations.len();
-        let residents = Arc::new(ResidentIndex::load(
+        let residents = Residents::new(InMemoryResidents::load(
             tokens.clone(),
             residents,
             reservations,
@@ -109,7 +109,7 @@ impl Application {
         let kill_switch = KillSwitchHandle::start(kill_switch_state, Arc::clone(&store));
         let shared = Arc::new(Shared {
             store: Arc::clone(&store),
-            residents: Arc::clone(&residents),
+            residents: residents.clone(),
             catalog: Arc::clone(&catalog),
         });
         let registry = Arc::new(Registry::new(
@@ -131,7 +131,7 @@ impl Application {
         let booking = BookingService::new(
             kill_switch.clone(),
             Arc::clone(&catalog),
-            Arc::clone(&residents),
+            residents.clone(),
             Arc::clone(&registry),
         );
         let state = web::Data::new(AppState {

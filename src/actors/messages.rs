@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use crate::domain::{
     BookingError, BookingRequest, DayPlan, DayPlanError, Reservation, ReservationId, TicketNumber,
 };
-use crate::resident_index::DoseClaim;
+use crate::residents::DoseClaim;
 use crate::store::{KillSwitchState, StoreError};
 
 /// Book a place; answered after the commit.

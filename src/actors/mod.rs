@@ -18,12 +18,12 @@ pub use venue_day::{
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
-use crate::resident_index::ResidentIndex;
+use crate::residents::Residents;
 use crate::store::Store;
 
 /// What every venue-day actor shares.
 pub struct Shared {
     pub store: Arc<dyn Store>,
-    pub residents: Arc<ResidentIndex>,
+    pub residents: Residents,
     pub catalog: Arc<Catalog>,
 }

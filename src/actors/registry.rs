@@ -19,7 +19,7 @@ use crate::domain::{
     BookingError, BookingRequest, DayPlan, DayPlanError, Reservation, ReservationId, TicketNumber,
     VenueDayKey,
 };
-use crate::resident_index::DoseClaim;
+use crate::residents::DoseClaim;
 use crate::telemetry;
 
 /// Most threads that host venue-day actors.

@@ -19,7 +19,7 @@ use super::Shared;
 use super::messages::{Book, Cancel, ListReservations, ReplaceDayPlan};
 use super::registry::{Lifecycle, MAILBOX_CLOSED};
 use crate::domain::{BookingError, DayPlanError, Reservation, VenueDay, VenueDayKey};
-use crate::resident_index::DoseClaim;
+use crate::residents::DoseClaim;
 use crate::store::{AbandonError, AbandonedBatch, CommitError, Decision, ReservationBatch};
 use crate::telemetry;
 
@@ -552,7 +552,7 @@ mod tests {
         BookingError, BookingRequest, Channel, DayPlan, Dose, SlotPlan, SlotTime, TicketNumber,
         Vaccine, VenueDayKey, VenueId, municipality_offset, test_resident,
     };
-    use crate::resident_index::{ClaimRequest, ResidentIndex};
+    use crate::residents::{ClaimRequest, InMemoryResidents, Residents};
     use crate::store::flaky::FlakyStore;
     use crate::store::{AuditEntry, EmbeddedStore, KillSwitchState, Store};
     use crate::tokens::TokenKey;
@@ -585,7 +585,7 @@ mod tests {
     struct Fixture {
         _dir: tempfile::TempDir,
         store: Arc<FlakyStore<EmbeddedStore>>,
-        residents: Arc<ResidentIndex>,
+        residents: Residents,
         catalog: Arc<Catalog>,
         registry: Registry,
         key: VenueDayKey,
@@ -595,12 +595,12 @@ mod tests {
     async fn fixture(capacity: u32, idle_max: Duration) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FlakyStore::new(EmbeddedStore::open(dir.path()).unwrap()));
-        let residents = Arc::new(ResidentIndex::new(TokenKey::from_secret("t")));
+        let residents = Residents::new(InMemoryResidents::new(TokenKey::from_secret("t")));
         residents.upsert_residents(vec![test_resident(ticket(1)), test_resident(ticket(2))]);
         let catalog = Arc::new(Catalog::default());
         let shared = Arc::new(Shared {
             store: Arc::clone(&store) as Arc<dyn Store>,
-            residents: Arc::clone(&residents),
+            residents: residents.clone(),
             catalog: Arc::clone(&catalog),
         });
         let registry = Registry::new(shared, 1, 64, idle_max);

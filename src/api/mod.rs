@@ -31,7 +31,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::actors::{KillSwitchHandle, Registry};
 use crate::catalog::Catalog;
-use crate::resident_index::ResidentIndex;
+use crate::residents::Residents;
 use crate::store::Store;
 use crate::tokens::TokenKey;
 
@@ -41,7 +41,7 @@ pub struct AppState {
     pub booking: crate::booking::BookingService,
     pub keys: StaffKeys,
     pub tokens: TokenKey,
-    pub residents: Arc<ResidentIndex>,
+    pub residents: Residents,
     pub catalog: Arc<Catalog>,
     pub registry: Arc<Registry>,
     pub kill_switch: KillSwitchHandle,

@@ -21,7 +21,7 @@ use crate::domain::{
     BookingError, BookingMode, BookingRequest, FingerprintScheme, IdempotencyTag, Reservation,
     ReservationId, VenueDayKey,
 };
-use crate::resident_index::{ClaimRequest, FirstAnswer, KeyedBooking, ResidentIndex};
+use crate::residents::{ClaimRequest, FirstAnswer, KeyedBooking, Residents};
 use crate::telemetry;
 
 /// What a command did.
@@ -41,7 +41,7 @@ pub enum Outcome {
 pub struct BookingService {
     kill_switch: KillSwitchHandle,
     catalog: Arc<Catalog>,
-    residents: Arc<ResidentIndex>,
+    residents: Residents,
     registry: Arc<Registry>,
 }
 
@@ -54,7 +54,7 @@ impl BookingService {
     pub fn new(
         kill_switch: KillSwitchHandle,
         catalog: Arc<Catalog>,
-        residents: Arc<ResidentIndex>,
+        residents: Residents,
         registry: Arc<Registry>,
     ) -> Self {
         Self {

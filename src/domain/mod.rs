@@ -1,6 +1,7 @@
 //! Pure types and rules. No IO, no actix, no redis, no clock: functions take
 //! `now`/`today` as arguments.
 
+mod doses;
 mod eligibility;
 mod errors;
 mod ids;
@@ -9,6 +10,7 @@ mod resident;
 mod venue;
 mod venue_day;
 
+pub use doses::{cancel_cascade, dose_is_taken, prior_doses, reserved_doses};
 pub use eligibility::{
     DoseRule, Interval, MinimumAge, PriorDose, TODAYS_RULES, TargetGroup, Wanted, age_on, birthday,
     check as check_eligibility, outlook as eligibility_outlook,
