@@ -49,10 +49,6 @@ impl ApiError {
         self.code.as_str()
     }
 
-    pub fn error_code(&self) -> ErrorCode {
-        self.code
-    }
-
     pub fn status(&self) -> StatusCode {
         self.code.status()
     }

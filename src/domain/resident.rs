@@ -60,21 +60,8 @@ impl Resident {
         Ok(self)
     }
 
-    /// The highest dose received, if any.
-    pub fn last_received(&self) -> Option<DoseRecord> {
-        self.history.last().copied()
-    }
-
     pub fn has_received(&self, dose: Dose) -> bool {
         self.history.iter().any(|r| r.dose == dose)
-    }
-
-    /// Adds a dose given at a venue (check-in). Idempotent for the same dose.
-    pub fn record_dose(&mut self, record: DoseRecord) {
-        if !self.has_received(record.dose) {
-            self.history.push(record);
-            self.history.sort_by_key(|r| r.dose);
-        }
     }
 }
 
