@@ -467,6 +467,13 @@ impl Actor for VenueDayActor {
                 .map(|result, act, ctx| match result {
                     Ok(stored) => {
                         act.owner_epoch = stored.owner_epoch;
+                        // The store is the truth: the resident state learns
+                        // every stored reservation of the day (a no-op after
+                        // an idle stop; after a fence, it learns what another
+                        // owner committed, or what an uncertain batch left).
+                        for reservation in &stored.reservations {
+                            act.shared.residents.record(reservation.clone());
+                        }
                         act.day = Some(VenueDay::restore(
                             act.key.clone(),
                             stored.plan,
@@ -582,19 +589,30 @@ mod tests {
         }
     }
 
-    struct Fixture {
+    struct Fixture<S> {
         _dir: tempfile::TempDir,
-        store: Arc<FlakyStore<EmbeddedStore>>,
+        store: Arc<FlakyStore<S>>,
         residents: Residents,
         catalog: Arc<Catalog>,
         registry: Registry,
         key: VenueDayKey,
     }
 
-    /// One venue-day with one slot of `capacity`, residents 1 and 2.
-    async fn fixture(capacity: u32, idle_max: Duration) -> Fixture {
+    /// One venue-day with one slot of `capacity`, residents 1 and 2, on an
+    /// embedded store.
+    async fn fixture(capacity: u32, idle_max: Duration) -> Fixture<EmbeddedStore> {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(FlakyStore::new(EmbeddedStore::open(dir.path()).unwrap()));
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        fixture_on(store, dir, capacity, idle_max).await
+    }
+
+    async fn fixture_on<S: Store>(
+        store: S,
+        dir: tempfile::TempDir,
+        capacity: u32,
+        idle_max: Duration,
+    ) -> Fixture<S> {
+        let store = Arc::new(FlakyStore::new(store));
         let residents = Residents::new(InMemoryResidents::new(TokenKey::from_secret("t")));
         residents.upsert_residents(vec![test_resident(ticket(1)), test_resident(ticket(2))]);
         let catalog = Arc::new(Catalog::default());
@@ -628,7 +646,7 @@ mod tests {
         }
     }
 
-    impl Fixture {
+    impl<S: Store> Fixture<S> {
         async fn book(&self, n: u8) -> Result<crate::domain::Reservation, BookingError> {
             let claim = self
                 .residents
@@ -729,6 +747,94 @@ mod tests {
         assert!(fixture.book(1).await.is_ok());
         assert!(fixture.book(2).await.is_ok());
         assert_eq!(fixture.remaining(), 0);
+    }
+
+    /// A throwaway `redis-server` on a free port (no persistence), killed on drop.
+    struct Redis(std::process::Child, u16);
+
+    impl Redis {
+        async fn start() -> Redis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server on the PATH (apt-get install redis-server)");
+            // Owned at once, so that it is killed and reaped on every path.
+            let redis = Redis(child, port);
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return redis;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("redis-server did not listen");
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/0", self.1)
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// On real Redis: a commit whose reply is lost (it was applied), then
+    /// another process loads the day (a newer epoch) before the abandonment
+    /// runs. The real abandon script answers FENCED; the actor stops, and the
+    /// next request reloads the day (taking it back) and books with exact
+    /// capacity: the applied booking answered 503 is there, as the new
+    /// owner loaded it.
+    #[actix_rt::test]
+    async fn on_redis_a_fenced_abandonment_stops_the_actor_and_the_day_reloads() {
+        let redis = Redis::start().await;
+        let store = crate::store::RedisStore::connect(&redis.url())
+            .await
+            .unwrap();
+        let fixture = fixture_on(
+            store,
+            tempfile::tempdir().unwrap(),
+            2,
+            Duration::from_secs(600),
+        )
+        .await;
+        fixture.store.lose_commit_replies.store(true, SeqCst);
+        fixture.store.gate_abandons.store(true, SeqCst);
+        assert_eq!(
+            fixture.book(1).await.err(),
+            Some(BookingError::StoreUnavailable)
+        );
+        // Another process takes the day over.
+        let other = crate::store::RedisStore::connect(&redis.url())
+            .await
+            .unwrap();
+        other.load_venue_day(fixture.key.clone()).await.unwrap();
+        fixture.store.lose_commit_replies.store(false, SeqCst);
+        fixture.store.abandon_permits.add_permits(1);
+        until_actor_count(&fixture.registry, 0).await;
+        // Reloaded: the applied booking counts, one place is left.
+        assert!(fixture.book(2).await.is_ok());
+        assert_eq!(fixture.remaining(), 0);
+        assert_eq!(fixture.store.load_reservations().await.unwrap().len(), 2);
+        // The resident state learned it too: resident 1 sees the booking
+        // that was answered 503, and cannot book the same dose again.
+        assert_eq!(fixture.residents.reservations_of(&ticket(1)).len(), 1);
+        assert_eq!(
+            fixture.book(1).await.err(),
+            Some(BookingError::NotEligible(
+                crate::domain::IneligibleReason::TooEarly
+            )),
+            "dose 1 is taken; dose 2 is not due yet"
+        );
     }
 
     #[actix_rt::test]

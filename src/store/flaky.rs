@@ -19,6 +19,12 @@ pub struct FlakyStore<S> {
     pub uncertain_commits: AtomicBool,
     /// While set, abandoning a batch finds another owner (as after a takeover).
     pub fence_abandons: AtomicBool,
+    /// While set, commits are applied by the inner store and then reported
+    /// uncertain (the reply was lost).
+    pub lose_commit_replies: AtomicBool,
+    /// While set, each abandonment waits for a permit of `abandon_permits`.
+    pub gate_abandons: AtomicBool,
+    pub abandon_permits: tokio::sync::Semaphore,
 }
 
 impl<S> FlakyStore<S> {
@@ -28,6 +34,9 @@ impl<S> FlakyStore<S> {
             fail_commits: AtomicBool::new(false),
             uncertain_commits: AtomicBool::new(false),
             fence_abandons: AtomicBool::new(false),
+            lose_commit_replies: AtomicBool::new(false),
+            gate_abandons: AtomicBool::new(false),
+            abandon_permits: tokio::sync::Semaphore::new(0),
         }
     }
 
@@ -68,9 +77,23 @@ impl<S: Store> Store for FlakyStore<S> {
                 "injected unknown outcome".into(),
             )));
         }
-        self.inner.commit_reservations(batch).await
+        let lose_reply = self.lose_commit_replies.load(Ordering::SeqCst);
+        let result = self.inner.commit_reservations(batch).await;
+        if lose_reply && result.is_ok() {
+            return Err(CommitError::Uncertain(StoreError::Unavailable(
+                "injected lost reply".into(),
+            )));
+        }
+        result
     }
     async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError> {
+        if self.gate_abandons.load(Ordering::SeqCst) {
+            self.abandon_permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed")
+                .forget();
+        }
         if self.fence_abandons.load(Ordering::SeqCst) {
             return Err(AbandonError::Fenced);
         }
