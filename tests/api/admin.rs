@@ -100,14 +100,7 @@ async fn a_booked_days_vaccine_cannot_change_an_empty_days_can(backend: Backend)
         "{availability}"
     );
     let id = booked["reservation_id"].as_str().unwrap();
-    let (_, reservation) = app
-        .send(
-            Method::GET,
-            &format!("/v1/reservations/{id}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (_, reservation) = app.reservation(&token, id).await;
     assert_eq!(reservation["vaccine"], "moderna");
     // A day without bookings may change its vaccine.
     let (status, day) = app

@@ -110,14 +110,7 @@ async fn one_active_reservation_per_dose_and_the_default_dose_is_the_next_one(ba
     assert_eq!(doses, vec![2, 1], "newest first");
 
     let id = first["reservation_id"].as_str().unwrap();
-    let (status, one) = app
-        .send(
-            Method::GET,
-            &format!("/v1/reservations/{id}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, one) = app.reservation(&token, id).await;
     assert_eq!(
         (status, &one["reservation_id"]),
         (200, &first["reservation_id"])

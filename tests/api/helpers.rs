@@ -58,12 +58,8 @@ impl TestApp {
             Backend::Embedded => None,
             Backend::Redis => Some(RedisServer::start().await),
         };
-        let env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
         let url = redis.as_ref().map(RedisServer::url);
-        Self::start(dir, 0, backend, redis, url, env).await
+        Self::start(dir, 0, backend, redis, url, owned(env)).await
     }
 
     /// A server with the environment `env` on a copy of a fixture's store:
@@ -87,12 +83,8 @@ impl TestApp {
             }
             Backend::Redis => Some(RedisServer::start_from_dump(redis_dump).await),
         };
-        let env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
         let url = redis.as_ref().map(RedisServer::url);
-        Self::start(dir, 0, backend, redis, url, env).await
+        Self::start(dir, 0, backend, redis, url, owned(env)).await
     }
 
     /// Another server process on the same store (Redis only: the embedded
@@ -420,6 +412,17 @@ impl TestApp {
         .await
     }
 
+    /// `GET /v1/reservations/{id}` as the resident with `token`.
+    pub async fn reservation(&self, token: &str, id: &str) -> (u16, Value) {
+        self.send(
+            reqwest::Method::GET,
+            &format!("/v1/reservations/{id}"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
     pub async fn set_kill_switch(&self, engaged: bool) -> Value {
         let (status, body) = self
             .send(
@@ -457,6 +460,12 @@ impl TestApp {
             })
             .collect()
     }
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 pub fn ticket(number: u64) -> String {
