@@ -60,6 +60,7 @@ fn bench_store(
                     decisions: (0..size)
                         .map(|n| Decision::Created(reservation(&key, n)))
                         .collect(),
+                    audit: vec![],
                 };
                 async move { store.commit_reservations(batch).await.unwrap() }
             })

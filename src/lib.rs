@@ -3,6 +3,7 @@
 //! Reading order: `domain` (pure rules) → `store` (durability) → `actors`
 //! (one writer per venue-day) → `api` (HTTP and JSON) → `startup` (wiring).
 
+pub mod accounts;
 pub mod actors;
 pub mod api;
 pub mod booking;

@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::accounts::AccountDirectory;
 use crate::actors::{KillSwitchHandle, Registry, Shared};
 use crate::api::{self, AppState, Gate, IMPORTS_IN_FLIGHT_MAX};
 use crate::booking::BookingService;
@@ -99,6 +100,9 @@ impl Application {
             crate::clock::now(),
         ));
 
+        let accounts = Arc::new(AccountDirectory::load(
+            store.load_accounts().await.context("loading accounts")?,
+        ));
         let kill_switch_state = store
             .load_kill_switch()
             .await
@@ -136,6 +140,7 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             booking,
+            accounts,
             keys: settings.keys.clone(),
             tokens,
             residents,

@@ -62,19 +62,11 @@ impl Handler<SetKillSwitch> for KillSwitchActor {
     type Result = ();
 
     fn handle(&mut self, message: SetKillSwitch, ctx: &mut Context<Self>) {
-        let SetKillSwitch { state, reply } = message;
-        let audit = AuditEntry {
-            at: state.changed_at.unwrap_or_else(crate::clock::now),
-            role: state.changed_by.clone().unwrap_or_default(),
-            action: if state.engaged {
-                "kill_switch.engage"
-            } else {
-                "kill_switch.release"
-            }
-            .into(),
-            outcome: "ok".into(),
-            detail: state.reason.clone(),
-        };
+        let SetKillSwitch {
+            state,
+            audit,
+            reply,
+        } = message;
         let store = Arc::clone(&self.store);
         let stored = state.clone();
         // `wait`: the next change is not looked at before this one is stored.
@@ -125,11 +117,20 @@ impl KillSwitchHandle {
         self.switch.state()
     }
 
-    /// Stores the new state and then applies it; returns once both are done.
-    pub async fn set(&self, state: KillSwitchState) -> Result<KillSwitchState, StoreError> {
+    /// Stores the new state with its audit entry, then applies it; returns
+    /// once both are done.
+    pub async fn set(
+        &self,
+        state: KillSwitchState,
+        audit: AuditEntry,
+    ) -> Result<KillSwitchState, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.addr
-            .send(SetKillSwitch { state, reply })
+            .send(SetKillSwitch {
+                state,
+                audit,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Unavailable("kill switch actor stopped".into()))?;
         answer

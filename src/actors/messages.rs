@@ -10,13 +10,15 @@ use crate::domain::{
     BookingError, BookingRequest, DayPlan, DayPlanError, Reservation, ReservationId, TicketNumber,
 };
 use crate::residents::DoseClaim;
-use crate::store::{KillSwitchState, StoreError};
+use crate::store::{AuditDraft, AuditEntry, KillSwitchState, StoreError};
 
 /// Book a place; answered after the commit.
 pub struct Book {
     pub request: BookingRequest,
     /// The resident's claim on the dose: settled on commit, released if dropped.
     pub claim: DoseClaim,
+    /// Committed with the reservation when the booking is audited.
+    pub audit: Option<AuditDraft>,
     pub reply: oneshot::Sender<Result<Reservation, BookingError>>,
 }
 
@@ -29,6 +31,8 @@ pub struct Cancel {
     pub reservation_id: ReservationId,
     pub owner: TicketNumber,
     pub now: DateTime<FixedOffset>,
+    /// Committed with the cancellation when it is audited.
+    pub audit: Option<AuditDraft>,
     pub reply: oneshot::Sender<Result<Reservation, BookingError>>,
 }
 
@@ -49,6 +53,8 @@ impl Message for ReplaceDayPlan {
 /// Change the kill switch; answered once the store holds the new state.
 pub struct SetKillSwitch {
     pub state: KillSwitchState,
+    /// Written with the state, in the same store write.
+    pub audit: AuditEntry,
     pub reply: oneshot::Sender<Result<KillSwitchState, StoreError>>,
 }
 

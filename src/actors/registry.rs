@@ -20,6 +20,7 @@ use crate::domain::{
     VenueDayKey,
 };
 use crate::residents::DoseClaim;
+use crate::store::AuditDraft;
 use crate::telemetry;
 
 /// Most threads that host venue-day actors.
@@ -206,11 +207,13 @@ impl Registry {
         key: &VenueDayKey,
         request: BookingRequest,
         claim: DoseClaim,
+        audit: Option<AuditDraft>,
     ) -> Result<Reservation, BookingError> {
         let (reply, answer) = oneshot::channel();
         let message = Book {
             request,
             claim,
+            audit,
             reply,
         };
         self.deliver(key, message)?;
@@ -226,12 +229,14 @@ impl Registry {
         reservation_id: ReservationId,
         owner: TicketNumber,
         now: chrono::DateTime<chrono::FixedOffset>,
+        audit: Option<AuditDraft>,
     ) -> Result<Reservation, BookingError> {
         let (reply, answer) = oneshot::channel();
         let message = Cancel {
             reservation_id,
             owner,
             now,
+            audit,
             reply,
         };
         self.deliver(key, message)?;

@@ -20,7 +20,9 @@ use super::messages::{Book, Cancel, ListReservations, ReplaceDayPlan};
 use super::registry::{Lifecycle, MAILBOX_CLOSED};
 use crate::domain::{BookingError, DayPlanError, Reservation, VenueDay, VenueDayKey};
 use crate::residents::DoseClaim;
-use crate::store::{AbandonError, AbandonedBatch, CommitError, Decision, ReservationBatch};
+use crate::store::{
+    AbandonError, AbandonedBatch, AuditEntry, CommitError, Decision, ReservationBatch,
+};
 use crate::telemetry;
 
 /// Ceiling of `--venue-day-queue-max`: most messages queued in one
@@ -77,6 +79,8 @@ type Reply = tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>;
 /// store commits, and whom to answer.
 struct Decided {
     decision: Decision,
+    /// Its audit entry, committed with it (operator calls).
+    audit: Option<AuditEntry>,
     /// The booking's dose claim: settled on commit, released on failure.
     claim: Option<DoseClaim>,
     reply: Reply,
@@ -219,10 +223,12 @@ impl VenueDayActor {
                     let Book {
                         request,
                         claim,
+                        audit,
                         reply,
                     } = message;
                     match self.day().decide_booking(&request, today) {
                         Ok(reservation) => decided.push(Decided {
+                            audit: audit.map(|draft| draft.complete(reservation.id)),
                             decision: Decision::Created(reservation),
                             claim: Some(claim),
                             reply,
@@ -242,6 +248,7 @@ impl VenueDayActor {
                         message.now,
                     ) {
                         Ok(cancelled) => decided.push(Decided {
+                            audit: message.audit.map(|draft| draft.complete(cancelled.id)),
                             decision: Decision::Updated {
                                 reservation: cancelled,
                                 previous: before.expect("a cancelled reservation existed before"),
@@ -271,6 +278,7 @@ impl VenueDayActor {
             owner_epoch: self.owner_epoch,
             sequence: self.sequence,
             decisions: decided.iter().map(|d| d.decision.clone()).collect(),
+            audit: decided.iter().filter_map(|d| d.audit.clone()).collect(),
         };
         let store = Arc::clone(&self.shared.store);
         let started = Instant::now();
@@ -312,6 +320,7 @@ impl VenueDayActor {
                     decision,
                     claim,
                     reply,
+                    ..
                 } in decided
                 {
                     match (decision, claim) {
@@ -344,6 +353,7 @@ impl VenueDayActor {
                             owner_epoch: self.owner_epoch,
                             sequence: self.sequence,
                             decisions: decided.iter().map(|d| d.decision.clone()).collect(),
+                            audit: decided.iter().filter_map(|d| d.audit.clone()).collect(),
                         };
                         self.abandoned = Some(batch.to_abandon());
                         BookingError::StoreUnavailable
@@ -354,6 +364,7 @@ impl VenueDayActor {
                     decision,
                     claim,
                     reply,
+                    ..
                 } in decided.into_iter().rev()
                 {
                     match decision {
@@ -652,7 +663,7 @@ mod tests {
                 .residents
                 .claim(&ticket(n), &claim_request(self.key.date))?;
             let request = request(n, claim.dose());
-            self.registry.book(&self.key, request, claim).await
+            self.registry.book(&self.key, request, claim, None).await
         }
 
         fn remaining(&self) -> u32 {
@@ -673,7 +684,7 @@ mod tests {
             .unwrap();
         let answer = fixture
             .registry
-            .book(key, request(1, claim.dose()), claim)
+            .book(key, request(1, claim.dose()), claim, None)
             .await;
         assert_eq!(answer.err(), Some(BookingError::StoreUnavailable));
         assert_eq!(remaining(), 1);
@@ -687,7 +698,7 @@ mod tests {
         assert_eq!(claim.dose(), Dose::FIRST, "the failed claim was released");
         let booked = fixture
             .registry
-            .book(key, request(1, claim.dose()), claim)
+            .book(key, request(1, claim.dose()), claim, None)
             .await
             .unwrap();
         assert_eq!(remaining(), 0);
@@ -698,17 +709,17 @@ mod tests {
             engaged: true,
             ..KillSwitchState::default()
         };
-        let audit = AuditEntry {
-            at: chrono::Utc::now().fixed_offset(),
-            role: "sre".into(),
-            action: "kill_switch.engage".into(),
-            outcome: "ok".into(),
-            detail: None,
-        };
+        let audit = AuditEntry::new(
+            crate::domain::Actor::Env(crate::domain::Role::Sre),
+            crate::domain::Role::Sre,
+            "kill_switch.set",
+            crate::store::AuditTarget::default(),
+            "200 ok".into(),
+        );
         store.set_kill_switch(engaged, audit).await.unwrap();
         let cancel = fixture
             .registry
-            .cancel(key, booked.id, ticket(1), booked.created_at)
+            .cancel(key, booked.id, ticket(1), booked.created_at, None)
             .await;
         assert_eq!(cancel.err(), Some(BookingError::BookingClosed));
         assert_eq!(remaining(), 0, "the cancellation was undone");
@@ -850,7 +861,7 @@ mod tests {
         until_actor_count(&fixture.registry, 0).await;
         let cancelled = fixture
             .registry
-            .cancel(&fixture.key, first.id, ticket(1), first.created_at)
+            .cancel(&fixture.key, first.id, ticket(1), first.created_at, None)
             .await
             .unwrap();
         assert_eq!(

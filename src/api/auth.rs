@@ -1,6 +1,7 @@
 //! Who is calling. `Authorization: Bearer <x>` where x is a staff key from the
-//! environment (compared in constant time) or a resident token. Missing or
-//! invalid: `401 unauthorized`; valid but the wrong role: `403 forbidden`.
+//! environment (compared in constant time; the break-glass credentials), a
+//! named account's key, or a resident token. Missing or invalid:
+//! `401 unauthorized`; valid but the wrong role: `403 forbidden`.
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
@@ -8,27 +9,8 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::problem::ApiError;
-use crate::domain::TicketNumber;
-
-/// The staff roles, each enabled by its key in the environment.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Role {
-    Operator,
-    Staff,
-    Sre,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Staff => "staff",
-            Role::Sre => "sre",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::domain::Role;
+use crate::domain::{Actor, TicketNumber};
 
 /// Staff keys; an unset key disables its role.
 #[derive(Clone, Default)]
@@ -60,9 +42,16 @@ impl StaffKeys {
     }
 }
 
+/// A staff caller: who (for the audit log) and in which role.
+#[derive(Clone, Debug)]
+pub struct Staff {
+    pub actor: Actor,
+    pub role: Role,
+}
+
 pub enum Caller {
     Resident(TicketNumber),
-    Staff(Role),
+    Staff(Staff),
 }
 
 fn bearer(request: &HttpRequest) -> Option<&str> {
@@ -81,7 +70,16 @@ fn bearer(request: &HttpRequest) -> Option<&str> {
 pub fn caller(request: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
     let credential = bearer(request).ok_or_else(ApiError::unauthorized)?;
     if let Some(role) = state.keys.role_of(credential) {
-        return Ok(Caller::Staff(role));
+        return Ok(Caller::Staff(Staff {
+            actor: Actor::Env(role),
+            role,
+        }));
+    }
+    if let Some((id, role)) = state.accounts.authenticate(credential) {
+        return Ok(Caller::Staff(Staff {
+            actor: Actor::Account(id),
+            role,
+        }));
     }
     let handle = state
         .tokens
@@ -103,9 +101,11 @@ pub fn resident(request: &HttpRequest, state: &AppState) -> Result<TicketNumber,
 }
 
 /// A staff caller with one of `allowed` (admin is always allowed).
-pub fn staff(request: &HttpRequest, state: &AppState, allowed: &[Role]) -> Result<Role, ApiError> {
+pub fn staff(request: &HttpRequest, state: &AppState, allowed: &[Role]) -> Result<Staff, ApiError> {
     match caller(request, state)? {
-        Caller::Staff(role) if role == Role::Admin || allowed.contains(&role) => Ok(role),
+        Caller::Staff(staff) if staff.role == Role::Admin || allowed.contains(&staff.role) => {
+            Ok(staff)
+        }
         _ => Err(ApiError::forbidden()),
     }
 }

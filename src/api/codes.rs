@@ -77,6 +77,8 @@ error_codes! {
     InvalidHistory: "invalid_history", BAD_REQUEST, "Invalid dose history", None;
     InvalidSlots: "invalid_slots", BAD_REQUEST, "Invalid slots", None;
     InvalidAccessCode: "invalid_access_code", BAD_REQUEST, "Invalid access_code", None;
+    InvalidAccountId: "invalid_account_id", BAD_REQUEST, "Invalid account_id", None;
+    InvalidRole: "invalid_role", BAD_REQUEST, "Invalid role", None;
     VaccineNotOffered: "vaccine_not_offered", UNPROCESSABLE_ENTITY, "Vaccine not offered by this venue", None;
     // Who is asking.
     Unauthorized: "unauthorized", UNAUTHORIZED, "Authentication required", None;
@@ -123,6 +125,8 @@ impl From<DomainError> for ErrorCode {
             DomainError::InvalidSlots => Self::InvalidSlots,
             DomainError::InvalidAccessCode => Self::InvalidAccessCode,
             DomainError::VaccineNotOffered => Self::VaccineNotOffered,
+            DomainError::InvalidAccountId => Self::InvalidAccountId,
+            DomainError::InvalidRole => Self::InvalidRole,
         }
     }
 }

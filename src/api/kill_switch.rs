@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{self, Role};
 use super::problem::ApiError;
 use super::{AppState, body};
-use crate::store::KillSwitchState;
+use crate::store::{AuditEntry, AuditTarget, KillSwitchState};
 
 /// Longest reason text, in characters.
 pub const KILL_SWITCH_REASON_CHARS_MAX: usize = 500;
@@ -53,7 +53,7 @@ pub async fn put(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let role = auth::staff(&request, &state, &[Role::Sre])?;
+    let staff = auth::staff(&request, &state, &[Role::Sre])?;
     let change: ChangeRequest = body::json(&request, payload).await?;
     let reason = change.reason.filter(|r| !r.trim().is_empty());
     if reason
@@ -69,8 +69,20 @@ pub async fn put(
         engaged: change.engaged,
         reason,
         changed_at: Some(crate::clock::now()),
-        changed_by: Some(role.as_str().to_owned()),
+        changed_by: Some(staff.role.as_str().to_owned()),
     };
-    let applied = state.kill_switch.set(new_state).await?;
+    let mut audit = AuditEntry::new(
+        staff.actor,
+        staff.role,
+        "kill_switch.set",
+        AuditTarget::default(),
+        "200 ok".to_owned(),
+    );
+    audit.detail = Some(match &new_state.reason {
+        Some(reason) if new_state.engaged => format!("engaged: {reason}"),
+        _ if new_state.engaged => "engaged".to_owned(),
+        _ => "released".to_owned(),
+    });
+    let applied = state.kill_switch.set(new_state, audit).await?;
     Ok(HttpResponse::Ok().json(KillSwitchView::from(applied)))
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     /// The one way a reservation is made or cancelled, for every channel.
     pub booking: crate::booking::BookingService,
     pub keys: StaffKeys,
+    /// Named accounts' keys (`/v1/admin/accounts`).
+    pub accounts: Arc<crate::accounts::AccountDirectory>,
     pub tokens: TokenKey,
     pub residents: Residents,
     pub catalog: Arc<Catalog>,

@@ -131,6 +131,7 @@ pub async fn create(
             Ok(Caller {
                 ticket: auth::resident(&request, &state)?,
                 channel: Channel::Web,
+                audit: None,
             })
         },
         |request, bytes| body::parse_json::<BookingBody>(request, bytes)?.parse(),
@@ -212,6 +213,7 @@ pub async fn cancel(
             Ok(Caller {
                 ticket: auth::resident(&request, &state)?,
                 channel: Channel::Web,
+                audit: None,
             })
         },
         &path,

@@ -7,14 +7,19 @@ use sha2::{Digest, Sha256};
 use crate::domain::{
     Channel, Dose, FingerprintScheme, ReservationId, SlotTime, TicketNumber, VenueId,
 };
+use crate::store::AuditDraft;
 
-/// Who a command is for, and through which channel it came.
-#[derive(Clone, Copy)]
+/// Who a command is for, through which channel it came, and how it is
+/// audited.
+#[derive(Clone)]
 pub struct Caller {
     /// The resident the reservation belongs to (the caller on the web, the
     /// person on the phone for an operator).
     pub ticket: TicketNumber,
     pub channel: Channel,
+    /// For an audited channel (the operator's): the entry committed with the
+    /// reservation change (for a cascade, with the asked-for reservation's).
+    pub audit: Option<AuditDraft>,
 }
 
 /// A booking, parsed.

@@ -178,7 +178,9 @@ impl BookingService {
             now,
             idempotency,
         };
-        self.registry.book(&key, request, claim).await
+        self.registry
+            .book(&key, request, claim, caller.audit.clone())
+            .await
     }
 
     /// Cancels one of the caller's reservations and every booked later dose,
@@ -193,11 +195,14 @@ impl BookingService {
             .begin_cancel(&caller.ticket, reservation_id)?;
         let now = now();
         let mut cancelled = Vec::with_capacity(cascade.chain.len());
-        for reservation in &cascade.chain {
+        for (i, reservation) in cascade.chain.iter().enumerate() {
             let key = reservation.venue_day();
+            // The call's audit entry commits with the asked-for reservation (last).
+            let last = i + 1 == cascade.chain.len();
+            let audit = caller.audit.clone().filter(|_| last);
             cancelled.push(
                 self.registry
-                    .cancel(&key, reservation.id, caller.ticket, now)
+                    .cancel(&key, reservation.id, caller.ticket, now, audit)
                     .await?,
             );
         }

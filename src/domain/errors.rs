@@ -30,6 +30,10 @@ pub enum DomainError {
     InvalidAccessCode,
     #[error("the day's vaccine is not one the venue offers")]
     VaccineNotOffered,
+    #[error("account_id must be 1–64 characters of a-z, 0-9 and '-'")]
+    InvalidAccountId,
+    #[error("role must be \"operator\", \"staff\", \"sre\" or \"admin\"")]
+    InvalidRole,
 }
 
 /// Why a booking or cancellation was refused.

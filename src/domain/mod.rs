@@ -1,6 +1,7 @@
 //! Pure types and rules. No IO, no actix, no redis, no clock: functions take
 //! `now`/`today` as arguments.
 
+mod account;
 mod doses;
 mod eligibility;
 mod errors;
@@ -10,6 +11,9 @@ mod resident;
 mod venue;
 mod venue_day;
 
+pub use account::{
+    ACCOUNT_ID_LENGTH_MAX, ACCOUNT_NAME_CHARS_MAX, Account, AccountId, Actor, KEY_HASH_BYTES, Role,
+};
 pub use doses::{cancel_cascade, dose_is_taken, prior_doses, reserved_doses};
 pub use eligibility::{
     DoseRule, Interval, MinimumAge, PriorDose, TODAYS_RULES, TargetGroup, Wanted, age_on, birthday,

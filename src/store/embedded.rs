@@ -18,10 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::records::{Stored, decode, decode_all, encode, encode_all};
 use super::{
-    AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch,
-    Store, StoreError, StoredVenueDay,
+    AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, CommitError,
+    KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay, page_of,
 };
-use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date};
+use crate::domain::{
+    Account, AccountId, DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date,
+};
 
 /// Most write jobs waiting for the writer thread; senders wait beyond it.
 pub const WRITE_QUEUE_CAPACITY: usize = 4096;
@@ -46,8 +48,10 @@ const RESIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("residents"
 /// replaying entries in order; a later version of a reservation replaces an
 /// earlier one. `day_index` says which entries hold a given day.
 const RESERVATION_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("reservation_log_v3");
-/// Key: (unix microseconds, random tie-breaker).
+/// Key: (unix microseconds, the entry's random id): the log's order.
 const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit");
+/// Key: account id; value: the account, its key only as a hash.
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 
 const KILL_SWITCH_KEY: &str = "kill_switch";
 const DATABASE_FILE: &str = "vaxslot.redb";
@@ -58,11 +62,14 @@ enum WriteOp {
     Reservations(ReservationBatch),
     Residents(Vec<Resident>),
     KillSwitch(KillSwitchState, AuditEntry),
+    Audit(AuditEntry),
+    PutAccount(Account, AuditEntry),
+    DeleteAccount(AccountId, AuditEntry),
 }
 
 enum WriteOutcome {
     Done,
-    VenueCreated(bool),
+    Created(bool),
 }
 
 struct WriteJob {
@@ -98,6 +105,7 @@ impl EmbeddedStore {
             txn.open_table(RESIDENTS).map_err(unavailable)?;
             txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
             txn.open_table(AUDIT).map_err(unavailable)?;
+            txn.open_table(ACCOUNTS).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
         let day_index: DayIndex = Arc::new(std::sync::Mutex::new(build_day_index(&db)?));
@@ -211,7 +219,8 @@ impl Replay {
 }
 
 fn audit_key(entry: &AuditEntry) -> (i64, u64) {
-    (entry.at.timestamp_micros(), rand::random())
+    let cursor = entry.cursor();
+    (cursor.at_micros, cursor.id)
 }
 
 /// Reads the whole log once, noting which entries hold which days. Only each
@@ -327,6 +336,7 @@ fn apply_in_one_transaction(
         let mut log = txn.open_table(RESERVATION_LOG)?;
         let mut logged_records: Vec<Reservation> = Vec::new();
         let mut audit = txn.open_table(AUDIT)?;
+        let mut accounts = txn.open_table(ACCOUNTS)?;
 
         let mut kill_switch_engaged = match meta.get(KILL_SWITCH_KEY)? {
             Some(bytes) => decode::<KillSwitchState>(bytes.value(), "kill switch")
@@ -340,7 +350,7 @@ fn apply_in_one_transaction(
             let outcome = match op {
                 WriteOp::Venue(venue) => {
                     let previous = venues.insert(venue.id.as_str(), encode(venue).as_slice())?;
-                    Ok(WriteOutcome::VenueCreated(previous.is_none()))
+                    Ok(WriteOutcome::Created(previous.is_none()))
                 }
                 WriteOp::DayPlan(key, plan) => {
                     days.insert(day_key(key).as_str(), encode(plan).as_slice())?;
@@ -352,6 +362,9 @@ fn apply_in_one_transaction(
                     } else {
                         logged_records
                             .extend(batch.decisions.iter().map(|d| d.reservation().clone()));
+                        for entry in &batch.audit {
+                            audit.insert(audit_key(entry), encode(entry).as_slice())?;
+                        }
                         Ok(WriteOutcome::Done)
                     }
                 }
@@ -367,6 +380,21 @@ fn apply_in_one_transaction(
                     audit.insert(audit_key(entry), encode(entry).as_slice())?;
                     kill_switch_engaged = state.engaged;
                     Ok(WriteOutcome::Done)
+                }
+                WriteOp::Audit(entry) => {
+                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
+                    Ok(WriteOutcome::Done)
+                }
+                WriteOp::PutAccount(account, entry) => {
+                    let previous =
+                        accounts.insert(account.id.as_str(), encode(account).as_slice())?;
+                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
+                    Ok(WriteOutcome::Created(previous.is_none()))
+                }
+                WriteOp::DeleteAccount(id, entry) => {
+                    let removed = accounts.remove(id.as_str())?;
+                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
+                    Ok(WriteOutcome::Created(removed.is_some()))
                 }
             };
             outcomes.push(outcome);
@@ -408,7 +436,7 @@ impl Store for EmbeddedStore {
 
     async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError> {
         match self.write_plain(WriteOp::Venue(venue)).await? {
-            WriteOutcome::VenueCreated(created) => Ok(created),
+            WriteOutcome::Created(created) => Ok(created),
             WriteOutcome::Done => unreachable!("venue writes report whether they created"),
         }
     }
@@ -534,5 +562,63 @@ impl Store for EmbeddedStore {
         self.write_plain(WriteOp::KillSwitch(state, audit))
             .await
             .map(|_| ())
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.write_plain(WriteOp::Audit(entry)).await.map(|_| ())
+    }
+
+    async fn read_audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(AUDIT).map_err(unavailable)?;
+            let since = query.since.map_or(i64::MIN, |t| t.timestamp_micros());
+            let start = match query.after {
+                Some(after) if after.at_micros >= since => (after.at_micros, after.id),
+                _ => (since, 0),
+            };
+            let limit = query.limit.clamp(1, AUDIT_PAGE_MAX);
+            let mut entries = Vec::new();
+            for row in table.range(start..).map_err(unavailable)? {
+                let (key, value) = row.map_err(unavailable)?;
+                let (at_micros, _) = key.value();
+                if query
+                    .until
+                    .is_some_and(|until| at_micros >= until.timestamp_micros())
+                {
+                    break;
+                }
+                let entry: AuditEntry = decode(value.value(), "audit entry")?;
+                if query.matches(&entry) {
+                    entries.push(entry);
+                    if entries.len() > limit {
+                        break;
+                    }
+                }
+            }
+            Ok(page_of(entries, limit))
+        })
+        .await
+    }
+
+    async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.read_all(ACCOUNTS, "account").await
+    }
+
+    async fn put_account(&self, account: Account, audit: AuditEntry) -> Result<bool, StoreError> {
+        match self
+            .write_plain(WriteOp::PutAccount(account, audit))
+            .await?
+        {
+            WriteOutcome::Created(created) => Ok(created),
+            WriteOutcome::Done => unreachable!("account writes report whether they created"),
+        }
+    }
+
+    async fn delete_account(&self, id: AccountId, audit: AuditEntry) -> Result<bool, StoreError> {
+        match self.write_plain(WriteOp::DeleteAccount(id, audit)).await? {
+            WriteOutcome::Created(existed) => Ok(existed),
+            WriteOutcome::Done => unreachable!("account deletes report whether one existed"),
+        }
     }
 }

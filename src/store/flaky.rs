@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 
 use super::{
-    AbandonError, AbandonedBatch, AuditEntry, CommitError, KillSwitchState, ReservationBatch,
-    Store, StoreError, StoredVenueDay,
+    AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, CommitError, KillSwitchState,
+    ReservationBatch, Store, StoreError, StoredVenueDay,
 };
-use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey};
+use crate::domain::{Account, AccountId, DayPlan, Reservation, Resident, Venue, VenueDayKey};
 
 pub struct FlakyStore<S> {
     pub inner: S,
@@ -117,5 +117,20 @@ impl<S: Store> Store for FlakyStore<S> {
         audit: AuditEntry,
     ) -> Result<(), StoreError> {
         self.inner.set_kill_switch(state, audit).await
+    }
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.inner.append_audit(entry).await
+    }
+    async fn read_audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        self.inner.read_audit(query).await
+    }
+    async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.inner.load_accounts().await
+    }
+    async fn put_account(&self, account: Account, audit: AuditEntry) -> Result<bool, StoreError> {
+        self.inner.put_account(account, audit).await
+    }
+    async fn delete_account(&self, id: AccountId, audit: AuditEntry) -> Result<bool, StoreError> {
+        self.inner.delete_account(id, audit).await
     }
 }

@@ -14,11 +14,13 @@ pub use embedded::EmbeddedStore;
 pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore};
 
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use thiserror::Error;
 
-use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey};
+use crate::domain::{
+    Account, AccountId, Actor, DayPlan, Reservation, ReservationId, Resident, Role, TicketNumber,
+    Venue, VenueDayKey, VenueId,
+};
 
 /// The store could not do what was asked. Never carries personal data.
 #[derive(Debug, Error)]
@@ -61,7 +63,7 @@ pub enum AbandonError {
 }
 
 /// The global kill switch as stored and as `GET /v1/admin/kill-switch` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct KillSwitchState {
     pub engaged: bool,
     pub reason: Option<String>,
@@ -70,14 +72,159 @@ pub struct KillSwitchState {
     pub changed_by: Option<String>,
 }
 
-/// One line of the audit log: who (a role), when, what, outcome. No personal data.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What an audited action was about. The ticket number is personal data: it
+/// appears in the audit log (admin only) and never in logs or metrics.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuditTarget {
+    pub venue_id: Option<VenueId>,
+    pub date: Option<NaiveDate>,
+    pub reservation_id: Option<ReservationId>,
+    pub ticket_number: Option<TicketNumber>,
+    pub account_id: Option<AccountId>,
+}
+
+/// One line of the audit log: who, in which role, when, what, to whom, and
+/// how it ended (`"<status> <code or 'ok'>"`). Append-only. No `Debug`: it
+/// may name a resident.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// Random; with `at`, the entry's place in the log (`AuditCursor`).
+    pub id: u64,
     pub at: DateTime<FixedOffset>,
-    pub role: String,
+    pub actor: Actor,
+    pub role: Role,
     pub action: String,
+    pub target: AuditTarget,
     pub outcome: String,
+    /// Free text the action carries (the kill switch's reason).
     pub detail: Option<String>,
+}
+
+impl AuditEntry {
+    /// A new entry, now, with a fresh id.
+    pub fn new(
+        actor: Actor,
+        role: Role,
+        action: &str,
+        target: AuditTarget,
+        outcome: String,
+    ) -> Self {
+        Self {
+            id: rand::random(),
+            at: crate::clock::now(),
+            actor,
+            role,
+            action: action.to_owned(),
+            target,
+            outcome,
+            detail: None,
+        }
+    }
+
+    pub fn cursor(&self) -> AuditCursor {
+        AuditCursor {
+            at_micros: self.at.timestamp_micros(),
+            id: self.id,
+        }
+    }
+}
+
+/// An audit entry waiting for its decision: the actor completes it with the
+/// reservation it made or changed, and commits it in the same batch.
+#[derive(Clone)]
+pub struct AuditDraft {
+    pub actor: Actor,
+    pub role: Role,
+    pub action: &'static str,
+    pub target: AuditTarget,
+    /// The outcome written when the decision commits (`"201 ok"`).
+    pub outcome_if_committed: &'static str,
+}
+
+impl AuditDraft {
+    pub fn complete(self, reservation_id: ReservationId) -> AuditEntry {
+        let mut target = self.target;
+        target.reservation_id = Some(reservation_id);
+        AuditEntry::new(
+            self.actor,
+            self.role,
+            self.action,
+            target,
+            self.outcome_if_committed.to_owned(),
+        )
+    }
+}
+
+/// A place in the audit log: entries are ordered by (time, id).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct AuditCursor {
+    pub at_micros: i64,
+    pub id: u64,
+}
+
+impl AuditCursor {
+    /// `<microseconds>-<id in hex>`: what `next` carries.
+    pub fn to_text(self) -> String {
+        format!("{}-{:016x}", self.at_micros, self.id)
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let (at, id) = text.split_once('-')?;
+        Some(Self {
+            at_micros: at.parse().ok()?,
+            id: u64::from_str_radix(id, 16).ok()?,
+        })
+    }
+}
+
+/// Which entries `read_audit` returns: oldest first, after `after`.
+#[derive(Clone, Default)]
+pub struct AuditQuery {
+    pub since: Option<DateTime<FixedOffset>>,
+    pub until: Option<DateTime<FixedOffset>>,
+    pub actor: Option<Actor>,
+    pub action: Option<String>,
+    pub after: Option<AuditCursor>,
+    /// At most `AUDIT_PAGE_MAX`.
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    pub fn matches(&self, entry: &AuditEntry) -> bool {
+        self.since.is_none_or(|since| entry.at >= since)
+            && self.until.is_none_or(|until| entry.at < until)
+            && self
+                .actor
+                .as_ref()
+                .is_none_or(|actor| &entry.actor == actor)
+            && self
+                .action
+                .as_ref()
+                .is_none_or(|action| &entry.action == action)
+            && self.after.is_none_or(|after| entry.cursor() > after)
+    }
+}
+
+/// Most audit entries in one page (API.md: `limit` ≤ 1000).
+pub const AUDIT_PAGE_MAX: usize = 1000;
+
+/// One page of the audit log, and where the next begins (`None`: the end).
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next: Option<AuditCursor>,
+}
+
+/// A page from up to `limit + 1` matching entries in log order: the extra
+/// one only says that there is a next page.
+pub fn page_of(mut entries: Vec<AuditEntry>, limit: usize) -> AuditPage {
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let next = if more {
+        entries.last().map(AuditEntry::cursor)
+    } else {
+        None
+    };
+    AuditPage { entries, next }
 }
 
 /// What the store holds of one venue-day, and the loader's ownership of it.
@@ -121,6 +268,9 @@ pub struct ReservationBatch {
     /// Increases by one per batch of this owner.
     pub sequence: u64,
     pub decisions: Vec<Decision>,
+    /// The audit entries of the audited decisions (operator calls): written
+    /// in the same transaction or script call, or not at all.
+    pub audit: Vec<AuditEntry>,
 }
 
 impl ReservationBatch {
@@ -142,6 +292,7 @@ impl ReservationBatch {
             sequence: self.sequence,
             created,
             previous,
+            audit: self.audit.clone(),
         }
     }
 }
@@ -156,6 +307,8 @@ pub struct AbandonedBatch {
     pub created: Vec<crate::domain::ReservationId>,
     /// The records the batch changed, as they were before: put back if it was applied.
     pub previous: Vec<Reservation>,
+    /// Its audit entries: removed if it was applied.
+    pub audit: Vec<AuditEntry>,
 }
 
 #[async_trait]
@@ -197,4 +350,15 @@ pub trait Store: Send + Sync + 'static {
         state: KillSwitchState,
         audit: AuditEntry,
     ) -> Result<(), StoreError>;
+
+    /// Appends one audit entry, durably, before its answer is sent.
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    /// One page of the audit log, oldest first.
+    async fn read_audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError>;
+
+    async fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Inserts or replaces an account with its audit entry; `true` when new.
+    async fn put_account(&self, account: Account, audit: AuditEntry) -> Result<bool, StoreError>;
+    /// Deletes an account with its audit entry; `false` when there was none.
+    async fn delete_account(&self, id: AccountId, audit: AuditEntry) -> Result<bool, StoreError>;
 }

@@ -11,11 +11,11 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{AuditEntry, KillSwitchState, StoreError};
+use super::{AuditEntry, AuditTarget, KillSwitchState, StoreError};
 use crate::domain::{
-    BookingMode, Channel, DayPlan, Dose, DoseRecord, FingerprintScheme, IdempotencyTag,
-    Reservation, ReservationId, ReservationStatus, Resident, SlotPlan, SlotTime, TicketNumber,
-    Vaccine, Venue, VenueId, VenueKind,
+    Account, AccountId, Actor, BookingMode, Channel, DayPlan, Dose, DoseRecord, FingerprintScheme,
+    IdempotencyTag, KEY_HASH_BYTES, Reservation, ReservationId, ReservationStatus, Resident, Role,
+    SlotPlan, SlotTime, TicketNumber, Vaccine, Venue, VenueId, VenueKind,
 };
 
 /// A domain value with a stored form.
@@ -480,6 +480,7 @@ impl Stored for KillSwitchState {
     }
 }
 
+/// The first release's audit line (the kill switch only, by role).
 #[derive(Serialize, Deserialize)]
 pub struct AuditEntryV1 {
     pub at: DateTime<FixedOffset>,
@@ -489,26 +490,163 @@ pub struct AuditEntryV1 {
     pub detail: Option<String>,
 }
 
-impl Stored for AuditEntry {
-    type Record = AuditEntryV1;
+#[derive(Serialize, Deserialize, Default)]
+pub struct AuditTargetV2 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+}
 
-    fn to_record(&self) -> AuditEntryV1 {
-        AuditEntryV1 {
+/// An audit line naming its actor (`account:<id>` or `env:<role>`) and target.
+#[derive(Serialize, Deserialize)]
+pub struct AuditEntryV2 {
+    pub v: u8,
+    pub id: u64,
+    pub at: DateTime<FixedOffset>,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub target: AuditTargetV2,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Either version; written as V2.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AuditRecord {
+    V2(AuditEntryV2),
+    V1(AuditEntryV1),
+}
+
+impl Stored for AuditEntry {
+    type Record = AuditRecord;
+
+    fn to_record(&self) -> AuditRecord {
+        let target = &self.target;
+        AuditRecord::V2(AuditEntryV2 {
+            v: 2,
+            id: self.id,
             at: self.at,
-            role: self.role.clone(),
+            actor: self.actor.to_string(),
+            role: self.role.as_str().to_owned(),
             action: self.action.clone(),
+            target: AuditTargetV2 {
+                venue_id: target.venue_id.as_ref().map(|v| v.as_str().to_owned()),
+                date: target.date,
+                reservation_id: target.reservation_id.map(|r| r.to_string()),
+                ticket_number: target.ticket_number.map(|t| t.expose().to_owned()),
+                account_id: target.account_id.as_ref().map(|a| a.as_str().to_owned()),
+            },
             outcome: self.outcome.clone(),
             detail: self.detail.clone(),
+        })
+    }
+
+    fn from_record(record: AuditRecord) -> Result<Self, String> {
+        match record {
+            AuditRecord::V2(entry) => {
+                let target = entry.target;
+                Ok(AuditEntry {
+                    id: entry.id,
+                    at: entry.at,
+                    actor: Actor::parse(&entry.actor).ok_or("actor")?,
+                    role: Role::parse(&entry.role).map_err(invalid("role"))?,
+                    action: entry.action,
+                    target: AuditTarget {
+                        venue_id: target
+                            .venue_id
+                            .map(|v| VenueId::parse(&v))
+                            .transpose()
+                            .map_err(invalid("venue_id"))?,
+                        date: target.date,
+                        reservation_id: target
+                            .reservation_id
+                            .map(|r| ReservationId::parse(&r).ok_or("reservation_id"))
+                            .transpose()?,
+                        ticket_number: target
+                            .ticket_number
+                            .map(|t| TicketNumber::parse(&t))
+                            .transpose()
+                            .map_err(invalid("ticket_number"))?,
+                        account_id: target
+                            .account_id
+                            .map(|a| AccountId::parse(&a))
+                            .transpose()
+                            .map_err(invalid("account_id"))?,
+                    },
+                    outcome: entry.outcome,
+                    detail: entry.detail,
+                })
+            }
+            // The first release had only the environment's keys, so its
+            // actor is the role's: `env:<role>`.
+            AuditRecord::V1(entry) => {
+                let role = Role::parse(&entry.role).map_err(invalid("role"))?;
+                Ok(AuditEntry {
+                    // The first release kept no id: one from the time keeps
+                    // the order stable across reads.
+                    id: u64::try_from(entry.at.timestamp_micros()).unwrap_or(0),
+                    at: entry.at,
+                    actor: Actor::Env(role),
+                    role,
+                    action: entry.action,
+                    target: AuditTarget::default(),
+                    outcome: entry.outcome,
+                    detail: entry.detail,
+                })
+            }
+        }
+    }
+}
+
+/// A named account: its key only as a hash (hex).
+#[derive(Serialize, Deserialize)]
+pub struct AccountV1 {
+    pub id: String,
+    pub role: String,
+    pub display_name: String,
+    pub created_at: DateTime<FixedOffset>,
+    pub key_sha256: String,
+}
+
+impl Stored for Account {
+    type Record = AccountV1;
+
+    fn to_record(&self) -> AccountV1 {
+        AccountV1 {
+            id: self.id.as_str().to_owned(),
+            role: self.role.as_str().to_owned(),
+            display_name: self.display_name.clone(),
+            created_at: self.created_at,
+            key_sha256: self.key_hash.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }
 
-    fn from_record(record: AuditEntryV1) -> Result<Self, String> {
-        Ok(AuditEntry {
-            at: record.at,
-            role: record.role,
-            action: record.action,
-            outcome: record.outcome,
-            detail: record.detail,
+    fn from_record(record: AccountV1) -> Result<Self, String> {
+        let bytes = record.key_sha256.as_bytes();
+        if bytes.len() != KEY_HASH_BYTES * 2 {
+            return Err("key_sha256: not 64 hex digits".into());
+        }
+        let mut key_hash = [0u8; KEY_HASH_BYTES];
+        for (i, pair) in bytes.chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).map_err(|_| "key_sha256")?;
+            key_hash[i] = u8::from_str_radix(text, 16).map_err(|_| "key_sha256: not hex")?;
+        }
+        Ok(Account {
+            id: AccountId::parse(&record.id).map_err(invalid("id"))?,
+            role: Role::parse(&record.role).map_err(invalid("role"))?,
+            display_name: record.display_name,
+            created_at: record.created_at,
+            key_hash,
         })
     }
 }
@@ -516,6 +654,16 @@ impl Stored for AuditEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_release_audit_line_reads_as_the_roles_environment_key() {
+        let stored = r#"{"at":"2026-12-01T16:12:40.5+09:00","role":"sre","action":"kill_switch.engage","outcome":"ok","detail":"fixture"}"#;
+        let entry: AuditEntry = decode(stored.as_bytes(), "audit").unwrap();
+        assert_eq!(entry.actor, Actor::Env(Role::Sre));
+        assert_eq!(entry.detail.as_deref(), Some("fixture"));
+        let again: AuditEntry = decode(&encode(&entry), "audit").unwrap();
+        assert!(again == entry, "V2 round-trips");
+    }
 
     /// The first release's JSON of a reservation, verbatim: it must decode,
     /// and re-encoding it must give the same JSON value back.

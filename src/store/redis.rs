@@ -18,10 +18,12 @@ use async_trait::async_trait;
 
 use super::records::{self, Stored};
 use super::{
-    AbandonError, AbandonedBatch, AuditEntry, CommitError, Decision, KillSwitchState,
-    ReservationBatch, Store, StoreError, StoredVenueDay,
+    AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, CommitError,
+    Decision, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay, page_of,
 };
-use crate::domain::{DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date};
+use crate::domain::{
+    Account, AccountId, DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date,
+};
 
 /// Venue-days are spread over this many hash tags, each with its own copy of
 /// the kill-switch flag that its commit script checks.
@@ -37,7 +39,12 @@ const VENUES: &str = "vaxslot:venues";
 const DAYS: &str = "vaxslot:days";
 const RESIDENTS: &str = "vaxslot:residents";
 const KILL_SWITCH: &str = "vaxslot:kill_switch";
+/// The audit log of everything but bookings and cancellations (which go to
+/// their partition's `vaxslot:{vxN}:audit`, in the commit's script call).
 const AUDIT: &str = "vaxslot:audit";
+const ACCOUNTS: &str = "vaxslot:accounts";
+/// Audit entries fetched per `ZRANGE` page while reading the log.
+pub const AUDIT_SCAN_PAGE: usize = 1_000;
 
 pub struct RedisStore {
     connection: ConnectionManager,
@@ -52,6 +59,8 @@ struct VenueDayKeys {
     owner: String,
     applied: String,
     reservations: String,
+    /// The partition's audit log (booking and cancel entries of its days).
+    audit: String,
 }
 
 fn partition_of(day: &str) -> u32 {
@@ -68,6 +77,10 @@ fn partition_flag(partition: u32) -> String {
     format!("vaxslot:{{vx{partition}}}:kill_switch")
 }
 
+fn partition_audit(partition: u32) -> String {
+    format!("vaxslot:{{vx{partition}}}:audit")
+}
+
 fn day_field(key: &VenueDayKey) -> String {
     format!("{}/{}", key.venue_id, key.date)
 }
@@ -82,6 +95,7 @@ impl VenueDayKeys {
             owner: format!("{prefix}:owner"),
             applied: format!("{prefix}:applied"),
             reservations: format!("{prefix}:reservations"),
+            audit: partition_audit(partition),
         }
     }
 }
@@ -266,12 +280,19 @@ impl Store for RedisStore {
             .key(&keys.owner)
             .key(&keys.applied)
             .key(&keys.reservations)
+            .key(&keys.audit)
             .arg(batch.owner_epoch)
-            .arg(batch.sequence);
+            .arg(batch.sequence)
+            .arg(batch.decisions.len());
         for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation
                 .arg(reservation.id.to_string())
                 .arg(encode(reservation));
+        }
+        for entry in &batch.audit {
+            invocation
+                .arg(entry.at.timestamp_micros())
+                .arg(audit_member(entry));
         }
         let mut connection = self.connection();
         match limited(invocation.invoke_async::<String>(&mut connection)).await {
@@ -299,9 +320,11 @@ impl Store for RedisStore {
             .key(&keys.owner)
             .key(&keys.applied)
             .key(&keys.reservations)
+            .key(&keys.audit)
             .arg(batch.owner_epoch)
             .arg(batch.sequence)
-            .arg(batch.created.len());
+            .arg(batch.created.len())
+            .arg(batch.previous.len());
         for id in &batch.created {
             invocation.arg(id.to_string());
         }
@@ -309,6 +332,9 @@ impl Store for RedisStore {
             invocation
                 .arg(reservation.id.to_string())
                 .arg(encode(reservation));
+        }
+        for entry in &batch.audit {
+            invocation.arg(audit_member(entry));
         }
         let mut connection = self.connection();
         let answer: String = limited(invocation.invoke_async(&mut connection))
@@ -387,11 +413,123 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let _: i64 =
+            limited(connection.zadd(AUDIT, audit_member(&entry), entry.at.timestamp_micros()))
+                .await
+                .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn read_audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        let limit = query.limit.clamp(1, AUDIT_PAGE_MAX);
+        let low = match (query.since, query.after) {
+            (Some(since), Some(after)) => since.timestamp_micros().max(after.at_micros),
+            (Some(since), None) => since.timestamp_micros(),
+            (None, Some(after)) => after.at_micros,
+            (None, None) => i64::MIN,
+        };
+        let low = if low == i64::MIN {
+            "-inf".to_owned()
+        } else {
+            low.to_string()
+        };
+        let high = match query.until {
+            Some(until) => format!("({}", until.timestamp_micros()),
+            None => "+inf".to_owned(),
+        };
+        // Each log yields its first `limit + 1` matches; the page's entries
+        // are the first `limit + 1` of their union, in log order.
+        let mut matches = Vec::new();
+        let sources = std::iter::once(AUDIT.to_owned())
+            .chain((0..KILL_SWITCH_PARTITIONS).map(partition_audit));
+        let mut connection = self.connection();
+        for source in sources {
+            let mut found = 0;
+            let mut offset = 0;
+            loop {
+                let members: Vec<String> = limited(
+                    ::redis::cmd("ZRANGE")
+                        .arg(&source)
+                        .arg(&low)
+                        .arg(&high)
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(AUDIT_SCAN_PAGE)
+                        .query_async(&mut connection),
+                )
+                .await
+                .map_err(unavailable)?;
+                let fetched = members.len();
+                for member in members {
+                    let entry = decode_audit_member(&member)?;
+                    if query.matches(&entry) && found <= limit {
+                        found += 1;
+                        matches.push(entry);
+                    }
+                }
+                offset += fetched;
+                if fetched < AUDIT_SCAN_PAGE || found > limit {
+                    break;
+                }
+            }
+        }
+        matches.sort_by_key(AuditEntry::cursor);
+        matches.truncate(limit + 1);
+        Ok(page_of(matches, limit))
+    }
+
+    async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let pairs = self.scan_hash(ACCOUNTS).await?;
+        pairs
+            .iter()
+            .map(|(_, json)| decode(json, "account"))
+            .collect()
+    }
+
+    async fn put_account(&self, account: Account, audit: AuditEntry) -> Result<bool, StoreError> {
+        let mut transaction = ::redis::pipe();
+        transaction.atomic();
+        transaction.hset(ACCOUNTS, account.id.as_str(), encode(&account));
+        transaction
+            .zadd(AUDIT, audit_member(&audit), audit.at.timestamp_micros())
+            .ignore();
+        let mut connection = self.connection();
+        let (added,): (i64,) = limited(transaction.query_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        Ok(added == 1)
+    }
+
+    async fn delete_account(&self, id: AccountId, audit: AuditEntry) -> Result<bool, StoreError> {
+        let mut transaction = ::redis::pipe();
+        transaction.atomic();
+        transaction.hdel(ACCOUNTS, id.as_str());
+        transaction
+            .zadd(AUDIT, audit_member(&audit), audit.at.timestamp_micros())
+            .ignore();
+        let mut connection = self.connection();
+        let (removed,): (i64,) = limited(transaction.query_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        Ok(removed == 1)
+    }
 }
 
-/// A unique sorted-set member: a random prefix, then the JSON entry.
+/// A unique sorted-set member: the entry's id, then its JSON. Members of one
+/// microsecond sort by id, so the set's order is the log's order.
 fn audit_member(entry: &AuditEntry) -> String {
-    format!("{:016x} {}", rand::random::<u64>(), encode(entry))
+    format!("{:016x} {}", entry.id, encode(entry))
+}
+
+fn decode_audit_member(member: &str) -> Result<AuditEntry, StoreError> {
+    let (_, json) = member
+        .split_once(' ')
+        .ok_or_else(|| StoreError::Corrupt("audit member".into()))?;
+    decode(json, "audit entry")
 }
 
 #[cfg(test)]

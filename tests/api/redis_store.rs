@@ -44,6 +44,7 @@ fn batch(owner_epoch: u64, sequence: u64, reservations: Vec<Reservation>) -> Res
         owner_epoch,
         sequence,
         decisions: reservations.into_iter().map(Decision::Created).collect(),
+        audit: vec![],
     }
 }
 
@@ -111,6 +112,7 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             sequence: 2,
             created: vec![],
             previous: vec![],
+            audit: vec![],
         })
         .await;
     assert!(
@@ -131,6 +133,7 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             sequence: 1,
             created: vec![applied.id],
             previous: vec![],
+            audit: vec![],
         })
         .await
         .unwrap();
@@ -144,6 +147,7 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             sequence: 2,
             created: vec![late.id],
             previous: vec![],
+            audit: vec![],
         })
         .await
         .unwrap();
@@ -158,13 +162,13 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
     );
 
     // With the kill switch engaged, nothing commits.
-    let audit = AuditEntry {
-        at: chrono::Utc::now().fixed_offset(),
-        role: "sre".into(),
-        action: "kill_switch.engage".into(),
-        outcome: "ok".into(),
-        detail: None,
-    };
+    let audit = AuditEntry::new(
+        vaxslot::domain::Actor::Env(vaxslot::domain::Role::Sre),
+        vaxslot::domain::Role::Sre,
+        "kill_switch.set",
+        vaxslot::store::AuditTarget::default(),
+        "200 ok".into(),
+    );
     let engaged = KillSwitchState {
         engaged: true,
         ..KillSwitchState::default()

@@ -1,0 +1,131 @@
+//! Named accounts in memory: who a presented key belongs to. Loaded from the
+//! store at start and changed only together with it (`api/accounts.rs`
+//! writes the store first, then here), so a rotated or deleted key is
+//! refused from the moment its answer is sent. A key is kept only as its
+//! SHA-256: a key has 256 random bits, so a fast hash is as good as a slow
+//! one, and a lookup costs one hash.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Account, AccountId, KEY_HASH_BYTES, Role};
+
+/// Most named accounts (a call centre of 80 lines, tablets, staff: room to spare).
+pub const ACCOUNTS_MAX: usize = 10_000;
+/// Random bytes in a key (256 bits; the contract asks for at least 128).
+pub const ACCOUNT_KEY_BYTES: usize = 32;
+/// Prefix of every account key, so that a key found somewhere says what it is.
+pub const ACCOUNT_KEY_PREFIX: &str = "vxk_";
+
+/// A new random key, as shown once to the admin.
+pub fn new_key() -> String {
+    let bytes: [u8; ACCOUNT_KEY_BYTES] = rand::random();
+    format!("{ACCOUNT_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The stored form of a key.
+pub fn key_hash(key: &str) -> [u8; KEY_HASH_BYTES] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"vaxslot-account-key:");
+    hasher.update(key.as_bytes());
+    hasher.finalize().into()
+}
+
+#[derive(Default)]
+pub struct AccountDirectory {
+    accounts: DashMap<AccountId, Account>,
+    by_key: DashMap<[u8; KEY_HASH_BYTES], AccountId>,
+}
+
+impl AccountDirectory {
+    pub fn load(accounts: Vec<Account>) -> Self {
+        let directory = Self::default();
+        for account in accounts {
+            directory.put(account);
+        }
+        directory
+    }
+
+    /// The account and role a presented key belongs to.
+    pub fn authenticate(&self, presented: &str) -> Option<(AccountId, Role)> {
+        if !presented.starts_with(ACCOUNT_KEY_PREFIX) {
+            return None;
+        }
+        let id = self.by_key.get(&key_hash(presented))?.clone();
+        let role = self.accounts.get(&id)?.role;
+        Some((id, role))
+    }
+
+    pub fn get(&self, id: &AccountId) -> Option<Account> {
+        self.accounts.get(id).map(|a| a.clone())
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.accounts.len() < ACCOUNTS_MAX
+    }
+
+    /// Every account, by id.
+    pub fn list(&self) -> Vec<Account> {
+        let mut all: Vec<Account> = self.accounts.iter().map(|a| a.clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Inserts or replaces an account; its previous key stops working.
+    pub fn put(&self, account: Account) {
+        if let Some(previous) = self.accounts.get(&account.id)
+            && previous.key_hash != account.key_hash
+        {
+            self.by_key.remove(&previous.key_hash);
+        }
+        self.by_key.insert(account.key_hash, account.id.clone());
+        self.accounts.insert(account.id.clone(), account);
+    }
+
+    pub fn remove(&self, id: &AccountId) {
+        if let Some((_, account)) = self.accounts.remove(id) {
+            self.by_key.remove(&account.key_hash);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(id: &str, key: &str) -> Account {
+        Account {
+            id: AccountId::parse(id).unwrap(),
+            role: Role::Operator,
+            display_name: "コールセンター 12番".into(),
+            created_at: chrono::Utc::now().fixed_offset(),
+            key_hash: key_hash(key),
+        }
+    }
+
+    #[test]
+    fn a_rotated_or_removed_key_stops_working_and_others_do_not() {
+        let directory = AccountDirectory::default();
+        let (first, other) = (new_key(), new_key());
+        directory.put(account("op-1", &first));
+        directory.put(account("op-2", &other));
+        assert_eq!(directory.authenticate(&first).unwrap().0.as_str(), "op-1");
+        let rotated = new_key();
+        directory.put(account("op-1", &rotated));
+        assert!(directory.authenticate(&first).is_none());
+        assert!(directory.authenticate(&rotated).is_some());
+        directory.remove(&AccountId::parse("op-1").unwrap());
+        assert!(directory.authenticate(&rotated).is_none());
+        assert!(directory.authenticate(&other).is_some());
+    }
+
+    #[test]
+    fn keys_are_long_random_and_prefixed() {
+        let (a, b) = (new_key(), new_key());
+        assert_ne!(a, b);
+        assert!(a.starts_with(ACCOUNT_KEY_PREFIX));
+        assert!(a.len() >= ACCOUNT_KEY_PREFIX.len() + 43);
+    }
+}
