@@ -103,6 +103,7 @@ error_codes! {
     VaccineChangeWithBookings: "vaccine_change_with_bookings", CONFLICT, "Day has bookings for its vaccine", None;
     TooManyVenues: "too_many_venues", CONFLICT, "Too many venues", None;
     TooManyResidents: "too_many_residents", CONFLICT, "Too many residents", None;
+    TooManyAccounts: "too_many_accounts", CONFLICT, "Too many accounts", None;
     // The service cannot serve it now.
     BookingClosed: "booking_closed", SERVICE_UNAVAILABLE, "Booking is closed", Some(RETRY_AFTER_BOOKING_CLOSED_S);
     Overloaded: "overloaded", SERVICE_UNAVAILABLE, "Too busy, retry shortly", Some(RETRY_AFTER_OVERLOADED_S);

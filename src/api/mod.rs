@@ -2,13 +2,16 @@
 //! JSON shapes; handlers stay thin and call `actors/`, `catalog`,
 //! `resident_index` and `store`.
 
+mod accounts;
 mod admission;
+mod audit;
 mod auth;
 mod availability;
 mod body;
 mod codes;
 mod health;
 mod kill_switch;
+mod operator;
 mod problem;
 mod reservations;
 mod residents;
@@ -95,6 +98,16 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::put().to(kill_switch::put)),
         )
         .service(resource("/v1/admin/residents").route(web::post().to(residents::import)))
+        .service(resource("/v1/admin/accounts").route(web::get().to(accounts::list)))
+        .service(resource("/v1/admin/audit").route(web::get().to(audit::list)))
+        .service(resource("/v1/operator/reservations").route(web::post().to(operator::create)))
+        .service(
+            resource("/v1/operator/reservations/{id}").route(web::delete().to(operator::cancel)),
+        )
+        .service(
+            resource("/v1/operator/residents/{ticket_number}")
+                .route(web::get().to(operator::lookup)),
+        )
         .service(
             resource("/v1/reservations/{id}")
                 .route(web::get().to(reservations::get))
@@ -104,6 +117,15 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(
             resource("/v1/admin/venues/{venue_id}/days/{date}")
                 .route(web::put().to(venues::put_day)),
+        )
+        .service(
+            resource("/v1/admin/accounts/{account_id}")
+                .route(web::put().to(accounts::put))
+                .route(web::delete().to(accounts::delete)),
+        )
+        .service(
+            resource("/v1/admin/accounts/{account_id}/rotate")
+                .route(web::post().to(accounts::rotate)),
         )
         .service(
             resource("/v1/staff/venues/{venue_id}/days/{date}/roster")

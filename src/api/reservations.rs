@@ -75,47 +75,61 @@ pub fn created(reservation: &Reservation) -> HttpResponse {
         .json(ReservationView::from(reservation))
 }
 
-/// Answers a booking: reads the body only when booking is open (a refusal
-/// still drains the small, bounded body: an unread body makes actix close the
-/// connection, and a stop must stay cheap), then hands the command to the
-/// booking service and counts the outcome.
-pub async fn book_through_service(
+/// A booking's body, read only when booking is open. A refusal still drains
+/// the small, bounded body: an unread body makes actix close the connection,
+/// and a stop must stay cheap.
+pub async fn booking_body(
     request: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-    caller: impl FnOnce() -> Result<Caller, ApiError>,
-    parse: impl FnOnce(&HttpRequest, &[u8]) -> Result<Booking, ApiError>,
-) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    let result = async {
-        if let Err(closed) = state.booking.refuse_if_closed() {
-            let _ = body::read(request, payload, body::BODY_BYTES_MAX).await;
-            return Err(ApiError::from(closed));
-        }
-        let caller = caller()?;
-        let bytes = body::read(request, payload, body::BODY_BYTES_MAX).await?;
-        let booking = parse(request, &bytes)?;
-        let command = Command::Book {
-            booking,
-            idempotency_key: idempotency_key(request)?,
-        };
-        match state.booking.execute(&caller, command).await? {
-            Outcome::Booked(reservation) => Ok((created(&reservation), "committed")),
-            Outcome::Replayed(reservation) => Ok((created(&reservation), "replayed")),
-            Outcome::Cancelled { .. } => unreachable!("a booking command books"),
-        }
+) -> Result<web::Bytes, ApiError> {
+    if let Err(closed) = state.booking.refuse_if_closed() {
+        let _ = body::read(request, payload, body::BODY_BYTES_MAX).await;
+        return Err(ApiError::from(closed));
     }
-    .await;
-    match result {
-        Ok((response, outcome)) => {
-            booking::count_booking(outcome, started);
-            Ok(response)
-        }
-        Err(error) => {
-            booking::count_booking(error.code(), started);
-            Err(error)
-        }
+    body::read(request, payload, body::BODY_BYTES_MAX).await
+}
+
+/// How a booking call ended: whether it committed a reservation (whose
+/// audit entry, if any, was committed with it) and the answer.
+pub struct Booked {
+    pub committed: bool,
+    pub response: HttpResponse,
+}
+
+/// Books for `caller` through the service.
+pub async fn book(
+    request: &HttpRequest,
+    state: &AppState,
+    caller: &Caller,
+    booking: Booking,
+) -> Result<Booked, ApiError> {
+    let command = Command::Book {
+        booking,
+        idempotency_key: idempotency_key(request)?,
+    };
+    match state.booking.execute(caller, command).await? {
+        Outcome::Booked(reservation) => Ok(Booked {
+            committed: true,
+            response: created(&reservation),
+        }),
+        Outcome::Replayed(reservation) => Ok(Booked {
+            committed: false,
+            response: created(&reservation),
+        }),
+        Outcome::Cancelled { .. } => unreachable!("a booking command books"),
     }
+}
+
+/// Counts a booking call's outcome (every channel) and gives it back.
+pub fn counted(result: Result<Booked, ApiError>, started: Instant) -> Result<Booked, ApiError> {
+    let outcome = match &result {
+        Ok(booked) if booked.committed => "committed",
+        Ok(_) => "replayed",
+        Err(error) => error.code(),
+    };
+    booking::count_booking(outcome, started);
+    result
 }
 
 pub async fn create(
@@ -123,20 +137,19 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    book_through_service(
-        &request,
-        payload,
-        &state,
-        || {
-            Ok(Caller {
-                ticket: auth::resident(&request, &state)?,
-                channel: Channel::Web,
-                audit: None,
-            })
-        },
-        |request, bytes| body::parse_json::<BookingBody>(request, bytes)?.parse(),
-    )
-    .await
+    let started = Instant::now();
+    let result = async {
+        let bytes = booking_body(&request, payload, &state).await?;
+        let caller = Caller {
+            ticket: auth::resident(&request, &state)?,
+            channel: Channel::Web,
+            audit: None,
+        };
+        let booking = body::parse_json::<BookingBody>(&request, &bytes)?.parse()?;
+        book(&request, &state, &caller, booking).await
+    }
+    .await;
+    counted(result, started).map(|booked| booked.response)
 }
 
 pub async fn list(
@@ -169,7 +182,7 @@ pub struct CancelView {
     pub also_cancelled: Vec<ReservationView>,
 }
 
-/// Answers a cancellation through the booking service and counts it.
+/// Cancels through the booking service and counts it (every channel).
 pub async fn cancel_through_service(
     state: &AppState,
     caller: impl FnOnce() -> Result<Caller, ApiError>,

@@ -192,10 +192,20 @@ pub async fn import(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::staff(&request, &state, &[])?;
+    let staff = auth::staff(&request, &state, &[])?;
+    let result = import_unaudited(&request, payload, &state).await;
+    let target = crate::store::AuditTarget::default();
+    super::audit::recorded(&state, &staff, "admin.residents_import", target, result).await
+}
+
+async fn import_unaudited(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let _permit = state.imports.enter().ok_or_else(ApiError::overloaded)?;
-    let body = body::read(&request, payload, IMPORT_BODY_BYTES_MAX).await?;
-    let records = match body::media_type(&request).as_deref() {
+    let body = body::read(request, payload, IMPORT_BODY_BYTES_MAX).await?;
+    let records = match body::media_type(request).as_deref() {
         Some("text/csv") => records_from_csv(&body)?,
         Some("application/json") | None => records_from_json(&body)?,
         Some(_) => {

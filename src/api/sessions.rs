@@ -98,10 +98,14 @@ pub async fn me(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ticket = auth::resident(&request, &state)?;
-    let resident = state
-        .residents
-        .resident(&ticket)
-        .ok_or_else(ApiError::unauthorized)?;
+    profile(&state, &ticket).ok_or_else(ApiError::unauthorized)
+}
+
+/// A resident's profile, history, reservations and what comes next: what
+/// `/v1/me` shows, and what an operator sees of the caller.
+pub fn profile(state: &AppState, ticket: &TicketNumber) -> Option<HttpResponse> {
+    let ticket = *ticket;
+    let resident = state.residents.resident(&ticket)?;
     let reservations = state.residents.reservations_of(&ticket);
     let eligibility = state
         .residents
@@ -111,13 +115,17 @@ pub async fn me(
             vaccines: outlook.vaccines.iter().map(|v| v.as_str()).collect(),
             earliest_date: outlook.earliest_date.to_string(),
         });
-    Ok(HttpResponse::Ok().json(Profile {
-        ticket_number: ticket.expose().to_owned(),
-        name: resident.name.clone(),
-        birth_date: resident.birth_date.to_string(),
-        high_risk: resident.high_risk,
-        history: resident.history.iter().map(DoseRecordView::from).collect(),
-        reservations: ReservationList::of(&reservations),
-        eligibility,
-    }))
+    Some(
+        HttpResponse::Ok()
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .json(Profile {
+                ticket_number: ticket.expose().to_owned(),
+                name: resident.name.clone(),
+                birth_date: resident.birth_date.to_string(),
+                high_risk: resident.high_risk,
+                history: resident.history.iter().map(DoseRecordView::from).collect(),
+                reservations: ReservationList::of(&reservations),
+                eligibility,
+            }),
+    )
 }

@@ -83,11 +83,26 @@ pub async fn roster(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::staff(&request, &state, &[Role::Staff])?;
+    let staff = auth::staff(&request, &state, &[Role::Staff])?;
     let (venue_id, date) = path.into_inner();
+    let target = crate::store::AuditTarget {
+        venue_id: VenueId::parse(&venue_id).ok(),
+        date: parse_date(&date).ok(),
+        ..crate::store::AuditTarget::default()
+    };
+    let result = roster_unaudited(&request, &venue_id, &date, &state).await;
+    super::audit::recorded(&state, &staff, "staff.roster", target, result).await
+}
+
+async fn roster_unaudited(
+    request: &HttpRequest,
+    venue_id: &str,
+    date: &str,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let key = VenueDayKey {
-        venue_id: VenueId::parse(&venue_id)?,
-        date: parse_date(&date)?,
+        venue_id: VenueId::parse(venue_id)?,
+        date: parse_date(date)?,
     };
     if state.catalog.day(&key).is_none() {
         return Err(ApiError::not_found());
@@ -96,9 +111,9 @@ pub async fn roster(
     let day_has_passed = key.date < crate::clock::today();
     let rows: Vec<RosterRow> = reservations
         .iter()
-        .map(|r| row(&state, r, day_has_passed))
+        .map(|r| row(state, r, day_has_passed))
         .collect();
-    if wants_json(&request) {
+    if wants_json(request) {
         return Ok(HttpResponse::Ok().json(Roster {
             venue_id: key.venue_id.to_string(),
             date: key.date.to_string(),

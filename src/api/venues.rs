@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::audit::recorded;
 use super::auth;
 use super::codes::ErrorCode;
 use super::problem::ApiError;
@@ -15,6 +16,7 @@ use crate::domain::{
     BookingMode, DayPlan, SlotPlan, SlotTime, Vaccine, Venue, VenueDayKey, VenueId, VenueKind,
     parse_date,
 };
+use crate::store::AuditTarget;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,9 +66,23 @@ pub async fn put_venue(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::staff(&request, &state, &[])?;
-    let id = VenueId::parse(&path)?;
-    let body: VenueBody = body::json(&request, payload).await?;
+    let staff = auth::staff(&request, &state, &[])?;
+    let target = AuditTarget {
+        venue_id: VenueId::parse(&path).ok(),
+        ..AuditTarget::default()
+    };
+    let result = put_venue_unaudited(&request, &path, payload, &state).await;
+    recorded(&state, &staff, "admin.venue_put", target, result).await
+}
+
+async fn put_venue_unaudited(
+    request: &HttpRequest,
+    path: &str,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let id = VenueId::parse(path)?;
+    let body: VenueBody = body::json(request, payload).await?;
     let vaccines = body
         .vaccines
         .iter()
@@ -110,13 +126,29 @@ pub async fn put_day(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::staff(&request, &state, &[])?;
+    let staff = auth::staff(&request, &state, &[])?;
     let (venue_id, date) = path.into_inner();
-    let key = VenueDayKey {
-        venue_id: VenueId::parse(&venue_id)?,
-        date: parse_date(&date)?,
+    let target = AuditTarget {
+        venue_id: VenueId::parse(&venue_id).ok(),
+        date: parse_date(&date).ok(),
+        ..AuditTarget::default()
     };
-    let body: DayBody = body::json(&request, payload).await?;
+    let result = put_day_unaudited(&request, &venue_id, &date, payload, &state).await;
+    recorded(&state, &staff, "admin.day_put", target, result).await
+}
+
+async fn put_day_unaudited(
+    request: &HttpRequest,
+    venue_id: &str,
+    date: &str,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let key = VenueDayKey {
+        venue_id: VenueId::parse(venue_id)?,
+        date: parse_date(date)?,
+    };
+    let body: DayBody = body::json(request, payload).await?;
     let venue = state
         .catalog
         .venue(&key.venue_id)
