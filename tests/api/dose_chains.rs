@@ -6,7 +6,7 @@ use chrono::Days;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, future_date};
+use crate::helpers::{Backend, TestApp, Via, future_date, ticket};
 
 async fn one_dose_fired_at_ten_venue_days_at_once_books_exactly_once(backend: Backend) {
     const VENUE_DAYS: usize = 10;
@@ -55,7 +55,10 @@ async fn one_dose_fired_at_ten_venue_days_at_once_books_exactly_once(backend: Ba
     assert_eq!(used, 1);
 }
 
-async fn cancelling_dose_1_cancels_the_booked_dose_2_at_another_venue_day(backend: Backend) {
+async fn cancelling_dose_1_cancels_the_booked_dose_2_at_another_venue_day(
+    backend: Backend,
+    via: Via,
+) {
     let app = TestApp::spawn(backend).await;
     let first_day = future_date(10);
     let second_day = future_date(10 + 28);
@@ -64,35 +67,29 @@ async fn cancelling_dose_1_cancels_the_booked_dose_2_at_another_venue_day(backen
     app.venue_day("clinic-002", &second_day, &[("14:00", 5)])
         .await;
     app.import_residents(1_710_000_000, 1).await;
-    let token = app.login(1_710_000_000).await;
+    let booker = app.booker(via, &ticket(1_710_000_000), "1960-01-01").await;
 
-    let (status, dose1) = app.book(&token, "clinic-001", &first_day, "14:00").await;
+    let (status, dose1) = app
+        .book_slot_via(&booker, "clinic-001", &first_day, "14:00")
+        .await;
     assert_eq!((status, dose1["dose"].as_u64()), (201, Some(1)), "{dose1}");
+    assert_eq!(dose1["channel"], via_name(via));
     // Dose 2 on top of the booked (not yet received) dose 1, 28 days later.
-    let (status, dose2) = app.book(&token, "clinic-002", &second_day, "14:00").await;
+    let (status, dose2) = app
+        .book_slot_via(&booker, "clinic-002", &second_day, "14:00")
+        .await;
     assert_eq!((status, dose2["dose"].as_u64()), (201, Some(2)), "{dose2}");
     // Not before the interval after the booked dose 1's date.
     app.venue_day("clinic-003", &future_date(11), &[("14:00", 5)])
         .await;
-    let (status, early) = app
-        .send(Method::POST, "/v1/reservations", Some(&token),
-            Some(&json!({"venue_id": "clinic-003", "date": future_date(11), "time": "14:00", "dose": 3})))
-        .await;
-    assert_eq!(
-        (status, early["code"].as_str()),
-        (422, Some("not_eligible")),
-        "{early}"
-    );
+    let early_body =
+        json!({"venue_id": "clinic-003", "date": future_date(11), "time": "14:00", "dose": 3});
+    let (status, early) = app.book_via(&booker, &early_body, None).await;
+    assert_eq!(status, 422, "{early}");
+    assert!(early.contains("not_eligible"), "{early}");
 
     let id1 = dose1["reservation_id"].as_str().unwrap();
-    let (status, cancelled) = app
-        .send(
-            Method::DELETE,
-            &format!("/v1/reservations/{id1}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, cancelled) = app.cancel_via(&booker, id1).await;
     assert_eq!(status, 200, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(
@@ -100,35 +97,28 @@ async fn cancelling_dose_1_cancels_the_booked_dose_2_at_another_venue_day(backen
         dose2["reservation_id"]
     );
     assert_eq!(cancelled["also_cancelled"][0]["status"], "cancelled");
-
-    let id2 = dose2["reservation_id"].as_str().unwrap();
-    let (_, dose2_now) = app
-        .send(
-            Method::GET,
-            &format!("/v1/reservations/{id2}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(dose2_now["status"], "cancelled");
+    let all = app.reservations_via(&booker).await;
+    assert!(all.iter().all(|r| r["status"] == "cancelled"), "{all:?}");
     // Both places are free again, in both venue-days.
     assert_eq!(app.slots("clinic-001", &first_day).await[0].2, 5);
     assert_eq!(app.slots("clinic-002", &second_day).await[0].2, 5);
     // And the resident starts over at dose 1.
-    let (_, me) = app.send(Method::GET, "/v1/me", Some(&token), None).await;
-    assert_eq!(me["eligibility"]["next_dose"], 1);
+    assert_eq!(
+        app.profile_via(&booker).await["eligibility"]["next_dose"],
+        1
+    );
     // The cascade is stored: it survives a restart.
     let app = app.crash_and_restart().await;
-    let (_, list) = app
-        .send(Method::GET, "/v1/reservations", Some(&token), None)
-        .await;
-    assert!(
-        list["reservations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] == "cancelled")
-    );
+    let all = app.reservations_via(&booker).await;
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|r| r["status"] == "cancelled"));
+}
+
+fn via_name(via: Via) -> &'static str {
+    match via {
+        Via::Web => "web",
+        Via::Operator => "operator",
+    }
 }
 
 async fn cancelling_dose_2_keeps_dose_1(backend: Backend) {
@@ -168,6 +158,6 @@ async fn cancelling_dose_2_keeps_dose_1(backend: Backend) {
 
 on_both_stores!(
     one_dose_fired_at_ten_venue_days_at_once_books_exactly_once,
-    cancelling_dose_1_cancels_the_booked_dose_2_at_another_venue_day,
     cancelling_dose_2_keeps_dose_1,
 );
+on_both_stores_and_channels!(cancelling_dose_1_cancels_the_booked_dose_2_at_another_venue_day);

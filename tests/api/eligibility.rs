@@ -5,7 +5,7 @@ use chrono::{Days, Months, NaiveDate};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, Via};
 
 struct Row {
     case: &'static str,
@@ -225,7 +225,7 @@ fn record(i: usize, row: &Row) -> Value {
         "high_risk": row.high_risk, "history": history})
 }
 
-async fn the_rule_table_row_by_row(backend: Backend) {
+async fn the_rule_table_row_by_row(backend: Backend, via: Via) {
     let app = TestApp::spawn(backend).await;
     let today = vaxslot::domain::local_date(chrono::Utc::now());
     let slot = today.checked_add_days(Days::new(2)).unwrap();
@@ -248,16 +248,15 @@ async fn the_rule_table_row_by_row(backend: Backend) {
     .await;
 
     for (i, row) in rows.iter().enumerate() {
-        let token = app.login_as(&ticket(i), &row.birth.to_string()).await;
+        let booker = app.booker(via, &ticket(i), &row.birth.to_string()).await;
         let date = if row.past_day { yesterday } else { slot };
         let mut body = json!({"venue_id": format!("{}-venue", row.vaccine), "date": date.to_string(),
             "time": "10:00"});
         if let Some(dose) = row.dose {
             body["dose"] = json!(dose);
         }
-        let (status, answer) = app
-            .send(Method::POST, "/v1/reservations", Some(&token), Some(&body))
-            .await;
+        let (status, answer) = app.book_via(&booker, &body, None).await;
+        let answer: Value = serde_json::from_str(&answer).unwrap();
         match row.refused {
             None => assert_eq!(status, 201, "{}: {answer}", row.case),
             Some(reason) => {
@@ -296,7 +295,5 @@ async fn me_explains_what_comes_next_and_from_when(backend: Backend) {
     assert_eq!(me["eligibility"], Value::Null, "nothing more can be booked");
 }
 
-on_both_stores!(
-    the_rule_table_row_by_row,
-    me_explains_what_comes_next_and_from_when,
-);
+on_both_stores!(me_explains_what_comes_next_and_from_when);
+on_both_stores_and_channels!(the_rule_table_row_by_row);

@@ -25,6 +25,23 @@ const LOGIN_PARALLELISM: usize = 32;
 /// Longest a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Through which channel a test books: as the resident (web, with a token)
+/// or as a call-centre operator for them (ticket number + birth date).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Web,
+    Operator,
+}
+
+/// Someone who books for one resident, through one channel.
+pub struct Booker {
+    pub via: Via,
+    /// The resident's token (web) or the operator's key.
+    pub credential: String,
+    pub ticket_number: String,
+    pub birth_date: String,
+}
+
 /// Which store a test's server runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -410,6 +427,113 @@ impl TestApp {
             Some(&json!({"venue_id": venue_id, "date": date, "time": time})),
         )
         .await
+    }
+
+    /// A booker for the resident `ticket_number` through `via`: the web logs
+    /// the resident in; the operator uses the operator key.
+    pub async fn booker(&self, via: Via, ticket_number: &str, birth_date: &str) -> Booker {
+        let credential = match via {
+            Via::Web => self.login_as(ticket_number, birth_date).await,
+            Via::Operator => OPERATOR_KEY.to_owned(),
+        };
+        Booker {
+            via,
+            credential,
+            ticket_number: ticket_number.to_owned(),
+            birth_date: birth_date.to_owned(),
+        }
+    }
+
+    /// Books `body` (the resident's booking body) through the booker's
+    /// channel, with an `Idempotency-Key` if given; the status and raw body.
+    pub async fn book_via(
+        &self,
+        booker: &Booker,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> (u16, String) {
+        let (path, body) = match booker.via {
+            Via::Web => ("/v1/reservations", body.clone()),
+            Via::Operator => {
+                let mut body = body.clone();
+                body["ticket_number"] = json!(booker.ticket_number);
+                body["birth_date"] = json!(booker.birth_date);
+                ("/v1/operator/reservations", body)
+            }
+        };
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(&booker.credential)
+            .json(&body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("request sent");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    }
+
+    /// Books `(venue, date, time)` through the booker's channel.
+    pub async fn book_slot_via(
+        &self,
+        booker: &Booker,
+        venue_id: &str,
+        date: &str,
+        time: &str,
+    ) -> (u16, Value) {
+        let body = json!({"venue_id": venue_id, "date": date, "time": time});
+        let (status, text) = self.book_via(booker, &body, None).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The resident's profile as the booker sees it (`/v1/me`, or the
+    /// operator's lookup).
+    pub async fn profile_via(&self, booker: &Booker) -> Value {
+        let path = match booker.via {
+            Via::Web => "/v1/me".to_owned(),
+            Via::Operator => format!(
+                "/v1/operator/residents/{}?birth_date={}",
+                booker.ticket_number, booker.birth_date
+            ),
+        };
+        let (status, body) = self
+            .send(reqwest::Method::GET, &path, Some(&booker.credential), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Cancels through the booker's channel.
+    pub async fn cancel_via(&self, booker: &Booker, id: &str) -> (u16, Value) {
+        let path = match booker.via {
+            Via::Web => format!("/v1/reservations/{id}"),
+            Via::Operator => format!(
+                "/v1/operator/reservations/{id}?ticket_number={}&birth_date={}",
+                booker.ticket_number, booker.birth_date
+            ),
+        };
+        self.send(
+            reqwest::Method::DELETE,
+            &path,
+            Some(&booker.credential),
+            None,
+        )
+        .await
+    }
+
+    /// The resident's reservations as the booker sees them (`/v1/reservations`,
+    /// or the operator's lookup).
+    pub async fn reservations_via(&self, booker: &Booker) -> Vec<Value> {
+        self.profile_via(booker).await["reservations"]
+            .as_array()
+            .expect("reservations")
+            .clone()
     }
 
     /// `GET /v1/reservations/{id}` as the resident with `token`.

@@ -1,40 +1,29 @@
 //! `Idempotency-Key`: a retry returns the first answer and never makes a
 //! second reservation, also across a restart.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, future_date};
+use crate::helpers::{Backend, Booker, TestApp, Via, future_date, ticket};
 
-async fn keyed_book(app: &TestApp, token: &str, key: &str, body: &Value) -> (u16, String) {
-    let response = app
-        .client
-        .post(app.url("/v1/reservations"))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
+async fn keyed_book(app: &TestApp, booker: &Booker, key: &str, body: &Value) -> (u16, String) {
+    app.book_via(booker, body, Some(key)).await
 }
 
-async fn the_same_key_twice_gives_one_reservation_and_the_same_answer(backend: Backend) {
+const BIRTH_DATE: &str = "1960-01-01";
+
+async fn the_same_key_twice_gives_one_reservation_and_the_same_answer(backend: Backend, via: Via) {
     let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
     app.import_residents(1_800_000_000, 1).await;
-    let token = app.login(1_800_000_000).await;
+    let token = app.booker(via, &ticket(1_800_000_000), BIRTH_DATE).await;
     let body = json!({"venue_id": "clinic-001", "date": date, "time": "14:00"});
 
     let first = keyed_book(&app, &token, "launch-retry-1", &body).await;
     let second = keyed_book(&app, &token, "launch-retry-1", &body).await;
     assert_eq!(first.0, 201, "{}", first.1);
     assert_eq!(first, second, "the same answer, byte for byte");
-    let (_, list) = app
-        .send(Method::GET, "/v1/reservations", Some(&token), None)
-        .await;
-    assert_eq!(list["reservations"].as_array().unwrap().len(), 1);
+    assert_eq!(app.reservations_via(&token).await.len(), 1);
     assert_eq!(app.slots("clinic-001", &date).await[0].2, 4);
 
     // The same key with another request is refused, not replayed.
@@ -47,10 +36,7 @@ async fn the_same_key_twice_gives_one_reservation_and_the_same_answer(backend: B
     let app = app.crash_and_restart().await;
     let after = keyed_book(&app, &token, "launch-retry-1", &body).await;
     assert_eq!(after, first);
-    let (_, list) = app
-        .send(Method::GET, "/v1/reservations", Some(&token), None)
-        .await;
-    assert_eq!(list["reservations"].as_array().unwrap().len(), 1);
+    assert_eq!(app.reservations_via(&token).await.len(), 1);
 
     // A bad key is refused.
     let (status, answer) = keyed_book(&app, &token, &"k".repeat(65), &body).await;
@@ -58,13 +44,13 @@ async fn the_same_key_twice_gives_one_reservation_and_the_same_answer(backend: B
     assert!(answer.contains("invalid_idempotency_key"));
 }
 
-async fn a_refusal_is_replayed_too_even_after_the_slot_frees(backend: Backend) {
+async fn a_refusal_is_replayed_too_even_after_the_slot_frees(backend: Backend, via: Via) {
     let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 1)]).await;
     app.import_residents(1_810_000_000, 2).await;
     let alice = app.login(1_810_000_000).await;
-    let bob = app.login(1_810_000_001).await;
+    let bob = app.booker(via, &ticket(1_810_000_001), BIRTH_DATE).await;
     let (status, _) = app.book(&alice, "clinic-001", &date, "14:00").await;
     assert_eq!(status, 201);
     let body = json!({"venue_id": "clinic-001", "date": date, "time": "14:00"});
@@ -77,13 +63,13 @@ async fn a_refusal_is_replayed_too_even_after_the_slot_frees(backend: Backend) {
     assert_eq!(keyed_book(&app, &bob, "bob-2", &body).await.0, 201);
 }
 
-async fn keys_are_per_resident(backend: Backend) {
+async fn keys_are_per_resident(backend: Backend, via: Via) {
     let app = TestApp::spawn(backend).await;
     let date = future_date(30);
     app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
     app.import_residents(1_820_000_000, 2).await;
-    let alice = app.login(1_820_000_000).await;
-    let bob = app.login(1_820_000_001).await;
+    let alice = app.booker(via, &ticket(1_820_000_000), BIRTH_DATE).await;
+    let bob = app.booker(via, &ticket(1_820_000_001), BIRTH_DATE).await;
     let body = json!({"venue_id": "clinic-001", "date": date, "time": "14:00"});
     let (_, alices) = keyed_book(&app, &alice, "same-key", &body).await;
     let (status, bobs) = keyed_book(&app, &bob, "same-key", &body).await;
@@ -92,7 +78,7 @@ async fn keys_are_per_resident(backend: Backend) {
     assert_eq!(app.slots("clinic-001", &date).await[0].2, 3);
 }
 
-on_both_stores!(
+on_both_stores_and_channels!(
     the_same_key_twice_gives_one_reservation_and_the_same_answer,
     a_refusal_is_replayed_too_even_after_the_slot_frees,
     keys_are_per_resident,

@@ -21,6 +21,38 @@ macro_rules! on_both_stores {
     };
 }
 
+/// For each named `async fn(Backend, Via)`, a module with one test per store
+/// and booking channel: the resident's own (web) and the call centre's.
+macro_rules! on_both_stores_and_channels {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use crate::helpers::{Backend, Via};
+
+                #[tokio::test]
+                async fn embedded_web() {
+                    super::$scenario(Backend::Embedded, Via::Web).await
+                }
+
+                #[tokio::test]
+                async fn embedded_operator() {
+                    super::$scenario(Backend::Embedded, Via::Operator).await
+                }
+
+                #[tokio::test]
+                async fn redis_web() {
+                    super::$scenario(Backend::Redis, Via::Web).await
+                }
+
+                #[tokio::test]
+                async fn redis_operator() {
+                    super::$scenario(Backend::Redis, Via::Operator).await
+                }
+            }
+        )*
+    };
+}
+
 mod helpers;
 mod redis_server;
 
