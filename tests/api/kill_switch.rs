@@ -9,9 +9,12 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{Backend, SRE_KEY, TestApp, future_date};
+use crate::helpers::{Backend, OPERATOR_KEY, SRE_KEY, TestApp, future_date, ticket};
 
 struct Answer {
+    /// "web" or "operator": half the herd books as residents, half through
+    /// the call centre, on connections of their own.
+    channel: &'static str,
     sent_at: Instant,
     status: u16,
     code: Option<String>,
@@ -42,13 +45,25 @@ async fn after_the_put_returns_every_booking_is_refused_and_the_store_holds_exac
                 .map(|(i, token)| {
                     let (app, done, date) = (Arc::clone(&app), Arc::clone(&done), date.clone());
                     async move {
+                        let mut body = json!({"venue_id": format!("venue-{}", i % DAYS),
+                            "date": date, "time": "10:00"});
+                        let (channel, path, credential) = if i % 2 == 0 {
+                            ("web", "/v1/reservations", token)
+                        } else {
+                            body["ticket_number"] = json!(ticket(5_000_000_000 + i as u64));
+                            body["birth_date"] = json!("1960-01-01");
+                            (
+                                "operator",
+                                "/v1/operator/reservations",
+                                OPERATOR_KEY.to_owned(),
+                            )
+                        };
                         let sent_at = Instant::now();
                         let response = app
                             .client
-                            .post(app.url("/v1/reservations"))
-                            .bearer_auth(&token)
-                            .json(&json!({"venue_id": format!("venue-{}", i % DAYS),
-                                "date": date, "time": "10:00"}))
+                            .post(app.url(path))
+                            .bearer_auth(&credential)
+                            .json(&body)
                             .send()
                             .await
                             .expect("server answers");
@@ -57,6 +72,7 @@ async fn after_the_put_returns_every_booking_is_refused_and_the_store_holds_exac
                         let body: serde_json::Value = response.json().await.expect("json");
                         done.fetch_add(1, Ordering::SeqCst);
                         Answer {
+                            channel,
                             sent_at,
                             status,
                             code: body["code"].as_str().map(str::to_owned),
@@ -132,11 +148,28 @@ async fn after_the_put_returns_every_booking_is_refused_and_the_store_holds_exac
     }
     assert_eq!(used, created.len() as u64);
 
-    // The store holds exactly the 201s: none missing, none extra.
+    // The store holds exactly the 201s, per channel: none missing, none extra.
     let mut app = Arc::try_unwrap(app).ok().expect("herd released the app");
     app.kill().await;
-    let stored = app.stored_ids().await;
-    assert_eq!(stored, created);
+    let stored = app.stored_reservations().await;
+    for channel in ["web", "operator"] {
+        let created: HashSet<String> = answers
+            .iter()
+            .filter(|a| a.status == 201 && a.channel == channel)
+            .map(|a| a.reservation_id.clone().expect("201 has an id"))
+            .collect();
+        let stored: HashSet<String> = stored
+            .iter()
+            .filter(|r| r.channel.as_str() == channel)
+            .map(|r| r.id.to_string())
+            .collect();
+        assert!(!created.is_empty(), "{channel} booked before the switch");
+        assert_eq!(stored, created, "{channel}");
+        assert!(
+            after.iter().any(|a| a.channel == channel),
+            "{channel} was refused after the switch"
+        );
+    }
 }
 
 async fn reads_keep_working_and_release_reopens_booking(backend: Backend) {

@@ -56,7 +56,9 @@ macro_rules! on_both_stores_and_channels {
 mod helpers;
 mod redis_server;
 
+mod accounts;
 mod admin;
+mod audit;
 mod bad_input;
 mod booking;
 mod crash;
@@ -67,6 +69,7 @@ mod idempotency;
 mod idle;
 mod kill_switch;
 mod login;
+mod operator;
 mod overload;
 mod privacy;
 mod redis_outage;
