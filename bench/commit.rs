@@ -54,6 +54,7 @@ fn bench_store(
             b.to_async(runtime).iter(|| {
                 let store = Arc::clone(&store);
                 let batch = ReservationBatch {
+                    kind: vaxslot::store::BatchKind::Reservations,
                     venue_day: key.clone(),
                     owner_epoch,
                     sequence: sequence.fetch_add(1, Ordering::Relaxed) + 1,

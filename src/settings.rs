@@ -98,7 +98,24 @@ pub struct ServeArgs {
     /// launch ahead of its day. Never set it in production.
     #[arg(long, env = "VAXSLOT_CLOCK_START", value_parser = parse_instant)]
     pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// The municipality's 6-digit code (全国地方公共団体コード): venue tablets
+    /// accept a 16-digit scanned code only when it starts with it.
+    #[arg(long, env = "VAXSLOT_MUNICIPALITY_CODE", value_parser = parse_municipality_code)]
+    pub municipality_code: Option<String>,
 }
+
+fn parse_municipality_code(text: &str) -> Result<String, String> {
+    if text.len() == MUNICIPALITY_CODE_DIGITS && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "expected {MUNICIPALITY_CODE_DIGITS} digits, e.g. 131148"
+        ))
+    }
+}
+
+/// Digits of a municipality code.
+pub const MUNICIPALITY_CODE_DIGITS: usize = 6;
 
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
@@ -122,6 +139,7 @@ pub struct Settings {
     pub venue_day_idle_max: Duration,
     pub token_lifetime: chrono::Duration,
     pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
+    pub municipality_code: Option<String>,
 }
 
 fn env_key(name: &str) -> Option<String> {
@@ -153,6 +171,7 @@ impl Settings {
             token_lifetime: chrono::Duration::seconds(args.token_lifetime_s)
                 .clamp(chrono::Duration::seconds(1), TOKEN_LIFETIME_MAX),
             clock_start: args.clock_start,
+            municipality_code: args.municipality_code,
         }
     }
 }

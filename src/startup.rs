@@ -141,6 +141,7 @@ impl Application {
         let state = web::Data::new(AppState {
             booking,
             accounts,
+            municipality_code: settings.municipality_code.clone(),
             keys: settings.keys.clone(),
             tokens,
             residents,

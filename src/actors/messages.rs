@@ -7,7 +7,8 @@ use chrono::{DateTime, FixedOffset};
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    BookingError, BookingRequest, DayPlan, DayPlanError, Reservation, ReservationId, TicketNumber,
+    BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, Reservation, ReservationId,
+    TicketNumber,
 };
 use crate::residents::DoseClaim;
 use crate::store::{AuditDraft, AuditEntry, KillSwitchState, StoreError};
@@ -37,6 +38,20 @@ pub struct Cancel {
 }
 
 impl Message for Cancel {
+    type Result = ();
+}
+
+/// Check the owner in: their booked reservation of the day becomes attended.
+/// Committed even while the kill switch is engaged (it stops booking, not
+/// vaccination).
+pub struct CheckIn {
+    pub owner: TicketNumber,
+    pub now: DateTime<FixedOffset>,
+    pub audit: Option<AuditDraft>,
+    pub reply: oneshot::Sender<Result<Reservation, CheckInError>>,
+}
+
+impl Message for CheckIn {
     type Result = ();
 }
 

@@ -12,12 +12,12 @@ use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use super::Shared;
-use super::messages::{Book, Cancel, ListReservations, ReplaceDayPlan};
+use super::messages::{Book, Cancel, CheckIn, ListReservations, ReplaceDayPlan};
 use super::venue_day::{VENUE_DAY_MAILBOX_MAX, VenueDayActor};
 use crate::catalog::VENUE_DAYS_MAX;
 use crate::domain::{
-    BookingError, BookingRequest, DayPlan, DayPlanError, Reservation, ReservationId, TicketNumber,
-    VenueDayKey,
+    BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, Reservation, ReservationId,
+    TicketNumber, VenueDayKey,
 };
 use crate::residents::DoseClaim;
 use crate::store::AuditDraft;
@@ -241,6 +241,28 @@ impl Registry {
         };
         self.deliver(key, message)?;
         answer.await.unwrap_or(Err(BookingError::StoreUnavailable))
+    }
+
+    /// Checks the owner in at this venue-day; answers after the commit.
+    pub async fn check_in(
+        &self,
+        key: &VenueDayKey,
+        owner: TicketNumber,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        audit: Option<AuditDraft>,
+    ) -> Result<Reservation, CheckInError> {
+        let (reply, answer) = oneshot::channel();
+        let message = CheckIn {
+            owner,
+            now,
+            audit,
+            reply,
+        };
+        self.deliver(key, message).map_err(|error| match error {
+            RouteError::Overloaded => CheckInError::Overloaded,
+            RouteError::Unavailable => CheckInError::StoreUnavailable,
+        })?;
+        answer.await.unwrap_or(Err(CheckInError::StoreUnavailable))
     }
 
     /// Every reservation of the day, in slot order.

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::Shared;
-use super::messages::{Book, Cancel, ListReservations, ReplaceDayPlan};
+use super::messages::{Book, Cancel, CheckIn, ListReservations, ReplaceDayPlan};
 use super::registry::{Lifecycle, MAILBOX_CLOSED};
-use crate::domain::{BookingError, DayPlanError, Reservation, VenueDay, VenueDayKey};
+use crate::domain::{BookingError, CheckInError, DayPlanError, Reservation, VenueDay, VenueDayKey};
 use crate::residents::DoseClaim;
 use crate::store::{
-    AbandonError, AbandonedBatch, AuditEntry, CommitError, Decision, ReservationBatch,
+    AbandonError, AbandonedBatch, AuditEntry, BatchKind, CommitError, Decision, ReservationBatch,
 };
 use crate::telemetry;
 
@@ -47,7 +47,19 @@ const IDLE_CHECK_MAX: Duration = Duration::from_secs(30);
 enum Pending {
     Book(Book),
     Cancel(Cancel),
+    CheckIn(CheckIn),
     Plan(ReplaceDayPlan),
+}
+
+impl Pending {
+    /// The batch a decision for this request goes into (`None`: a plan, decided alone).
+    fn batch_kind(&self) -> Option<BatchKind> {
+        match self {
+            Pending::Book(_) | Pending::Cancel(_) => Some(BatchKind::Reservations),
+            Pending::CheckIn(_) => Some(BatchKind::CheckIns),
+            Pending::Plan(_) => None,
+        }
+    }
 }
 
 impl Pending {
@@ -66,6 +78,9 @@ impl Pending {
             Pending::Cancel(m) => {
                 let _ = m.reply.send(Err(booking));
             }
+            Pending::CheckIn(m) => {
+                let _ = m.reply.send(Err(check_in_refusal(booking)));
+            }
             Pending::Plan(m) => {
                 let _ = m.reply.send(Err(plan));
             }
@@ -73,7 +88,33 @@ impl Pending {
     }
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>;
+/// Whom a decision answers: a booking or cancellation, or a check-in.
+enum Reply {
+    Booking(tokio::sync::oneshot::Sender<Result<Reservation, BookingError>>),
+    CheckIn(tokio::sync::oneshot::Sender<Result<Reservation, CheckInError>>),
+}
+
+impl Reply {
+    /// A requester that has gone away is not an error.
+    fn send(self, answer: Result<Reservation, BookingError>) {
+        match self {
+            Reply::Booking(reply) => {
+                let _ = reply.send(answer);
+            }
+            Reply::CheckIn(reply) => {
+                let _ = reply.send(answer.map_err(check_in_refusal));
+            }
+        }
+    }
+}
+
+/// A commit failure as a check-in's answer (the kill switch never refuses one).
+fn check_in_refusal(error: BookingError) -> CheckInError {
+    match error {
+        BookingError::Overloaded => CheckInError::Overloaded,
+        _ => CheckInError::StoreUnavailable,
+    }
+}
 
 /// A decision taken in memory, waiting for its batch to commit: what the
 /// store commits, and whom to answer.
@@ -212,11 +253,14 @@ impl VenueDayActor {
             return;
         }
         let today = crate::clock::today();
+        let Some(kind) = self.waiting.front().and_then(Pending::batch_kind) else {
+            return;
+        };
         let mut decided = Vec::new();
         while decided.len() < COMMIT_BATCH_MAX {
-            match self.waiting.front() {
-                None | Some(Pending::Plan(_)) => break,
-                Some(_) => {}
+            // One kind per batch: the kill switch refuses bookings, not check-ins.
+            if self.waiting.front().and_then(Pending::batch_kind) != Some(kind) {
+                break;
             }
             match self.waiting.pop_front() {
                 Some(Pending::Book(message)) => {
@@ -231,7 +275,7 @@ impl VenueDayActor {
                             audit: audit.map(|draft| draft.complete(reservation.id)),
                             decision: Decision::Created(reservation),
                             claim: Some(claim),
-                            reply,
+                            reply: Reply::Booking(reply),
                         }),
                         Err(refusal) => {
                             // Release the dose before answering, so a retry finds it free.
@@ -254,10 +298,34 @@ impl VenueDayActor {
                                 previous: before.expect("a cancelled reservation existed before"),
                             },
                             claim: None,
-                            reply: message.reply,
+                            reply: Reply::Booking(message.reply),
                         }),
                         Err(refusal) => {
                             let _ = message.reply.send(Err(refusal));
+                        }
+                    }
+                }
+                Some(Pending::CheckIn(message)) => {
+                    let CheckIn {
+                        owner,
+                        now,
+                        audit,
+                        reply,
+                    } = message;
+                    match self.day().decide_check_in(&owner, now) {
+                        Ok((attended, previous)) => {
+                            decided.push(Decided {
+                                audit: audit.map(|draft| draft.complete(attended.id)),
+                                decision: Decision::Updated {
+                                    previous,
+                                    reservation: attended,
+                                },
+                                claim: None,
+                                reply: Reply::CheckIn(reply),
+                            });
+                        }
+                        Err(refusal) => {
+                            let _ = reply.send(Err(refusal));
                         }
                     }
                 }
@@ -268,12 +336,13 @@ impl VenueDayActor {
             self.schedule_flush(ctx);
             return;
         }
-        self.commit(decided, ctx);
+        self.commit(kind, decided, ctx);
     }
 
-    fn commit(&mut self, decided: Vec<Decided>, ctx: &mut Context<Self>) {
+    fn commit(&mut self, kind: BatchKind, decided: Vec<Decided>, ctx: &mut Context<Self>) {
         self.sequence += 1;
         let batch = ReservationBatch {
+            kind,
             venue_day: self.key.clone(),
             owner_epoch: self.owner_epoch,
             sequence: self.sequence,
@@ -287,12 +356,12 @@ impl VenueDayActor {
             async move { store.commit_reservations(batch).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| {
-                    let kind = act.shared.store.kind();
-                    metrics::histogram!(telemetry::COMMIT_DURATION_SECONDS, "store" => kind)
+                    let store_kind = act.shared.store.kind();
+                    metrics::histogram!(telemetry::COMMIT_DURATION_SECONDS, "store" => store_kind)
                         .record(started.elapsed().as_secs_f64());
                     metrics::histogram!(telemetry::COMMIT_BATCH_SIZE).record(size as f64);
                     let fenced = matches!(result, Err(CommitError::Fenced));
-                    act.finish_commit(result, decided);
+                    act.finish_commit(kind, result, decided);
                     if act.abandoned.is_some() {
                         act.retry_abandon_later(ctx);
                     }
@@ -311,7 +380,12 @@ impl VenueDayActor {
     /// Applies a batch's outcome: memory and the resident index first, then
     /// the published snapshot, and only then the answers, so that whoever gets
     /// an answer sees its effect everywhere.
-    fn finish_commit(&mut self, result: Result<(), CommitError>, decided: Vec<Decided>) {
+    fn finish_commit(
+        &mut self,
+        kind: BatchKind,
+        result: Result<(), CommitError>,
+        decided: Vec<Decided>,
+    ) {
         let mut answers: Vec<(Reply, Result<Reservation, BookingError>)> =
             Vec::with_capacity(decided.len());
         match result {
@@ -349,6 +423,7 @@ impl VenueDayActor {
                         tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
                             "batch commit outcome unknown; undone in memory, to be abandoned in the store");
                         let batch = ReservationBatch {
+                            kind,
                             venue_day: self.key.clone(),
                             owner_epoch: self.owner_epoch,
                             sequence: self.sequence,
@@ -372,7 +447,7 @@ impl VenueDayActor {
                             self.day().undo_booking(reservation.id);
                         }
                         Decision::Updated { previous, .. } => {
-                            self.day().undo_cancel(previous);
+                            self.day().undo_update(previous);
                         }
                     }
                     // Released before answering, so a retry finds the dose free.
@@ -383,8 +458,7 @@ impl VenueDayActor {
         }
         self.publish();
         for (reply, answer) in answers {
-            // A requester that has gone away is not an error.
-            let _ = reply.send(answer);
+            reply.send(answer);
         }
     }
 
@@ -525,6 +599,13 @@ impl Handler<Book> for VenueDayActor {
     type Result = ();
     fn handle(&mut self, message: Book, ctx: &mut Context<Self>) {
         self.enqueue(Pending::Book(message), ctx);
+    }
+}
+
+impl Handler<CheckIn> for VenueDayActor {
+    type Result = ();
+    fn handle(&mut self, message: CheckIn, ctx: &mut Context<Self>) {
+        self.enqueue(Pending::CheckIn(message), ctx);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 
-use crate::domain::{BookingError, DayPlanError, DomainError};
+use crate::domain::{BookingError, CheckInError, DayPlanError, DomainError};
 
 /// Seconds a client should wait after `503 booking_closed`.
 pub const RETRY_AFTER_BOOKING_CLOSED_S: u32 = 60;
@@ -98,6 +98,11 @@ error_codes! {
     ChangeInProgress: "change_in_progress", CONFLICT, "Another change is in progress", Some(RETRY_AFTER_OVERLOADED_S);
     IdempotencyKeyInUse: "idempotency_key_in_use", CONFLICT, "Idempotency key in use", Some(RETRY_AFTER_OVERLOADED_S);
     IdempotencyKeyReused: "idempotency_key_reused", UNPROCESSABLE_ENTITY, "Idempotency key reused", None;
+    // Check-in.
+    InvalidCode: "invalid_code", BAD_REQUEST, "Not this municipality's code", None;
+    NoReservation: "no_reservation", NOT_FOUND, "No reservation here today", None;
+    PriorDoseMissing: "prior_dose_missing", CONFLICT, "Previous dose missing", None;
+    AlreadyAttended: "already_attended", CONFLICT, "Already checked in", None;
     // Admin changes.
     CapacityBelowBooked: "capacity_below_booked", CONFLICT, "Capacity below booked", None;
     VaccineChangeWithBookings: "vaccine_change_with_bookings", CONFLICT, "Day has bookings for its vaccine", None;
@@ -148,6 +153,19 @@ impl From<BookingError> for ErrorCode {
             BookingError::StoreUnavailable => Self::StoreUnavailable,
             BookingError::IdempotencyKeyInUse => Self::IdempotencyKeyInUse,
             BookingError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+        }
+    }
+}
+
+impl From<CheckInError> for ErrorCode {
+    fn from(error: CheckInError) -> Self {
+        match error {
+            CheckInError::InvalidCode => Self::InvalidCode,
+            CheckInError::NoReservation => Self::NoReservation,
+            CheckInError::PriorDoseMissing => Self::PriorDoseMissing,
+            CheckInError::AlreadyAttended => Self::AlreadyAttended,
+            CheckInError::StoreUnavailable => Self::StoreUnavailable,
+            CheckInError::Overloaded => Self::Overloaded,
         }
     }
 }

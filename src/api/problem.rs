@@ -141,6 +141,12 @@ impl From<BookingError> for ApiError {
     }
 }
 
+impl From<crate::domain::CheckInError> for ApiError {
+    fn from(error: crate::domain::CheckInError) -> Self {
+        Self::new(error.into(), error.to_string())
+    }
+}
+
 impl From<DayPlanError> for ApiError {
     fn from(error: DayPlanError) -> Self {
         Self::new(error.into(), error.to_string())

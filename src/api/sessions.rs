@@ -123,7 +123,10 @@ pub fn profile(state: &AppState, ticket: &TicketNumber) -> Option<HttpResponse> 
                 name: resident.name.clone(),
                 birth_date: resident.birth_date.to_string(),
                 high_risk: resident.high_risk,
-                history: resident.history.iter().map(DoseRecordView::from).collect(),
+                history: crate::domain::received_history(&resident, &reservations)
+                    .iter()
+                    .map(DoseRecordView::from)
+                    .collect(),
                 reservations: ReservationList::of(&reservations),
                 eligibility,
             }),

@@ -1,4 +1,4 @@
-//! Venue staff: the roster of a venue-day (staff, admin). CSV by default or
+//! Venue staff: check-in at the door, and the roster of a venue-day (staff, admin). CSV by default or
 //! with `Accept: text/csv`; JSON with `Accept: application/json`. Holds
 //! personal data: only these roles get it, and it is never logged.
 
@@ -10,8 +10,10 @@ use super::AppState;
 use super::auth::{self, Role};
 use super::problem::ApiError;
 use crate::domain::{
-    BookingError, Reservation, ReservationStatus, VenueDayKey, VenueId, parse_date,
+    BookingError, CheckInError, Reservation, ReservationStatus, TicketNumber, VenueDayKey, VenueId,
+    parse_date, prior_dose_received, received_history,
 };
+use crate::store::{AuditDraft, AuditTarget};
 
 /// The roster's columns (API.md), in order.
 pub const ROSTER_COLUMNS: [&str; 9] = [
@@ -134,4 +136,132 @@ async fn roster_unaudited(
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .body(body))
+}
+
+/// Digits of a ticket number printed after the municipality code.
+const CODE_WITH_MUNICIPALITY_DIGITS: usize = 16;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckInBody {
+    venue_id: String,
+    date: String,
+    /// What the tablet scanned: the ticket number, or the municipality
+    /// code followed by it.
+    code: String,
+}
+
+/// The ticket number in a scanned code: 10 digits, or 16 that start with
+/// this municipality's code.
+fn ticket_in_code(code: &str, municipality: Option<&str>) -> Result<TicketNumber, CheckInError> {
+    let code = code.trim();
+    if code.len() == CODE_WITH_MUNICIPALITY_DIGITS {
+        let (prefix, ticket) = code.split_at(CODE_WITH_MUNICIPALITY_DIGITS - 10);
+        return match municipality {
+            Some(ours) if ours == prefix => {
+                TicketNumber::parse(ticket).map_err(|_| CheckInError::InvalidCode)
+            }
+            _ => Err(CheckInError::InvalidCode),
+        };
+    }
+    TicketNumber::parse(code).map_err(|_| CheckInError::InvalidCode)
+}
+
+/// `POST /v1/staff/checkins`: the resident's booked reservation of that
+/// venue-day becomes attended, and the dose counts as received from then on
+/// (the attended reservation is its durable record). Never dose N without
+/// dose N-1 received. Keeps working while the kill switch is engaged.
+pub async fn check_in(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let staff = auth::staff(&request, &state, &[Role::Staff])?;
+    let mut target = AuditTarget::default();
+    let result = async {
+        let body: CheckInBody = super::body::json(&request, payload).await?;
+        let key = VenueDayKey {
+            venue_id: VenueId::parse(&body.venue_id)?,
+            date: parse_date(&body.date)?,
+        };
+        target.venue_id = Some(key.venue_id.clone());
+        target.date = Some(key.date);
+        let ticket = ticket_in_code(&body.code, state.municipality_code.as_deref())?;
+        target.ticket_number = Some(ticket);
+        if state.catalog.day(&key).is_none() {
+            return Err(CheckInError::NoReservation.into());
+        }
+        let reservations = state.residents.reservations_of(&ticket);
+        let mut here = reservations.iter().filter(|r| r.venue_day() == key);
+        let Some(booked) = here.clone().find(|r| r.status == ReservationStatus::Booked) else {
+            let attended = here.any(|r| r.status == ReservationStatus::Attended);
+            return Err(if attended {
+                CheckInError::AlreadyAttended
+            } else {
+                CheckInError::NoReservation
+            }
+            .into());
+        };
+        let resident = state
+            .residents
+            .resident(&ticket)
+            .ok_or(CheckInError::NoReservation)?;
+        let history = received_history(&resident, &reservations);
+        if !prior_dose_received(&history, booked.dose) {
+            return Err(CheckInError::PriorDoseMissing.into());
+        }
+        let draft = AuditDraft {
+            actor: staff.actor.clone(),
+            role: staff.role,
+            action: "staff.checkin",
+            target: target.clone(),
+            outcome_if_committed: "200 ok",
+        };
+        let attended = state
+            .registry
+            .check_in(&key, ticket, crate::clock::now(), Some(draft))
+            .await?;
+        Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(super::views::ReservationView::from(&attended)))
+    }
+    .await;
+    match result {
+        // Its audit entry committed with the check-in.
+        Ok(answer) => Ok(answer),
+        Err(error) => {
+            super::audit::recorded(&state, &staff, "staff.checkin", target, Err(error)).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_ten_digits_or_sixteen_starting_with_our_municipality() {
+        let ours = Some("131148");
+        assert!(ticket_in_code("1311480001", ours).is_ok());
+        assert!(ticket_in_code("1311481311480001", ours).is_ok());
+        assert_eq!(
+            ticket_in_code("1311491311480001", ours).err(),
+            Some(CheckInError::InvalidCode),
+            "another municipality's code"
+        );
+        assert_eq!(
+            ticket_in_code("1311481311480001", None).err(),
+            Some(CheckInError::InvalidCode),
+            "no municipality configured"
+        );
+        for bad in [
+            "",
+            "131148000",
+            "13114800011",
+            "13114800x1",
+            "１３１１４８０００１",
+        ] {
+            assert!(ticket_in_code(bad, ours).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Which doses count, per resident: pure functions over a resident's
 //! received doses and reservations, used by every resident-state store.
 
-use super::{Dose, PriorDose, Reservation, ReservationId, ReservationStatus, Resident};
+use super::{Dose, DoseRecord, PriorDose, Reservation, ReservationId, ReservationStatus, Resident};
 
 /// Is `dose` received, being booked (`pending`), or actively reserved?
 /// Then it cannot be booked again.
@@ -48,7 +48,12 @@ pub fn prior_doses(
         })
         .collect();
     for r in reservations {
-        let counts = r.status == ReservationStatus::Booked && !being_cancelled.contains(&r.id);
+        let counts = match r.status {
+            ReservationStatus::Booked => !being_cancelled.contains(&r.id),
+            // Checked in at the venue: received.
+            ReservationStatus::Attended => true,
+            ReservationStatus::Cancelled => false,
+        };
         if counts && !priors.iter().any(|p| p.dose == r.dose) {
             priors.push(PriorDose {
                 dose: r.dose,
@@ -58,6 +63,33 @@ pub fn prior_doses(
         }
     }
     priors
+}
+
+/// The doses received: the imported history and every checked-in
+/// (attended) reservation, which is the durable record of a dose given at a
+/// venue. In dose order.
+pub fn received_history(resident: &Resident, reservations: &[Reservation]) -> Vec<DoseRecord> {
+    let mut history = resident.history.clone();
+    for r in reservations {
+        if r.status == ReservationStatus::Attended && !history.iter().any(|h| h.dose == r.dose) {
+            history.push(DoseRecord {
+                dose: r.dose,
+                date: r.date,
+                vaccine: r.vaccine,
+            });
+        }
+    }
+    history.sort_by_key(|h| h.dose);
+    history
+}
+
+/// Whether dose `dose` may be given now: dose 1 always, dose N only when
+/// dose N-1 is received (never vaccinate dose 2 without dose 1).
+pub fn prior_dose_received(history: &[DoseRecord], dose: Dose) -> bool {
+    match dose.number() {
+        1 => true,
+        n => history.iter().any(|h| h.dose.number() == n - 1),
+    }
 }
 
 /// What cancelling `target` cancels: it and every booked later dose, latest
@@ -124,6 +156,14 @@ mod tests {
         assert!(!dose_is_taken(&resident, &[], &[], Dose::FIRST));
         let attended = vec![reservation(1, ReservationStatus::Attended)];
         assert!(dose_is_taken(&resident, &attended, &[], Dose::FIRST));
-        assert!(prior_doses(&resident, &attended, &[]).is_empty());
+        assert_eq!(
+            prior_doses(&resident, &attended, &[]).len(),
+            1,
+            "attended is received"
+        );
+        let history = received_history(&resident, &attended);
+        assert!(prior_dose_received(&history, Dose::new(2).unwrap()));
+        assert!(!prior_dose_received(&[], Dose::new(2).unwrap()));
+        assert!(prior_dose_received(&[], Dose::FIRST));
     }
 }

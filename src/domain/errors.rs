@@ -93,6 +93,23 @@ impl IneligibleReason {
     }
 }
 
+/// Why a check-in was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum CheckInError {
+    #[error("the code is not this municipality's ticket")]
+    InvalidCode,
+    #[error("no venue-day here, or no reservation booked for this ticket on it")]
+    NoReservation,
+    #[error("this dose's previous dose is not in the history: do not vaccinate, check the history")]
+    PriorDoseMissing,
+    #[error("this reservation is already checked in")]
+    AlreadyAttended,
+    #[error("the store did not accept the change: nothing was saved, please retry")]
+    StoreUnavailable,
+    #[error("too many requests at once: please retry shortly")]
+    Overloaded,
+}
+
 /// Why a day's new plan was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum DayPlanError {

@@ -14,12 +14,15 @@ mod venue_day;
 pub use account::{
     ACCOUNT_ID_LENGTH_MAX, ACCOUNT_NAME_CHARS_MAX, Account, AccountId, Actor, KEY_HASH_BYTES, Role,
 };
-pub use doses::{cancel_cascade, dose_is_taken, prior_doses, reserved_doses};
+pub use doses::{
+    cancel_cascade, dose_is_taken, prior_dose_received, prior_doses, received_history,
+    reserved_doses,
+};
 pub use eligibility::{
     DoseRule, Interval, MinimumAge, PriorDose, TODAYS_RULES, TargetGroup, Wanted, age_on, birthday,
     check as check_eligibility, outlook as eligibility_outlook,
 };
-pub use errors::{BookingError, DayPlanError, DomainError, IneligibleReason};
+pub use errors::{BookingError, CheckInError, DayPlanError, DomainError, IneligibleReason};
 pub use ids::{
     DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS, TicketNumber,
     VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date,

@@ -16,8 +16,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use subtle::ConstantTimeEq;
 
 use super::{
-    BookingError, Channel, DayPlan, DayPlanError, Dose, IdempotencyTag, IneligibleReason,
-    Reservation, ReservationId, ReservationStatus, SlotTime, TicketNumber, VenueDayKey,
+    BookingError, Channel, CheckInError, DayPlan, DayPlanError, Dose, IdempotencyTag,
+    IneligibleReason, Reservation, ReservationId, ReservationStatus, SlotTime, TicketNumber,
+    VenueDayKey,
 };
 
 /// One booking decision's input, already authenticated and routed.
@@ -171,7 +172,7 @@ impl VenueDay {
     }
 
     /// Decides a cancellation by its owner. On `Ok` returns the cancelled
-    /// reservation; the caller must commit it or call `undo_cancel`.
+    /// reservation; the caller must commit it or call `undo_update`.
     pub fn decide_cancel(
         &mut self,
         id: ReservationId,
@@ -196,14 +197,56 @@ impl VenueDay {
         Ok(cancelled)
     }
 
-    /// Restores a reservation whose cancellation failed to commit.
-    pub fn undo_cancel(&mut self, before: Reservation) {
+    /// Restores a reservation whose change (cancellation, check-in) failed
+    /// to commit, as it was before.
+    pub fn undo_update(&mut self, before: Reservation) {
         let time = before.time;
+        let now_active = self
+            .reservations
+            .get(&before.id)
+            .is_some_and(|r| r.status.is_active());
         if let Some(counter) = self.slots.get_mut(&time) {
-            counter.booked += 1;
+            match (now_active, before.status.is_active()) {
+                (false, true) => counter.booked += 1,
+                (true, false) => counter.booked -= 1,
+                _ => {}
+            }
         }
         self.reservations.insert(before.id, before);
         self.assert_slot_invariant(time);
+    }
+
+    /// Decides a check-in: the owner's booked reservation of this day becomes
+    /// attended (it keeps its place). Returns it, and the version it replaces;
+    /// the caller must commit it or call `undo_update`.
+    pub fn decide_check_in(
+        &mut self,
+        owner: &TicketNumber,
+        now: DateTime<FixedOffset>,
+    ) -> Result<(Reservation, Reservation), CheckInError> {
+        let mine = || {
+            self.reservations
+                .values()
+                .filter(|r| &r.ticket_number == owner)
+        };
+        if !mine().any(|r| r.status == ReservationStatus::Booked) {
+            return Err(if mine().any(|r| r.status == ReservationStatus::Attended) {
+                CheckInError::AlreadyAttended
+            } else {
+                CheckInError::NoReservation
+            });
+        }
+        let reservation = self
+            .reservations
+            .values_mut()
+            .find(|r| &r.ticket_number == owner && r.status == ReservationStatus::Booked)
+            .expect("checked above");
+        let previous = reservation.clone();
+        reservation.status = ReservationStatus::Attended;
+        reservation.updated_at = now;
+        let attended = reservation.clone();
+        self.assert_slot_invariant(attended.time);
+        Ok((attended, previous))
     }
 
     /// Checks that a new plan keeps every booked place (no slot with bookings

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::records::{Stored, decode, decode_all, encode, encode_all};
 use super::{
-    AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, CommitError,
-    KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay, page_of,
+    AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
+    CommitError, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay, page_of,
 };
 use crate::domain::{
     Account, AccountId, DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date,
@@ -357,7 +357,7 @@ fn apply_in_one_transaction(
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::Reservations(batch) => {
-                    if kill_switch_engaged {
+                    if kill_switch_engaged && batch.kind == BatchKind::Reservations {
                         Err(CommitError::KillSwitchEngaged)
                     } else {
                         logged_records

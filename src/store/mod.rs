@@ -260,9 +260,20 @@ impl Decision {
     }
 }
 
+/// What a batch changes, which decides whether the kill switch stops it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BatchKind {
+    /// Bookings and cancellations: refused while the kill switch is engaged.
+    Reservations,
+    /// Check-ins at the venue: committed whatever the switch (it stops
+    /// booking, not vaccination).
+    CheckIns,
+}
+
 /// The decisions of one venue-day's batch. Committed all together or not at
 /// all; committing the same batch (same epoch and sequence) again is a no-op.
 pub struct ReservationBatch {
+    pub kind: BatchKind,
     pub venue_day: VenueDayKey,
     pub owner_epoch: u64,
     /// Increases by one per batch of this owner.

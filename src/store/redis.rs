@@ -18,8 +18,9 @@ use async_trait::async_trait;
 
 use super::records::{self, Stored};
 use super::{
-    AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, CommitError,
-    Decision, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay, page_of,
+    AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
+    CommitError, Decision, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay,
+    page_of,
 };
 use crate::domain::{
     Account, AccountId, DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date,
@@ -283,6 +284,11 @@ impl Store for RedisStore {
             .key(&keys.audit)
             .arg(batch.owner_epoch)
             .arg(batch.sequence)
+            .arg(if batch.kind == BatchKind::Reservations {
+                "1"
+            } else {
+                "0"
+            })
             .arg(batch.decisions.len());
         for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation

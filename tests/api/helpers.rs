@@ -112,16 +112,6 @@ impl TestApp {
         Self::start(dir, 0, Backend::Redis, None, Some(url), Vec::new()).await
     }
 
-    async fn spawn_on(
-        data_dir: Arc<TempDir>,
-        generation: u32,
-        backend: Backend,
-        redis: Option<RedisServer>,
-    ) -> TestApp {
-        let url = redis.as_ref().map(RedisServer::url);
-        Self::start(data_dir, generation, backend, redis, url, Vec::new()).await
-    }
-
     async fn start(
         data_dir: Arc<TempDir>,
         generation: u32,
@@ -224,14 +214,22 @@ impl TestApp {
     }
 
     /// SIGKILL, then a new server on the same store.
-    pub async fn crash_and_restart(mut self) -> TestApp {
+    pub async fn crash_and_restart(self) -> TestApp {
+        self.crash_and_restart_with_env(&[]).await
+    }
+
+    /// SIGKILL, then a new server on the same store with the environment `env`.
+    pub async fn crash_and_restart_with_env(mut self, env: &[(&str, &str)]) -> TestApp {
         self.kill().await;
         let redis = self.redis.take();
-        Self::spawn_on(
+        let url = redis.as_ref().map(RedisServer::url);
+        Self::start(
             Arc::clone(&self.data_dir),
             self.generation + 1,
             self.backend,
             redis,
+            url,
+            owned(env),
         )
         .await
     }

@@ -61,6 +61,7 @@ mod admin;
 mod audit;
 mod bad_input;
 mod booking;
+mod checkin;
 mod crash;
 mod dose_chains;
 mod eligibility;

@@ -40,6 +40,7 @@ fn reservation(ticket: u64) -> Reservation {
 
 fn batch(owner_epoch: u64, sequence: u64, reservations: Vec<Reservation>) -> ReservationBatch {
     ReservationBatch {
+        kind: vaxslot::store::BatchKind::Reservations,
         venue_day: key(),
         owner_epoch,
         sequence,
