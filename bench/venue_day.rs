@@ -15,6 +15,7 @@ fn decisions(c: &mut Criterion) {
     // The mass venue's day: 20 slots of 25.
     let slots = (0..20u16)
         .map(|i| SlotPlan {
+            operator_hold: 0,
             time: SlotTime::parse(&format!("{:02}:{:02}", 10 + i / 4, (i % 4) * 15)).unwrap(),
             capacity: 25,
         })

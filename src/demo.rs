@@ -66,6 +66,7 @@ fn slot(hh: u16, mm: u16, capacity: u32) -> SlotPlan {
     SlotPlan {
         time: SlotTime::parse(&format!("{hh:02}:{mm:02}")).expect("demo times are valid"),
         capacity,
+        operator_hold: 0,
     }
 }
 

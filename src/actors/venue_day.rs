@@ -721,6 +721,7 @@ mod tests {
         let plan = DayPlan::new(
             Vaccine::Moderna,
             vec![SlotPlan {
+                operator_hold: 0,
                 time: SlotTime::parse("10:30").unwrap(),
                 capacity,
             }],

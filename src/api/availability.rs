@@ -31,7 +31,28 @@ struct DayAvailability {
     venue_name: String,
     date: String,
     vaccine: &'static str,
+    /// The booking window, when the day has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    closes_at: Option<String>,
     slots: Vec<SlotView>,
+}
+
+/// Operators and admins also see the held places.
+fn sees_held(request: &HttpRequest, state: &AppState) -> bool {
+    if request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .is_none()
+    {
+        return false;
+    }
+    matches!(
+        super::auth::caller(request, state),
+        Ok(super::auth::Caller::Staff(staff))
+            if matches!(staff.role, crate::domain::Role::Operator | crate::domain::Role::Admin)
+    )
 }
 
 pub async fn get(
@@ -54,6 +75,7 @@ pub async fn get(
         venue_id: venue_id.as_ref(),
         access_code: params.access_code.as_deref(),
     };
+    let show_held = sees_held(&request, &state);
     let days: Vec<DayAvailability> = state
         .catalog
         .availability(&query)
@@ -64,7 +86,9 @@ pub async fn get(
             venue_name: venue.name.clone(),
             date: day.key.date.to_string(),
             vaccine: day.plan.vaccine.as_str(),
-            slots: slot_views(&day),
+            opens_at: day.plan.window.opens_at.map(|t| t.to_rfc3339()),
+            closes_at: day.plan.window.closes_at.map(|t| t.to_rfc3339()),
+            slots: slot_views(&day, show_held),
         })
         .collect();
     Ok(HttpResponse::Ok().json(Availability { days }))

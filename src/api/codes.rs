@@ -98,6 +98,9 @@ error_codes! {
     ChangeInProgress: "change_in_progress", CONFLICT, "Another change is in progress", Some(RETRY_AFTER_OVERLOADED_S);
     IdempotencyKeyInUse: "idempotency_key_in_use", CONFLICT, "Idempotency key in use", Some(RETRY_AFTER_OVERLOADED_S);
     IdempotencyKeyReused: "idempotency_key_reused", UNPROCESSABLE_ENTITY, "Idempotency key reused", None;
+    NotOpenYet: "not_open_yet", CONFLICT, "Booking has not opened yet", Some(RETRY_AFTER_OVERLOADED_S);
+    BookingWindowClosed: "booking_window_closed", CONFLICT, "Booking has closed for this day", None;
+    InvalidWindow: "invalid_window", BAD_REQUEST, "Invalid booking window", None;
     // Check-in.
     InvalidCode: "invalid_code", BAD_REQUEST, "Not this municipality's code", None;
     NoReservation: "no_reservation", NOT_FOUND, "No reservation here today", None;
@@ -131,6 +134,7 @@ impl From<DomainError> for ErrorCode {
             DomainError::InvalidSlots => Self::InvalidSlots,
             DomainError::InvalidAccessCode => Self::InvalidAccessCode,
             DomainError::VaccineNotOffered => Self::VaccineNotOffered,
+            DomainError::InvalidWindow => Self::InvalidWindow,
             DomainError::InvalidAccountId => Self::InvalidAccountId,
             DomainError::InvalidRole => Self::InvalidRole,
         }
@@ -153,6 +157,8 @@ impl From<BookingError> for ErrorCode {
             BookingError::StoreUnavailable => Self::StoreUnavailable,
             BookingError::IdempotencyKeyInUse => Self::IdempotencyKeyInUse,
             BookingError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            BookingError::NotOpenYet(_) => Self::NotOpenYet,
+            BookingError::BookingWindowClosed => Self::BookingWindowClosed,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct ApiError {
     detail: String,
     /// The `reason` member of `422 not_eligible`.
     reason: Option<&'static str>,
+    /// The `opens_at` member of `409 not_open_yet`.
+    opens_at: Option<String>,
     retry_after_s: Option<u32>,
 }
 
@@ -30,6 +32,8 @@ struct ProblemBody<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<&'a str>,
 }
 
 impl ApiError {
@@ -40,6 +44,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             reason: None,
+            opens_at: None,
             retry_after_s: code.retry_after_s(),
         }
     }
@@ -137,6 +142,11 @@ impl From<BookingError> for ApiError {
         if let BookingError::NotEligible(reason) = error {
             problem.reason = Some(reason.as_str());
         }
+        if let BookingError::NotOpenYet(opens_at) = error {
+            let wait_s = (opens_at - crate::clock::now()).num_seconds().max(1);
+            problem.opens_at = Some(opens_at.to_rfc3339());
+            problem.retry_after_s = Some(u32::try_from(wait_s).unwrap_or(u32::MAX));
+        }
         problem
     }
 }
@@ -176,6 +186,7 @@ impl ApiError {
             code: self.code.as_str(),
             detail: &self.detail,
             reason: self.reason,
+            opens_at: self.opens_at.as_deref(),
         };
         serde_json::to_vec(&body).expect("problem bodies serialise")
     }

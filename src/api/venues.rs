@@ -36,6 +36,8 @@ struct VenueBody {
 struct SlotBody {
     time: String,
     capacity: u32,
+    #[serde(default)]
+    operator_hold: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +47,23 @@ struct DayBody {
     slots: Vec<SlotBody>,
     #[serde(default)]
     access_code: Option<String>,
+    #[serde(default)]
+    opens_at: Option<String>,
+    #[serde(default)]
+    closes_at: Option<String>,
+    #[serde(default)]
+    hold_release_at: Option<String>,
+}
+
+/// An optional RFC 3339 instant of a day's booking window.
+fn window_instant(
+    text: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, crate::domain::DomainError> {
+    text.map(|t| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|_| crate::domain::DomainError::InvalidWindow)
+    })
+    .transpose()
 }
 
 #[derive(serde::Serialize)]
@@ -164,10 +183,16 @@ async fn put_day_unaudited(
             Ok(SlotPlan {
                 time: SlotTime::parse(&s.time)?,
                 capacity: s.capacity,
+                operator_hold: s.operator_hold.unwrap_or(0),
             })
         })
         .collect::<Result<Vec<_>, crate::domain::DomainError>>()?;
-    let plan = DayPlan::new(vaccine, slots, body.access_code)?;
+    let window = crate::domain::BookingWindow {
+        opens_at: window_instant(body.opens_at.as_deref())?,
+        closes_at: window_instant(body.closes_at.as_deref())?,
+        hold_release_at: window_instant(body.hold_release_at.as_deref())?,
+    };
+    let plan = DayPlan::with_window(vaccine, slots, body.access_code, window)?;
     let created = state.registry.replace_plan(&key, plan).await?;
     // The actor published the new snapshot before answering.
     let day = state

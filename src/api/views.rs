@@ -78,6 +78,8 @@ pub struct SlotView {
     pub time: String,
     pub capacity: u32,
     pub remaining: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_remaining: Option<u32>,
 }
 
 /// A day as its admin sees it (with its access code).
@@ -90,13 +92,21 @@ pub struct DayView {
     pub slots: Vec<SlotView>,
 }
 
-pub fn slot_views(day: &DaySnapshot) -> Vec<SlotView> {
+/// A day's slots as they can be booked now: `remaining` is what a resident
+/// can book; `held_remaining` (shown to operators and admins only) what
+/// only the call centre can, until the hold release.
+pub fn slot_views(day: &DaySnapshot, show_held: bool) -> Vec<SlotView> {
+    let before_release = crate::clock::now() < day.plan.hold_release_at(day.key.date);
     day.slots
         .iter()
-        .map(|s| SlotView {
-            time: s.time.to_string(),
-            capacity: s.capacity,
-            remaining: s.remaining,
+        .map(|s| {
+            let (remaining, held) = s.remaining_for(before_release);
+            SlotView {
+                time: s.time.to_string(),
+                capacity: s.capacity,
+                remaining,
+                held_remaining: show_held.then_some(held),
+            }
         })
         .collect()
 }
@@ -108,7 +118,8 @@ impl From<&DaySnapshot> for DayView {
             date: day.key.date.to_string(),
             vaccine: day.plan.vaccine.as_str(),
             access_code: day.plan.access_code.clone(),
-            slots: slot_views(day),
+            // Held places are shown for a day that has any.
+            slots: slot_views(day, day.plan.slots.iter().any(|s| s.operator_hold > 0)),
         }
     }
 }

@@ -227,6 +227,7 @@ fn is_final(error: BookingError) -> bool {
             | BookingError::StoreUnavailable
             | BookingError::ChangeInProgress
             | BookingError::IdempotencyKeyInUse
+            | BookingError::NotOpenYet(_)
     )
 }
 

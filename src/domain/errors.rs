@@ -30,6 +30,10 @@ pub enum DomainError {
     InvalidAccessCode,
     #[error("the day's vaccine is not one the venue offers")]
     VaccineNotOffered,
+    #[error(
+        "opens_at, closes_at and hold_release_at must be RFC 3339 instants, closes_at after opens_at"
+    )]
+    InvalidWindow,
     #[error("account_id must be 1–64 characters of a-z, 0-9 and '-'")]
     InvalidAccountId,
     #[error("role must be \"operator\", \"staff\", \"sre\" or \"admin\"")]
@@ -63,6 +67,10 @@ pub enum BookingError {
     StoreUnavailable,
     #[error("a request with this Idempotency-Key is still being answered: retry shortly")]
     IdempotencyKeyInUse,
+    #[error("booking for this day has not opened yet")]
+    NotOpenYet(chrono::DateTime<chrono::FixedOffset>),
+    #[error("booking for this day has closed")]
+    BookingWindowClosed,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
 }

@@ -32,8 +32,8 @@ pub use reservation::{Channel, FingerprintScheme, IdempotencyTag, Reservation, R
 pub use resident::test_resident;
 pub use resident::{DoseRecord, RESIDENT_TEXT_CHARS_MAX, Resident, next_open_dose};
 pub use venue::{
-    ACCESS_CODE_LENGTH_MAX, BookingMode, DayPlan, SLOT_CAPACITY_MAX, SLOTS_PER_DAY_MAX, SlotPlan,
-    VENUE_TEXT_CHARS_MAX, Venue, VenueKind,
+    ACCESS_CODE_LENGTH_MAX, BookingMode, BookingWindow, DayPlan, SLOT_CAPACITY_MAX,
+    SLOTS_PER_DAY_MAX, SlotPlan, VENUE_TEXT_CHARS_MAX, Venue, VenueKind,
 };
 pub use venue_day::{BookingRequest, DaySnapshot, SlotAvailability, VenueDay};
 

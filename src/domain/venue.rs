@@ -1,5 +1,7 @@
 //! Venues and the plan of one venue-day.
 
+use chrono::{DateTime, FixedOffset, NaiveDate};
+
 use super::{DomainError, SlotTime, Vaccine, VenueId};
 
 /// Longest venue name, address or phone text, in characters.
@@ -67,6 +69,20 @@ impl Venue {
 pub struct SlotPlan {
     pub time: SlotTime,
     pub capacity: u32,
+    /// Places kept for the call centre until the day's hold release (≤ capacity).
+    pub operator_hold: u32,
+}
+
+/// When a day may be booked (API.md "Operator holds and booking windows").
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct BookingWindow {
+    /// Before it, every booking is `not_open_yet`.
+    pub opens_at: Option<DateTime<FixedOffset>>,
+    /// From it on, every booking is `booking_window_closed`.
+    pub closes_at: Option<DateTime<FixedOffset>>,
+    /// Until it, residents may not take the operators' held places
+    /// (default: 17:00 local time the day before).
+    pub hold_release_at: Option<DateTime<FixedOffset>>,
 }
 
 /// The whole plan of one venue-day, as an admin puts it.
@@ -77,21 +93,37 @@ pub struct DayPlan {
     pub slots: Vec<SlotPlan>,
     /// A restricted ("secret") day needs this code to be listed or booked.
     pub access_code: Option<String>,
+    pub window: BookingWindow,
 }
 
 impl DayPlan {
     /// Builds a plan, sorting slots and checking every limit.
     pub fn new(
         vaccine: Vaccine,
-        mut slots: Vec<SlotPlan>,
+        slots: Vec<SlotPlan>,
         access_code: Option<String>,
     ) -> Result<Self, DomainError> {
+        Self::with_window(vaccine, slots, access_code, BookingWindow::default())
+    }
+
+    /// Builds a plan with a booking window, checking that it closes after it opens.
+    pub fn with_window(
+        vaccine: Vaccine,
+        mut slots: Vec<SlotPlan>,
+        access_code: Option<String>,
+        window: BookingWindow,
+    ) -> Result<Self, DomainError> {
         if slots.len() > SLOTS_PER_DAY_MAX
-            || slots
-                .iter()
-                .any(|s| s.capacity == 0 || s.capacity > SLOT_CAPACITY_MAX)
+            || slots.iter().any(|s| {
+                s.capacity == 0 || s.capacity > SLOT_CAPACITY_MAX || s.operator_hold > s.capacity
+            })
         {
             return Err(DomainError::InvalidSlots);
+        }
+        if let (Some(opens), Some(closes)) = (window.opens_at, window.closes_at)
+            && closes <= opens
+        {
+            return Err(DomainError::InvalidWindow);
         }
         slots.sort_by_key(|s| s.time);
         if slots.windows(2).any(|w| w[0].time == w[1].time) {
@@ -109,6 +141,22 @@ impl DayPlan {
             vaccine,
             slots,
             access_code,
+            window,
+        })
+    }
+
+    /// When residents may take held places: the day's `hold_release_at`, or
+    /// 17:00 local time the day before `date`.
+    pub fn hold_release_at(&self, date: NaiveDate) -> DateTime<FixedOffset> {
+        self.window.hold_release_at.unwrap_or_else(|| {
+            let day_before = date.pred_opt().unwrap_or(date);
+            let five_pm = day_before
+                .and_hms_opt(17, 0, 0)
+                .expect("17:00 is a valid time");
+            five_pm
+                .and_local_timezone(super::municipality_offset())
+                .single()
+                .expect("a fixed offset has one local time")
         })
     }
 

@@ -35,7 +35,42 @@ pub struct BookingRequest {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct SlotCounter {
     capacity: u32,
+    /// Active reservations, every channel.
     booked: u32,
+    /// Places kept for the call centre until the hold release.
+    hold: u32,
+    /// Active reservations made by operators: they fill the hold first.
+    operator_booked: u32,
+}
+
+impl SlotCounter {
+    fn new(capacity: u32, hold: u32) -> Self {
+        Self {
+            capacity,
+            booked: 0,
+            hold,
+            operator_booked: 0,
+        }
+    }
+
+    /// Held places no operator has taken yet.
+    fn held_open(&self) -> u32 {
+        self.hold.saturating_sub(self.operator_booked)
+    }
+
+    fn take(&mut self, channel: Channel) {
+        self.booked += 1;
+        if channel == Channel::Operator {
+            self.operator_booked += 1;
+        }
+    }
+
+    fn give_back(&mut self, channel: Channel) {
+        self.booked -= 1;
+        if channel == Channel::Operator {
+            self.operator_booked -= 1;
+        }
+    }
 }
 
 /// What availability shows of one slot.
@@ -43,7 +78,24 @@ struct SlotCounter {
 pub struct SlotAvailability {
     pub time: SlotTime,
     pub capacity: u32,
+    /// Free places, any channel: `capacity − booked`.
     pub remaining: u32,
+    /// Of those, places held for operators and not yet taken by one (until
+    /// the hold release; see `remaining_for`).
+    pub held_open: u32,
+}
+
+impl SlotAvailability {
+    /// What a resident can book now, and what only an operator can, at `now`
+    /// against the day's hold release.
+    pub fn remaining_for(&self, before_release: bool) -> (u32, u32) {
+        if before_release {
+            let held = self.held_open.min(self.remaining);
+            (self.remaining - held, held)
+        } else {
+            (self.remaining, 0)
+        }
+    }
 }
 
 /// A published, read-only picture of one venue-day.
@@ -87,7 +139,7 @@ impl VenueDay {
             if reservation.status.is_active()
                 && let Some(counter) = day.slots.get_mut(&reservation.time)
             {
-                counter.booked += 1;
+                counter.take(reservation.channel);
             }
             day.reservations.insert(reservation.id, reservation);
         }
@@ -128,6 +180,8 @@ impl VenueDay {
             }
         }
         let vaccine = plan.vaccine;
+        let window = plan.window;
+        let hold_release_at = plan.hold_release_at(self.key.date);
         let counter = self
             .slots
             .get_mut(&request.time)
@@ -135,10 +189,28 @@ impl VenueDay {
         if self.key.date < today {
             return Err(BookingError::NotEligible(IneligibleReason::PastDate));
         }
-        if counter.booked >= counter.capacity {
+        if let Some(opens_at) = window.opens_at
+            && request.now < opens_at
+        {
+            return Err(BookingError::NotOpenYet(opens_at));
+        }
+        if window
+            .closes_at
+            .is_some_and(|closes_at| request.now >= closes_at)
+        {
+            return Err(BookingError::BookingWindowClosed);
+        }
+        // Until the release, a resident may not take a held place that no
+        // operator has taken yet; an operator may book up to capacity.
+        let limit = if request.channel == Channel::Web && request.now < hold_release_at {
+            counter.capacity - counter.held_open()
+        } else {
+            counter.capacity
+        };
+        if counter.booked >= limit {
             return Err(BookingError::SlotFull);
         }
-        counter.booked += 1;
+        counter.take(request.channel);
         let reservation = Reservation {
             id: ReservationId::random(),
             ticket_number: request.ticket_number,
@@ -166,7 +238,7 @@ impl VenueDay {
             .remove(&id)
             .expect("undo_booking: the reservation was decided by this day");
         if let Some(counter) = self.slots.get_mut(&reservation.time) {
-            counter.booked -= 1;
+            counter.give_back(reservation.channel);
         }
         self.assert_slot_invariant(reservation.time);
     }
@@ -191,7 +263,7 @@ impl VenueDay {
         reservation.updated_at = now;
         let cancelled = reservation.clone();
         if let Some(counter) = self.slots.get_mut(&cancelled.time) {
-            counter.booked -= 1;
+            counter.give_back(cancelled.channel);
         }
         self.assert_slot_invariant(cancelled.time);
         Ok(cancelled)
@@ -207,8 +279,8 @@ impl VenueDay {
             .is_some_and(|r| r.status.is_active());
         if let Some(counter) = self.slots.get_mut(&time) {
             match (now_active, before.status.is_active()) {
-                (false, true) => counter.booked += 1,
-                (true, false) => counter.booked -= 1,
+                (false, true) => counter.take(before.channel),
+                (true, false) => counter.give_back(before.channel),
                 _ => {}
             }
         }
@@ -281,14 +353,12 @@ impl VenueDay {
     pub fn set_plan(&mut self, plan: DayPlan) {
         let mut slots = BTreeMap::new();
         for slot in &plan.slots {
-            let booked = self.slots.get(&slot.time).map_or(0, |c| c.booked);
-            slots.insert(
-                slot.time,
-                SlotCounter {
-                    capacity: slot.capacity,
-                    booked,
-                },
-            );
+            let mut counter = SlotCounter::new(slot.capacity, slot.operator_hold);
+            if let Some(old) = self.slots.get(&slot.time) {
+                counter.booked = old.booked;
+                counter.operator_booked = old.operator_booked;
+            }
+            slots.insert(slot.time, counter);
         }
         self.slots = slots;
         self.plan = Some(Arc::new(plan));
@@ -304,6 +374,7 @@ impl VenueDay {
                 time: *time,
                 capacity: c.capacity,
                 remaining: c.capacity.saturating_sub(c.booked),
+                held_open: c.held_open(),
             })
             .collect();
         Some(DaySnapshot {
@@ -327,6 +398,7 @@ impl VenueDay {
         if let Some(counter) = self.slots.get(&time) {
             assert!(counter.booked <= counter.capacity, "slot over capacity");
             debug_assert_eq!(counter.booked, self.recount_active(time));
+            debug_assert!(counter.operator_booked <= counter.booked);
         }
     }
 }
@@ -353,6 +425,7 @@ mod tests {
             slots
                 .iter()
                 .map(|&(t, capacity)| SlotPlan {
+                    operator_hold: 0,
                     time: time(t),
                     capacity,
                 })

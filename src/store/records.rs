@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuditEntry, AuditTarget, KillSwitchState, StoreError};
 use crate::domain::{
-    Account, AccountId, Actor, BookingMode, Channel, DayPlan, Dose, DoseRecord, FingerprintScheme,
-    IdempotencyTag, KEY_HASH_BYTES, Reservation, ReservationId, ReservationStatus, Resident, Role,
-    SlotPlan, SlotTime, TicketNumber, Vaccine, Venue, VenueId, VenueKind,
+    Account, AccountId, Actor, BookingMode, BookingWindow, Channel, DayPlan, Dose, DoseRecord,
+    FingerprintScheme, IdempotencyTag, KEY_HASH_BYTES, Reservation, ReservationId,
+    ReservationStatus, Resident, Role, SlotPlan, SlotTime, TicketNumber, Vaccine, Venue, VenueId,
+    VenueKind,
 };
 
 /// A domain value with a stored form.
@@ -166,10 +167,17 @@ impl Stored for Venue {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct SlotPlanV1 {
     pub time: String,
     pub capacity: u32,
+    /// Absent in the first release's records (no holds then).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub operator_hold: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -177,6 +185,13 @@ pub struct DayPlanV1 {
     pub vaccine: VaccineV1,
     pub slots: Vec<SlotPlanV1>,
     pub access_code: Option<String>,
+    /// The booking window; absent in the first release's records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<FixedOffset>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<DateTime<FixedOffset>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_release_at: Option<DateTime<FixedOffset>>,
 }
 
 impl Stored for DayPlan {
@@ -191,9 +206,13 @@ impl Stored for DayPlan {
                 .map(|s| SlotPlanV1 {
                     time: s.time.to_string(),
                     capacity: s.capacity,
+                    operator_hold: s.operator_hold,
                 })
                 .collect(),
             access_code: self.access_code.clone(),
+            opens_at: self.window.opens_at,
+            closes_at: self.window.closes_at,
+            hold_release_at: self.window.hold_release_at,
         }
     }
 
@@ -205,10 +224,17 @@ impl Stored for DayPlan {
                 Ok(SlotPlan {
                     time: SlotTime::parse(&s.time).map_err(invalid("slot time"))?,
                     capacity: s.capacity,
+                    operator_hold: s.operator_hold,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        DayPlan::new(record.vaccine.into(), slots, record.access_code).map_err(invalid("day plan"))
+        let window = BookingWindow {
+            opens_at: record.opens_at,
+            closes_at: record.closes_at,
+            hold_release_at: record.hold_release_at,
+        };
+        DayPlan::with_window(record.vaccine.into(), slots, record.access_code, window)
+            .map_err(invalid("day plan"))
     }
 }
 

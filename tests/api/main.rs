@@ -66,6 +66,7 @@ mod crash;
 mod dose_chains;
 mod eligibility;
 mod health;
+mod holds;
 mod idempotency;
 mod idle;
 mod kill_switch;

@@ -71,6 +71,7 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             vaxslot::domain::DayPlan::new(
                 Vaccine::Moderna,
                 vec![vaxslot::domain::SlotPlan {
+                    operator_hold: 0,
                     time: SlotTime::parse("10:30").unwrap(),
                     capacity: 10,
                 }],
