@@ -7,10 +7,10 @@
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 
 use crate::domain::{
-    BookingMode, DayPlan, Dose, DoseRecord, Resident, SlotPlan, SlotTime, TicketNumber, Vaccine,
-    Venue, VenueDayKey, VenueId, VenueKind,
+    Account, AccountId, Actor, BookingMode, BookingWindow, DayPlan, Dose, DoseRecord, Resident,
+    Role, SlotPlan, SlotTime, TicketNumber, Vaccine, Venue, VenueDayKey, VenueId, VenueKind,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{AuditEntry, AuditTarget, Store, StoreError};
 
 pub const DEMO_CENTRAL_CLINICS: usize = 100;
 pub const DEMO_DIRECT_CLINICS: usize = 30;
@@ -28,6 +28,36 @@ pub const DEMO_KEYS: [(&str, &str); 4] = [
     ("VAXSLOT_STAFF_KEY", "demo-staff-key"),
     ("VAXSLOT_OPERATOR_KEY", "demo-operator-key"),
 ];
+
+/// Named demo accounts: id, role, display name, key. Their keys are printed
+/// at start in demo mode; real accounts get random keys (`/v1/admin/accounts`).
+pub const DEMO_ACCOUNTS: [(&str, Role, &str, &str); 4] = [
+    (
+        "op-01",
+        Role::Operator,
+        "コールセンター 1番",
+        "vxk_demo-operator-01",
+    ),
+    (
+        "op-02",
+        Role::Operator,
+        "コールセンター 2番",
+        "vxk_demo-operator-02",
+    ),
+    (
+        "tablet-sunplaza-1",
+        Role::Staff,
+        "中野サンプラザ 受付1",
+        "vxk_demo-tablet-1",
+    ),
+    ("sre-on-call", Role::Sre, "SRE 当番", "vxk_demo-sre-on-call"),
+];
+
+/// Nakano ward's municipality code, printed on its tickets before the number.
+pub const DEMO_MUNICIPALITY_CODE: &str = "131148";
+
+/// Places per slot the mass venue's first demo day holds for the call centre.
+pub const DEMO_OPERATOR_HOLD: u32 = 5;
 
 /// A small deterministic generator (xorshift64*), so the demo is the same
 /// everywhere.
@@ -79,6 +109,30 @@ fn mass_venue_day() -> DayPlan {
         }
     }
     DayPlan::new(Vaccine::Moderna, slots, None).expect("demo plan is valid")
+}
+
+/// The mass venue's first demo day: booking opens at 09:00 on `today`, and
+/// each slot holds `DEMO_OPERATOR_HOLD` places for the call centre.
+fn with_launch_window(plan: DayPlan, today: NaiveDate) -> DayPlan {
+    let slots = plan
+        .slots
+        .iter()
+        .map(|s| SlotPlan {
+            operator_hold: DEMO_OPERATOR_HOLD,
+            ..*s
+        })
+        .collect();
+    let nine = today
+        .and_hms_opt(9, 0, 0)
+        .expect("09:00 is a valid time")
+        .and_local_timezone(crate::domain::municipality_offset())
+        .single()
+        .expect("a fixed offset has one local time");
+    let window = BookingWindow {
+        opens_at: Some(nine),
+        ..BookingWindow::default()
+    };
+    DayPlan::with_window(plan.vaccine, slots, plan.access_code, window).expect("demo plan is valid")
 }
 
 fn clinic_day(vaccine: Vaccine, capacity: u32) -> DayPlan {
@@ -134,7 +188,14 @@ pub fn days(today: NaiveDate, venues: &[Venue]) -> Vec<(VenueDayKey, DayPlan)> {
                 VenueKind::Mass
                     if matches!(weekday, Weekday::Thu | Weekday::Fri | Weekday::Sat) =>
                 {
-                    mass_venue_day()
+                    let first = !days
+                        .iter()
+                        .any(|(k, _): &(VenueDayKey, DayPlan)| k.venue_id == venue.id);
+                    if first {
+                        with_launch_window(mass_venue_day(), today)
+                    } else {
+                        mass_venue_day()
+                    }
                 }
                 VenueKind::Clinic if !matches!(weekday, Weekday::Sat | Weekday::Sun) => {
                     let vaccine = venue.vaccines[offset as usize % venue.vaccines.len()];
@@ -216,6 +277,26 @@ pub async fn fill_if_empty(store: &dyn Store, today: NaiveDate) -> Result<bool, 
         store.put_venue(venue).await?;
     }
     store.put_residents(residents(today)).await?;
+    for (id, role, name, key) in DEMO_ACCOUNTS {
+        let account = Account {
+            id: AccountId::parse(id).expect("demo ids are valid"),
+            role,
+            display_name: name.to_owned(),
+            created_at: crate::clock::now(),
+            key_hash: crate::accounts::key_hash(key),
+        };
+        let audit = AuditEntry::new(
+            Actor::Env(Role::Admin),
+            Role::Admin,
+            "admin.account_put",
+            AuditTarget {
+                account_id: Some(account.id.clone()),
+                ..AuditTarget::default()
+            },
+            "201 ok".to_owned(),
+        );
+        store.put_account(account, audit).await?;
+    }
     Ok(true)
 }
 
@@ -239,7 +320,21 @@ mod tests {
                 Weekday::Thu | Weekday::Fri | Weekday::Sat
             ))
         );
-        assert_eq!(mass_days.count(), 9);
+        assert_eq!(mass_days.clone().count(), 9);
+        let first = mass_days.clone().next().unwrap();
+        assert!(
+            first
+                .1
+                .slots
+                .iter()
+                .all(|s| s.operator_hold == DEMO_OPERATOR_HOLD)
+        );
+        assert!(first.1.window.opens_at.is_some());
+        assert!(
+            mass_days
+                .skip(1)
+                .all(|(_, plan)| plan.window.opens_at.is_none())
+        );
         let residents = residents(today);
         assert_eq!(residents.len(), DEMO_RESIDENTS);
         assert!(residents.iter().all(|r| r.clone().validated(today).is_ok()));

@@ -189,6 +189,13 @@ impl Application {
 }
 
 fn demo_keys(settings: &mut Settings, banner: &mut Vec<String>) {
+    if settings.municipality_code.is_none() {
+        settings.municipality_code = Some(demo::DEMO_MUNICIPALITY_CODE.to_owned());
+        banner.push(format!(
+            "demo municipality code in force: VAXSLOT_MUNICIPALITY_CODE={}",
+            demo::DEMO_MUNICIPALITY_CODE
+        ));
+    }
     let keys = &mut settings.keys;
     for (variable, demo_key) in demo::DEMO_KEYS {
         let slot = match variable {
@@ -201,6 +208,12 @@ fn demo_keys(settings: &mut Settings, banner: &mut Vec<String>) {
             *slot = Some(demo_key.to_owned());
             banner.push(format!("demo key in force: {variable}={demo_key}"));
         }
+    }
+    for (id, role, _, key) in demo::DEMO_ACCOUNTS {
+        banner.push(format!(
+            "demo account {id} ({}): Authorization: Bearer {key}",
+            role.as_str()
+        ));
     }
     banner.push(format!(
         "demo resident login: POST /v1/sessions {{\"ticket_number\":\"{}\",\"birth_date\":\"{}\"}}",

@@ -89,6 +89,12 @@ pub struct DayView {
     pub date: String,
     pub vaccine: &'static str,
     pub access_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_release_at: Option<String>,
     pub slots: Vec<SlotView>,
 }
 
@@ -118,6 +124,9 @@ impl From<&DaySnapshot> for DayView {
             date: day.key.date.to_string(),
             vaccine: day.plan.vaccine.as_str(),
             access_code: day.plan.access_code.clone(),
+            opens_at: day.plan.window.opens_at.map(|t| t.to_rfc3339()),
+            closes_at: day.plan.window.closes_at.map(|t| t.to_rfc3339()),
+            hold_release_at: day.plan.window.hold_release_at.map(|t| t.to_rfc3339()),
             // Held places are shown for a day that has any.
             slots: slot_views(day, day.plan.slots.iter().any(|s| s.operator_hold > 0)),
         }
