@@ -49,12 +49,7 @@ pub struct AccountId(String);
 
 impl AccountId {
     pub fn parse(text: &str) -> Result<Self, DomainError> {
-        let valid = !text.is_empty()
-            && text.len() <= ACCOUNT_ID_LENGTH_MAX
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if valid {
+        if super::ids::is_id(text, ACCOUNT_ID_LENGTH_MAX) {
             Ok(Self(text.to_owned()))
         } else {
             Err(DomainError::InvalidAccountId)

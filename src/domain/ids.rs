@@ -15,14 +15,18 @@ pub const VENUE_ID_LENGTH_MAX: usize = 64;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct VenueId(String);
 
+/// 1 to `length_max` bytes of `[a-z0-9-]`: the contract's id shape.
+pub(super) fn is_id(text: &str, length_max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= length_max
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 impl VenueId {
     pub fn parse(text: &str) -> Result<Self, DomainError> {
-        let valid = !text.is_empty()
-            && text.len() <= VENUE_ID_LENGTH_MAX
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if valid {
+        if is_id(text, VENUE_ID_LENGTH_MAX) {
             Ok(Self(text.to_owned()))
         } else {
             Err(DomainError::InvalidVenueId)
