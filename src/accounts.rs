@@ -12,6 +12,11 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{Account, AccountId, KEY_HASH_BYTES, Role};
 
+/// How often a process on a shared store (Redis) reloads the accounts, so
+/// that an account made, rotated or deleted by another process takes effect
+/// here within this time.
+pub const ACCOUNTS_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Most named accounts (a call centre of 80 lines, tablets, staff: room to spare).
 pub const ACCOUNTS_MAX: usize = 10_000;
 /// Random bytes in a key (256 bits; the contract asks for at least 128).
@@ -37,14 +42,15 @@ pub fn key_hash(key: &str) -> [u8; KEY_HASH_BYTES] {
 pub struct AccountDirectory {
     accounts: DashMap<AccountId, Account>,
     by_key: DashMap<[u8; KEY_HASH_BYTES], AccountId>,
+    /// Counts this process's own changes; a reload read before one of them
+    /// is stale and is not applied (it could bring back a deleted key).
+    changes: std::sync::Mutex<u64>,
 }
 
 impl AccountDirectory {
     pub fn load(accounts: Vec<Account>) -> Self {
         let directory = Self::default();
-        for account in accounts {
-            directory.put(account);
-        }
+        directory.replace_all(accounts);
         directory
     }
 
@@ -75,6 +81,11 @@ impl AccountDirectory {
 
     /// Inserts or replaces an account; its previous key stops working.
     pub fn put(&self, account: Account) {
+        *self.changes.lock().expect("accounts lock poisoned") += 1;
+        self.insert(account);
+    }
+
+    fn insert(&self, account: Account) {
         if let Some(previous) = self.accounts.get(&account.id)
             && previous.key_hash != account.key_hash
         {
@@ -84,7 +95,46 @@ impl AccountDirectory {
         self.accounts.insert(account.id.clone(), account);
     }
 
+    /// This process's change count, to pass to `replace_all` with a reload
+    /// read after it.
+    pub fn change_count(&self) -> u64 {
+        *self.changes.lock().expect("accounts lock poisoned")
+    }
+
+    /// Makes the directory hold exactly `accounts` (a reload from the store
+    /// read after `change_count` gave `seen`), unless this process changed
+    /// an account since: then the reload may be stale and is dropped.
+    pub fn replace_all_if_unchanged(&self, seen: u64, accounts: Vec<Account>) {
+        let changes = self.changes.lock().expect("accounts lock poisoned");
+        if *changes == seen {
+            self.replace_all(accounts);
+        }
+        drop(changes);
+    }
+
+    fn replace_all(&self, accounts: Vec<Account>) {
+        let keep: std::collections::HashSet<AccountId> =
+            accounts.iter().map(|a| a.id.clone()).collect();
+        let gone: Vec<AccountId> = self
+            .accounts
+            .iter()
+            .map(|a| a.id.clone())
+            .filter(|id| !keep.contains(id))
+            .collect();
+        for id in gone {
+            self.delete(&id);
+        }
+        for account in accounts {
+            self.insert(account);
+        }
+    }
+
     pub fn remove(&self, id: &AccountId) {
+        *self.changes.lock().expect("accounts lock poisoned") += 1;
+        self.delete(id);
+    }
+
+    fn delete(&self, id: &AccountId) {
         if let Some((_, account)) = self.accounts.remove(id) {
             self.by_key.remove(&account.key_hash);
         }
@@ -119,6 +169,24 @@ mod tests {
         directory.remove(&AccountId::parse("op-1").unwrap());
         assert!(directory.authenticate(&rotated).is_none());
         assert!(directory.authenticate(&other).is_some());
+    }
+
+    #[test]
+    fn a_reload_read_before_a_local_change_is_dropped() {
+        let directory = AccountDirectory::default();
+        let key = new_key();
+        directory.put(account("op-1", &key));
+        let seen = directory.change_count();
+        let stale = directory.list();
+        directory.remove(&AccountId::parse("op-1").unwrap());
+        directory.replace_all_if_unchanged(seen, stale);
+        assert!(
+            directory.authenticate(&key).is_none(),
+            "the deleted key stays refused"
+        );
+        let seen = directory.change_count();
+        directory.replace_all_if_unchanged(seen, vec![account("op-2", &key)]);
+        assert_eq!(directory.authenticate(&key).unwrap().0.as_str(), "op-2");
     }
 
     #[test]

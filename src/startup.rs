@@ -9,7 +9,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::accounts::AccountDirectory;
+use crate::accounts::{ACCOUNTS_REFRESH_INTERVAL, AccountDirectory};
 use crate::actors::{KillSwitchHandle, Registry, Shared};
 use crate::api::{self, AppState, Gate, IMPORTS_IN_FLIGHT_MAX};
 use crate::booking::BookingService;
@@ -103,6 +103,21 @@ impl Application {
         let accounts = Arc::new(AccountDirectory::load(
             store.load_accounts().await.context("loading accounts")?,
         ));
+        if store.kind() == "redis" {
+            // Other processes may change accounts in the shared store.
+            let (store, accounts) = (Arc::clone(&store), Arc::clone(&accounts));
+            actix_rt::spawn(async move {
+                let mut every = tokio::time::interval(ACCOUNTS_REFRESH_INTERVAL);
+                loop {
+                    every.tick().await;
+                    let seen = accounts.change_count();
+                    match store.load_accounts().await {
+                        Ok(loaded) => accounts.replace_all_if_unchanged(seen, loaded),
+                        Err(error) => tracing::warn!(error = %error, "accounts not reloaded"),
+                    }
+                }
+            });
+        }
         let kill_switch_state = store
             .load_kill_switch()
             .await

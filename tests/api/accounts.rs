@@ -187,3 +187,50 @@ on_both_stores!(
     accounts_are_made_used_rotated_deleted_and_survive_a_restart,
     only_admins_manage_accounts_and_bad_input_is_refused,
 );
+
+/// Polls (bounded) until `key` gets `want` from the kill switch's `GET` on `app`.
+async fn until_switch_status(app: &TestApp, key: &str, want: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while switch_status(app, key).await != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {want} on the other process"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn on_a_shared_redis_another_process_follows_account_changes_within_a_second_or_two() {
+    let first = TestApp::spawn(Backend::Redis).await;
+    let second = first.spawn_second().await;
+    let (_, created) = put_account(&first, "sre-shared", "sre", "SRE").await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    until_switch_status(&second, &key, 200).await;
+    let (_, rotated) = first
+        .send(
+            Method::POST,
+            "/v1/admin/accounts/sre-shared/rotate",
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        switch_status(&first, &key).await,
+        401,
+        "at once where it was rotated"
+    );
+    until_switch_status(&second, &key, 401).await;
+    until_switch_status(&second, &new_key, 200).await;
+    let (status, _) = first
+        .send(
+            Method::DELETE,
+            "/v1/admin/accounts/sre-shared",
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    until_switch_status(&second, &new_key, 401).await;
+}
