@@ -113,6 +113,8 @@ async fn held_places_go_only_to_operators_until_the_release(backend: Backend) {
 async fn after_the_release_residents_may_take_what_is_left(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let date = future_date(20);
+    app.import_residents(4_800_000_000, 11).await;
+    let tokens = app.login_many(4_800_000_000, 11).await;
     let release = rfc3339_in(2);
     put_day(
         &app,
@@ -121,8 +123,6 @@ async fn after_the_release_residents_may_take_what_is_left(backend: Backend) {
             "slots": [{"time": "10:00", "capacity": 10, "operator_hold": 4}]}),
     )
     .await;
-    app.import_residents(4_800_000_000, 11).await;
-    let tokens = app.login_many(4_800_000_000, 11).await;
     let answers =
         futures::future::join_all(tokens[..7].iter().map(|t| book_resident(&app, t, &date))).await;
     assert_eq!(answers.iter().filter(|(s, _)| *s == 201).count(), 6);
