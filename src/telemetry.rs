@@ -34,6 +34,157 @@ pub const SLOTS_REMAINING: &str = "vaxslot_slots_remaining";
 pub const STORE_UP: &str = "vaxslot_store_up";
 /// Counter, label `outcome`: cancellations by answer code.
 pub const CANCEL_REQUESTS_TOTAL: &str = "vaxslot_cancel_requests_total";
+/// Gauge: `/v1` requests being served (the in-flight gate's count).
+pub const REQUESTS_IN_FLIGHT: &str = "vaxslot_requests_in_flight";
+/// Counter, label `written`: audit entries, `with_commit` (in a
+/// reservation batch) or `before_answer` (on their own).
+pub const AUDIT_ENTRIES_TOTAL: &str = "vaxslot_audit_entries_total";
+/// Counter, label `outcome`: check-ins by answer code, or `attended`.
+pub const CHECKIN_REQUESTS_TOTAL: &str = "vaxslot_checkin_requests_total";
+
+/// Every metric: name, kind, `# HELP` text, and the label values to show
+/// (at zero) from the start, so that a healthy idle system has data.
+const DESCRIPTIONS: &[Description] = &[
+    (
+        BOOKING_REQUESTS_TOTAL,
+        Kind::Counter,
+        "Booking requests by outcome: committed, replayed, or the answer's error code.",
+        &[
+            ("outcome", "committed"),
+            ("outcome", "booking_closed"),
+            ("outcome", "overloaded"),
+            ("outcome", "slot_full"),
+            ("outcome", "store_unavailable"),
+        ],
+    ),
+    (
+        BOOKING_DURATION_SECONDS,
+        Kind::Histogram,
+        "Time a booking request spends in the service, in seconds.",
+        &[],
+    ),
+    (
+        COMMIT_BATCH_SIZE,
+        Kind::Histogram,
+        "Decisions per committed venue-day batch.",
+        &[],
+    ),
+    (
+        COMMIT_DURATION_SECONDS,
+        Kind::Histogram,
+        "Time of one venue-day batch commit, in seconds, by store.",
+        &[],
+    ),
+    (
+        STORE_TRANSACTION_JOBS,
+        Kind::Histogram,
+        "Write jobs merged into one embedded-store transaction.",
+        &[],
+    ),
+    (
+        STORE_TRANSACTION_DURATION_SECONDS,
+        Kind::Histogram,
+        "Time of one embedded-store transaction with its fsync, in seconds.",
+        &[],
+    ),
+    (
+        KILL_SWITCH_ENGAGED,
+        Kind::Gauge,
+        "1 while the kill switch is engaged (no booking commits), else 0.",
+        &[],
+    ),
+    (
+        VENUE_DAY_ACTORS,
+        Kind::Gauge,
+        "Venue-day actors running in this process.",
+        &[],
+    ),
+    (
+        MAILBOX_DEPTH,
+        Kind::Histogram,
+        "Depth of a venue-day's mailbox when a request is queued.",
+        &[],
+    ),
+    (
+        LOGIN_ATTEMPTS_TOTAL,
+        Kind::Counter,
+        "Resident logins by outcome: ok, invalid_credentials, too_many_attempts (locked).",
+        &[
+            ("outcome", "ok"),
+            ("outcome", "invalid_credentials"),
+            ("outcome", "too_many_attempts"),
+        ],
+    ),
+    (
+        SLOTS_REMAINING,
+        Kind::Gauge,
+        "Free places over every published venue-day.",
+        &[],
+    ),
+    (
+        STORE_UP,
+        Kind::Gauge,
+        "1 when the store answered its last check, else 0.",
+        &[],
+    ),
+    (
+        CANCEL_REQUESTS_TOTAL,
+        Kind::Counter,
+        "Cancellation requests by outcome: committed or the answer's error code.",
+        &[("outcome", "committed")],
+    ),
+    (
+        REQUESTS_IN_FLIGHT,
+        Kind::Gauge,
+        "/v1 requests being served now (bounded by --max-in-flight).",
+        &[],
+    ),
+    (
+        AUDIT_ENTRIES_TOTAL,
+        Kind::Counter,
+        "Audit entries written, with a reservation commit or on their own before the answer.",
+        &[("written", "with_commit"), ("written", "before_answer")],
+    ),
+    (
+        CHECKIN_REQUESTS_TOTAL,
+        Kind::Counter,
+        "Venue check-ins by outcome: attended or the answer's error code.",
+        &[("outcome", "attended")],
+    ),
+];
+
+/// A metric's name, kind, `# HELP` text, and its label values shown at zero.
+type Description = (&'static str, Kind, &'static str, &'static [LabelPair]);
+type LabelPair = (&'static str, &'static str);
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Gives every metric its `# HELP` and registers the listed series at zero.
+fn describe_all() {
+    for &(name, kind, help, zeroes) in DESCRIPTIONS {
+        match kind {
+            Kind::Counter => {
+                metrics::describe_counter!(name, help);
+                if zeroes.is_empty() {
+                    metrics::counter!(name).increment(0);
+                }
+                for &(label, value) in zeroes {
+                    metrics::counter!(name, label => value).increment(0);
+                }
+            }
+            Kind::Gauge => {
+                metrics::describe_gauge!(name, help);
+                metrics::gauge!(name).increment(0.0);
+            }
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+}
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -65,6 +216,7 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(MAILBOX_DEPTH.into()), BATCH_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(STORE_TRANSACTION_JOBS.into()), BATCH_BUCKETS)?
         .install_recorder()?;
+    describe_all();
     let upkeep = handle.clone();
     std::thread::Builder::new()
         .name("metrics-upkeep".into())

@@ -390,6 +390,11 @@ impl VenueDayActor {
             Vec::with_capacity(decided.len());
         match result {
             Ok(()) => {
+                let audited = decided.iter().filter(|d| d.audit.is_some()).count();
+                if audited > 0 {
+                    metrics::counter!(telemetry::AUDIT_ENTRIES_TOTAL, "written" => "with_commit")
+                        .increment(audited as u64);
+                }
                 for Decided {
                     decision,
                     claim,

@@ -41,6 +41,8 @@ pub async fn recorded(
         outcome_of(&result),
     );
     state.store.append_audit(entry).await?;
+    metrics::counter!(crate::telemetry::AUDIT_ENTRIES_TOTAL, "written" => "before_answer")
+        .increment(1);
     result
 }
 

@@ -178,7 +178,7 @@ pub async fn check_in(
 ) -> Result<HttpResponse, ApiError> {
     let staff = auth::staff(&request, &state, &[Role::Staff])?;
     let mut target = AuditTarget::default();
-    let result = async {
+    let result: Result<HttpResponse, ApiError> = async {
         let body: CheckInBody = super::body::json(&request, payload).await?;
         let key = VenueDayKey {
             venue_id: VenueId::parse(&body.venue_id)?,
@@ -226,6 +226,11 @@ pub async fn check_in(
             .json(super::views::ReservationView::from(&attended)))
     }
     .await;
+    let outcome = match &result {
+        Ok(_) => "attended",
+        Err(error) => error.code(),
+    };
+    metrics::counter!(crate::telemetry::CHECKIN_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
     match result {
         // Its audit entry committed with the check-in.
         Ok(answer) => Ok(answer),

@@ -16,9 +16,47 @@ async fn healthz_readyz_and_metrics_answer(backend: Backend) {
         "vaxslot_store_up 1",
         "vaxslot_venue_day_actors 0",
         "vaxslot_slots_remaining 0",
+        "vaxslot_requests_in_flight 0",
+        "vaxslot_booking_requests_total{outcome=\"committed\"} 0",
+        "vaxslot_login_attempts_total{outcome=\"too_many_attempts\"} 0",
     ] {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
+    // Every metric has its HELP text, as promtool checks it.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+    }
+    promtool_accepts(text);
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package; `.ci/run`
+/// installs it) accepts the exposition.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool on the PATH (apt-get install prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 on_both_stores!(healthz_readyz_and_metrics_answer,);
@@ -46,6 +84,7 @@ async fn metrics_count_bookings_by_outcome(backend: Backend) {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }
+    promtool_accepts(text);
 }
 
 on_both_stores!(metrics_count_bookings_by_outcome,);
