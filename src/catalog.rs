@@ -60,6 +60,11 @@ impl Catalog {
         self.days.len()
     }
 
+    /// Places on every published day.
+    pub fn capacity_total(&self) -> u64 {
+        self.days.iter().map(|d| d.plan.capacity_total()).sum()
+    }
+
     /// Places still free on every published day.
     pub fn remaining_total(&self) -> u64 {
         self.days.iter().map(|d| d.remaining_total()).sum()

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod demo;
 pub mod domain;
 pub mod login_guard;
+pub mod recent;
 pub mod residents;
 pub mod settings;
 pub mod startup;

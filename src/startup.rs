@@ -157,6 +157,7 @@ impl Application {
             booking,
             accounts,
             municipality_code: settings.municipality_code.clone(),
+            started_at: crate::clock::now(),
             keys: settings.keys.clone(),
             tokens,
             residents,

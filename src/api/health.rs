@@ -13,7 +13,7 @@ use crate::telemetry;
 /// Longest wait for the store in `/readyz` and `/metrics`.
 pub const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn store_is_up(state: &AppState) -> bool {
+pub async fn store_is_up(state: &AppState) -> bool {
     let up = matches!(
         tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.ping()).await,
         Ok(Ok(()))

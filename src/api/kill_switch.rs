@@ -20,7 +20,7 @@ struct ChangeRequest {
 }
 
 #[derive(Serialize)]
-struct KillSwitchView {
+pub struct KillSwitchView {
     engaged: bool,
     reason: Option<String>,
     changed_at: Option<String>,

@@ -17,6 +17,7 @@ mod reservations;
 mod residents;
 mod sessions;
 mod staff;
+mod status;
 mod venues;
 mod views;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     /// The one way a reservation is made or cancelled, for every channel.
     pub booking: crate::booking::BookingService,
     pub keys: StaffKeys,
+    /// When this process started serving.
+    pub started_at: chrono::DateTime<chrono::FixedOffset>,
     /// The 6 digits a 16-digit check-in code must start with.
     pub municipality_code: Option<String>,
     /// Named accounts' keys (`/v1/admin/accounts`).
@@ -102,6 +105,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/v1/admin/residents").route(web::post().to(residents::import)))
         .service(resource("/v1/admin/accounts").route(web::get().to(accounts::list)))
         .service(resource("/v1/admin/audit").route(web::get().to(audit::list)))
+        .service(resource("/v1/admin/status").route(web::get().to(status::get)))
         .service(resource("/v1/staff/checkins").route(web::post().to(staff::check_in)))
         .service(resource("/v1/operator/reservations").route(web::post().to(operator::create)))
         .service(

@@ -27,6 +27,7 @@ struct Session {
 
 fn count_login(outcome: &'static str) {
     metrics::counter!(telemetry::LOGIN_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
+    crate::recent::record_login(outcome);
 }
 
 pub async fn login(

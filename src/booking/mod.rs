@@ -235,8 +235,9 @@ fn is_final(error: BookingError) -> bool {
 /// every channel.
 pub fn count_booking(outcome: &'static str, started: Instant) {
     metrics::counter!(telemetry::BOOKING_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
-    metrics::histogram!(telemetry::BOOKING_DURATION_SECONDS)
-        .record(started.elapsed().as_secs_f64());
+    let took = started.elapsed();
+    metrics::histogram!(telemetry::BOOKING_DURATION_SECONDS).record(took.as_secs_f64());
+    crate::recent::record_booking(outcome, took);
 }
 
 /// Counts one cancellation request by outcome.

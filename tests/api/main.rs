@@ -77,4 +77,5 @@ mod privacy;
 mod redis_outage;
 mod redis_store;
 mod staff;
+mod status;
 mod upgrade;

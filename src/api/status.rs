@@ -1,0 +1,92 @@
+//! `GET /v1/admin/status` (sre, admin): the one document an SRE console
+//! polls every second on launch day. Figures only, from counters the
+//! process keeps anyway (`recent.rs`, the gate, the registry, the catalog);
+//! never personal data. `mail_outbox` is left out until mail exists.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use super::AppState;
+use super::auth::{self, Role};
+use super::kill_switch::KillSwitchView;
+use super::problem::ApiError;
+
+#[derive(Serialize)]
+struct StoreView {
+    kind: &'static str,
+    up: bool,
+}
+
+#[derive(Serialize)]
+struct Bookings {
+    committed_per_s: f64,
+    refused_per_s: BTreeMap<&'static str, f64>,
+    p99_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Logins {
+    ok_per_s: f64,
+    failed_per_s: f64,
+    locked_per_s: f64,
+}
+
+#[derive(Serialize)]
+struct Slots {
+    capacity: u64,
+    remaining: u64,
+}
+
+#[derive(Serialize)]
+struct Status {
+    kill_switch: KillSwitchView,
+    store: StoreView,
+    started_at: String,
+    version: &'static str,
+    in_flight: usize,
+    venue_day_actors: usize,
+    /// The last `RECENT_WINDOW_S` (10) seconds.
+    bookings: Bookings,
+    logins: Logins,
+    slots: Slots,
+}
+
+pub async fn get(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::staff(&request, &state, &[Role::Sre])?;
+    let recent = crate::recent::figures();
+    let status = Status {
+        kill_switch: KillSwitchView::from(state.kill_switch.state()),
+        store: StoreView {
+            kind: state.store.kind(),
+            up: super::health::store_is_up(&state).await,
+        },
+        started_at: state.started_at.to_rfc3339(),
+        version: env!("CARGO_PKG_VERSION"),
+        // This request is one of them.
+        in_flight: state.admission.in_flight(),
+        venue_day_actors: state.registry.actor_count(),
+        bookings: Bookings {
+            committed_per_s: recent.committed_per_s,
+            refused_per_s: recent.refused_per_s.into_iter().collect(),
+            p99_ms: recent.p99_ms,
+        },
+        logins: Logins {
+            ok_per_s: recent.logins_ok_per_s,
+            failed_per_s: recent.logins_failed_per_s,
+            locked_per_s: recent.logins_locked_per_s,
+        },
+        slots: Slots {
+            capacity: state.catalog.capacity_total(),
+            remaining: state.catalog.remaining_total(),
+        },
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(status))
+}
