@@ -88,3 +88,26 @@ async fn metrics_count_bookings_by_outcome(backend: Backend) {
 }
 
 on_both_stores!(metrics_count_bookings_by_outcome,);
+
+/// `deploy/alerts.yml` is valid and its unit tests (`deploy/alerts.test.yml`:
+/// each alert fires when it should and stays quiet when it should not) pass.
+#[test]
+fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts.test.yml"],
+    ] {
+        let output = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&deploy)
+            .output()
+            .expect("promtool on the PATH (apt-get install prometheus)");
+        assert!(
+            output.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
