@@ -8,6 +8,7 @@ pub mod actors;
 pub mod api;
 pub mod booking;
 pub mod catalog;
+pub mod cli;
 pub mod clock;
 pub mod demo;
 pub mod domain;

@@ -1,16 +1,21 @@
 //! Thin: parse the command line, start logging and metrics, build, serve.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use vaxslot::settings::{Cli, Command, Settings};
 use vaxslot::startup::Application;
 use vaxslot::telemetry;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init_tracing();
-    let metrics = telemetry::init_metrics()?;
     match cli.command {
+        Command::KillSwitch(args) => Ok(vaxslot::cli::kill_switch(args)),
+        Command::Import(args) => Ok(vaxslot::cli::import(args)),
+        Command::CheckRoster(args) => Ok(vaxslot::cli::check_roster_file(args)),
         Command::Serve(args) => {
+            let metrics = telemetry::init_metrics()?;
             let settings = Settings::from_args(args);
             if let Some(start) = settings.clock_start {
                 vaxslot::clock::start_at(start);
@@ -24,7 +29,7 @@ fn main() -> anyhow::Result<()> {
                 // Tests and scripts read the bound address from this line.
                 println!("vaxslot listening on http://{}", app.address());
                 app.run_until_stopped().await?;
-                Ok(())
+                Ok(ExitCode::SUCCESS)
             })
         }
     }

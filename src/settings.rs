@@ -54,6 +54,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    /// Show, engage or release the kill switch of a running server (key: VAXSLOT_SRE_KEY).
+    KillSwitch(crate::cli::KillSwitchArgs),
+    /// Import residents from a CSV file into a running server (key: VAXSLOT_ADMIN_KEY).
+    Import(crate::cli::ImportArgs),
+    /// Check a resident roster CSV before launch, importing nothing.
+    CheckRoster(crate::cli::CheckRosterArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -62,6 +62,7 @@ mod audit;
 mod bad_input;
 mod booking;
 mod checkin;
+mod cli;
 mod crash;
 mod dose_chains;
 mod eligibility;
