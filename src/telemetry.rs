@@ -42,6 +42,40 @@ pub const AUDIT_ENTRIES_TOTAL: &str = "vaxslot_audit_entries_total";
 /// Counter, label `outcome`: check-ins by answer code, or `attended`.
 pub const CHECKIN_REQUESTS_TOTAL: &str = "vaxslot_checkin_requests_total";
 
+/// Gauge: CPU seconds this process has used (user + system), read at scrape.
+pub const PROCESS_CPU_SECONDS: &str = "vaxslot_process_cpu_seconds";
+/// Gauge: this process's resident memory, in bytes, read at scrape.
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "vaxslot_process_resident_memory_bytes";
+
+/// Clock ticks per second of `/proc/self/stat` (Linux: `getconf CLK_TCK` is 100).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// Reads this process's CPU time and resident memory (Linux `/proc`) into
+/// their gauges; elsewhere they stay 0.
+pub fn sample_process() {
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some(after_name) = stat.rsplit_once(')').map(|(_, rest)| rest)
+    {
+        // Fields after the command name: state is the 1st; utime, stime the 12th and 13th.
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        metrics::gauge!(PROCESS_CPU_SECONDS).set((ticks(11) + ticks(12)) / CLOCK_TICKS_PER_S);
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(kib) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+    {
+        metrics::gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(kib * 1024.0);
+    }
+}
+
 /// Every metric: name, kind, `# HELP` text, and the label values to show
 /// (at zero) from the start, so that a healthy idle system has data.
 const DESCRIPTIONS: &[Description] = &[
@@ -150,6 +184,18 @@ const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         "Venue check-ins by outcome: attended or the answer's error code.",
         &[("outcome", "attended")],
+    ),
+    (
+        PROCESS_CPU_SECONDS,
+        Kind::Gauge,
+        "CPU seconds (user and system) this process has used; rate() gives cores in use.",
+        &[],
+    ),
+    (
+        PROCESS_RESIDENT_MEMORY_BYTES,
+        Kind::Gauge,
+        "Resident memory of this process, in bytes.",
+        &[],
     ),
 ];
 

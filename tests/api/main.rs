@@ -75,6 +75,7 @@ mod login;
 mod operator;
 mod overload;
 mod privacy;
+mod prometheus;
 mod redis_outage;
 mod redis_store;
 mod staff;
