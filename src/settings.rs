@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// accept a 16-digit scanned code only when it starts with it.
     #[arg(long, env = "VAXSLOT_MUNICIPALITY_CODE", value_parser = parse_municipality_code)]
     pub municipality_code: Option<String>,
+    /// The access log (target `access`, at info): `off`, `all`, or `1/N` for
+    /// one request in N. Method, route template, status, code, duration;
+    /// never a path with an id, a query string or personal data.
+    #[arg(long, env = "VAXSLOT_ACCESS_LOG", default_value = "off", value_parser = crate::api::AccessLog::parse)]
+    pub access_log: crate::api::AccessLog,
 }
 
 fn parse_municipality_code(text: &str) -> Result<String, String> {
@@ -146,6 +151,7 @@ pub struct Settings {
     pub token_lifetime: chrono::Duration,
     pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
     pub municipality_code: Option<String>,
+    pub access_log: crate::api::AccessLog,
 }
 
 fn env_key(name: &str) -> Option<String> {
@@ -178,6 +184,7 @@ impl Settings {
                 .clamp(chrono::Duration::seconds(1), TOKEN_LIFETIME_MAX),
             clock_start: args.clock_start,
             municipality_code: args.municipality_code,
+            access_log: args.access_log,
         }
     }
 }

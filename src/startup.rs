@@ -158,6 +158,7 @@ impl Application {
             accounts,
             municipality_code: settings.municipality_code.clone(),
             started_at: crate::clock::now(),
+            access_log: settings.access_log,
             keys: settings.keys.clone(),
             tokens,
             residents,
@@ -177,6 +178,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(actix_web::middleware::from_fn(api::admit))
+                .wrap(actix_web::middleware::from_fn(api::log_access))
                 .configure(api::configure)
         })
         .workers(settings.workers)

@@ -2,6 +2,7 @@
 //! JSON shapes; handlers stay thin and call `actors/`, `catalog`,
 //! `resident_index` and `store`.
 
+mod access_log;
 mod accounts;
 mod admission;
 mod audit;
@@ -21,6 +22,7 @@ mod status;
 mod venues;
 mod views;
 
+pub use access_log::{AccessLog, log_access};
 pub use admission::{Gate, IMPORTS_IN_FLIGHT_MAX, admit};
 pub use auth::StaffKeys;
 pub use body::{BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX};
@@ -44,6 +46,8 @@ pub struct AppState {
     /// The one way a reservation is made or cancelled, for every channel.
     pub booking: crate::booking::BookingService,
     pub keys: StaffKeys,
+    /// How much of the traffic the access log shows (`--access-log`).
+    pub access_log: AccessLog,
     /// When this process started serving.
     pub started_at: chrono::DateTime<chrono::FixedOffset>,
     /// The 6 digits a 16-digit check-in code must start with.

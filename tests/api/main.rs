@@ -56,6 +56,7 @@ macro_rules! on_both_stores_and_channels {
 mod helpers;
 mod redis_server;
 
+mod access_log;
 mod accounts;
 mod admin;
 mod audit;
