@@ -65,6 +65,21 @@ impl Catalog {
         self.days.iter().map(|d| d.plan.capacity_total()).sum()
     }
 
+    /// Places held for the call centre and not yet taken, on every day whose
+    /// hold is not released at `now`.
+    pub fn held_open_total(&self, now: chrono::DateTime<chrono::FixedOffset>) -> u64 {
+        self.days
+            .iter()
+            .filter(|d| now < d.plan.hold_release_at(d.key.date))
+            .map(|d| {
+                d.slots
+                    .iter()
+                    .map(|s| u64::from(s.remaining_for(true).1))
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     /// Places still free on every published day.
     pub fn remaining_total(&self) -> u64 {
         self.days.iter().map(|d| d.remaining_total()).sum()

@@ -42,6 +42,8 @@ pub const AUDIT_ENTRIES_TOTAL: &str = "vaxslot_audit_entries_total";
 /// Counter, label `outcome`: check-ins by answer code, or `attended`.
 pub const CHECKIN_REQUESTS_TOTAL: &str = "vaxslot_checkin_requests_total";
 
+/// Gauge: places held for the call centre, not yet taken, before their release.
+pub const SLOTS_HELD_OPEN: &str = "vaxslot_slots_held_open";
 /// Gauge: CPU seconds this process has used (user + system), read at scrape.
 pub const PROCESS_CPU_SECONDS: &str = "vaxslot_process_cpu_seconds";
 /// Gauge: this process's resident memory, in bytes, read at scrape.
@@ -184,6 +186,12 @@ const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         "Venue check-ins by outcome: attended or the answer's error code.",
         &[("outcome", "attended")],
+    ),
+    (
+        SLOTS_HELD_OPEN,
+        Kind::Gauge,
+        "Places held for the call centre and not yet taken, on days before their hold release.",
+        &[],
     ),
     (
         PROCESS_CPU_SECONDS,

@@ -39,6 +39,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!(telemetry::VENUE_DAY_ACTORS).set(state.registry.actor_count() as f64);
     metrics::gauge!(telemetry::REQUESTS_IN_FLIGHT).set(state.admission.in_flight() as f64);
     telemetry::sample_process();
+    metrics::gauge!(telemetry::SLOTS_HELD_OPEN)
+        .set(state.catalog.held_open_total(crate::clock::now()) as f64);
     metrics::gauge!(telemetry::SLOTS_REMAINING).set(state.catalog.remaining_total() as f64);
     let text = state
         .metrics

@@ -80,6 +80,7 @@ async fn held_places_go_only_to_operators_until_the_release(backend: Backend) {
         slot_view(&app, &date, Some(OPERATOR_KEY)).await,
         (6, Some(4))
     );
+    assert_eq!(held_open_metric(&app).await, 4);
 
     // 30 residents and 4 operator calls, all at once.
     app.import_residents(4_700_000_000, 34).await;
@@ -108,6 +109,11 @@ async fn held_places_go_only_to_operators_until_the_release(backend: Backend) {
         (0, Some(0))
     );
     assert_eq!(app.slots("hold-clinic", &date).await[0].2, 0);
+    assert_eq!(
+        held_open_metric(&app).await,
+        0,
+        "the operators took the held places"
+    );
 }
 
 async fn after_the_release_residents_may_take_what_is_left(backend: Backend) {
@@ -299,6 +305,17 @@ async fn bad_holds_and_windows_are_refused(backend: Backend) {
             .await;
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{day}");
     }
+}
+
+/// `vaxslot_slots_held_open` as `/metrics` shows it.
+async fn held_open_metric(app: &TestApp) -> u64 {
+    let (_, body) = app.send(Method::GET, "/metrics", None, None).await;
+    body.as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("vaxslot_slots_held_open "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("the held-places gauge") as u64
 }
 
 on_both_stores!(
