@@ -146,6 +146,7 @@ impl Application {
             "state loaded"
         );
         metrics::gauge!(telemetry::STORE_UP).set(1.0);
+        telemetry::register_store(store.kind());
 
         let booking = BookingService::new(
             kill_switch.clone(),

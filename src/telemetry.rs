@@ -218,6 +218,11 @@ enum Kind {
     Histogram,
 }
 
+/// Registers the series labelled by store kind, once the store is chosen.
+pub fn register_store(kind: &'static str) {
+    let _ = metrics::histogram!(COMMIT_DURATION_SECONDS, "store" => kind);
+}
+
 /// Gives every metric its `# HELP` and registers the listed series at zero.
 fn describe_all() {
     for &(name, kind, help, zeroes) in DESCRIPTIONS {
@@ -235,7 +240,11 @@ fn describe_all() {
                 metrics::describe_gauge!(name, help);
                 metrics::gauge!(name).increment(0.0);
             }
-            Kind::Histogram => metrics::describe_histogram!(name, help),
+            Kind::Histogram => {
+                metrics::describe_histogram!(name, help);
+                // Registered now, so that it is exported (empty) from the start.
+                let _ = metrics::histogram!(name);
+            }
         }
     }
 }
