@@ -179,6 +179,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(actix_web::middleware::from_fn(api::admit))
+                .wrap(actix_web::middleware::from_fn(api::cache_control))
                 .wrap(actix_web::middleware::from_fn(api::log_access))
                 .configure(api::configure)
         })

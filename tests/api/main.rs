@@ -62,6 +62,7 @@ mod admin;
 mod audit;
 mod bad_input;
 mod booking;
+mod caching;
 mod checkin;
 mod cli;
 mod crash;
