@@ -13,7 +13,6 @@ use serde::Deserialize;
 
 use super::audit::recorded;
 use super::auth::{self, Role, Staff};
-use super::codes::ErrorCode;
 use super::problem::ApiError;
 use super::reservations::{BookingBody, book, booking_body, cancel_through_service, counted};
 use super::{AppState, body};
@@ -61,20 +60,15 @@ fn identify(
 ) -> Result<(), ApiError> {
     let birth_date = parse_date(birth_date.unwrap_or(""))
         .map_err(|_| crate::domain::DomainError::InvalidBirthDate)?;
-    let now = Instant::now();
-    if let Err(wait_s) = state.login_guard.admit(ticket, None, now) {
-        return Err(ApiError::new(
-            ErrorCode::TooManyAttempts,
-            "too many failed identity checks for this ticket: wait before trying again",
-        )
-        .with_retry_after(u32::try_from(wait_s).unwrap_or(u32::MAX)));
-    }
-    if state.residents.login(ticket, birth_date).is_none() {
-        state.login_guard.record_failure(ticket, None, now);
-        return Err(ApiError::not_found());
-    }
-    state.login_guard.record_success(ticket);
-    Ok(())
+    super::sessions::check_identity(
+        state,
+        ticket,
+        birth_date,
+        None,
+        "too many failed identity checks for this ticket: wait before trying again",
+        ApiError::not_found,
+    )
+    .map(|_| ())
 }
 
 fn operator(request: &HttpRequest, state: &AppState) -> Result<Staff, ApiError> {

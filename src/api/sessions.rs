@@ -30,6 +30,31 @@ fn count_login(outcome: &'static str) {
     crate::recent::record_login(outcome);
 }
 
+/// Checks a resident's identity (ticket number and birth date) as every
+/// channel must: a locked ticket or a blocked `address` is `429` even with
+/// the right birth date; a mismatch is `mismatch()` and one more failure
+/// toward the lockout; a match clears the ticket's failures.
+pub fn check_identity(
+    state: &AppState,
+    ticket: &TicketNumber,
+    birth_date: chrono::NaiveDate,
+    address: Option<std::net::IpAddr>,
+    locked_detail: &'static str,
+    mismatch: fn() -> ApiError,
+) -> Result<crate::tokens::ResidentHandle, ApiError> {
+    let now = std::time::Instant::now();
+    if let Err(wait_s) = state.login_guard.admit(ticket, address, now) {
+        return Err(ApiError::new(ErrorCode::TooManyAttempts, locked_detail)
+            .with_retry_after(u32::try_from(wait_s).unwrap_or(u32::MAX)));
+    }
+    let Some(handle) = state.residents.login(ticket, birth_date) else {
+        state.login_guard.record_failure(ticket, address, now);
+        return Err(mismatch());
+    };
+    state.login_guard.record_success(ticket);
+    Ok(handle)
+}
+
 pub async fn login(
     request: HttpRequest,
     payload: web::Payload,
@@ -41,20 +66,14 @@ pub async fn login(
         let birth_date = parse_date(&login.birth_date)
             .map_err(|_| crate::domain::DomainError::InvalidBirthDate)?;
         let address = request.peer_addr().map(|a| a.ip());
-        let now = std::time::Instant::now();
-        // Locked ticket or blocked address: refused even with the right birth date.
-        if let Err(wait_s) = state.login_guard.admit(&ticket, address, now) {
-            return Err(ApiError::new(
-                ErrorCode::TooManyAttempts,
-                "too many failed logins: wait before trying again",
-            )
-            .with_retry_after(u32::try_from(wait_s).unwrap_or(u32::MAX)));
-        }
-        let Some(handle) = state.residents.login(&ticket, birth_date) else {
-            state.login_guard.record_failure(&ticket, address, now);
-            return Err(ApiError::invalid_credentials());
-        };
-        state.login_guard.record_success(&ticket);
+        let handle = check_identity(
+            &state,
+            &ticket,
+            birth_date,
+            address,
+            "too many failed logins: wait before trying again",
+            ApiError::invalid_credentials,
+        )?;
         let (token, expires_at) = state.tokens.issue(&handle, crate::clock::now_utc());
         Ok::<_, ApiError>(Session {
             token,
