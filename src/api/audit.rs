@@ -18,9 +18,14 @@ pub const AUDIT_PAGE_DEFAULT: usize = 100;
 /// `"<status> <code or 'ok'>"` of an answer.
 pub fn outcome_of(result: &Result<HttpResponse, ApiError>) -> String {
     match result {
-        Ok(response) => format!("{} ok", response.status().as_u16()),
+        Ok(response) => outcome_ok(response.status()),
         Err(error) => format!("{} {}", error.status().as_u16(), error.code()),
     }
+}
+
+/// `"<status> ok"`: the outcome of a call answered with `status`.
+pub fn outcome_ok(status: actix_web::http::StatusCode) -> String {
+    format!("{} ok", status.as_u16())
 }
 
 /// Writes the entry of a staff call with its answer's outcome, then gives the
@@ -224,7 +229,6 @@ pub async fn list(
     let entries: Vec<EntryView> = page.entries.iter().map(EntryView::from).collect();
     let next = page.next.map(AuditCursor::to_text);
     let mut response = HttpResponse::Ok();
-    response.insert_header((header::CACHE_CONTROL, "no-store"));
     if let Some(next) = &next {
         response.insert_header(("x-next-cursor", next.as_str()));
     }

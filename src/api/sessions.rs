@@ -136,19 +136,17 @@ pub fn profile(state: &AppState, ticket: &TicketNumber) -> Option<HttpResponse> 
             earliest_date: outlook.earliest_date.to_string(),
         });
     Some(
-        HttpResponse::Ok()
-            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-            .json(Profile {
-                ticket_number: ticket.expose().to_owned(),
-                name: resident.name.clone(),
-                birth_date: resident.birth_date.to_string(),
-                high_risk: resident.high_risk,
-                history: crate::domain::received_history(&resident, &reservations)
-                    .iter()
-                    .map(DoseRecordView::from)
-                    .collect(),
-                reservations: ReservationList::of(&reservations),
-                eligibility,
-            }),
+        HttpResponse::Ok().json(Profile {
+            ticket_number: ticket.expose().to_owned(),
+            name: resident.name.clone(),
+            birth_date: resident.birth_date.to_string(),
+            high_risk: resident.high_risk,
+            history: crate::domain::received_history(&resident, &reservations)
+                .iter()
+                .map(DoseRecordView::from)
+                .collect(),
+            reservations: ReservationList::of(&reservations),
+            eligibility,
+        }),
     )
 }

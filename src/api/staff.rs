@@ -221,9 +221,7 @@ pub async fn check_in(
             .registry
             .check_in(&key, ticket, crate::clock::now(), Some(draft))
             .await?;
-        Ok(HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(super::views::ReservationView::from(&attended)))
+        Ok(HttpResponse::Ok().json(super::views::ReservationView::from(&attended)))
     }
     .await;
     let outcome = match &result {

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
@@ -86,7 +85,5 @@ pub async fn get(
             remaining: state.catalog.remaining_total(),
         },
     };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(status))
+    Ok(HttpResponse::Ok().json(status))
 }
