@@ -196,8 +196,7 @@ impl Registry {
     }
 
     fn forget(&self, key: &VenueDayKey, generation: u64) {
-        self.actors
-            .remove_if(key, |_, handle| handle.generation == generation);
+        forget(&self.actors, key, generation);
     }
 
     /// Books a place; answers after the commit. The claim is released if the
@@ -323,8 +322,11 @@ pub(super) struct Lifecycle {
 impl Lifecycle {
     /// Removes this actor's entry (not a newer actor's of the same day).
     pub(super) fn forget(&self, key: &VenueDayKey) {
-        let generation = self.generation;
-        self.actors
-            .remove_if(key, |_, handle| handle.generation == generation);
+        forget(&self.actors, key, self.generation);
     }
+}
+
+/// Removes the entry of actor `generation` of a venue-day (not a newer one's).
+fn forget(actors: &DashMap<VenueDayKey, VenueDayHandle>, key: &VenueDayKey, generation: u64) {
+    actors.remove_if(key, |_, handle| handle.generation == generation);
 }

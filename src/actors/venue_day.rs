@@ -339,16 +339,21 @@ impl VenueDayActor {
         self.commit(kind, decided, ctx);
     }
 
-    fn commit(&mut self, kind: BatchKind, decided: Vec<Decided>, ctx: &mut Context<Self>) {
-        self.sequence += 1;
-        let batch = ReservationBatch {
+    /// The batch that commits `decided` under the current sequence.
+    fn batch_of(&self, kind: BatchKind, decided: &[Decided]) -> ReservationBatch {
+        ReservationBatch {
             kind,
             venue_day: self.key.clone(),
             owner_epoch: self.owner_epoch,
             sequence: self.sequence,
             decisions: decided.iter().map(|d| d.decision.clone()).collect(),
             audit: decided.iter().filter_map(|d| d.audit.clone()).collect(),
-        };
+        }
+    }
+
+    fn commit(&mut self, kind: BatchKind, decided: Vec<Decided>, ctx: &mut Context<Self>) {
+        self.sequence += 1;
+        let batch = self.batch_of(kind, &decided);
         let store = Arc::clone(&self.shared.store);
         let started = Instant::now();
         let size = decided.len();
@@ -427,15 +432,7 @@ impl VenueDayActor {
                     CommitError::Uncertain(cause) => {
                         tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
                             "batch commit outcome unknown; undone in memory, to be abandoned in the store");
-                        let batch = ReservationBatch {
-                            kind,
-                            venue_day: self.key.clone(),
-                            owner_epoch: self.owner_epoch,
-                            sequence: self.sequence,
-                            decisions: decided.iter().map(|d| d.decision.clone()).collect(),
-                            audit: decided.iter().filter_map(|d| d.audit.clone()).collect(),
-                        };
-                        self.abandoned = Some(batch.to_abandon());
+                        self.abandoned = Some(self.batch_of(kind, &decided).to_abandon());
                         BookingError::StoreUnavailable
                     }
                 };
