@@ -191,24 +191,18 @@ pub async fn check_in(
         if state.catalog.day(&key).is_none() {
             return Err(CheckInError::NoReservation.into());
         }
+        // Never dose N before dose N-1. Whether there is a booked
+        // reservation here at all (or it is already attended) is the
+        // venue-day actor's decision.
         let reservations = state.residents.reservations_of(&ticket);
-        let mut here = reservations.iter().filter(|r| r.venue_day() == key);
-        let Some(booked) = here.clone().find(|r| r.status == ReservationStatus::Booked) else {
-            let attended = here.any(|r| r.status == ReservationStatus::Attended);
-            return Err(if attended {
-                CheckInError::AlreadyAttended
-            } else {
-                CheckInError::NoReservation
+        let booked = reservations
+            .iter()
+            .find(|r| r.venue_day() == key && r.status == ReservationStatus::Booked);
+        if let (Some(booked), Some(resident)) = (booked, state.residents.resident(&ticket)) {
+            let history = received_history(&resident, &reservations);
+            if !prior_dose_received(&history, booked.dose) {
+                return Err(CheckInError::PriorDoseMissing.into());
             }
-            .into());
-        };
-        let resident = state
-            .residents
-            .resident(&ticket)
-            .ok_or(CheckInError::NoReservation)?;
-        let history = received_history(&resident, &reservations);
-        if !prior_dose_received(&history, booked.dose) {
-            return Err(CheckInError::PriorDoseMissing.into());
         }
         let draft = AuditDraft {
             actor: staff.actor.clone(),
