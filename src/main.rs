@@ -28,6 +28,10 @@ fn main() -> anyhow::Result<ExitCode> {
                 }
                 // Tests and scripts read the bound address from this line.
                 println!("vaxslot listening on http://{}", app.address());
+                let base = format!("http://{}", app.address());
+                println!(
+                    "pages: {base}/ (residents), {base}/operator/ (call centre), {base}/staff/ (venue tablet), {base}/sre/ (launch day)"
+                );
                 app.run_until_stopped().await?;
                 Ok(ExitCode::SUCCESS)
             })

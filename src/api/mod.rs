@@ -14,6 +14,7 @@ mod codes;
 mod health;
 mod kill_switch;
 mod operator;
+mod pages;
 mod problem;
 mod reservations;
 mod residents;
@@ -86,6 +87,19 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
+fn page_resource(path: &str) -> actix_web::Resource {
+    resource(path)
+        .route(web::get().to(pages::page))
+        .route(web::head().to(pages::page))
+}
+
+/// `/operator` and the like: `308` to the page's path with a slash.
+fn page_redirect(path: &str) -> actix_web::Resource {
+    resource(path)
+        .route(web::get().to(pages::to_page_with_slash))
+        .route(web::head().to(pages::to_page_with_slash))
+}
+
 /// The route table. actix tries routes in this order, and a route with
 /// `{segments}` is tried by running its regex, so the launch-day hot paths
 /// (static) come first and the dynamic admin and staff routes last.
@@ -143,6 +157,19 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(
             resource("/v1/staff/venues/{venue_id}/days/{date}/roster")
                 .route(web::get().to(staff::roster)),
+        )
+        // The web pages and their files (`web/`, embedded).
+        .service(page_resource("/"))
+        .service(page_resource("/operator/"))
+        .service(page_resource("/staff/"))
+        .service(page_resource("/sre/"))
+        .service(page_redirect("/operator"))
+        .service(page_redirect("/staff"))
+        .service(page_redirect("/sre"))
+        .service(
+            resource("/assets/{name}")
+                .route(web::get().to(pages::asset))
+                .route(web::head().to(pages::asset)),
         )
         .default_service(web::to(not_found));
 }

@@ -308,6 +308,21 @@ impl TestApp {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Opens a `/v1` request whose body never finishes: the server holds it
+    /// in flight (one admission permit) until the connection closes.
+    pub async fn hold_open(&self) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connects");
+        let head = format!(
+            "POST /v1/sessions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"ticket_number\":"
+        );
+        stream.write_all(head.as_bytes()).await.expect("sent");
+        stream
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

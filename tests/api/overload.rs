@@ -74,21 +74,6 @@ async fn a_herd_far_over_the_limits_is_shed_quickly_and_the_rest_served(backend:
 
 on_both_stores!(a_herd_far_over_the_limits_is_shed_quickly_and_the_rest_served);
 
-/// Opens a `/v1` request whose body never finishes: the server holds it in
-/// flight until the connection closes.
-async fn hold_open(app: &TestApp) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
-    let address = app.base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connects");
-    let head = format!(
-        "POST /v1/sessions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"ticket_number\":"
-    );
-    stream.write_all(head.as_bytes()).await.expect("sent");
-    stream
-}
-
 /// `GET /v1/venues`'s status and `Retry-After`.
 async fn venues_answer(app: &TestApp) -> (u16, Option<String>, serde_json::Value) {
     let response = app
@@ -120,7 +105,7 @@ async fn until_venues_answer(app: &TestApp, want: u16) -> (u16, Option<String>, 
 
 async fn the_in_flight_gate_refuses_v1_beyond_its_limit_but_never_health(backend: Backend) {
     let app = TestApp::spawn_with_env(backend, &[("VAXSLOT_MAX_IN_FLIGHT", "2")]).await;
-    let mut held = [hold_open(&app).await, hold_open(&app).await];
+    let mut held = [app.hold_open().await, app.hold_open().await];
     // Both held requests are in flight once the third is refused.
     let (status, retry_after, body) = until_venues_answer(&app, 503).await;
     if status != 503 {
