@@ -171,6 +171,7 @@ impl Application {
             login_guard: LoginGuard::new(settings.login_failures_per_addr_max),
             admission: Gate::new(settings.max_in_flight),
             imports: Gate::new(IMPORTS_IN_FLIGHT_MAX),
+            public_reads: api::PublicReads::default(),
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

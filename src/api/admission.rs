@@ -2,7 +2,8 @@
 //! once; the next is answered `503 overloaded` with `Retry-After` at once,
 //! before any work, so accepted requests keep a bounded latency and memory
 //! stays bounded. `/healthz`, `/readyz` and `/metrics` are never refused.
-//! Resident imports (16 MiB bodies) have their own, smaller bound.
+//! Resident imports (16 MiB bodies) have their own, smaller bound. It also
+//! routes `HEAD` as `GET` (`head.rs`) before anything else.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,9 +61,10 @@ impl Drop for Permit {
 
 /// The middleware: every `/v1` request passes the in-flight gate.
 pub async fn admit(
-    request: ServiceRequest,
+    mut request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    super::head::route_head_as_get(&mut request);
     if !request.path().starts_with("/v1/") {
         return next
             .call(request)

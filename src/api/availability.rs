@@ -2,11 +2,13 @@
 //! Direct-booking venues are not listed (they cannot be booked here), and
 //! restricted days only with their access code.
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::problem::ApiError;
+use super::public_reads;
 use super::views::{SlotView, slot_views};
 use crate::catalog::AvailabilityQuery;
 use crate::domain::{BookingMode, Vaccine, VenueId, parse_date};
@@ -41,11 +43,7 @@ struct DayAvailability {
 
 /// Operators and admins also see the held places.
 fn sees_held(request: &HttpRequest, state: &AppState) -> bool {
-    if request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .is_none()
-    {
+    if request.headers().get(header::AUTHORIZATION).is_none() {
         return false;
     }
     matches!(
@@ -75,10 +73,30 @@ pub async fn get(
         venue_id: venue_id.as_ref(),
         access_code: params.access_code.as_deref(),
     };
+    if request.headers().get(header::AUTHORIZATION).is_none() {
+        // The same for everyone: prepared bytes, rebuilt at most once a second.
+        let variant = format!(
+            "availability\u{0}{date}\u{0}{}\u{0}{}\u{0}{}",
+            params.vaccine.as_deref().unwrap_or(""),
+            params.venue_id.as_deref().unwrap_or(""),
+            params.access_code.as_deref().unwrap_or("")
+        );
+        let prepared = state
+            .public_reads
+            .get_or_build(&variant, || availability_json(&state, &query, false));
+        return Ok(public_reads::answer(&request, &prepared));
+    }
     let show_held = sees_held(&request, &state);
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(availability_json(&state, &query, show_held)))
+}
+
+/// The availability document of `query`, as JSON bytes.
+fn availability_json(state: &AppState, query: &AvailabilityQuery<'_>, show_held: bool) -> Vec<u8> {
     let days: Vec<DayAvailability> = state
         .catalog
-        .availability(&query)
+        .availability(query)
         .into_iter()
         .filter(|(venue, _)| venue.booking == BookingMode::Central)
         .map(|(venue, day)| DayAvailability {
@@ -91,5 +109,5 @@ pub async fn get(
             slots: slot_views(&day, show_held),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(Availability { days }))
+    serde_json::to_vec(&Availability { days }).expect("availability serialises")
 }

@@ -11,11 +11,13 @@ mod availability;
 mod body;
 mod caching;
 mod codes;
+mod head;
 mod health;
 mod kill_switch;
 mod operator;
 mod pages;
 mod problem;
+mod public_reads;
 mod reservations;
 mod residents;
 mod sessions;
@@ -31,6 +33,7 @@ pub use body::{BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX};
 pub use caching::cache_control;
 pub use codes::ErrorCode;
 pub use problem::ApiError;
+pub use public_reads::PublicReads;
 pub use residents::IMPORT_RECORDS_MAX;
 
 use std::sync::Arc;
@@ -70,6 +73,8 @@ pub struct AppState {
     pub admission: std::sync::Arc<Gate>,
     /// Resident imports in flight (`IMPORTS_IN_FLIGHT_MAX`).
     pub imports: std::sync::Arc<Gate>,
+    /// The public reads' prepared bytes (`public_reads.rs`).
+    pub public_reads: PublicReads,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -88,16 +93,12 @@ fn resource(path: &str) -> actix_web::Resource {
 }
 
 fn page_resource(path: &str) -> actix_web::Resource {
-    resource(path)
-        .route(web::get().to(pages::page))
-        .route(web::head().to(pages::page))
+    resource(path).route(web::get().to(pages::page))
 }
 
 /// `/operator` and the like: `308` to the page's path with a slash.
 fn page_redirect(path: &str) -> actix_web::Resource {
-    resource(path)
-        .route(web::get().to(pages::to_page_with_slash))
-        .route(web::head().to(pages::to_page_with_slash))
+    resource(path).route(web::get().to(pages::to_page_with_slash))
 }
 
 /// The route table. actix tries routes in this order, and a route with
@@ -166,10 +167,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(page_redirect("/operator"))
         .service(page_redirect("/staff"))
         .service(page_redirect("/sre"))
-        .service(
-            resource("/assets/{name}")
-                .route(web::get().to(pages::asset))
-                .route(web::head().to(pages::asset)),
-        )
+        .service(resource("/assets/{name}").route(web::get().to(pages::asset)))
         .default_service(web::to(not_found));
 }

@@ -129,14 +129,18 @@ async fn put_venue_unaudited(
     Ok(HttpResponse::build(created_or_replaced(created)).json(view))
 }
 
-pub async fn list_venues(state: web::Data<AppState>) -> HttpResponse {
-    let venues: Vec<VenueView> = state
-        .catalog
-        .venues()
-        .iter()
-        .map(|v| VenueView::from(v.as_ref()))
-        .collect();
-    HttpResponse::Ok().json(VenueList { venues })
+/// `GET /v1/venues` (public): the same for everyone, from prepared bytes.
+pub async fn list_venues(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let prepared = state.public_reads.get_or_build("venues", || {
+        let venues: Vec<VenueView> = state
+            .catalog
+            .venues()
+            .iter()
+            .map(|v| VenueView::from(v.as_ref()))
+            .collect();
+        serde_json::to_vec(&VenueList { venues }).expect("venues serialise")
+    });
+    super::public_reads::answer(&request, &prepared)
 }
 
 pub async fn put_day(

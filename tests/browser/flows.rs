@@ -208,13 +208,22 @@ async fn an_operator_books_for_a_caller_with_held_seats_in_view() {
     assert_eq!(booked.len(), 1, "{booked:?}");
     assert_eq!(booked[0]["channel"], "operator");
     assert_eq!(booked[0]["status"], "booked");
-    // The page lists it for the caller too.
+    // The page lists it for the caller; the caller changes their mind.
     browser
         .appears(&format!(
-            "#reservations li[data-reservation-id='{}'][data-status='booked']",
+            "#reservations li[data-reservation-id='{}'][data-status='booked'] button",
             booked[0]["reservation_id"].as_str().unwrap()
         ))
-        .await;
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.shows("#cancel-summary", "10時30分").await;
+    browser.press("取り消しを確定する").await;
+    browser.shows("#message", "取り消しました").await;
+    browser.check_page("operator-4-cancelled").await;
+    let after = reservations(&app).await;
+    assert_eq!(after[0]["status"], "cancelled", "{after:?}");
     browser.close().await;
 }
 

@@ -345,8 +345,9 @@
 
   // Runs a search form (`date`, `vaccine`, `access_code`) against
   // availability and lists what it finds in `results`; `onChoose(day, time,
-  // accessCode)` when a slot is picked. `credential` (an operator key) also
-  // shows the held seats.
+  // accessCode)` when a slot is picked. With a `credential` the answer is
+  // as of now (not the public, up to a second old one); with `showHeld`
+  // (an operator) held seats are shown and bookable.
   async function findSlots(options) {
     const form = options.form;
     const query = new URLSearchParams({ date: form.elements.date.value });
@@ -360,7 +361,7 @@
       clear(options.results);
       return answer;
     }
-    const showHeld = Boolean(options.credential);
+    const showHeld = Boolean(options.showHeld);
     renderDays(options.results, form.elements.date.value, answer.body.days, options.venues, (day, time) => options.onChoose(day, time, code), showHeld);
     return answer;
   }

@@ -112,7 +112,7 @@
   async function search(event) {
     if (event) event.preventDefault();
     const credential = keyForm.key();
-    const answer = await V.findSlots({ form: $("search-form"), button: $("search-button"), results: $("results"), venues, credential, onChoose: choose, waitNotice: wait });
+    const answer = await V.findSlots({ form: $("search-form"), button: $("search-button"), results: $("results"), venues, credential, showHeld: true, onChoose: choose, waitNotice: wait });
     if (answer.ok) return;
     if (answer.status === 401 || answer.status === 403) keyRefused(answer);
     else V.showProblem(message, answer);

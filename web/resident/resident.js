@@ -185,9 +185,13 @@
     if (answer.ok) venues = new Map(answer.body.venues.map((v) => [v.venue_id, v]));
   }
 
-  async function search(event) {
+  // A search is the public read (cacheable, up to a second old). After
+  // `slot_full` the list must be as of now, so that search goes with the
+  // resident's token: a read with a credential is built for its request.
+  async function search(event, asOfNow) {
     if (event) event.preventDefault();
-    const answer = await V.findSlots({ form: $("search-form"), button: $("search-button"), results: $("results"), venues, onChoose: choose, waitNotice: wait });
+    const credential = asOfNow ? token() : null;
+    const answer = await V.findSlots({ form: $("search-form"), button: $("search-button"), results: $("results"), venues, credential, showHeld: false, onChoose: choose, waitNotice: wait });
     if (!answer.ok) V.showProblem(message, answer);
   }
 
@@ -239,7 +243,7 @@
       choice = null;
       $("confirm").hidden = true;
       $("search").hidden = false;
-      await search();
+      await search(null, true);
     }
   }
 

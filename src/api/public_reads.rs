@@ -1,0 +1,290 @@
+//! The public reads (`GET /v1/availability` and `GET /v1/venues` without a
+//! credential), served from bytes prepared at most once a second per query
+//! variant: the JSON, its gzip and its brotli, and a strong `ETag` (a hash
+//! of the JSON). Launch morning is mostly people looking; this way a look
+//! costs a map lookup and a copy of prepared bytes, not a serialisation.
+//!
+//! Freshness: a variant older than `PREPARED_MAX_AGE` is rebuilt by the
+//! request that finds it so (API.md lets availability lag commits by up to
+//! one second), so neither a body nor a `304` ever hides a change older
+//! than that. At most `PREPARED_VARIANTS_MAX` variants are kept; when full,
+//! expired ones are dropped first, and a query beyond that is answered
+//! from bytes built for it alone.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+
+/// How long prepared bytes are served before they are rebuilt.
+pub const PREPARED_MAX_AGE: Duration = Duration::from_secs(1);
+/// Most query variants kept prepared at once.
+pub const PREPARED_VARIANTS_MAX: usize = 4096;
+/// `Cache-Control` of a public read: a cache may keep it for a second and
+/// serve it a little longer while it asks again.
+pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=1, stale-while-revalidate=2";
+/// brotli's quality for prepared bodies (0–11): 5 is most of the size win
+/// for a small part of the top quality's time.
+const BROTLI_QUALITY: u32 = 5;
+const BROTLI_WINDOW_BITS: u32 = 22;
+
+/// One representation, ready to send.
+pub struct Prepared {
+    built_at: Instant,
+    identity: Bytes,
+    gzip: Bytes,
+    brotli: Bytes,
+    /// Hex of the JSON's hash; each encoding's ETag adds its own suffix.
+    tag: String,
+}
+
+impl Prepared {
+    pub fn new(identity: Vec<u8>) -> Self {
+        let digest = Sha256::digest(&identity);
+        let tag = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(&identity)
+            .expect("gzip into memory cannot fail");
+        let gzip = gzip.finish().expect("gzip into memory cannot fail");
+        let mut brotli = Vec::new();
+        {
+            let mut writer = brotli::CompressorWriter::new(
+                &mut brotli,
+                4096,
+                BROTLI_QUALITY,
+                BROTLI_WINDOW_BITS,
+            );
+            writer
+                .write_all(&identity)
+                .expect("brotli into memory cannot fail");
+        }
+        Self {
+            built_at: Instant::now(),
+            identity: Bytes::from(identity),
+            gzip: Bytes::from(gzip),
+            brotli: Bytes::from(brotli),
+            tag,
+        }
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.built_at.elapsed() < PREPARED_MAX_AGE
+    }
+
+    fn etag(&self, encoding: Encoding) -> String {
+        match encoding {
+            Encoding::Identity => format!("\"{}\"", self.tag),
+            Encoding::Gzip => format!("\"{}-gzip\"", self.tag),
+            Encoding::Brotli => format!("\"{}-br\"", self.tag),
+        }
+    }
+
+    /// The body in `encoding`: a shared reference to the prepared bytes,
+    /// not a copy.
+    fn body(&self, encoding: Encoding) -> Bytes {
+        match encoding {
+            Encoding::Identity => self.identity.clone(),
+            Encoding::Gzip => self.gzip.clone(),
+            Encoding::Brotli => self.brotli.clone(),
+        }
+    }
+
+    /// Whether `If-None-Match` names this representation in any encoding
+    /// (they are the same JSON).
+    fn matches(&self, request: &HttpRequest) -> bool {
+        let wanted = [Encoding::Identity, Encoding::Gzip, Encoding::Brotli].map(|e| self.etag(e));
+        request
+            .headers()
+            .get_all(header::IF_NONE_MATCH)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || wanted.iter().any(|w| w == t))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Brotli,
+}
+
+/// The best encoding the client accepts: brotli, then gzip, then none.
+pub fn negotiate(request: &HttpRequest) -> Encoding {
+    let mut gzip = false;
+    let mut brotli = false;
+    for value in request
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .filter_map(|v| v.to_str().ok())
+    {
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if refused {
+                continue;
+            }
+            match name.as_str() {
+                "br" => brotli = true,
+                "gzip" | "x-gzip" => gzip = true,
+                "*" => {
+                    brotli = true;
+                    gzip = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    if brotli {
+        Encoding::Brotli
+    } else if gzip {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+/// The prepared variants of the public reads.
+#[derive(Default)]
+pub struct PublicReads {
+    variants: DashMap<String, Arc<Prepared>>,
+}
+
+impl PublicReads {
+    /// The prepared bytes of `variant`, rebuilt by `build` when missing or
+    /// older than `PREPARED_MAX_AGE`.
+    pub fn get_or_build(&self, variant: &str, build: impl FnOnce() -> Vec<u8>) -> Arc<Prepared> {
+        if let Some(prepared) = self.variants.get(variant)
+            && prepared.is_fresh()
+        {
+            return Arc::clone(&prepared);
+        }
+        let prepared = Arc::new(Prepared::new(build()));
+        if self.variants.len() >= PREPARED_VARIANTS_MAX && !self.variants.contains_key(variant) {
+            self.variants.retain(|_, p| p.is_fresh());
+        }
+        if self.variants.len() < PREPARED_VARIANTS_MAX || self.variants.contains_key(variant) {
+            self.variants
+                .insert(variant.to_owned(), Arc::clone(&prepared));
+        }
+        prepared
+    }
+
+    pub fn len(&self) -> usize {
+        self.variants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.variants.is_empty()
+    }
+}
+
+/// The answer to a public read: `304` when the client's copy is current,
+/// else the prepared body in the best accepted encoding.
+pub fn answer(request: &HttpRequest, prepared: &Prepared) -> HttpResponse {
+    let encoding = negotiate(request);
+    let mut response = if prepared.matches(request) {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, prepared.etag(encoding)))
+        .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
+        .insert_header((header::VARY, "Accept-Encoding"));
+    if prepared.matches(request) {
+        return response.finish();
+    }
+    match encoding {
+        Encoding::Identity => {}
+        Encoding::Gzip => {
+            response.insert_header((header::CONTENT_ENCODING, "gzip"));
+        }
+        Encoding::Brotli => {
+            response.insert_header((header::CONTENT_ENCODING, "br"));
+        }
+    }
+    response
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .body(prepared.body(encoding))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn each_encoding_decodes_to_exactly_the_json() {
+        let json: Vec<u8> = serde_json::to_vec(&serde_json::json!({
+            "days": (0..200).map(|i| serde_json::json!({"venue_id": format!("clinic-{i:03}"), "slots": [1, 2, 3]})).collect::<Vec<_>>()
+        }))
+        .unwrap();
+        let prepared = Prepared::new(json.clone());
+        let mut gunzipped = Vec::new();
+        flate2::read::GzDecoder::new(&prepared.gzip[..])
+            .read_to_end(&mut gunzipped)
+            .unwrap();
+        assert_eq!(gunzipped, json);
+        let mut unbrotlied = Vec::new();
+        brotli::Decompressor::new(&prepared.brotli[..], 4096)
+            .read_to_end(&mut unbrotlied)
+            .unwrap();
+        assert_eq!(unbrotlied, json);
+        assert!(
+            prepared.gzip.len() * 10 < json.len(),
+            "gzip shrinks a repetitive day"
+        );
+        assert!(prepared.brotli.len() <= prepared.gzip.len());
+    }
+
+    #[test]
+    fn the_best_accepted_encoding_is_chosen() {
+        let with = |value: &str| {
+            let request = actix_web::test::TestRequest::default()
+                .insert_header((header::ACCEPT_ENCODING, value))
+                .to_http_request();
+            negotiate(&request)
+        };
+        assert_eq!(with("gzip, deflate, br"), Encoding::Brotli);
+        assert_eq!(with("gzip"), Encoding::Gzip);
+        assert_eq!(with("br;q=0, gzip;q=0.5"), Encoding::Gzip);
+        assert_eq!(with("identity"), Encoding::Identity);
+        assert_eq!(with("*"), Encoding::Brotli);
+        let none = actix_web::test::TestRequest::default().to_http_request();
+        assert_eq!(negotiate(&none), Encoding::Identity);
+    }
+
+    #[test]
+    fn variants_are_bounded_and_rebuilt_when_old() {
+        let reads = PublicReads::default();
+        let mut builds = 0;
+        for _ in 0..3 {
+            reads.get_or_build("a", || {
+                builds += 1;
+                b"{}".to_vec()
+            });
+        }
+        assert_eq!(builds, 1, "a fresh variant is not rebuilt");
+        for i in 0..PREPARED_VARIANTS_MAX + 10 {
+            reads.get_or_build(&i.to_string(), || b"{}".to_vec());
+        }
+        assert!(reads.len() <= PREPARED_VARIANTS_MAX);
+    }
+}
