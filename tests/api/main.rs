@@ -75,6 +75,7 @@ mod idempotency;
 mod idle;
 mod kill_switch;
 mod login;
+mod nginx;
 mod operator;
 mod overload;
 mod privacy;
