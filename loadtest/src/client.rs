@@ -8,7 +8,9 @@ use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use hyper::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER,
+};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -68,6 +70,7 @@ impl Connection {
             Some(&bearer),
             None,
             Some("application/json"),
+            None,
         )
         .await
     }
@@ -81,8 +84,15 @@ impl Connection {
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Answer> {
         let bearer = bearer.map(bearer_header);
-        self.send_with(method, path, bearer.as_ref(), body.map(Bytes::from), None)
-            .await
+        self.send_with(
+            method,
+            path,
+            bearer.as_ref(),
+            body.map(Bytes::from),
+            None,
+            None,
+        )
+        .await
     }
 
     /// Sends with a ready `Authorization` value and body (no per-request building).
@@ -93,7 +103,21 @@ impl Connection {
         authorization: Option<&HeaderValue>,
         body: Option<Bytes>,
     ) -> anyhow::Result<Answer> {
-        self.send_with(method, path, authorization, body, None)
+        self.send_with(method, path, authorization, body, None, None)
+            .await
+    }
+
+    /// As `send_prepared`, asking for a compressed answer when
+    /// `accept_encoding` is given (the body is then counted as sent).
+    pub async fn send_encoded(
+        &mut self,
+        method: Method,
+        path: &str,
+        authorization: Option<&HeaderValue>,
+        body: Option<Bytes>,
+        accept_encoding: Option<&HeaderValue>,
+    ) -> anyhow::Result<Answer> {
+        self.send_with(method, path, authorization, body, None, accept_encoding)
             .await
     }
 
@@ -104,6 +128,7 @@ impl Connection {
         authorization: Option<&HeaderValue>,
         body: Option<Bytes>,
         accept: Option<&'static str>,
+        accept_encoding: Option<&HeaderValue>,
     ) -> anyhow::Result<Answer> {
         let host = self.host.clone();
         let mut request = Request::builder()
@@ -115,6 +140,9 @@ impl Connection {
         }
         if let Some(authorization) = authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        if let Some(encoding) = accept_encoding {
+            request = request.header(ACCEPT_ENCODING, encoding.clone());
         }
         let body = match body {
             Some(bytes) => {

@@ -12,8 +12,13 @@
 //! 7. audits: every 201 is stored, nothing else is, used capacity equals the
 //!    201 count, nothing was committed after the kill switch's PUT returned.
 //!    Any audit failure exits non-zero.
+//!
+//! `--scenario launch` (or `--preset yokohama`) replaces steps 3–5 with the
+//! launch scenario (`launch.rs`): open-loop arrivals at `--rate` for
+//! `--duration-s` in launch-morning proportions, reported per endpoint.
 
 mod client;
+mod launch;
 mod runners;
 mod scenario;
 
@@ -98,6 +103,49 @@ struct Args {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// `herd` (log everyone in, then one booking each) or `launch` (the
+    /// launch-morning mix, open loop at --rate for --duration-s).
+    #[arg(long, value_enum, default_value_t = ScenarioKind::Herd)]
+    scenario: ScenarioKind,
+    /// How long the launch scenario runs.
+    #[arg(long, default_value_t = 30.0)]
+    duration_s: f64,
+    /// `Accept-Encoding` of the launch scenario's page, availability and
+    /// venue loads (e.g. `br` or `gzip`), to measure compressed traffic.
+    #[arg(long)]
+    accept_encoding: Option<String>,
+    /// A launch shaped like Yokohama's opening minute (33,000 accesses/s,
+    /// 75,000 slots), scaled to a 2-core machine: sets `--scenario launch
+    /// --duration-s 30 --venue-days 131 --residents 160000
+    /// --capacity-factor 0.28` (47,160 places) and `--rate 40000` unless
+    /// --rate is given; other flags as given.
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ScenarioKind {
+    Herd,
+    Launch,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Preset {
+    Yokohama,
+}
+
+impl Args {
+    fn with_preset(mut self) -> Self {
+        if self.preset == Some(Preset::Yokohama) {
+            self.scenario = ScenarioKind::Launch;
+            self.rate.get_or_insert(40_000.0);
+            self.duration_s = 30.0;
+            self.venue_days = 131;
+            self.residents = 160_000;
+            self.capacity_factor = 0.28;
+        }
+        self
+    }
 }
 
 fn address_of(url: &str) -> anyhow::Result<SocketAddr> {
@@ -280,7 +328,7 @@ async fn store_kind(address: SocketAddr) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::parse().with_preset();
     let address = address_of(&args.url)?;
     if let Some(path) = &args.audit_from {
         return audit_from_record(address, &args.admin_key, path).await;
@@ -352,6 +400,10 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+
+    if args.scenario == ScenarioKind::Launch {
+        return launch_scenario(&args, address, scenario, baseline_rps).await;
+    }
 
     // The login herd.
     let bar = progress(&args, args.residents, "login");
@@ -658,6 +710,107 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 ""
             }
+        );
+        Ok(())
+    } else {
+        for failure in &failures {
+            eprintln!("audit FAILED: {failure}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// The launch scenario, its report and its audit.
+async fn launch_scenario(
+    args: &Args,
+    address: SocketAddr,
+    scenario: Arc<Scenario>,
+    baseline_rps: Option<f64>,
+) -> anyhow::Result<()> {
+    let rate = args
+        .rate
+        .context("the launch scenario needs --rate (requests/s) or --preset")?;
+    let options = launch::LaunchOptions {
+        address,
+        rate,
+        duration: Duration::from_secs_f64(args.duration_s),
+        connections: args.connections,
+        accept_encoding: args.accept_encoding.clone(),
+    };
+    println!(
+        "launch scenario: {rate:.0} req/s for {:.0} s, open loop on {} connections; Accept-Encoding: {}",
+        args.duration_s,
+        args.connections,
+        args.accept_encoding.as_deref().unwrap_or("(none)")
+    );
+    let report = launch::run(&options, Arc::clone(&scenario)).await;
+    let elapsed = report.elapsed;
+    let total: u64 = report.by_kind.values().map(|k| k.count()).sum();
+    let bytes: u64 = report.by_kind.values().map(|k| k.bytes).sum();
+    print!(
+        "  sent {total} in {:.1} s = {:.0} req/s",
+        elapsed.as_secs_f64(),
+        per_second(total, elapsed)
+    );
+    if let Some(baseline) = baseline_rps {
+        print!(" ({:.2} × healthz)", per_second(total, elapsed) / baseline);
+    }
+    println!(
+        "; {:.1} MB/s of bodies received",
+        bytes as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    println!(
+        "  {:<30} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9}  outcomes",
+        "request", "count", "req/s", "p50 ms", "p99 ms", "max ms", "B/answer"
+    );
+    for (kind, stats) in &report.by_kind {
+        let count = stats.count();
+        let outcomes: Vec<String> = stats
+            .outcomes
+            .iter()
+            .map(|(outcome, n)| format!("{outcome} {n}"))
+            .collect();
+        println!(
+            "  {:<30} {count:>9} {:>8.0} {:>8.2} {:>8.2} {:>8.2} {:>9.0}  {}",
+            kind.label(),
+            per_second(count, elapsed),
+            ms(stats.latency_us.value_at_quantile(0.50)),
+            ms(stats.latency_us.value_at_quantile(0.99)),
+            ms(stats.latency_us.max()),
+            stats.bytes as f64 / count.max(1) as f64,
+            outcomes.join(", ")
+        );
+    }
+    if args.no_audit {
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    let transport_errors: u64 = report
+        .by_kind
+        .values()
+        .filter_map(|k| k.outcomes.get("transport_error"))
+        .sum();
+    if transport_errors > 0 {
+        failures.push(format!("{transport_errors} requests got no answer"));
+    }
+    if report.unknown_cancels > 0 {
+        failures.push(format!(
+            "{} cancels got no answer (their reservations' state is unknown)",
+            report.unknown_cancels
+        ));
+    }
+    let committed = report.standing.len() as u64;
+    let findings = scenario::audit(address, &args.admin_key, &scenario, &report.standing).await?;
+    failures.extend(findings.failures(committed));
+    if let Some(path) = &args.audit_record {
+        let record = scenario::AuditRecord::of(&scenario, &report.standing);
+        std::fs::write(path, serde_json::to_vec(&record)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if failures.is_empty() {
+        println!(
+            "audit: OK: {} stored = {committed} answered 201 and not cancelled; used capacity {}",
+            findings.stored, findings.used_capacity
         );
         Ok(())
     } else {

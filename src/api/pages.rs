@@ -2,7 +2,8 @@
 //! `web/`, embedded in the binary at build time, so a ward runs one binary
 //! and nothing else. Every page talks to the same `/v1` API as any client.
 //!
-//! Caching: each asset's strong `ETag` is a hash of its bytes. A page's
+//! Caching: each file's strong `ETag` is a hash of its bytes (with a
+//! suffix per encoding: files are gzipped and brotli'd once, at start). A page's
 //! HTML names its scripts and styles with that hash (`?v=…`, filled in when
 //! the table is built), so an asset asked for by its current hash may be
 //! kept for a year; the HTML itself is revalidated on every load (`no-cache`,
@@ -12,12 +13,13 @@
 
 use std::sync::LazyLock;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use sha2::{Digest, Sha256};
 
 use super::codes::ErrorCode;
 use super::problem::ApiError;
+use super::public_reads::{self, Prepared};
 
 /// What a page may load and talk to: its own origin only, no inline code.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -39,9 +41,10 @@ pub struct Asset {
     /// Where it is served (`/`, `/operator/`, `/assets/common.js`, …).
     pub path: &'static str,
     pub content_type: &'static str,
-    pub bytes: Vec<u8>,
     /// The content hash (`HASH_HEX_DIGITS` hex digits).
     pub hash: String,
+    /// The bytes, gzipped and brotli'd once, with their ETags.
+    prepared: Prepared,
 }
 
 impl Asset {
@@ -55,13 +58,9 @@ impl Asset {
         Self {
             path,
             content_type,
-            bytes,
+            prepared: Prepared::new(bytes),
             hash,
         }
-    }
-
-    fn etag(&self) -> String {
-        format!("\"{}\"", self.hash)
     }
 
     fn is_page(&self) -> bool {
@@ -150,33 +149,15 @@ fn asset_at(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)
 }
 
-/// The headers every page and asset answer carries.
-fn with_page_headers(
-    mut builder: actix_web::HttpResponseBuilder,
-    asset: &Asset,
-    cache_control: &'static str,
-) -> actix_web::HttpResponseBuilder {
-    builder
-        .insert_header((header::ETAG, asset.etag()))
-        .insert_header((header::CACHE_CONTROL, cache_control))
-        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"));
-    builder
-}
+/// The headers every page and file answer carries, besides caching.
+const PAGE_HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
 
-fn if_none_match_hits(request: &HttpRequest, asset: &Asset) -> bool {
-    let etag = asset.etag();
-    request
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(etag.as_str()))
-}
-
-/// Serves a page or asset, `304` when the client's copy is current.
+/// Serves a page or file, `304` when the client's copy is current,
+/// compressed when the client accepts it.
 fn serve(request: &HttpRequest, asset: &'static Asset) -> HttpResponse {
     let cache_control = if asset.is_page() {
         PAGE_CACHE_CONTROL
@@ -185,15 +166,13 @@ fn serve(request: &HttpRequest, asset: &'static Asset) -> HttpResponse {
     } else {
         ASSET_CACHE_CONTROL
     };
-    if if_none_match_hits(request, asset) {
-        return with_page_headers(HttpResponse::NotModified(), asset, cache_control).finish();
-    }
-    let mut builder = with_page_headers(HttpResponse::Ok(), asset, cache_control);
-    builder.insert_header((
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(asset.content_type),
-    ));
-    builder.body(asset.bytes.as_slice())
+    public_reads::respond(
+        request,
+        &asset.prepared,
+        asset.content_type,
+        cache_control,
+        &PAGE_HEADERS,
+    )
 }
 
 /// `GET /`, `/operator/`, `/staff/`, `/sre/`.
@@ -227,7 +206,7 @@ mod tests {
     #[test]
     fn every_page_names_its_assets_by_their_current_hash() {
         for page in ASSETS.iter().filter(|a| a.is_page()) {
-            let html = std::str::from_utf8(&page.bytes).unwrap();
+            let html = std::str::from_utf8(page.prepared.identity()).unwrap();
             for referenced in html.split("\"/assets/").skip(1) {
                 let reference = referenced.split('"').next().unwrap();
                 let (name, version) = reference
@@ -243,7 +222,7 @@ mod tests {
     #[test]
     fn pages_have_no_inline_script_or_style_and_are_japanese() {
         for page in ASSETS.iter().filter(|a| a.is_page()) {
-            let html = std::str::from_utf8(&page.bytes).unwrap();
+            let html = std::str::from_utf8(page.prepared.identity()).unwrap();
             assert!(html.contains("<html lang=\"ja\">"), "{}", page.path);
             assert!(!html.contains(" style="), "{}: inline style", page.path);
             assert!(!html.contains("<style"), "{}: inline style", page.path);

@@ -72,6 +72,11 @@ impl Prepared {
         }
     }
 
+    /// The uncompressed bytes.
+    pub fn identity(&self) -> &[u8] {
+        &self.identity
+    }
+
     fn is_fresh(&self) -> bool {
         self.built_at.elapsed() < PREPARED_MAX_AGE
     }
@@ -194,17 +199,41 @@ impl PublicReads {
 /// The answer to a public read: `304` when the client's copy is current,
 /// else the prepared body in the best accepted encoding.
 pub fn answer(request: &HttpRequest, prepared: &Prepared) -> HttpResponse {
+    respond(
+        request,
+        prepared,
+        "application/json",
+        PUBLIC_CACHE_CONTROL,
+        &[],
+    )
+}
+
+/// Prepared bytes as an answer (the public reads, and the web pages'
+/// files): `304` when `If-None-Match` names them, else the best accepted
+/// encoding, with its own strong `ETag`, `Vary: Accept-Encoding`, and
+/// `extra` headers on both.
+pub fn respond(
+    request: &HttpRequest,
+    prepared: &Prepared,
+    content_type: &'static str,
+    cache_control: &'static str,
+    extra: &[(header::HeaderName, &'static str)],
+) -> HttpResponse {
     let encoding = negotiate(request);
-    let mut response = if prepared.matches(request) {
+    let unchanged = prepared.matches(request);
+    let mut response = if unchanged {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
     response
         .insert_header((header::ETAG, prepared.etag(encoding)))
-        .insert_header((header::CACHE_CONTROL, PUBLIC_CACHE_CONTROL))
+        .insert_header((header::CACHE_CONTROL, cache_control))
         .insert_header((header::VARY, "Accept-Encoding"));
-    if prepared.matches(request) {
+    for (name, value) in extra {
+        response.insert_header((name.clone(), *value));
+    }
+    if unchanged {
         return response.finish();
     }
     match encoding {
@@ -217,10 +246,7 @@ pub fn answer(request: &HttpRequest, prepared: &Prepared) -> HttpResponse {
         }
     }
     response
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ))
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(content_type)))
         .body(prepared.body(encoding))
 }
 
