@@ -412,11 +412,27 @@ pub async fn run(options: &LaunchOptions, scenario: Arc<Scenario>) -> LaunchRepo
     let rate = options.rate;
     let scheduler = tokio::spawn(async move {
         let start = tokio::time::Instant::now();
+        let mut next_queue = 0;
         for index in 0..total {
             let due = start + Duration::from_secs_f64(index as f64 / rate);
             tokio::time::sleep_until(due).await;
-            let queue = &queues[(index % queues.len() as u64) as usize];
-            if queue.send((index, due.into_std())).await.is_err() {
+            // To the next connection with room, so that one slow request
+            // (a booking trying five slots) never holds up the schedule;
+            // only when every queue is full does the scheduler wait.
+            let mut job = (index, due.into_std());
+            let mut placed = false;
+            for _ in 0..queues.len() {
+                next_queue = (next_queue + 1) % queues.len();
+                match queues[next_queue].try_send(job) {
+                    Ok(()) => {
+                        placed = true;
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Full(back)) => job = back,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            if !placed && queues[next_queue].send(job).await.is_err() {
                 return;
             }
         }

@@ -74,16 +74,28 @@ pub async fn get(
         access_code: params.access_code.as_deref(),
     };
     if request.headers().get(header::AUTHORIZATION).is_none() {
-        // The same for everyone: prepared bytes, rebuilt at most once a second.
+        // The same for everyone: prepared bytes, at most a second old.
         let variant = format!(
             "availability\u{0}{date}\u{0}{}\u{0}{}\u{0}{}",
             params.vaccine.as_deref().unwrap_or(""),
             params.venue_id.as_deref().unwrap_or(""),
             params.access_code.as_deref().unwrap_or("")
         );
-        let prepared = state
-            .public_reads
-            .get_or_build(&variant, || availability_json(&state, &query, false));
+        let (built_by, vaccine_owned, venue_owned, code_owned) = (
+            state.clone(),
+            vaccine,
+            venue_id.clone(),
+            params.access_code.clone(),
+        );
+        let prepared = state.public_reads.get_or_build(&variant, move || {
+            let query = AvailabilityQuery {
+                date,
+                vaccine: vaccine_owned,
+                venue_id: venue_owned.as_ref(),
+                access_code: code_owned.as_deref(),
+            };
+            availability_json(&built_by, &query, false)
+        });
         return Ok(public_reads::answer(&request, &prepared));
     }
     let show_held = sees_held(&request, &state);

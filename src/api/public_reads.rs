@@ -4,10 +4,11 @@
 //! of the JSON). Launch morning is mostly people looking; this way a look
 //! costs a map lookup and a copy of prepared bytes, not a serialisation.
 //!
-//! Freshness: a variant older than `PREPARED_MAX_AGE` is rebuilt by the
-//! request that finds it so (API.md lets availability lag commits by up to
-//! one second), so neither a body nor a `304` ever hides a change older
-//! than that. At most `PREPARED_VARIANTS_MAX` variants are kept; when full,
+//! Freshness: a variant older than `REFRESH_AFTER` is rebuilt by a
+//! background task while it is still served, and one older than
+//! `PREPARED_MAX_AGE` by the request that finds it so (API.md lets
+//! availability lag commits by up to one second), so neither a body nor a
+//! `304` ever hides a change older than that. At most `PREPARED_VARIANTS_MAX` variants are kept; when full,
 //! expired ones are dropped first, and a query beyond that is answered
 //! from bytes built for it alone.
 
@@ -21,8 +22,13 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
-/// How long prepared bytes are served before they are rebuilt.
+/// The oldest prepared bytes are ever served (API.md: availability may lag
+/// commits by up to a second).
 pub const PREPARED_MAX_AGE: Duration = Duration::from_secs(1);
+/// From this age on, prepared bytes are rebuilt in the background while
+/// they are still served: a whole day's rebuild takes 2–6 ms, which a
+/// worker thread should not spend with other requests waiting on it.
+pub const REFRESH_AFTER: Duration = Duration::from_millis(500);
 /// Most query variants kept prepared at once.
 pub const PREPARED_VARIANTS_MAX: usize = 4096;
 /// `Cache-Control` of a public read: a cache may keep it for a second and
@@ -121,6 +127,17 @@ pub enum Encoding {
 }
 
 /// The best encoding the client accepts: brotli, then gzip, then none.
+/// Keeps `prepared` as `variant`, within `PREPARED_VARIANTS_MAX` (expired
+/// variants are dropped first when full; beyond that it is not kept).
+fn store(variants: &DashMap<String, Arc<Prepared>>, variant: &str, prepared: Arc<Prepared>) {
+    if variants.len() >= PREPARED_VARIANTS_MAX && !variants.contains_key(variant) {
+        variants.retain(|_, p| p.is_fresh());
+    }
+    if variants.len() < PREPARED_VARIANTS_MAX || variants.contains_key(variant) {
+        variants.insert(variant.to_owned(), prepared);
+    }
+}
+
 pub fn negotiate(request: &HttpRequest) -> Encoding {
     let mut gzip = false;
     let mut brotli = false;
@@ -164,26 +181,43 @@ pub fn negotiate(request: &HttpRequest) -> Encoding {
 /// The prepared variants of the public reads.
 #[derive(Default)]
 pub struct PublicReads {
-    variants: DashMap<String, Arc<Prepared>>,
+    variants: Arc<DashMap<String, Arc<Prepared>>>,
+    /// Variants being rebuilt in the background now.
+    refreshing: Arc<DashMap<String, ()>>,
 }
 
 impl PublicReads {
-    /// The prepared bytes of `variant`, rebuilt by `build` when missing or
-    /// older than `PREPARED_MAX_AGE`.
-    pub fn get_or_build(&self, variant: &str, build: impl FnOnce() -> Vec<u8>) -> Arc<Prepared> {
-        if let Some(prepared) = self.variants.get(variant)
-            && prepared.is_fresh()
-        {
-            return Arc::clone(&prepared);
+    /// The prepared bytes of `variant`. Younger than `REFRESH_AFTER`: as
+    /// they are. Older: still served, while one background task (never a
+    /// request's worker thread: a rebuild of a whole day takes milliseconds)
+    /// rebuilds them with `build`. Missing, or older than
+    /// `PREPARED_MAX_AGE` (the background fell behind): built here.
+    pub fn get_or_build(
+        &self,
+        variant: &str,
+        build: impl FnOnce() -> Vec<u8> + Send + 'static,
+    ) -> Arc<Prepared> {
+        if let Some(prepared) = self.variants.get(variant).map(|p| Arc::clone(&p)) {
+            let age = prepared.built_at.elapsed();
+            if age < REFRESH_AFTER {
+                return prepared;
+            }
+            if age < PREPARED_MAX_AGE {
+                if self.refreshing.insert(variant.to_owned(), ()).is_none() {
+                    let (variants, refreshing) =
+                        (Arc::clone(&self.variants), Arc::clone(&self.refreshing));
+                    let key = variant.to_owned();
+                    tokio::task::spawn_blocking(move || {
+                        let fresh = Arc::new(Prepared::new(build()));
+                        store(&variants, &key, fresh);
+                        refreshing.remove(&key);
+                    });
+                }
+                return prepared;
+            }
         }
         let prepared = Arc::new(Prepared::new(build()));
-        if self.variants.len() >= PREPARED_VARIANTS_MAX && !self.variants.contains_key(variant) {
-            self.variants.retain(|_, p| p.is_fresh());
-        }
-        if self.variants.len() < PREPARED_VARIANTS_MAX || self.variants.contains_key(variant) {
-            self.variants
-                .insert(variant.to_owned(), Arc::clone(&prepared));
-        }
+        store(&self.variants, variant, Arc::clone(&prepared));
         prepared
     }
 
@@ -297,17 +331,46 @@ mod tests {
         assert_eq!(negotiate(&none), Encoding::Identity);
     }
 
-    #[test]
-    fn variants_are_bounded_and_rebuilt_when_old() {
+    #[tokio::test]
+    async fn variants_are_bounded_and_rebuilt_when_old() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let reads = PublicReads::default();
-        let mut builds = 0;
-        for _ in 0..3 {
-            reads.get_or_build("a", || {
-                builds += 1;
+        let builds = Arc::new(AtomicUsize::new(0));
+        let counted = |builds: &Arc<AtomicUsize>| {
+            let builds = Arc::clone(builds);
+            move || {
+                builds.fetch_add(1, Ordering::SeqCst);
                 b"{}".to_vec()
-            });
+            }
+        };
+        for _ in 0..3 {
+            reads.get_or_build("a", counted(&builds));
         }
-        assert_eq!(builds, 1, "a fresh variant is not rebuilt");
+        assert_eq!(
+            builds.load(Ordering::SeqCst),
+            1,
+            "a fresh variant is not rebuilt"
+        );
+        // Past REFRESH_AFTER: served as it is, rebuilt once in the background.
+        tokio::time::sleep(REFRESH_AFTER + Duration::from_millis(50)).await;
+        let old = reads.get_or_build("a", counted(&builds));
+        reads.get_or_build("a", counted(&builds));
+        assert!(
+            old.built_at.elapsed() >= REFRESH_AFTER,
+            "the old bytes were served"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while builds.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "no background rebuild");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            builds.load(Ordering::SeqCst),
+            2,
+            "one rebuild, not one per request"
+        );
+        assert!(reads.get_or_build("a", counted(&builds)).built_at.elapsed() < REFRESH_AFTER);
         for i in 0..PREPARED_VARIANTS_MAX + 10 {
             reads.get_or_build(&i.to_string(), || b"{}".to_vec());
         }

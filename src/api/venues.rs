@@ -131,8 +131,9 @@ async fn put_venue_unaudited(
 
 /// `GET /v1/venues` (public): the same for everyone, from prepared bytes.
 pub async fn list_venues(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let prepared = state.public_reads.get_or_build("venues", || {
-        let venues: Vec<VenueView> = state
+    let built_by = state.clone();
+    let prepared = state.public_reads.get_or_build("venues", move || {
+        let venues: Vec<VenueView> = built_by
             .catalog
             .venues()
             .iter()

@@ -323,6 +323,31 @@ impl TestApp {
         stream
     }
 
+    /// Holds `n` `/v1` requests in flight (`hold_open`), and returns once
+    /// the server counts them all (`/metrics`, which is never refused), so
+    /// that no request of the test's own can take one of their places.
+    pub async fn hold_in_flight(&self, n: usize) -> Vec<tokio::net::TcpStream> {
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            held.push(self.hold_open().await);
+        }
+        let wanted = format!("vaxslot_requests_in_flight {n}\n");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, metrics) = self
+                .send(reqwest::Method::GET, "/metrics", None, None)
+                .await;
+            if metrics.as_str().is_some_and(|m| m.contains(&wanted)) {
+                return held;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never counted {n} held requests in flight"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -105,7 +105,7 @@ async fn until_venues_answer(app: &TestApp, want: u16) -> (u16, Option<String>, 
 
 async fn the_in_flight_gate_refuses_v1_beyond_its_limit_but_never_health(backend: Backend) {
     let app = TestApp::spawn_with_env(backend, &[("VAXSLOT_MAX_IN_FLIGHT", "2")]).await;
-    let mut held = [app.hold_open().await, app.hold_open().await];
+    let mut held = app.hold_in_flight(2).await;
     // Both held requests are in flight once the third is refused.
     let (status, retry_after, body) = until_venues_answer(&app, 503).await;
     if status != 503 {

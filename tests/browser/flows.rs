@@ -380,12 +380,7 @@ async fn overloaded_shows_a_countdown_and_the_booking_goes_through_by_itself() {
     log_in_and_find_slot(&browser, &app, &date).await;
 
     // The server is full: two requests held in flight.
-    let held = [app.hold_open().await, app.hold_open().await];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while app.send(Method::GET, "/v1/venues", None, None).await.0 != 503 {
-        assert!(Instant::now() < deadline, "the gate never filled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let held = app.hold_in_flight(2).await;
     browser.press("予約する").await;
     let waiting = browser
         .shows("#wait", "秒で、自動的にもう一度試します")
