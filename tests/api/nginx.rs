@@ -22,7 +22,8 @@ struct Nginx {
 
 impl Nginx {
     /// nginx on a free port with deploy/nginx/vaxslot.conf, its upstream
-    /// pointed at `upstream` (host:port) and its folders in a temp dir.
+    /// pointed at `upstream` (host:port) and its folders in a temp dir; one
+    /// process (`master_process off`), so that killing it leaves no worker.
     async fn start(upstream: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -41,11 +42,17 @@ impl Nginx {
             .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
         assert_ne!(site, example, "the example has the lines this test adapts");
         std::fs::write(dir.path().join("vaxslot.conf"), site).unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/nginx/vaxslot-cache.conf"),
+            dir.path().join("vaxslot-cache.conf"),
+        )
+        .unwrap();
         let temp = dir.path().display().to_string();
         std::fs::write(
             dir.path().join("nginx.conf"),
             format!(
-                "worker_processes 1;\nerror_log {temp}/error.log;\npid {temp}/nginx.pid;\n\
+                "master_process off;\nerror_log {temp}/error.log;\npid {temp}/nginx.pid;\n\
                  events {{ worker_connections 256; }}\n\
                  http {{\n  access_log off;\n  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n\
                  fastcgi_temp_path {temp}/fastcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n\
