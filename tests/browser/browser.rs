@@ -381,6 +381,19 @@ impl Browser {
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
+        // Drop makes sure no Chromium process is left.
+    }
+}
+
+/// A test that panics never reaches `close`: chromedriver dies with its
+/// handle, but Chromium would live on. Its processes are the ones started
+/// on this test's own profile folder.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        let _ = std::process::Command::new("pkill")
+            .args(["-9", "-f", &profile])
+            .status();
     }
 }
 
