@@ -65,43 +65,56 @@ pub async fn get(
         .as_deref()
         .ok_or_else(|| ApiError::invalid_query("date is required (YYYY-MM-DD)"))
         .and_then(|d| parse_date(d).map_err(ApiError::from))?;
-    let vaccine = params.vaccine.as_deref().map(Vaccine::parse).transpose()?;
-    let venue_id = params.venue_id.as_deref().map(VenueId::parse).transpose()?;
-    let query = AvailabilityQuery {
+    let asked = Asked {
         date,
-        vaccine,
-        venue_id: venue_id.as_ref(),
-        access_code: params.access_code.as_deref(),
+        vaccine: params.vaccine.as_deref().map(Vaccine::parse).transpose()?,
+        venue_id: params.venue_id.as_deref().map(VenueId::parse).transpose()?,
+        access_code: params.access_code,
     };
     if request.headers().get(header::AUTHORIZATION).is_none() {
         // The same for everyone: prepared bytes, at most a second old.
-        let variant = format!(
-            "availability\u{0}{date}\u{0}{}\u{0}{}\u{0}{}",
-            params.vaccine.as_deref().unwrap_or(""),
-            params.venue_id.as_deref().unwrap_or(""),
-            params.access_code.as_deref().unwrap_or("")
-        );
-        let (built_by, vaccine_owned, venue_owned, code_owned) = (
-            state.clone(),
-            vaccine,
-            venue_id.clone(),
-            params.access_code.clone(),
-        );
+        let variant = asked.variant();
+        let built_by = state.clone();
         let prepared = state.public_reads.get_or_build(&variant, move || {
-            let query = AvailabilityQuery {
-                date,
-                vaccine: vaccine_owned,
-                venue_id: venue_owned.as_ref(),
-                access_code: code_owned.as_deref(),
-            };
-            availability_json(&built_by, &query, false)
+            availability_json(&built_by, &asked.query(), false)
         });
         return Ok(public_reads::answer(&request, &prepared));
     }
     let show_held = sees_held(&request, &state);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(availability_json(&state, &query, show_held)))
+        .body(availability_json(&state, &asked.query(), show_held)))
+}
+
+/// A parsed availability query, owned (a prepared variant is rebuilt from
+/// it in the background).
+struct Asked {
+    date: chrono::NaiveDate,
+    vaccine: Option<Vaccine>,
+    venue_id: Option<VenueId>,
+    access_code: Option<String>,
+}
+
+impl Asked {
+    fn query(&self) -> AvailabilityQuery<'_> {
+        AvailabilityQuery {
+            date: self.date,
+            vaccine: self.vaccine,
+            venue_id: self.venue_id.as_ref(),
+            access_code: self.access_code.as_deref(),
+        }
+    }
+
+    /// The prepared variant's name: one per distinct query.
+    fn variant(&self) -> String {
+        format!(
+            "availability\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+            self.date,
+            self.vaccine.map(Vaccine::as_str).unwrap_or(""),
+            self.venue_id.as_ref().map(VenueId::as_str).unwrap_or(""),
+            self.access_code.as_deref().unwrap_or("")
+        )
+    }
 }
 
 /// The availability document of `query`, as JSON bytes.

@@ -161,7 +161,7 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 3] = [
 fn serve(request: &HttpRequest, asset: &'static Asset) -> HttpResponse {
     let cache_control = if asset.is_page() {
         PAGE_CACHE_CONTROL
-    } else if request.query_string() == format!("v={}", asset.hash) {
+    } else if request.query_string().strip_prefix("v=") == Some(asset.hash.as_str()) {
         HASHED_ASSET_CACHE_CONTROL
     } else {
         ASSET_CACHE_CONTROL

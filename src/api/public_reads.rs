@@ -45,14 +45,20 @@ pub struct Prepared {
     identity: Bytes,
     gzip: Bytes,
     brotli: Bytes,
-    /// Hex of the JSON's hash; each encoding's ETag adds its own suffix.
-    tag: String,
+    /// The strong ETag of each encoding (by `Encoding as usize`): a hash of
+    /// the JSON, with a suffix for the compressed ones. Made once, here,
+    /// not per answer.
+    etags: [HeaderValue; 3],
 }
 
 impl Prepared {
     pub fn new(identity: Vec<u8>) -> Self {
         let digest = Sha256::digest(&identity);
-        let tag = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        let tag: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        let etags = ["", "-gzip", "-br"].map(|suffix| {
+            HeaderValue::from_str(&format!("\"{tag}{suffix}\""))
+                .expect("hex and a suffix are a valid header")
+        });
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gzip.write_all(&identity)
             .expect("gzip into memory cannot fail");
@@ -74,7 +80,7 @@ impl Prepared {
             identity: Bytes::from(identity),
             gzip: Bytes::from(gzip),
             brotli: Bytes::from(brotli),
-            tag,
+            etags,
         }
     }
 
@@ -87,12 +93,8 @@ impl Prepared {
         self.built_at.elapsed() < PREPARED_MAX_AGE
     }
 
-    fn etag(&self, encoding: Encoding) -> String {
-        match encoding {
-            Encoding::Identity => format!("\"{}\"", self.tag),
-            Encoding::Gzip => format!("\"{}-gzip\"", self.tag),
-            Encoding::Brotli => format!("\"{}-br\"", self.tag),
-        }
+    fn etag(&self, encoding: Encoding) -> HeaderValue {
+        self.etags[encoding as usize].clone()
     }
 
     /// The body in `encoding`: a shared reference to the prepared bytes,
@@ -108,25 +110,24 @@ impl Prepared {
     /// Whether `If-None-Match` names this representation in any encoding
     /// (they are the same JSON).
     fn matches(&self, request: &HttpRequest) -> bool {
-        let wanted = [Encoding::Identity, Encoding::Gzip, Encoding::Brotli].map(|e| self.etag(e));
         request
             .headers()
             .get_all(header::IF_NONE_MATCH)
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || wanted.iter().any(|w| w == t))
+            .any(|t| t == "*" || self.etags.iter().any(|e| e.as_bytes() == t.as_bytes()))
     }
 }
 
+/// The encodings prepared bytes come in (the discriminant indexes `etags`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
-    Identity,
-    Gzip,
-    Brotli,
+    Identity = 0,
+    Gzip = 1,
+    Brotli = 2,
 }
 
-/// The best encoding the client accepts: brotli, then gzip, then none.
 /// Keeps `prepared` as `variant`, within `PREPARED_VARIANTS_MAX` (expired
 /// variants are dropped first when full; beyond that it is not kept).
 fn store(variants: &DashMap<String, Arc<Prepared>>, variant: &str, prepared: Arc<Prepared>) {
@@ -138,6 +139,7 @@ fn store(variants: &DashMap<String, Arc<Prepared>>, variant: &str, prepared: Arc
     }
 }
 
+/// The best encoding the client accepts: brotli, then gzip, then none.
 pub fn negotiate(request: &HttpRequest) -> Encoding {
     let mut gzip = false;
     let mut brotli = false;
@@ -221,12 +223,9 @@ impl PublicReads {
         prepared
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.variants.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.variants.is_empty()
     }
 }
 
