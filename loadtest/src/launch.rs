@@ -184,12 +184,12 @@ impl Worker {
         encoded: bool,
     ) -> anyhow::Result<Answer> {
         let encoding = if encoded {
-            self.accept_encoding.clone()
+            self.accept_encoding.as_ref()
         } else {
             None
         };
         self.connection
-            .send_encoded(method, path, authorization, body, encoding.as_ref())
+            .send_encoded(method, path, authorization, body, encoding)
             .await
     }
 

@@ -693,31 +693,55 @@ async fn main() -> anyhow::Result<()> {
         // Open booking again for whoever runs next.
         set_kill_switch(address, args.sre_key.as_deref().expect("checked"), false).await?;
     }
-    let findings = scenario::audit(address, &args.admin_key, &scenario, &created).await?;
+    let also = if switch.is_some() {
+        "; nothing committed or accepted after the kill switch's PUT returned"
+    } else {
+        ""
+    };
+    let outcome = ("answered 201", also);
+    audit_run(
+        &args, address, &scenario, &created, committed, failures, outcome,
+    )
+    .await
+}
+
+/// The audit after a run: the store against `created` (the reservations
+/// that must stand; `committed` of them were answered so), plus the run's
+/// own `failures`; writes the record for a later `--audit-from` when asked,
+/// and says how it went (exit 1 on failure).
+async fn audit_run(
+    args: &Args,
+    address: SocketAddr,
+    scenario: &Scenario,
+    created: &HashSet<String>,
+    committed: u64,
+    mut failures: Vec<String>,
+    (standing, also): (&str, &str),
+) -> anyhow::Result<()> {
+    let findings = scenario::audit(address, &args.admin_key, scenario, created).await?;
     failures.extend(findings.failures(committed));
     if let Some(path) = &args.audit_record {
-        let record = scenario::AuditRecord::of(&scenario, &created);
+        let record = scenario::AuditRecord::of(scenario, created);
         std::fs::write(path, serde_json::to_vec(&record)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let ok = format!(
+        "{} stored = {committed} {standing}; used capacity {}{also}",
+        findings.stored, findings.used_capacity
+    );
+    say_audit("audit", &ok, &failures)
+}
+
+/// Prints an audit's outcome; exits 1 when anything failed.
+fn say_audit(what: &str, ok: &str, failures: &[String]) -> anyhow::Result<()> {
     if failures.is_empty() {
-        println!(
-            "audit: OK: {} stored = {committed} answered 201; used capacity {}{}",
-            findings.stored,
-            findings.used_capacity,
-            if switch.is_some() {
-                "; nothing committed or accepted after the kill switch's PUT returned"
-            } else {
-                ""
-            }
-        );
-        Ok(())
-    } else {
-        for failure in &failures {
-            eprintln!("audit FAILED: {failure}");
-        }
-        std::process::exit(1);
+        println!("{what}: OK: {ok}");
+        return Ok(());
     }
+    for failure in failures {
+        eprintln!("{what} FAILED: {failure}");
+    }
+    std::process::exit(1);
 }
 
 /// The launch scenario, its report and its audit.
@@ -800,25 +824,17 @@ async fn launch_scenario(
         ));
     }
     let committed = report.standing.len() as u64;
-    let findings = scenario::audit(address, &args.admin_key, &scenario, &report.standing).await?;
-    failures.extend(findings.failures(committed));
-    if let Some(path) = &args.audit_record {
-        let record = scenario::AuditRecord::of(&scenario, &report.standing);
-        std::fs::write(path, serde_json::to_vec(&record)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if failures.is_empty() {
-        println!(
-            "audit: OK: {} stored = {committed} answered 201 and not cancelled; used capacity {}",
-            findings.stored, findings.used_capacity
-        );
-        Ok(())
-    } else {
-        for failure in &failures {
-            eprintln!("audit FAILED: {failure}");
-        }
-        std::process::exit(1);
-    }
+    let outcome = ("answered 201 and not cancelled", "");
+    audit_run(
+        args,
+        address,
+        &scenario,
+        &report.standing,
+        committed,
+        failures,
+        outcome,
+    )
+    .await
 }
 
 /// `--audit-from`: the audit of a run recorded by `--audit-record`, against
@@ -834,19 +850,11 @@ async fn audit_from_record(
     let created: HashSet<String> = record.created.iter().cloned().collect();
     let committed = created.len() as u64;
     let findings = scenario::audit(address, staff_key, &record.scenario(), &created).await?;
-    let failures = findings.failures(committed);
-    if failures.is_empty() {
-        println!(
-            "audit after restart: OK: {} stored = {committed} answered 201; used capacity {}",
-            findings.stored, findings.used_capacity
-        );
-        Ok(())
-    } else {
-        for failure in &failures {
-            eprintln!("audit after restart FAILED: {failure}");
-        }
-        std::process::exit(1);
-    }
+    let ok = format!(
+        "{} stored = {committed} answered 201; used capacity {}",
+        findings.stored, findings.used_capacity
+    );
+    say_audit("audit after restart", &ok, &findings.failures(committed))
 }
 
 /// A little randomness for run ids, without another dependency.

@@ -299,6 +299,25 @@
     return eligibility && eligibility.earliest_date > today() ? eligibility.earliest_date : today();
   }
 
+  // Sets a search form up for what comes next: its date list from the first
+  // bookable day, and the vaccine when only one may be had.
+  function prepareSearch(form, eligibility) {
+    fillDates(form.elements.date, firstBookableDate(eligibility));
+    form.elements.vaccine.value = eligibility.vaccines.length === 1 ? eligibility.vaccines[0] : "";
+  }
+
+  // The booked later doses that cancelling `reservation` takes with it
+  // (API.md: cancelling dose N cancels N+1 and on), to say so beforehand.
+  function cascadeOf(reservations, reservation) {
+    return reservations.filter((r) => r.status === "booked" && r.dose > reservation.dose);
+  }
+
+  // What a cancel's answer says was cancelled: the reservation, then the
+  // later doses that went with it.
+  function cancelledBy(answer) {
+    return [answer.body, ...(answer.body.also_cancelled || [])];
+  }
+
   // Lists an availability answer's days (central venues only) with one
   // button per slot; `onChoose(day, time)` when one is picked. With
   // `showHeld`, the call centre's held seats are shown and bookable.
@@ -374,7 +393,9 @@
 
   window.Vaxslot = {
     findSlots,
-    fillDates,
+    prepareSearch,
+    cascadeOf,
+    cancelledBy,
     firstBookableDate,
     renderDays,
     fillFacts,

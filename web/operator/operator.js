@@ -103,8 +103,7 @@
     }
     $("search-form").hidden = !next;
     if (next) {
-      V.fillDates($("date"), V.firstBookableDate(next));
-      $("vaccine").value = next.vaccines.length === 1 ? next.vaccines[0] : "";
+      V.prepareSearch($("search-form"), next);
     }
     $("profile-title").focus();
   }
@@ -158,7 +157,7 @@
 
   function askCancel(reservation) {
     cancelling = reservation;
-    const cascade = profile.reservations.filter((r) => r.status === "booked" && r.dose > reservation.dose);
+    const cascade = V.cascadeOf(profile.reservations, reservation);
     const summary = $("cancel-summary");
     V.clear(summary);
     summary.append(V.el("p", { text: `${spoken(reservation)} の予約を取り消します。` }));
@@ -172,7 +171,6 @@
   async function cancel() {
     if (!cancelling) return;
     const reservation = cancelling;
-    const cascade = profile.reservations.filter((r) => r.status === "booked" && r.dose >= reservation.dose);
     $("cancel-yes").disabled = true;
     const answer = await operatorCall({ method: "DELETE", path: `/v1/operator/reservations/${encodeURIComponent(reservation.reservation_id)}?${identity()}` });
     $("cancel-yes").disabled = false;
@@ -183,7 +181,7 @@
       V.showProblem(message, answer);
       return;
     }
-    V.show(message, "ok", "取り消しました。", cascade.map((r) => `${spoken(r)} を取り消しました。`));
+    V.show(message, "ok", "取り消しました。", V.cancelledBy(answer).map((r) => `${spoken(r)} を取り消しました。`));
     await lookup();
   }
 

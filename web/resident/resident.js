@@ -108,14 +108,9 @@
     } else {
       const from = next.earliest_date > V.today() ? `${V.dateText(next.earliest_date, true)}以降` : "今日以降";
       eligibility.textContent = `${V.doseText(next.next_dose)}の接種を、${from}の日付で予約できます。ワクチン: ${next.vaccines.map(V.vaccineText).join("・")}`;
-      fillDates(next);
+      V.prepareSearch($("search-form"), next);
     }
     renderReservations();
-  }
-
-  function fillDates(next) {
-    V.fillDates($("date"), V.firstBookableDate(next));
-    $("vaccine").value = next.vaccines.length === 1 ? next.vaccines[0] : "";
   }
 
   function venueName(venueId) {
@@ -148,7 +143,7 @@
 
   function askCancel(reservation) {
     cancelling = reservation;
-    const cascade = profile.reservations.filter((r) => r.status === "booked" && r.dose > reservation.dose);
+    const cascade = V.cascadeOf(profile.reservations, reservation);
     const summary = $("cancel-summary");
     V.clear(summary);
     summary.append(V.el("p", { text: reservationLine(reservation) }));
@@ -175,8 +170,7 @@
       V.showProblem(message, answer);
       return;
     }
-    const before = profile.reservations.filter((r) => r.status === "booked" && r.dose >= reservation.dose);
-    V.show(message, "ok", "予約を取り消しました。", before.map(reservationLine));
+    V.show(message, "ok", "予約を取り消しました。", V.cancelledBy(answer).map(reservationLine));
     await loadProfile();
   }
 
