@@ -62,6 +62,8 @@ fn bench_store(
                         .map(|n| Decision::Created(reservation(&key, n)))
                         .collect(),
                     audit: vec![],
+                    mail: vec![],
+                    withdraw: vec![],
                 };
                 async move { store.commit_reservations(batch).await.unwrap() }
             })

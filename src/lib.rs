@@ -13,6 +13,7 @@ pub mod clock;
 pub mod demo;
 pub mod domain;
 pub mod login_guard;
+pub mod mail;
 pub mod recent;
 pub mod residents;
 pub mod settings;

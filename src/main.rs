@@ -16,13 +16,26 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::CheckRoster(args) => Ok(vaxslot::cli::check_roster_file(args)),
         Command::Serve(args) => {
             let metrics = telemetry::init_metrics()?;
-            let settings = Settings::from_args(args);
+            let settings = match Settings::from_args(args) {
+                Ok(settings) => settings,
+                Err(message) => {
+                    eprintln!("vaxslot: {message}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             if let Some(start) = settings.clock_start {
                 vaxslot::clock::start_at(start);
                 tracing::warn!(%start, "the clock was moved (--clock-start): not for production");
             }
             actix_web::rt::System::new().block_on(async move {
-                let app = Application::build(settings, Some(metrics)).await?;
+                let app = match Application::build(settings, Some(metrics)).await {
+                    Ok(app) => app,
+                    Err(error) => {
+                        // One line saying why, with its causes; no backtrace.
+                        eprintln!("vaxslot: {error:#}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                };
                 for line in &app.banner {
                     println!("{line}");
                 }

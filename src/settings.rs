@@ -53,7 +53,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show, engage or release the kill switch of a running server (key: VAXSLOT_SRE_KEY).
     KillSwitch(crate::cli::KillSwitchArgs),
     /// Import residents from a CSV file into a running server (key: VAXSLOT_ADMIN_KEY).
@@ -113,6 +113,37 @@ pub struct ServeArgs {
     /// never a path with an id, a query string or personal data.
     #[arg(long, env = "VAXSLOT_ACCESS_LOG", default_value = "off", value_parser = crate::api::AccessLog::parse)]
     pub access_log: crate::api::AccessLog,
+    /// Mail residents through this SMTP server: smtp://user:pass@host:587
+    /// (STARTTLS), smtps://user:pass@host (TLS), smtp://127.0.0.1:25 (plain,
+    /// a local relay). Unset: no mail, nothing queued. Prefer the variable (it
+    /// may hold a password).
+    #[arg(long, env = "VAXSLOT_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of the mail (and the domain of its Message-IDs).
+    #[arg(long, env = "VAXSLOT_MAIL_FROM", default_value = "vaxslot@localhost")]
+    pub mail_from: String,
+    /// Local time (HH:MM) on the day before a slot when its reminder is sent.
+    #[arg(long, env = "VAXSLOT_REMINDER_AT", default_value = "10:00", value_parser = parse_time_of_day)]
+    pub reminder_at: chrono::NaiveTime,
+    /// A folder with the ward's own mail templates (a copy of templates/mail/).
+    #[arg(long, env = "VAXSLOT_MAIL_TEMPLATES")]
+    pub mail_templates: Option<PathBuf>,
+    /// Longest wait, in seconds, between two tries of a mail that failed.
+    #[arg(long, env = "VAXSLOT_MAIL_RETRY_MAX_S", default_value_t = 300.0)]
+    pub mail_retry_max_s: f64,
+    /// Where residents book and cancel on the web, written in every mail
+    /// (required with VAXSLOT_SMTP_URL).
+    #[arg(long, env = "VAXSLOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The call centre's telephone number, written in every mail (required
+    /// with VAXSLOT_SMTP_URL).
+    #[arg(long, env = "VAXSLOT_CALL_CENTRE_PHONE")]
+    pub call_centre_phone: Option<String>,
+}
+
+fn parse_time_of_day(text: &str) -> Result<chrono::NaiveTime, String> {
+    chrono::NaiveTime::parse_from_str(text, "%H:%M")
+        .map_err(|_| "expected a time of day such as 10:00".to_owned())
 }
 
 fn parse_municipality_code(text: &str) -> Result<String, String> {
@@ -152,6 +183,8 @@ pub struct Settings {
     pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
     pub municipality_code: Option<String>,
     pub access_log: crate::api::AccessLog,
+    /// `Some` when mail is on (`VAXSLOT_SMTP_URL`).
+    pub mail: Option<crate::mail::MailSettings>,
 }
 
 fn env_key(name: &str) -> Option<String> {
@@ -159,9 +192,28 @@ fn env_key(name: &str) -> Option<String> {
 }
 
 impl Settings {
-    pub fn from_args(args: ServeArgs) -> Self {
+    /// `Err` says which setting is missing or wrong.
+    pub fn from_args(args: Box<ServeArgs>) -> Result<Self, String> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self {
+        let mail = match args.smtp_url.filter(|url| !url.is_empty()) {
+            None => None,
+            Some(smtp_url) => Some(crate::mail::MailSettings {
+                smtp_url,
+                from: args.mail_from,
+                reminder_at: args.reminder_at,
+                templates: args.mail_templates,
+                retry_max: Duration::try_from_secs_f64(args.mail_retry_max_s)
+                    .map_err(|_| "--mail-retry-max-s must be a number of seconds".to_owned())?
+                    .max(crate::mail::MAIL_RETRY_FIRST),
+                site_url: args.public_url.ok_or(
+                    "VAXSLOT_SMTP_URL is set: VAXSLOT_PUBLIC_URL (--public-url) must say where residents book and cancel",
+                )?,
+                call_centre_phone: args.call_centre_phone.ok_or(
+                    "VAXSLOT_SMTP_URL is set: VAXSLOT_CALL_CENTRE_PHONE (--call-centre-phone) must give the call centre's number",
+                )?,
+            }),
+        };
+        Ok(Self {
             listen: args.listen,
             data_dir: args.data_dir,
             redis_url: args.redis_url,
@@ -185,6 +237,7 @@ impl Settings {
             clock_start: args.clock_start,
             municipality_code: args.municipality_code,
             access_log: args.access_log,
-        }
+            mail,
+        })
     }
 }

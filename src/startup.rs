@@ -36,6 +36,13 @@ impl Application {
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<Self> {
         let mut banner = Vec::new();
+        // Checked first: a bad mail setting or template stops the start.
+        let mailer = settings
+            .mail
+            .clone()
+            .map(crate::mail::Mailer::build)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let store: Arc<dyn Store> = match &settings.redis_url {
             Some(url) => Arc::new(
                 RedisStore::connect(url)
@@ -153,7 +160,23 @@ impl Application {
             Arc::clone(&catalog),
             residents.clone(),
             Arc::clone(&registry),
+            settings
+                .mail
+                .as_ref()
+                .map(crate::mail::MailSettings::policy),
         );
+        let mail_outbox = mailer.map(|mailer| {
+            let gauge = Arc::new(crate::mail::OutboxGauge::default());
+            crate::mail::start(
+                mailer,
+                Arc::clone(&store),
+                residents.clone(),
+                Arc::clone(&catalog),
+                Arc::clone(&gauge),
+            );
+            banner.push("mail on: confirmations, cancellations and reminders are sent".into());
+            gauge
+        });
         let state = web::Data::new(AppState {
             booking,
             accounts,
@@ -172,6 +195,7 @@ impl Application {
             admission: Gate::new(settings.max_in_flight),
             imports: Gate::new(IMPORTS_IN_FLIGHT_MAX),
             public_reads: api::PublicReads::default(),
+            mail_outbox,
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

@@ -49,6 +49,16 @@ pub const PROCESS_CPU_SECONDS: &str = "vaxslot_process_cpu_seconds";
 /// Gauge: this process's resident memory, in bytes, read at scrape.
 pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "vaxslot_process_resident_memory_bytes";
 
+/// Counter, label `kind`: mail accepted by the SMTP server.
+pub const MAIL_SENT_TOTAL: &str = "vaxslot_mail_sent_total";
+/// Counter, labels `kind` and `outcome`: `retry` (a temporary failure; tried
+/// again later) or `failed` (never sent: refused for good, no address, given up).
+pub const MAIL_FAILURES_TOTAL: &str = "vaxslot_mail_failures_total";
+/// Gauge: mail due and not sent yet (whatever process sends it).
+pub const MAIL_OUTBOX_PENDING: &str = "vaxslot_mail_outbox_pending";
+/// Gauge: how long the oldest unsent mail has been due, in seconds (0: none).
+pub const MAIL_OUTBOX_OLDEST_SECONDS: &str = "vaxslot_mail_outbox_oldest_seconds";
+
 /// Clock ticks per second of `/proc/self/stat` (Linux: `getconf CLK_TCK` is 100).
 const CLOCK_TICKS_PER_S: f64 = 100.0;
 
@@ -191,6 +201,34 @@ const DESCRIPTIONS: &[Description] = &[
         SLOTS_HELD_OPEN,
         Kind::Gauge,
         "Places held for the call centre and not yet taken, on days before their hold release.",
+        &[],
+    ),
+    (
+        MAIL_SENT_TOTAL,
+        Kind::Counter,
+        "Mail accepted by the SMTP server, by kind.",
+        &[
+            ("kind", "confirmation"),
+            ("kind", "cancellation"),
+            ("kind", "reminder"),
+        ],
+    ),
+    (
+        MAIL_FAILURES_TOTAL,
+        Kind::Counter,
+        "Mail not delivered on a try, by kind and outcome: retry (tried again later) or failed (never sent).",
+        &[],
+    ),
+    (
+        MAIL_OUTBOX_PENDING,
+        Kind::Gauge,
+        "Mail due and not sent yet.",
+        &[],
+    ),
+    (
+        MAIL_OUTBOX_OLDEST_SECONDS,
+        Kind::Gauge,
+        "How long the oldest unsent mail has been due, in seconds (0 when none is).",
         &[],
     ),
     (

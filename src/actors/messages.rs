@@ -7,8 +7,8 @@ use chrono::{DateTime, FixedOffset};
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, Reservation, ReservationId,
-    TicketNumber,
+    BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, MailPolicy, Reservation,
+    ReservationId, TicketNumber,
 };
 use crate::residents::DoseClaim;
 use crate::store::{AuditDraft, AuditEntry, KillSwitchState, StoreError};
@@ -20,6 +20,9 @@ pub struct Book {
     pub claim: DoseClaim,
     /// Committed with the reservation when the booking is audited.
     pub audit: Option<AuditDraft>,
+    /// The mail it leaves (confirmation, reminder): `None` when mail is off
+    /// or the resident has no address.
+    pub mail: Option<MailPolicy>,
     pub reply: oneshot::Sender<Result<Reservation, BookingError>>,
 }
 
@@ -34,7 +37,17 @@ pub struct Cancel {
     pub now: DateTime<FixedOffset>,
     /// Committed with the cancellation when it is audited.
     pub audit: Option<AuditDraft>,
+    /// The cancel call's one mail, committed with the asked-for reservation's
+    /// cancellation (the last of a cascade).
+    pub notice: Option<CancelNotice>,
     pub reply: oneshot::Sender<Result<Reservation, BookingError>>,
+}
+
+/// What the mail of a cancel call lists besides the asked-for reservation.
+pub struct CancelNotice {
+    pub policy: MailPolicy,
+    /// The later doses the cascade cancelled before it.
+    pub also_cancelled: Vec<Reservation>,
 }
 
 impl Message for Cancel {

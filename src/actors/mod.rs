@@ -9,6 +9,7 @@ mod registry;
 mod venue_day;
 
 pub use kill_switch::{KillSwitch, KillSwitchHandle};
+pub use messages::CancelNotice;
 pub use registry::{ACTOR_ARBITERS_MAX, Registry, VenueDayHandle};
 pub use venue_day::{
     ABANDON_RETRY_DELAY, COMMIT_BATCH_MAX, PAST_DAY_IDLE_MAX, VENUE_DAY_IDLE_MAX_DEFAULT,

@@ -12,12 +12,12 @@ use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use super::Shared;
-use super::messages::{Book, Cancel, CheckIn, ListReservations, ReplaceDayPlan};
+use super::messages::{Book, Cancel, CancelNotice, CheckIn, ListReservations, ReplaceDayPlan};
 use super::venue_day::{VENUE_DAY_MAILBOX_MAX, VenueDayActor};
 use crate::catalog::VENUE_DAYS_MAX;
 use crate::domain::{
-    BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, Reservation, ReservationId,
-    TicketNumber, VenueDayKey,
+    BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, MailPolicy, Reservation,
+    ReservationId, TicketNumber, VenueDayKey,
 };
 use crate::residents::DoseClaim;
 use crate::store::AuditDraft;
@@ -207,12 +207,14 @@ impl Registry {
         request: BookingRequest,
         claim: DoseClaim,
         audit: Option<AuditDraft>,
+        mail: Option<MailPolicy>,
     ) -> Result<Reservation, BookingError> {
         let (reply, answer) = oneshot::channel();
         let message = Book {
             request,
             claim,
             audit,
+            mail,
             reply,
         };
         self.deliver(key, message)?;
@@ -229,6 +231,7 @@ impl Registry {
         owner: TicketNumber,
         now: chrono::DateTime<chrono::FixedOffset>,
         audit: Option<AuditDraft>,
+        notice: Option<CancelNotice>,
     ) -> Result<Reservation, BookingError> {
         let (reply, answer) = oneshot::channel();
         let message = Cancel {
@@ -236,6 +239,7 @@ impl Registry {
             owner,
             now,
             audit,
+            notice,
             reply,
         };
         self.deliver(key, message)?;

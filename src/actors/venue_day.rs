@@ -18,7 +18,10 @@ use actix::prelude::*;
 use super::Shared;
 use super::messages::{Book, Cancel, CheckIn, ListReservations, ReplaceDayPlan};
 use super::registry::{Lifecycle, MAILBOX_CLOSED};
-use crate::domain::{BookingError, CheckInError, DayPlanError, Reservation, VenueDay, VenueDayKey};
+use crate::domain::{
+    BookingError, CheckInError, DayPlanError, MailId, OutboxMail, Reservation, VenueDay,
+    VenueDayKey,
+};
 use crate::residents::DoseClaim;
 use crate::store::{
     AbandonError, AbandonedBatch, AuditEntry, BatchKind, CommitError, Decision, ReservationBatch,
@@ -122,6 +125,10 @@ struct Decided {
     decision: Decision,
     /// Its audit entry, committed with it (operator calls).
     audit: Option<AuditEntry>,
+    /// The mail announcing it, queued with it.
+    mail: Vec<OutboxMail>,
+    /// A cancelled reservation's reminder, withdrawn with it.
+    withdraw: Option<MailId>,
     /// The booking's dose claim: settled on commit, released on failure.
     claim: Option<DoseClaim>,
     reply: Reply,
@@ -268,11 +275,16 @@ impl VenueDayActor {
                         request,
                         claim,
                         audit,
+                        mail,
                         reply,
                     } = message;
                     match self.day().decide_booking(&request, today) {
                         Ok(reservation) => decided.push(Decided {
                             audit: audit.map(|draft| draft.complete(reservation.id)),
+                            mail: mail
+                                .map(|policy| policy.on_booking(&reservation, request.now))
+                                .unwrap_or_default(),
+                            withdraw: None,
                             decision: Decision::Created(reservation),
                             claim: Some(claim),
                             reply: Reply::Booking(reply),
@@ -293,6 +305,17 @@ impl VenueDayActor {
                     ) {
                         Ok(cancelled) => decided.push(Decided {
                             audit: message.audit.map(|draft| draft.complete(cancelled.id)),
+                            mail: message
+                                .notice
+                                .map(|notice| {
+                                    vec![notice.policy.on_cancel(
+                                        &cancelled,
+                                        &notice.also_cancelled,
+                                        message.now,
+                                    )]
+                                })
+                                .unwrap_or_default(),
+                            withdraw: Some(MailId::reminder_of(cancelled.id)),
                             decision: Decision::Updated {
                                 reservation: cancelled,
                                 previous: before.expect("a cancelled reservation existed before"),
@@ -316,6 +339,8 @@ impl VenueDayActor {
                         Ok((attended, previous)) => {
                             decided.push(Decided {
                                 audit: audit.map(|draft| draft.complete(attended.id)),
+                                mail: Vec::new(),
+                                withdraw: None,
                                 decision: Decision::Updated {
                                     previous,
                                     reservation: attended,
@@ -348,6 +373,11 @@ impl VenueDayActor {
             sequence: self.sequence,
             decisions: decided.iter().map(|d| d.decision.clone()).collect(),
             audit: decided.iter().filter_map(|d| d.audit.clone()).collect(),
+            mail: decided
+                .iter()
+                .flat_map(|d| d.mail.iter().cloned())
+                .collect(),
+            withdraw: decided.iter().filter_map(|d| d.withdraw).collect(),
         }
     }
 
@@ -747,7 +777,9 @@ mod tests {
                 .residents
                 .claim(&ticket(n), &claim_request(self.key.date))?;
             let request = request(n, claim.dose());
-            self.registry.book(&self.key, request, claim, None).await
+            self.registry
+                .book(&self.key, request, claim, None, None)
+                .await
         }
 
         fn remaining(&self) -> u32 {
@@ -768,7 +800,7 @@ mod tests {
             .unwrap();
         let answer = fixture
             .registry
-            .book(key, request(1, claim.dose()), claim, None)
+            .book(key, request(1, claim.dose()), claim, None, None)
             .await;
         assert_eq!(answer.err(), Some(BookingError::StoreUnavailable));
         assert_eq!(remaining(), 1);
@@ -782,7 +814,7 @@ mod tests {
         assert_eq!(claim.dose(), Dose::FIRST, "the failed claim was released");
         let booked = fixture
             .registry
-            .book(key, request(1, claim.dose()), claim, None)
+            .book(key, request(1, claim.dose()), claim, None, None)
             .await
             .unwrap();
         assert_eq!(remaining(), 0);
@@ -803,7 +835,7 @@ mod tests {
         store.set_kill_switch(engaged, audit).await.unwrap();
         let cancel = fixture
             .registry
-            .cancel(key, booked.id, ticket(1), booked.created_at, None)
+            .cancel(key, booked.id, ticket(1), booked.created_at, None, None)
             .await;
         assert_eq!(cancel.err(), Some(BookingError::BookingClosed));
         assert_eq!(remaining(), 0, "the cancellation was undone");
@@ -945,7 +977,14 @@ mod tests {
         until_actor_count(&fixture.registry, 0).await;
         let cancelled = fixture
             .registry
-            .cancel(&fixture.key, first.id, ticket(1), first.created_at, None)
+            .cancel(
+                &fixture.key,
+                first.id,
+                ticket(1),
+                first.created_at,
+                None,
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(

@@ -75,6 +75,8 @@ pub struct AppState {
     pub imports: std::sync::Arc<Gate>,
     /// The public reads' prepared bytes (`public_reads.rs`).
     pub public_reads: PublicReads,
+    /// The mail outbox's figures as last read; `None` while mail is off.
+    pub mail_outbox: Option<std::sync::Arc<crate::mail::OutboxGauge>>,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

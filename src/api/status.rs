@@ -1,9 +1,10 @@
 //! `GET /v1/admin/status` (sre, admin): the one document an SRE console
 //! polls every second on launch day. Figures only, from counters the
 //! process keeps anyway (`recent.rs`, the gate, the registry, the catalog);
-//! never personal data. `mail_outbox` is left out until mail exists.
+//! never personal data.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
@@ -39,6 +40,15 @@ struct Slots {
     remaining: u64,
 }
 
+/// Mail due and not sent yet, and for how long the oldest has waited.
+#[derive(Serialize)]
+struct MailOutbox {
+    /// `false` while mail is off (`VAXSLOT_SMTP_URL` unset): nothing is queued.
+    enabled: bool,
+    pending: u64,
+    oldest_s: u64,
+}
+
 #[derive(Serialize)]
 struct Status {
     kill_switch: KillSwitchView,
@@ -51,6 +61,7 @@ struct Status {
     bookings: Bookings,
     logins: Logins,
     slots: Slots,
+    mail_outbox: MailOutbox,
 }
 
 pub async fn get(
@@ -83,6 +94,18 @@ pub async fn get(
         slots: Slots {
             capacity: state.catalog.capacity_total(),
             remaining: state.catalog.remaining_total(),
+        },
+        mail_outbox: match &state.mail_outbox {
+            Some(gauge) => MailOutbox {
+                enabled: true,
+                pending: gauge.pending.load(Ordering::Relaxed),
+                oldest_s: gauge.oldest_s.load(Ordering::Relaxed),
+            },
+            None => MailOutbox {
+                enabled: false,
+                pending: 0,
+                oldest_s: 0,
+            },
         },
     };
     Ok(HttpResponse::Ok().json(status))

@@ -15,11 +15,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::actors::{KillSwitchHandle, Registry};
+use crate::actors::{CancelNotice, KillSwitchHandle, Registry};
 use crate::catalog::Catalog;
 use crate::domain::{
-    BookingError, BookingMode, BookingRequest, FingerprintScheme, IdempotencyTag, Reservation,
-    ReservationId, VenueDayKey,
+    BookingError, BookingMode, BookingRequest, FingerprintScheme, IdempotencyTag, MailPolicy,
+    Reservation, ReservationId, VenueDayKey,
 };
 use crate::residents::{ClaimRequest, FirstAnswer, KeyedBooking, Residents};
 use crate::telemetry;
@@ -43,6 +43,8 @@ pub struct BookingService {
     catalog: Arc<Catalog>,
     residents: Residents,
     registry: Arc<Registry>,
+    /// Which mail a reservation change leaves; `None`: mail is off.
+    mail: Option<MailPolicy>,
 }
 
 /// Now, in the municipality's time zone.
@@ -56,12 +58,14 @@ impl BookingService {
         catalog: Arc<Catalog>,
         residents: Residents,
         registry: Arc<Registry>,
+        mail: Option<MailPolicy>,
     ) -> Self {
         Self {
             kill_switch,
             catalog,
             residents,
             registry,
+            mail,
         }
     }
 
@@ -179,7 +183,13 @@ impl BookingService {
             idempotency,
         };
         self.registry
-            .book(&key, request, claim, caller.audit.clone())
+            .book(
+                &key,
+                request,
+                claim,
+                caller.audit.clone(),
+                self.mail_for(caller),
+            )
             .await
     }
 
@@ -200,9 +210,17 @@ impl BookingService {
             // The call's audit entry commits with the asked-for reservation (last).
             let last = i + 1 == cascade.chain.len();
             let audit = caller.audit.clone().filter(|_| last);
+            // So is the call's one mail, listing what the cascade cancelled before it.
+            let notice = self
+                .mail_for(caller)
+                .filter(|_| last)
+                .map(|policy| CancelNotice {
+                    policy,
+                    also_cancelled: cancelled.clone(),
+                });
             cancelled.push(
                 self.registry
-                    .cancel(&key, reservation.id, caller.ticket, now, audit)
+                    .cancel(&key, reservation.id, caller.ticket, now, audit, notice)
                     .await?,
             );
         }
@@ -214,6 +232,15 @@ impl BookingService {
             reservation,
             also_cancelled: cancelled,
         })
+    }
+}
+
+impl BookingService {
+    /// The mail policy for `caller`'s changes: `None` when mail is off or
+    /// the resident has no address (they get none).
+    fn mail_for(&self, caller: &Caller) -> Option<MailPolicy> {
+        self.mail
+            .filter(|_| self.residents.has_email(&caller.ticket))
     }
 }
 

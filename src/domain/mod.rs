@@ -6,6 +6,7 @@ mod doses;
 mod eligibility;
 mod errors;
 mod ids;
+mod mail;
 mod reservation;
 mod resident;
 mod venue;
@@ -27,6 +28,7 @@ pub use ids::{
     DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS, TicketNumber,
     VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date,
 };
+pub use mail::{Delivery, MailId, MailKind, MailPolicy, OutboxMail};
 pub use reservation::{Channel, FingerprintScheme, IdempotencyTag, Reservation, ReservationStatus};
 #[cfg(test)]
 pub use resident::test_resident;

@@ -115,6 +115,12 @@ impl ResidentState for InMemoryResidents {
         self.entries.get(ticket).map(|e| e.resident.clone())
     }
 
+    fn has_email(&self, ticket: &TicketNumber) -> bool {
+        self.entries
+            .get(ticket)
+            .is_some_and(|e| e.resident.email.is_some())
+    }
+
     /// The comparison is constant-time.
     fn login(&self, ticket: &TicketNumber, birth_date: NaiveDate) -> Option<ResidentHandle> {
         let given = birth_date.format("%Y-%m-%d").to_string();

@@ -70,6 +70,8 @@ pub trait ResidentState: Send + Sync + 'static {
     /// Inserts or replaces residents, keeping their reservations and claims.
     fn upsert(&self, residents: Vec<Resident>) -> ImportCounts;
     fn resident(&self, ticket: &TicketNumber) -> Option<Resident>;
+    /// Has the resident an e-mail address (is there anyone to mail)?
+    fn has_email(&self, ticket: &TicketNumber) -> bool;
     /// Checks a login: unknown ticket and wrong birth date take the same path
     /// and give the same `None`.
     fn login(&self, ticket: &TicketNumber, birth_date: NaiveDate) -> Option<ResidentHandle>;
@@ -154,6 +156,10 @@ impl Residents {
 
     pub fn resident(&self, ticket: &TicketNumber) -> Option<Resident> {
         self.state.resident(ticket)
+    }
+
+    pub fn has_email(&self, ticket: &TicketNumber) -> bool {
+        self.state.has_email(ticket)
     }
 
     pub fn login(&self, ticket: &TicketNumber, birth_date: NaiveDate) -> Option<ResidentHandle> {

@@ -1,10 +1,13 @@
 -- Make a batch whose commit outcome was unknown never applied.
 -- KEYS[1] owner epoch, KEYS[2] last applied sequence, KEYS[3] reservations hash,
--- KEYS[4] the partition's audit log.
+-- KEYS[4] the partition's audit log, KEYS[5] its mail outbox, KEYS[6] its
+-- pending mail by next try, KEYS[7] by due time, KEYS[8] its withdrawn
+-- reminders (see commit.lua).
 -- ARGV[1] epoch, ARGV[2] sequence, ARGV[3] c = count of created ids,
--- ARGV[4] p = count of previous records; then the c ids, then p id, JSON
--- pairs of the records as they were before the batch, then the members of
--- the batch's audit entries.
+-- ARGV[4] p = count of previous records, ARGV[5] a = count of audit
+-- members, ARGV[6] m = count of mail ids; then the c ids, then p id, JSON
+-- pairs of the records as they were before the batch, then the a audit
+-- members, the m mail ids, and the ids of the reminders it withdrew.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 'FENCED'
 end
@@ -12,16 +15,32 @@ local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
 local sequence = tonumber(ARGV[2])
 if applied >= sequence then
   -- It was applied: revert it.
-  local created_end = 4 + tonumber(ARGV[3])
+  local created_end = 6 + tonumber(ARGV[3])
   local previous_end = created_end + 2 * tonumber(ARGV[4])
-  for i = 5, created_end do
+  local audit_end = previous_end + tonumber(ARGV[5])
+  local mail_end = audit_end + tonumber(ARGV[6])
+  for i = 7, created_end do
     redis.call('HDEL', KEYS[3], ARGV[i])
   end
   for i = created_end + 1, previous_end, 2 do
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
   end
-  for i = previous_end + 1, #ARGV do
+  for i = previous_end + 1, audit_end do
     redis.call('ZREM', KEYS[4], ARGV[i])
+  end
+  for i = audit_end + 1, mail_end do
+    redis.call('HDEL', KEYS[5], ARGV[i])
+    redis.call('ZREM', KEYS[6], ARGV[i])
+    redis.call('ZREM', KEYS[7], ARGV[i])
+  end
+  for i = mail_end + 1, #ARGV do
+    local scores = redis.call('HGET', KEYS[8], ARGV[i])
+    if scores then
+      local next_try, due = string.match(scores, '^(%S+) (%S+)$')
+      redis.call('ZADD', KEYS[6], next_try, ARGV[i])
+      redis.call('ZADD', KEYS[7], due, ARGV[i])
+      redis.call('HDEL', KEYS[8], ARGV[i])
+    end
   end
 else
   -- It was not: consume its sequence so a late delivery is a no-op.

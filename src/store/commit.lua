@@ -4,10 +4,16 @@
 -- KEYS[3] the last batch sequence applied under that epoch
 -- KEYS[4] the venue-day's reservations hash (id -> JSON)
 -- KEYS[5] the partition's audit log (sorted set: score unix µs, member "<id> <JSON>")
+-- KEYS[6] the partition's mail outbox (hash: mail id -> JSON)
+-- KEYS[7] its pending mail by next try (sorted set: score unix ms, member mail id)
+-- KEYS[8] its pending mail by first due time (sorted set, the same)
+-- KEYS[9] its withdrawn reminders (hash: mail id -> "<next ms> <due ms>")
 -- ARGV[1] epoch, ARGV[2] sequence, ARGV[3] "1" when the kill switch stops
 -- this batch (bookings, cancellations; "0" for check-ins), ARGV[4] n = number
--- of reservations, then n id, JSON pairs, then score, member pairs of audit
--- entries. Checks come first and nothing is written unless all pass.
+-- of reservations, ARGV[5] a = number of audit entries, ARGV[6] m = number of
+-- mails; then n id, JSON pairs, a score, member pairs, m (id, JSON, next ms,
+-- due ms) quadruples, then the ids of reminders to withdraw. Checks come
+-- first and nothing is written unless all pass.
 if ARGV[3] == '1' and redis.call('GET', KEYS[1]) == '1' then
   return 'KILL_SWITCH'
 end
@@ -19,12 +25,31 @@ if tonumber(ARGV[2]) <= applied then
   -- This batch (or a later one) is already applied: a retry is a no-op.
   return 'OK'
 end
-local reservations_end = 4 + 2 * tonumber(ARGV[4])
-for i = 5, reservations_end, 2 do
+local reservations_end = 6 + 2 * tonumber(ARGV[4])
+local audit_end = reservations_end + 2 * tonumber(ARGV[5])
+local mail_end = audit_end + 4 * tonumber(ARGV[6])
+for i = 7, reservations_end, 2 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
 end
-for i = reservations_end + 1, #ARGV, 2 do
+for i = reservations_end + 1, audit_end, 2 do
   redis.call('ZADD', KEYS[5], ARGV[i], ARGV[i + 1])
+end
+for i = audit_end + 1, mail_end, 4 do
+  redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[7], ARGV[i + 2], ARGV[i])
+  redis.call('ZADD', KEYS[8], ARGV[i + 3], ARGV[i])
+end
+for i = mail_end + 1, #ARGV do
+  local id = ARGV[i]
+  local due = redis.call('ZSCORE', KEYS[8], id)
+  if due then
+    -- Pending (not sent, not settled): never to be sent, unless this batch
+    -- is abandoned (abandon.lua puts it back).
+    local next_try = redis.call('ZSCORE', KEYS[7], id) or due
+    redis.call('HSET', KEYS[9], id, next_try .. ' ' .. due)
+    redis.call('ZREM', KEYS[7], id)
+    redis.call('ZREM', KEYS[8], id)
+  end
 end
 redis.call('SET', KEYS[3], ARGV[2])
 return 'OK'

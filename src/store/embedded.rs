@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -19,10 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::records::{Stored, decode, decode_all, encode, encode_all};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
-    CommitError, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay, page_of,
+    CommitError, KillSwitchState, MAIL_LEASE, OutboxFigures, ReservationBatch, Store, StoreError,
+    StoredVenueDay, page_of,
 };
 use crate::domain::{
-    Account, AccountId, DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date,
+    Account, AccountId, DayPlan, Delivery, MailId, OutboxMail, Reservation, Resident, Venue,
+    VenueDayKey, VenueId, parse_date,
 };
 
 /// Most write jobs waiting for the writer thread; senders wait beyond it.
@@ -52,6 +55,15 @@ const RESERVATION_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("reser
 const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit");
 /// Key: account id; value: the account, its key only as a hash.
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// The mail outbox. Key: mail id (`<reservation id>.<kind>`); value: JSON
+/// `OutboxMailV1`, kept once delivered, failed or withdrawn.
+const MAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("mail_outbox");
+/// The pending mail by next try, what the worker claims from. Key: (unix
+/// microseconds, mail id).
+const MAIL_DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("mail_due");
+/// The pending mail by when it was first due, what the outbox's figures
+/// count (a mail waiting for its next try is still waiting since then).
+const MAIL_WAITING: TableDefinition<(i64, &str), ()> = TableDefinition::new("mail_waiting");
 
 const KILL_SWITCH_KEY: &str = "kill_switch";
 const DATABASE_FILE: &str = "vaxslot.redb";
@@ -65,6 +77,7 @@ enum WriteOp {
     Audit(AuditEntry),
     PutAccount(Account, AuditEntry),
     DeleteAccount(AccountId, AuditEntry),
+    SettleMail(OutboxMail),
 }
 
 enum WriteOutcome {
@@ -86,6 +99,9 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: mpsc::Sender<WriteJob>,
     day_index: DayIndex,
+    /// Mail claimed and not settled yet, with when: one process owns the
+    /// file, so the lease lives here (a restart starts with none).
+    mail_claims: Arc<std::sync::Mutex<HashMap<MailId, Instant>>>,
 }
 
 impl EmbeddedStore {
@@ -106,6 +122,9 @@ impl EmbeddedStore {
             txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
             txn.open_table(AUDIT).map_err(unavailable)?;
             txn.open_table(ACCOUNTS).map_err(unavailable)?;
+            txn.open_table(MAIL).map_err(unavailable)?;
+            txn.open_table(MAIL_DUE).map_err(unavailable)?;
+            txn.open_table(MAIL_WAITING).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
         let day_index: DayIndex = Arc::new(std::sync::Mutex::new(build_day_index(&db)?));
@@ -121,6 +140,7 @@ impl EmbeddedStore {
             db,
             writer,
             day_index,
+            mail_claims: Arc::default(),
         })
     }
 
@@ -337,6 +357,11 @@ fn apply_in_one_transaction(
         let mut logged_records: Vec<Reservation> = Vec::new();
         let mut audit = txn.open_table(AUDIT)?;
         let mut accounts = txn.open_table(ACCOUNTS)?;
+        let mut outbox = Outbox {
+            mail: txn.open_table(MAIL)?,
+            due: txn.open_table(MAIL_DUE)?,
+            waiting: txn.open_table(MAIL_WAITING)?,
+        };
 
         let mut kill_switch_engaged = match meta.get(KILL_SWITCH_KEY)? {
             Some(bytes) => decode::<KillSwitchState>(bytes.value(), "kill switch")
@@ -364,6 +389,12 @@ fn apply_in_one_transaction(
                             .extend(batch.decisions.iter().map(|d| d.reservation().clone()));
                         for entry in &batch.audit {
                             audit.insert(audit_key(entry), encode(entry).as_slice())?;
+                        }
+                        for queued in &batch.mail {
+                            outbox.queue(queued)?;
+                        }
+                        for id in &batch.withdraw {
+                            outbox.withdraw(id)?;
                         }
                         Ok(WriteOutcome::Done)
                     }
@@ -396,6 +427,10 @@ fn apply_in_one_transaction(
                     audit.insert(audit_key(entry), encode(entry).as_slice())?;
                     Ok(WriteOutcome::Created(removed.is_some()))
                 }
+                WriteOp::SettleMail(settled) => {
+                    outbox.settle(settled)?;
+                    Ok(WriteOutcome::Done)
+                }
             };
             outcomes.push(outcome);
         }
@@ -410,6 +445,72 @@ fn apply_in_one_transaction(
     }
     txn.commit()?;
     Ok((outcomes, logged))
+}
+
+/// The outbox's three tables in one write transaction.
+struct Outbox<'t> {
+    mail: redb::Table<'t, &'static str, &'static [u8]>,
+    due: redb::Table<'t, (i64, &'static str), ()>,
+    waiting: redb::Table<'t, (i64, &'static str), ()>,
+}
+
+impl Outbox<'_> {
+    /// A new mail: stored, and indexed by its next try and its due time.
+    fn queue(&mut self, queued: &OutboxMail) -> Result<(), redb::Error> {
+        let key = queued.id.to_string();
+        self.mail.insert(key.as_str(), encode(queued).as_slice())?;
+        if let Delivery::Pending { next_at, .. } = queued.delivery {
+            self.due
+                .insert((next_at.timestamp_micros(), key.as_str()), ())?;
+            self.waiting
+                .insert((queued.due_at.timestamp_micros(), key.as_str()), ())?;
+        }
+        Ok(())
+    }
+
+    /// The stored mail `key`, if it is still pending (an unreadable record
+    /// counts as not pending: it cannot be sent anyway).
+    fn pending(&self, key: &str) -> Result<Option<OutboxMail>, redb::Error> {
+        let Some(bytes) = self.mail.get(key)? else {
+            return Ok(None);
+        };
+        Ok(match decode::<OutboxMail>(bytes.value(), "mail") {
+            Ok(stored) if matches!(stored.delivery, Delivery::Pending { .. }) => Some(stored),
+            _ => None,
+        })
+    }
+
+    /// Takes a pending mail out of both indexes.
+    fn unindex(&mut self, key: &str, stored: &OutboxMail) -> Result<(), redb::Error> {
+        if let Delivery::Pending { next_at, .. } = stored.delivery {
+            self.due.remove((next_at.timestamp_micros(), key))?;
+        }
+        self.waiting
+            .remove((stored.due_at.timestamp_micros(), key))?;
+        Ok(())
+    }
+
+    /// What became of a claimed mail. A mail already settled stays as it was.
+    fn settle(&mut self, settled: &OutboxMail) -> Result<(), redb::Error> {
+        let key = settled.id.to_string();
+        let Some(stored) = self.pending(&key)? else {
+            return Ok(());
+        };
+        self.unindex(&key, &stored)?;
+        self.queue(settled)
+    }
+
+    /// A cancelled reservation's reminder, if not sent yet, is never sent.
+    fn withdraw(&mut self, id: &MailId) -> Result<(), redb::Error> {
+        let key = id.to_string();
+        let Some(mut stored) = self.pending(&key)? else {
+            return Ok(());
+        };
+        self.unindex(&key, &stored)?;
+        stored.delivery = Delivery::Withdrawn;
+        self.mail.insert(key.as_str(), encode(&stored).as_slice())?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -597,6 +698,80 @@ impl Store for EmbeddedStore {
                 }
             }
             Ok(page_of(entries, limit))
+        })
+        .await
+    }
+
+    async fn claim_due_mail(
+        &self,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        let claims = Arc::clone(&self.mail_claims);
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let due = txn.open_table(MAIL_DUE).map_err(unavailable)?;
+            let mail = txn.open_table(MAIL).map_err(unavailable)?;
+            let mut claims = claims.lock().expect("mail claims lock poisoned");
+            claims.retain(|_, at| at.elapsed() < MAIL_LEASE);
+            let mut claimed = Vec::new();
+            let until = (now.timestamp_micros() + 1, "");
+            for row in due.range(..until).map_err(unavailable)? {
+                if claimed.len() >= limit {
+                    break;
+                }
+                let (key, _) = row.map_err(unavailable)?;
+                let (_, id_text) = key.value();
+                let Some(id) = MailId::parse(id_text) else {
+                    continue;
+                };
+                if claims.contains_key(&id) {
+                    continue;
+                }
+                let Some(bytes) = mail.get(id_text).map_err(unavailable)? else {
+                    continue;
+                };
+                let queued: OutboxMail = decode(bytes.value(), "mail")?;
+                claims.insert(id, Instant::now());
+                claimed.push(queued);
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
+        let id = mail.id;
+        let written = self
+            .write_plain(WriteOp::SettleMail(mail))
+            .await
+            .map(|_| ());
+        self.mail_claims
+            .lock()
+            .expect("mail claims lock poisoned")
+            .remove(&id);
+        written
+    }
+
+    async fn mail_outbox_figures(
+        &self,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<OutboxFigures, StoreError> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let due = txn.open_table(MAIL_WAITING).map_err(unavailable)?;
+            let mut figures = OutboxFigures::default();
+            let until = (now.timestamp_micros() + 1, "");
+            for row in due.range(..until).map_err(unavailable)? {
+                let (key, _) = row.map_err(unavailable)?;
+                if figures.pending == 0 {
+                    let (micros, _) = key.value();
+                    figures.oldest_due = chrono::DateTime::from_timestamp_micros(micros)
+                        .map(|at| at.with_timezone(&crate::domain::municipality_offset()));
+                }
+                figures.pending += 1;
+            }
+            Ok(figures)
         })
         .await
     }

@@ -7,9 +7,11 @@ use async_trait::async_trait;
 
 use super::{
     AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, CommitError, KillSwitchState,
-    ReservationBatch, Store, StoreError, StoredVenueDay,
+    OutboxFigures, ReservationBatch, Store, StoreError, StoredVenueDay,
 };
-use crate::domain::{Account, AccountId, DayPlan, Reservation, Resident, Venue, VenueDayKey};
+use crate::domain::{
+    Account, AccountId, DayPlan, OutboxMail, Reservation, Resident, Venue, VenueDayKey,
+};
 
 pub struct FlakyStore<S> {
     pub inner: S,
@@ -67,6 +69,22 @@ impl<S: Store> Store for FlakyStore<S> {
     }
     async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
         self.inner.put_day_plan(key, plan).await
+    }
+    async fn claim_due_mail(
+        &self,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        self.inner.claim_due_mail(now, limit).await
+    }
+    async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
+        self.inner.settle_mail(mail).await
+    }
+    async fn mail_outbox_figures(
+        &self,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<OutboxFigures, StoreError> {
+        self.inner.mail_outbox_figures(now).await
     }
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
         if self.fail_commits.load(Ordering::SeqCst) {

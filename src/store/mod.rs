@@ -18,8 +18,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use thiserror::Error;
 
 use crate::domain::{
-    Account, AccountId, Actor, DayPlan, Reservation, ReservationId, Resident, Role, TicketNumber,
-    Venue, VenueDayKey, VenueId,
+    Account, AccountId, Actor, DayPlan, MailId, OutboxMail, Reservation, ReservationId, Resident,
+    Role, TicketNumber, Venue, VenueDayKey, VenueId,
 };
 
 /// The store could not do what was asked. Never carries personal data.
@@ -282,6 +282,12 @@ pub struct ReservationBatch {
     /// The audit entries of the audited decisions (operator calls): written
     /// in the same transaction or script call, or not at all.
     pub audit: Vec<AuditEntry>,
+    /// The mail announcing the decisions (when mail is on): queued in the
+    /// same transaction or script call, or not at all.
+    pub mail: Vec<OutboxMail>,
+    /// Reminders of reservations this batch cancels: withdrawn in the same
+    /// commit if not yet sent (a missing one is no error).
+    pub withdraw: Vec<MailId>,
 }
 
 impl ReservationBatch {
@@ -304,6 +310,8 @@ impl ReservationBatch {
             created,
             previous,
             audit: self.audit.clone(),
+            mail: self.mail.iter().map(|m| m.id).collect(),
+            withdrawn: self.withdraw.clone(),
         }
     }
 }
@@ -320,6 +328,21 @@ pub struct AbandonedBatch {
     pub previous: Vec<Reservation>,
     /// Its audit entries: removed if it was applied.
     pub audit: Vec<AuditEntry>,
+    /// Its mail: removed if it was applied.
+    pub mail: Vec<MailId>,
+    /// The reminders it withdrew: pending again if it was applied.
+    pub withdrawn: Vec<MailId>,
+}
+
+/// How long a claimed mail is held by the worker that claimed it: one that
+/// dies mid-send lets go by then, and another (or its restart) sends it.
+pub const MAIL_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The outbox as the SRE sees it: mail due and not yet sent, and since when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxFigures {
+    pub pending: u64,
+    pub oldest_due: Option<DateTime<FixedOffset>>,
 }
 
 #[async_trait]
@@ -366,6 +389,22 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
     /// One page of the audit log, oldest first.
     async fn read_audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError>;
+
+    /// Up to `limit` mails whose next try is due at `now` and that no worker
+    /// holds, oldest first; each is then held by this caller for `MAIL_LEASE`.
+    async fn claim_due_mail(
+        &self,
+        now: DateTime<FixedOffset>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>, StoreError>;
+    /// Records what became of a claimed mail (its `delivery`): delivered,
+    /// failed for good, or pending its next try; and lets go of it.
+    async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError>;
+    /// Mail due by `now` and not sent yet.
+    async fn mail_outbox_figures(
+        &self,
+        now: DateTime<FixedOffset>,
+    ) -> Result<OutboxFigures, StoreError>;
 
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
     /// Inserts or replaces an account with its audit entry; `true` when new.

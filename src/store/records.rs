@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuditEntry, AuditTarget, KillSwitchState, StoreError};
 use crate::domain::{
-    Account, AccountId, Actor, BookingMode, BookingWindow, Channel, DayPlan, Dose, DoseRecord,
-    FingerprintScheme, IdempotencyTag, KEY_HASH_BYTES, Reservation, ReservationId,
-    ReservationStatus, Resident, Role, SlotPlan, SlotTime, TicketNumber, Vaccine, Venue, VenueId,
-    VenueKind,
+    Account, AccountId, Actor, BookingMode, BookingWindow, Channel, DayPlan, Delivery, Dose,
+    DoseRecord, FingerprintScheme, IdempotencyTag, KEY_HASH_BYTES, MailId, OutboxMail, Reservation,
+    ReservationId, ReservationStatus, Resident, Role, SlotPlan, SlotTime, TicketNumber, Vaccine,
+    Venue, VenueId, VenueKind,
 };
 
 /// A domain value with a stored form.
@@ -673,6 +673,85 @@ impl Stored for Account {
             display_name: record.display_name,
             created_at: record.created_at,
             key_hash,
+        })
+    }
+}
+
+/// A mail in the outbox (holds a ticket number and reservations: never logged).
+#[derive(Serialize, Deserialize)]
+pub struct OutboxMailV1 {
+    /// `<reservation id>.<kind>`.
+    pub id: String,
+    pub ticket_number: String,
+    pub reservations: Vec<ReservationV1>,
+    pub due_at: DateTime<FixedOffset>,
+    /// `pending`, `delivered`, `failed` or `withdrawn`.
+    pub state: String,
+    #[serde(default)]
+    pub attempts: u32,
+    /// Pending: when it is tried (next).
+    #[serde(default)]
+    pub next_at: Option<DateTime<FixedOffset>>,
+    /// Delivered or failed: when.
+    #[serde(default)]
+    pub settled_at: Option<DateTime<FixedOffset>>,
+    /// Failed: a code, never text of the mail.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Stored for OutboxMail {
+    type Record = OutboxMailV1;
+
+    fn to_record(&self) -> OutboxMailV1 {
+        let (state, attempts, next_at, settled_at, reason) = match &self.delivery {
+            Delivery::Pending { attempts, next_at } => {
+                ("pending", *attempts, Some(*next_at), None, None)
+            }
+            Delivery::Delivered { at } => ("delivered", 0, None, Some(*at), None),
+            Delivery::Failed { at, reason } => ("failed", 0, None, Some(*at), Some(reason.clone())),
+            Delivery::Withdrawn => ("withdrawn", 0, None, None, None),
+        };
+        OutboxMailV1 {
+            id: self.id.to_string(),
+            ticket_number: self.ticket_number.expose().to_owned(),
+            reservations: self.reservations.iter().map(Stored::to_record).collect(),
+            due_at: self.due_at,
+            state: state.to_owned(),
+            attempts,
+            next_at,
+            settled_at,
+            reason,
+        }
+    }
+
+    fn from_record(record: OutboxMailV1) -> Result<Self, String> {
+        let delivery = match record.state.as_str() {
+            "pending" => Delivery::Pending {
+                attempts: record.attempts,
+                next_at: record.next_at.ok_or("next_at: missing")?,
+            },
+            "delivered" => Delivery::Delivered {
+                at: record.settled_at.ok_or("settled_at: missing")?,
+            },
+            "failed" => Delivery::Failed {
+                at: record.settled_at.ok_or("settled_at: missing")?,
+                reason: record.reason.unwrap_or_default(),
+            },
+            "withdrawn" => Delivery::Withdrawn,
+            _ => return Err("state: unknown".to_owned()),
+        };
+        Ok(OutboxMail {
+            id: MailId::parse(&record.id).ok_or("id: not a mail id")?,
+            ticket_number: TicketNumber::parse(&record.ticket_number)
+                .map_err(invalid("ticket_number"))?,
+            reservations: record
+                .reservations
+                .into_iter()
+                .map(Reservation::from_record)
+                .collect::<Result<_, _>>()?,
+            due_at: record.due_at,
+            delivery,
         })
     }
 }

@@ -19,11 +19,12 @@ use async_trait::async_trait;
 use super::records::{self, Stored};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
-    CommitError, Decision, KillSwitchState, ReservationBatch, Store, StoreError, StoredVenueDay,
-    page_of,
+    CommitError, Decision, KillSwitchState, MAIL_LEASE, OutboxFigures, ReservationBatch, Store,
+    StoreError, StoredVenueDay, page_of,
 };
 use crate::domain::{
-    Account, AccountId, DayPlan, Reservation, Resident, Venue, VenueDayKey, VenueId, parse_date,
+    Account, AccountId, DayPlan, Delivery, OutboxMail, Reservation, Resident, Venue, VenueDayKey,
+    VenueId, parse_date,
 };
 
 /// Venue-days are spread over this many hash tags, each with its own copy of
@@ -52,6 +53,8 @@ pub struct RedisStore {
     commit: Script,
     take_ownership: Script,
     abandon: Script,
+    claim_mail: Script,
+    settle_mail: Script,
 }
 
 /// The keys of one venue-day, all under its partition's hash tag.
@@ -62,6 +65,44 @@ struct VenueDayKeys {
     reservations: String,
     /// The partition's audit log (booking and cancel entries of its days).
     audit: String,
+    mail: MailKeys,
+}
+
+/// One partition's mail outbox, under its hash tag (written by its commits).
+struct MailKeys {
+    /// Mail id → JSON `OutboxMailV1`.
+    outbox: String,
+    /// Pending mail by next try (unix ms): what workers claim from.
+    due: String,
+    /// Pending mail by first due time (unix ms): what the figures count.
+    waiting: String,
+    /// Withdrawn reminders → `"<next ms> <due ms>"`, to put back if the
+    /// cancelling batch is abandoned.
+    withdrawn: String,
+}
+
+impl MailKeys {
+    fn of_partition(partition: u32) -> Self {
+        let prefix = format!("vaxslot:{{vx{partition}}}:mail");
+        Self {
+            outbox: prefix.clone(),
+            due: format!("{prefix}_due"),
+            waiting: format!("{prefix}_waiting"),
+            withdrawn: format!("{prefix}_withdrawn"),
+        }
+    }
+
+    /// The partition of the venue-day whose commit queued `mail`: the one of
+    /// the reservation it is named by.
+    fn of(mail: &OutboxMail) -> Self {
+        let named = mail
+            .reservations
+            .iter()
+            .find(|r| r.id == mail.id.reservation_id)
+            .or(mail.reservations.first());
+        let partition = named.map_or(0, |r| partition_of(&day_field(&r.venue_day())));
+        Self::of_partition(partition)
+    }
 }
 
 fn partition_of(day: &str) -> u32 {
@@ -97,6 +138,7 @@ impl VenueDayKeys {
             applied: format!("{prefix}:applied"),
             reservations: format!("{prefix}:reservations"),
             audit: partition_audit(partition),
+            mail: MailKeys::of_partition(partition),
         }
     }
 }
@@ -152,6 +194,8 @@ impl RedisStore {
             commit: Script::new(include_str!("commit.lua")),
             take_ownership: Script::new(include_str!("take_ownership.lua")),
             abandon: Script::new(include_str!("abandon.lua")),
+            claim_mail: Script::new(include_str!("claim_mail.lua")),
+            settle_mail: Script::new(include_str!("settle_mail.lua")),
         })
     }
 
@@ -282,6 +326,10 @@ impl Store for RedisStore {
             .key(&keys.applied)
             .key(&keys.reservations)
             .key(&keys.audit)
+            .key(&keys.mail.outbox)
+            .key(&keys.mail.due)
+            .key(&keys.mail.waiting)
+            .key(&keys.mail.withdrawn)
             .arg(batch.owner_epoch)
             .arg(batch.sequence)
             .arg(if batch.kind == BatchKind::Reservations {
@@ -289,7 +337,9 @@ impl Store for RedisStore {
             } else {
                 "0"
             })
-            .arg(batch.decisions.len());
+            .arg(batch.decisions.len())
+            .arg(batch.audit.len())
+            .arg(batch.mail.len());
         for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation
                 .arg(reservation.id.to_string())
@@ -299,6 +349,16 @@ impl Store for RedisStore {
             invocation
                 .arg(entry.at.timestamp_micros())
                 .arg(audit_member(entry));
+        }
+        for queued in &batch.mail {
+            invocation
+                .arg(queued.id.to_string())
+                .arg(encode(queued))
+                .arg(next_try_ms(queued).unwrap_or_else(|| queued.due_at.timestamp_millis()))
+                .arg(queued.due_at.timestamp_millis());
+        }
+        for id in &batch.withdraw {
+            invocation.arg(id.to_string());
         }
         let mut connection = self.connection();
         match limited(invocation.invoke_async::<String>(&mut connection)).await {
@@ -327,10 +387,16 @@ impl Store for RedisStore {
             .key(&keys.applied)
             .key(&keys.reservations)
             .key(&keys.audit)
+            .key(&keys.mail.outbox)
+            .key(&keys.mail.due)
+            .key(&keys.mail.waiting)
+            .key(&keys.mail.withdrawn)
             .arg(batch.owner_epoch)
             .arg(batch.sequence)
             .arg(batch.created.len())
-            .arg(batch.previous.len());
+            .arg(batch.previous.len())
+            .arg(batch.audit.len())
+            .arg(batch.mail.len());
         for id in &batch.created {
             invocation.arg(id.to_string());
         }
@@ -341,6 +407,9 @@ impl Store for RedisStore {
         }
         for entry in &batch.audit {
             invocation.arg(audit_member(entry));
+        }
+        for id in batch.mail.iter().chain(&batch.withdrawn) {
+            invocation.arg(id.to_string());
         }
         let mut connection = self.connection();
         let answer: String = limited(invocation.invoke_async(&mut connection))
@@ -488,6 +557,94 @@ impl Store for RedisStore {
         Ok(page_of(matches, limit))
     }
 
+    async fn claim_due_mail(
+        &self,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        let lease_ms = i64::try_from(MAIL_LEASE.as_millis()).expect("the lease is short");
+        let mut connection = self.connection();
+        let mut claimed = Vec::new();
+        // One partition at a time, oldest first within each, until `limit`.
+        for partition in 0..KILL_SWITCH_PARTITIONS {
+            if claimed.len() >= limit {
+                break;
+            }
+            let keys = MailKeys::of_partition(partition);
+            let mut invocation = self.claim_mail.prepare_invoke();
+            invocation
+                .key(&keys.due)
+                .key(&keys.outbox)
+                .arg(now.timestamp_millis())
+                .arg(limit - claimed.len())
+                .arg(lease_ms);
+            let page: Vec<String> = limited(invocation.invoke_async(&mut connection))
+                .await
+                .map_err(unavailable)?;
+            for json in &page {
+                claimed.push(decode(json, "mail")?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
+        let keys = MailKeys::of(&mail);
+        let mut invocation = self.settle_mail.prepare_invoke();
+        invocation
+            .key(&keys.outbox)
+            .key(&keys.due)
+            .key(&keys.waiting)
+            .arg(mail.id.to_string())
+            .arg(encode(&mail))
+            .arg(
+                next_try_ms(&mail)
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_default(),
+            );
+        let mut connection = self.connection();
+        let _: String = limited(invocation.invoke_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn mail_outbox_figures(
+        &self,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<OutboxFigures, StoreError> {
+        let mut counts = ::redis::pipe();
+        let mut firsts = ::redis::pipe();
+        for partition in 0..KILL_SWITCH_PARTITIONS {
+            let keys = MailKeys::of_partition(partition);
+            counts.zcount(&keys.waiting, "-inf", now.timestamp_millis());
+            firsts.zrange_withscores(&keys.waiting, 0, 0);
+        }
+        let mut connection = self.connection();
+        let counts: Vec<u64> = limited(counts.query_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        let firsts: Vec<Vec<(String, f64)>> = limited(firsts.query_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        let figures_pending: u64 = counts.iter().sum();
+        let now_ms = now.timestamp_millis();
+        #[allow(clippy::cast_possible_truncation)]
+        let oldest_ms = firsts
+            .iter()
+            .filter_map(|first| first.first().map(|(_, score)| *score as i64))
+            .filter(|ms| *ms <= now_ms)
+            .min();
+        let mut figures = OutboxFigures {
+            pending: figures_pending,
+            oldest_due: None,
+        };
+        figures.oldest_due = oldest_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|at| at.with_timezone(&crate::domain::municipality_offset()));
+        Ok(figures)
+    }
+
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
         let pairs = self.scan_hash(ACCOUNTS).await?;
         pairs
@@ -527,6 +684,14 @@ impl Store for RedisStore {
 
 /// A unique sorted-set member: the entry's id, then its JSON. Members of one
 /// microsecond sort by id, so the set's order is the log's order.
+/// A pending mail's next try (unix ms); `None` once it is settled.
+fn next_try_ms(mail: &OutboxMail) -> Option<i64> {
+    match mail.delivery {
+        Delivery::Pending { next_at, .. } => Some(next_at.timestamp_millis()),
+        _ => None,
+    }
+}
+
 fn audit_member(entry: &AuditEntry) -> String {
     format!("{:016x} {}", entry.id, encode(entry))
 }

@@ -55,6 +55,7 @@ macro_rules! on_both_stores_and_channels {
 
 mod helpers;
 mod redis_server;
+mod smtp_sink;
 
 mod access_log;
 mod accounts;
@@ -75,6 +76,7 @@ mod idempotency;
 mod idle;
 mod kill_switch;
 mod login;
+mod mail;
 mod nginx;
 mod operator;
 mod overload;

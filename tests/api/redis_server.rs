@@ -113,7 +113,7 @@ async fn ping(port: u16) -> bool {
     stream.read_exact(&mut answer).await.is_ok() && &answer == b"+PONG\r\n"
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
         .local_addr()

@@ -46,6 +46,8 @@ fn batch(owner_epoch: u64, sequence: u64, reservations: Vec<Reservation>) -> Res
         sequence,
         decisions: reservations.into_iter().map(Decision::Created).collect(),
         audit: vec![],
+        mail: vec![],
+        withdraw: vec![],
     }
 }
 
@@ -115,6 +117,8 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             created: vec![],
             previous: vec![],
             audit: vec![],
+            mail: vec![],
+            withdrawn: vec![],
         })
         .await;
     assert!(
@@ -136,6 +140,8 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             created: vec![applied.id],
             previous: vec![],
             audit: vec![],
+            mail: vec![],
+            withdrawn: vec![],
         })
         .await
         .unwrap();
@@ -150,6 +156,8 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             created: vec![late.id],
             previous: vec![],
             audit: vec![],
+            mail: vec![],
+            withdrawn: vec![],
         })
         .await
         .unwrap();

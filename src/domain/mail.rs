@@ -1,0 +1,285 @@
+//! The mail a resident is sent about their reservations (API.md
+//! "Notifications"): which mail a decision leaves in the outbox, and when it
+//! is due. Decided by the venue-day's actor with the decision itself, so the
+//! store writes the mail in the same commit as the change it announces.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone};
+
+use super::{Reservation, ReservationId, TicketNumber, municipality_offset};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum MailKind {
+    /// A reservation was made (either channel).
+    Confirmation,
+    /// A cancel call: one mail listing every dose it cancelled.
+    Cancellation,
+    /// The day before the slot, at `VAXSLOT_REMINDER_AT`.
+    Reminder,
+}
+
+impl MailKind {
+    pub const ALL: [MailKind; 3] = [Self::Confirmation, Self::Cancellation, Self::Reminder];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmation => "confirmation",
+            Self::Cancellation => "cancellation",
+            Self::Reminder => "reminder",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One mail's identity: at most one of each kind per reservation (a
+/// cancellation is named by the reservation the call asked to cancel). The
+/// `Message-ID` is made from it, so a redelivery is the same message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct MailId {
+    pub reservation_id: ReservationId,
+    pub kind: MailKind,
+}
+
+impl fmt::Display for MailId {
+    /// `<reservation id>.<kind>`: the outbox key and the `Message-ID`'s left part.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.reservation_id, self.kind.as_str())
+    }
+}
+
+impl MailId {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (id, kind) = text.rsplit_once('.')?;
+        Some(Self {
+            reservation_id: ReservationId::parse(id)?,
+            kind: MailKind::parse(kind)?,
+        })
+    }
+
+    pub fn reminder_of(reservation_id: ReservationId) -> Self {
+        Self {
+            reservation_id,
+            kind: MailKind::Reminder,
+        }
+    }
+}
+
+/// Where a mail is on its way out.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Delivery {
+    /// To be sent at `next_at`: its due time, or after `attempts` failures
+    /// the next try.
+    Pending {
+        attempts: u32,
+        next_at: DateTime<FixedOffset>,
+    },
+    Delivered {
+        at: DateTime<FixedOffset>,
+    },
+    /// Not sent and never will be: the server refused it for good (`5xx`),
+    /// the resident has no address, or it kept failing for too long.
+    /// `reason` is a code (`smtp_550`, `no_address`, `gave_up`), never text
+    /// from the mail.
+    Failed {
+        at: DateTime<FixedOffset>,
+        reason: String,
+    },
+    /// A reminder whose reservation was cancelled before it was sent.
+    Withdrawn,
+}
+
+/// A mail in the outbox. Holds a ticket number, so no `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboxMail {
+    pub id: MailId,
+    pub ticket_number: TicketNumber,
+    /// What it is about, as decided: one reservation, or for a cancellation
+    /// every dose the call cancelled, in dose order.
+    pub reservations: Vec<Reservation>,
+    /// When it was first due (a reminder: the day before, or at once).
+    pub due_at: DateTime<FixedOffset>,
+    pub delivery: Delivery,
+}
+
+/// Which mail decisions leave, when mail is on (`VAXSLOT_SMTP_URL` set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MailPolicy {
+    /// Local time on the day before the slot when the reminder is due.
+    pub reminder_at: NaiveTime,
+}
+
+impl MailPolicy {
+    /// The confirmation, due now, and the reminder: on the day before the slot
+    /// at `reminder_at`, or now when that has passed. A slot today or earlier
+    /// gets no reminder (there is no day before left to remind on).
+    pub fn on_booking(
+        &self,
+        reservation: &Reservation,
+        now: DateTime<FixedOffset>,
+    ) -> Vec<OutboxMail> {
+        let mail = |kind, due_at| OutboxMail {
+            id: MailId {
+                reservation_id: reservation.id,
+                kind,
+            },
+            ticket_number: reservation.ticket_number,
+            reservations: vec![reservation.clone()],
+            due_at,
+            delivery: Delivery::Pending {
+                attempts: 0,
+                next_at: due_at,
+            },
+        };
+        let mut mails = vec![mail(MailKind::Confirmation, now)];
+        if let Some(due) = self.reminder_due(reservation, now) {
+            mails.push(mail(MailKind::Reminder, due));
+        }
+        mails
+    }
+
+    /// When the reminder of `reservation` is due, or `None` for a slot today or earlier.
+    pub fn reminder_due(
+        &self,
+        reservation: &Reservation,
+        now: DateTime<FixedOffset>,
+    ) -> Option<DateTime<FixedOffset>> {
+        let today = now.with_timezone(&municipality_offset()).date_naive();
+        if reservation.date <= today {
+            return None;
+        }
+        let day_before = reservation.date - Duration::days(1);
+        let due = municipality_offset()
+            .from_local_datetime(&day_before.and_time(self.reminder_at))
+            .single()
+            .expect("a fixed offset has no gaps");
+        Some(due.max(now))
+    }
+
+    /// The one mail of a cancel call: `cancelled` is the reservation asked
+    /// for, `also` the later doses the cascade cancelled with it.
+    pub fn on_cancel(
+        &self,
+        cancelled: &Reservation,
+        also: &[Reservation],
+        now: DateTime<FixedOffset>,
+    ) -> OutboxMail {
+        let mut reservations: Vec<Reservation> =
+            std::iter::once(cancelled).chain(also).cloned().collect();
+        reservations.sort_by_key(|r| r.dose);
+        OutboxMail {
+            id: MailId {
+                reservation_id: cancelled.id,
+                kind: MailKind::Cancellation,
+            },
+            ticket_number: cancelled.ticket_number,
+            reservations,
+            due_at: now,
+            delivery: Delivery::Pending {
+                attempts: 0,
+                next_at: now,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, Dose, ReservationStatus, SlotTime, Vaccine, VenueId, parse_date};
+
+    fn at(text: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(text).unwrap()
+    }
+
+    fn reservation(date: &str, dose: u8) -> Reservation {
+        Reservation {
+            id: ReservationId::random(),
+            ticket_number: TicketNumber::parse("1311480001").unwrap(),
+            venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
+            date: parse_date(date).unwrap(),
+            time: SlotTime::parse("10:30").unwrap(),
+            dose: Dose::new(dose).unwrap(),
+            vaccine: Vaccine::Pfizer,
+            status: ReservationStatus::Booked,
+            channel: Channel::Web,
+            created_at: at("2030-07-01T09:00:00+09:00"),
+            updated_at: at("2030-07-01T09:00:00+09:00"),
+            idempotency: None,
+        }
+    }
+
+    fn policy() -> MailPolicy {
+        MailPolicy {
+            reminder_at: NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_booking_is_confirmed_now_and_reminded_the_day_before_at_the_set_time() {
+        let now = at("2030-07-01T09:00:00+09:00");
+        let mails = policy().on_booking(&reservation("2030-07-07", 1), now);
+        assert_eq!(mails.len(), 2);
+        assert_eq!(mails[0].id.kind, MailKind::Confirmation);
+        assert_eq!(mails[0].due_at, now);
+        assert_eq!(mails[1].id.kind, MailKind::Reminder);
+        assert_eq!(mails[1].due_at, at("2030-07-06T10:00:00+09:00"));
+    }
+
+    #[test]
+    fn a_booking_for_tomorrow_made_after_the_reminder_time_is_reminded_at_once() {
+        let before = at("2030-07-06T09:59:00+09:00");
+        let after = at("2030-07-06T10:01:00+09:00");
+        let r = reservation("2030-07-07", 1);
+        assert_eq!(
+            policy().reminder_due(&r, before),
+            Some(at("2030-07-06T10:00:00+09:00"))
+        );
+        assert_eq!(policy().reminder_due(&r, after), Some(after));
+        // The reminder time is local: 01:00 UTC is already 10:00 in Tokyo.
+        let utc = at("2030-07-06T01:30:00+00:00");
+        assert_eq!(policy().reminder_due(&r, utc), Some(utc));
+    }
+
+    #[test]
+    fn a_slot_today_gets_no_reminder() {
+        let now = at("2030-07-07T08:00:00+09:00");
+        let mails = policy().on_booking(&reservation("2030-07-07", 1), now);
+        assert_eq!(mails.len(), 1);
+        assert_eq!(mails[0].id.kind, MailKind::Confirmation);
+    }
+
+    #[test]
+    fn a_cascade_is_one_mail_listing_every_dose_in_dose_order() {
+        let first = reservation("2030-07-07", 1);
+        let second = reservation("2030-07-28", 2);
+        let mail = policy().on_cancel(
+            &first,
+            std::slice::from_ref(&second),
+            at("2030-07-02T12:00:00+09:00"),
+        );
+        assert_eq!(mail.id.reservation_id, first.id);
+        assert_eq!(mail.id.kind, MailKind::Cancellation);
+        let doses: Vec<u8> = mail.reservations.iter().map(|r| r.dose.number()).collect();
+        assert_eq!(doses, [1, 2]);
+    }
+
+    #[test]
+    fn a_mail_id_reads_back_from_its_text() {
+        for kind in MailKind::ALL {
+            let id = MailId {
+                reservation_id: ReservationId::random(),
+                kind,
+            };
+            assert_eq!(MailId::parse(&id.to_string()), Some(id));
+        }
+        assert_eq!(MailId::parse("not-an-id.reminder"), None);
+        assert_eq!(
+            MailId::parse(&format!("{}.postcard", ReservationId::random())),
+            None
+        );
+    }
+}

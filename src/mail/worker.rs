@@ -1,0 +1,274 @@
+//! The delivery worker: claims due mail from the outbox, sends it, and
+//! records in the store what became of each. Runs beside the HTTP server,
+//! never on the booking path: a slow or absent SMTP server delays mail only.
+//!
+//! Exactly once, as far as SMTP allows: a mail is marked delivered in the
+//! store right after the server accepted it, so a restart does not repeat
+//! it; a crash between the server's `250` and that mark repeats that one
+//! mail, with the same `Message-ID` (made from the mail's id), so the
+//! resident's mail program can tell. A worker that dies holding claimed mail
+//! lets go of it after `MAIL_LEASE`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use futures::StreamExt;
+use lettre::AsyncTransport;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+
+use super::{MailContext, Mailer, ReservationView};
+use crate::catalog::Catalog;
+use crate::domain::{Delivery, OutboxMail, Venue};
+use crate::residents::Residents;
+use crate::store::Store;
+use crate::telemetry;
+
+/// How often the worker looks for due mail when the last look found little.
+pub const MAIL_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Most mails claimed at once.
+pub const MAIL_CLAIM_BATCH_MAX: usize = 64;
+/// Most mails being sent at once (and SMTP connections kept open).
+pub const MAIL_SENDS_IN_FLIGHT_MAX: usize = 4;
+/// The wait after a mail's first failed try; it doubles up to `--mail-retry-max-s`.
+pub const MAIL_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// A mail that still fails this long after it was due is given up (`gave_up`).
+pub const MAIL_GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
+/// How often the outbox's figures are read for the metrics and the status.
+const FIGURES_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The outbox's figures as last read, for `/v1/admin/status`.
+#[derive(Default)]
+pub struct OutboxGauge {
+    pub pending: AtomicU64,
+    pub oldest_s: AtomicU64,
+}
+
+/// Starts the worker (and the figures' upkeep) on the current runtime.
+pub fn start(
+    mailer: Mailer,
+    store: Arc<dyn Store>,
+    residents: Residents,
+    catalog: Arc<Catalog>,
+    gauge: Arc<OutboxGauge>,
+) {
+    let worker = Arc::new(Worker {
+        mailer,
+        store,
+        residents,
+        catalog,
+    });
+    let figures = Arc::clone(&worker);
+    actix_rt::spawn(async move { worker.run().await });
+    actix_rt::spawn(async move { figures.keep_figures(&gauge).await });
+}
+
+struct Worker {
+    mailer: Mailer,
+    store: Arc<dyn Store>,
+    residents: Residents,
+    catalog: Arc<Catalog>,
+}
+
+/// Why a try did not deliver: a code for the record and the metrics, never
+/// text from the mail or the server's free text.
+enum Failure {
+    /// Worth another try (the server said `4xx`, or could not be reached).
+    Temporary(String),
+    /// Never worth another (`5xx`, no address).
+    Permanent(String),
+}
+
+/// The wait before try `attempts + 1`: `MAIL_RETRY_FIRST` doubled per failure
+/// up to `max`, then a random point in its upper half (jitter, so that
+/// mail that failed together does not retry together).
+pub fn retry_delay(attempts: u32, max: Duration, jitter: f64) -> Duration {
+    let doubled = MAIL_RETRY_FIRST.saturating_mul(1 << attempts.saturating_sub(1).min(20));
+    let capped = doubled.min(max);
+    capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+impl Worker {
+    async fn run(&self) {
+        loop {
+            let now = crate::clock::now();
+            let claimed = match self.store.claim_due_mail(now, MAIL_CLAIM_BATCH_MAX).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(error = %error, "mail outbox not read; trying again");
+                    Vec::new()
+                }
+            };
+            let full = claimed.len() == MAIL_CLAIM_BATCH_MAX;
+            futures::stream::iter(claimed)
+                .for_each_concurrent(MAIL_SENDS_IN_FLIGHT_MAX, |mail| async move {
+                    let settled = self.deliver(mail).await;
+                    if let Err(error) = self.store.settle_mail(settled).await {
+                        // Still claimed: sent again after the lease (same Message-ID).
+                        tracing::warn!(error = %error, "a mail's delivery was not recorded");
+                    }
+                })
+                .await;
+            if !full {
+                tokio::time::sleep(MAIL_POLL_INTERVAL).await;
+            }
+        }
+    }
+
+    /// One try of `mail`; returns it with what became of it.
+    async fn deliver(&self, mut mail: OutboxMail) -> OutboxMail {
+        let Delivery::Pending { attempts, .. } = mail.delivery else {
+            return mail;
+        };
+        let kind = mail.id.kind.as_str();
+        let outcome = self.send(&mail).await;
+        let now = crate::clock::now();
+        mail.delivery = match outcome {
+            Ok(()) => {
+                metrics::counter!(telemetry::MAIL_SENT_TOTAL, "kind" => kind).increment(1);
+                Delivery::Delivered { at: now }
+            }
+            Err(Failure::Temporary(reason)) if now - mail.due_at < MAIL_GIVE_UP_AFTER => {
+                metrics::counter!(telemetry::MAIL_FAILURES_TOTAL, "kind" => kind, "outcome" => "retry")
+                    .increment(1);
+                let attempts = attempts + 1;
+                let wait = retry_delay(attempts, self.mailer.settings.retry_max, rand::random());
+                tracing::info!(kind, reason = %reason, attempts, wait_s = wait.as_secs_f64(), "mail not sent; trying again later");
+                Delivery::Pending {
+                    attempts,
+                    next_at: now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                }
+            }
+            Err(Failure::Temporary(_)) => self.failed(kind, "gave_up", now),
+            Err(Failure::Permanent(reason)) => self.failed(kind, &reason, now),
+        };
+        mail
+    }
+
+    fn failed(&self, kind: &'static str, reason: &str, now: DateTime<FixedOffset>) -> Delivery {
+        metrics::counter!(telemetry::MAIL_FAILURES_TOTAL, "kind" => kind, "outcome" => "failed")
+            .increment(1);
+        tracing::warn!(kind, reason, "mail not sent, and it will not be");
+        Delivery::Failed {
+            at: now,
+            reason: reason.to_owned(),
+        }
+    }
+
+    async fn send(&self, mail: &OutboxMail) -> Result<(), Failure> {
+        let message = self.message(mail)?;
+        match self.mailer.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let code = error.status().map(|c| c.to_string());
+                Err(match code {
+                    Some(code) if error.is_permanent() => {
+                        Failure::Permanent(format!("smtp_{code}"))
+                    }
+                    Some(code) => Failure::Temporary(format!("smtp_{code}")),
+                    None if error.is_timeout() => Failure::Temporary("timeout".into()),
+                    None => Failure::Temporary("connection".into()),
+                })
+            }
+        }
+    }
+
+    /// The message, from the resident and venues as they are now.
+    fn message(&self, mail: &OutboxMail) -> Result<Message, Failure> {
+        let permanent = |reason: &str| Failure::Permanent(reason.to_owned());
+        let resident = self
+            .residents
+            .resident(&mail.ticket_number)
+            .ok_or_else(|| permanent("no_resident"))?;
+        let address = resident
+            .email
+            .as_deref()
+            .ok_or_else(|| permanent("no_address"))?;
+        let to = Mailbox::new(
+            Some(resident.name.clone()),
+            address.parse().map_err(|_| permanent("invalid_address"))?,
+        );
+        let venues: Vec<Arc<Venue>> = mail
+            .reservations
+            .iter()
+            .map(|r| {
+                self.catalog
+                    .venue(&r.venue_id)
+                    .ok_or_else(|| permanent("unknown_venue"))
+            })
+            .collect::<Result<_, _>>()?;
+        let views: Vec<ReservationView<'_>> = mail
+            .reservations
+            .iter()
+            .zip(&venues)
+            .map(|(reservation, venue)| ReservationView { reservation, venue })
+            .collect();
+        let named = views
+            .iter()
+            .find(|v| v.reservation.id == mail.id.reservation_id)
+            .or(views.first())
+            .ok_or_else(|| permanent("no_reservation"))?;
+        let settings = &self.mailer.settings;
+        let context = MailContext {
+            name: &resident.name,
+            site_url: &settings.site_url,
+            call_centre_phone: &settings.call_centre_phone,
+        };
+        let (subject, body) = self
+            .mailer
+            .templates
+            .render(mail.id.kind, &context, named, &views);
+        Message::builder()
+            .from(self.mailer.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!(
+                "<{}@{}>",
+                mail.id, self.mailer.message_id_domain
+            )))
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|_| permanent("unbuildable"))
+    }
+
+    /// Reads the outbox's figures every second into the gauges.
+    async fn keep_figures(&self, gauge: &OutboxGauge) {
+        loop {
+            let now = crate::clock::now();
+            match self.store.mail_outbox_figures(now).await {
+                Ok(figures) => {
+                    let oldest_s = figures
+                        .oldest_due
+                        .map_or(0, |due| (now - due).num_seconds().max(0).unsigned_abs());
+                    gauge.pending.store(figures.pending, Ordering::Relaxed);
+                    gauge.oldest_s.store(oldest_s, Ordering::Relaxed);
+                    #[allow(clippy::cast_precision_loss)]
+                    {
+                        metrics::gauge!(telemetry::MAIL_OUTBOX_PENDING).set(figures.pending as f64);
+                        metrics::gauge!(telemetry::MAIL_OUTBOX_OLDEST_SECONDS).set(oldest_s as f64);
+                    }
+                }
+                Err(error) => tracing::warn!(error = %error, "mail outbox figures not read"),
+            }
+            tokio::time::sleep(FIGURES_INTERVAL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_doubling_up_to_the_limit_with_jitter_in_the_upper_half() {
+        let max = Duration::from_secs(300);
+        assert_eq!(retry_delay(1, max, 1.0), Duration::from_secs(1));
+        assert_eq!(retry_delay(2, max, 1.0), Duration::from_secs(2));
+        assert_eq!(retry_delay(5, max, 1.0), Duration::from_secs(16));
+        assert_eq!(retry_delay(30, max, 1.0), max);
+        assert_eq!(retry_delay(30, max, 0.0), max / 2);
+        assert_eq!(retry_delay(3, max, 0.5), Duration::from_secs(3));
+    }
+}

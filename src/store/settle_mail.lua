@@ -1,0 +1,18 @@
+-- Record what became of a claimed mail.
+-- KEYS[1] the partition's mail outbox (hash), KEYS[2] pending by next try,
+-- KEYS[3] pending by due time (sorted sets, unix ms).
+-- ARGV[1] mail id, ARGV[2] its JSON, ARGV[3] next try (unix ms) if it is
+-- still pending, or "" when it is settled (delivered, failed).
+-- A mail no longer pending (settled by another worker, or withdrawn) stays
+-- as it is.
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
+  return 'SETTLED'
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+end
+return 'OK'

@@ -1,0 +1,66 @@
+"""A real SMTP server for the mail tests (Debian's python3-aiosmtpd).
+
+Usage: smtp_sink.py PORT OUT_FILE
+
+Listens on 127.0.0.1:PORT. Every message accepted is decoded with Python's
+own email package (an implementation independent of vaxslot's) and written
+as one JSON line to OUT_FILE: message_id, from, to, subject and the text
+body, all decoded. A recipient whose address starts with "reject" is
+refused for good (550), one starting with "later" for now (451). Prints
+"ready" once listening.
+"""
+
+import asyncio
+import email
+import email.policy
+import json
+import sys
+
+from aiosmtpd.controller import Controller
+
+
+class Sink:
+    def __init__(self, out_path):
+        self.out_path = out_path
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("reject"):
+            return "550 5.1.1 mailbox unavailable"
+        if address.startswith("later"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        record = {
+            "message_id": str(message["Message-ID"]),
+            "from": str(message["From"]),
+            "to": str(message["To"]),
+            "subject": str(message["Subject"]),
+            "content_type": message.get_content_type(),
+            "charset": message.get_content_charset(),
+            "body": body.get_content() if body is not None else "",
+            "envelope_to": list(envelope.rcpt_tos),
+        }
+        with open(self.out_path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return "250 Message accepted for delivery"
+
+
+def main():
+    port = int(sys.argv[1])
+    controller = Controller(Sink(sys.argv[2]), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    try:
+        asyncio.get_event_loop().run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
