@@ -156,6 +156,9 @@ fn parse_municipality_code(text: &str) -> Result<String, String> {
     }
 }
 
+/// The call centre number the demo's mail gives when none is set.
+pub const DEMO_CALL_CENTRE_PHONE: &str = "0120-000-000（デモ）";
+
 /// Digits of a municipality code.
 pub const MUNICIPALITY_CODE_DIGITS: usize = 6;
 
@@ -205,12 +208,21 @@ impl Settings {
                 retry_max: Duration::try_from_secs_f64(args.mail_retry_max_s)
                     .map_err(|_| "--mail-retry-max-s must be a number of seconds".to_owned())?
                     .max(crate::mail::MAIL_RETRY_FIRST),
-                site_url: args.public_url.ok_or(
-                    "VAXSLOT_SMTP_URL is set: VAXSLOT_PUBLIC_URL (--public-url) must say where residents book and cancel",
-                )?,
-                call_centre_phone: args.call_centre_phone.ok_or(
-                    "VAXSLOT_SMTP_URL is set: VAXSLOT_CALL_CENTRE_PHONE (--call-centre-phone) must give the call centre's number",
-                )?,
+                // The demo fills in its own; a real ward must say them.
+                site_url: match (args.public_url, args.demo) {
+                    (Some(url), _) => url,
+                    (None, true) => format!("http://{}/", args.listen),
+                    (None, false) => return Err(
+                        "VAXSLOT_SMTP_URL is set: VAXSLOT_PUBLIC_URL (--public-url) must say where residents book and cancel".to_owned(),
+                    ),
+                },
+                call_centre_phone: match (args.call_centre_phone, args.demo) {
+                    (Some(phone), _) => phone,
+                    (None, true) => DEMO_CALL_CENTRE_PHONE.to_owned(),
+                    (None, false) => return Err(
+                        "VAXSLOT_SMTP_URL is set: VAXSLOT_CALL_CENTRE_PHONE (--call-centre-phone) must give the call centre's number".to_owned(),
+                    ),
+                },
             }),
         };
         Ok(Self {

@@ -21,7 +21,7 @@ use lettre::message::{Mailbox, Message};
 
 use super::{MailContext, Mailer, ReservationView};
 use crate::catalog::Catalog;
-use crate::domain::{Delivery, OutboxMail, Venue};
+use crate::domain::{Delivery, MailKind, OutboxMail, Venue};
 use crate::residents::Residents;
 use crate::store::Store;
 use crate::telemetry;
@@ -90,6 +90,27 @@ pub fn retry_delay(attempts: u32, max: Duration, jitter: f64) -> Duration {
     capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
+/// Claimed mail grouped by resident, each group in the order a resident
+/// expects it: by due time, then confirmation, cancellation, reminder.
+fn by_resident(mut claimed: Vec<OutboxMail>) -> Vec<Vec<OutboxMail>> {
+    let rank = |kind: MailKind| MailKind::ALL.iter().position(|k| *k == kind);
+    claimed.sort_by(|a, b| {
+        (a.ticket_number, a.due_at, rank(a.id.kind)).cmp(&(
+            b.ticket_number,
+            b.due_at,
+            rank(b.id.kind),
+        ))
+    });
+    let mut groups: Vec<Vec<OutboxMail>> = Vec::new();
+    for mail in claimed {
+        match groups.last_mut() {
+            Some(group) if group[0].ticket_number == mail.ticket_number => group.push(mail),
+            _ => groups.push(vec![mail]),
+        }
+    }
+    groups
+}
+
 impl Worker {
     async fn run(&self) {
         loop {
@@ -102,12 +123,16 @@ impl Worker {
                 }
             };
             let full = claimed.len() == MAIL_CLAIM_BATCH_MAX;
-            futures::stream::iter(claimed)
-                .for_each_concurrent(MAIL_SENDS_IN_FLIGHT_MAX, |mail| async move {
-                    let settled = self.deliver(mail).await;
-                    if let Err(error) = self.store.settle_mail(settled).await {
-                        // Still claimed: sent again after the lease (same Message-ID).
-                        tracing::warn!(error = %error, "a mail's delivery was not recorded");
+            // One resident's mail in order (a confirmation before the
+            // reminder queued with it), different residents' at once.
+            futures::stream::iter(by_resident(claimed))
+                .for_each_concurrent(MAIL_SENDS_IN_FLIGHT_MAX, |mails| async move {
+                    for mail in mails {
+                        let settled = self.deliver(mail).await;
+                        if let Err(error) = self.store.settle_mail(settled).await {
+                            // Still claimed: sent again after the lease (same Message-ID).
+                            tracing::warn!(error = %error, "a mail's delivery was not recorded");
+                        }
                     }
                 })
                 .await;
@@ -260,6 +285,45 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{MailId, ReservationId, TicketNumber};
+
+    fn mail(ticket: &str, kind: MailKind, reservation_id: ReservationId) -> OutboxMail {
+        let due_at = DateTime::parse_from_rfc3339("2030-07-01T09:00:00+09:00").unwrap();
+        OutboxMail {
+            id: MailId {
+                reservation_id,
+                kind,
+            },
+            ticket_number: TicketNumber::parse(ticket).unwrap(),
+            reservations: Vec::new(),
+            due_at,
+            delivery: Delivery::Pending {
+                attempts: 0,
+                next_at: due_at,
+            },
+        }
+    }
+
+    #[test]
+    fn one_residents_mail_goes_out_in_order_and_residents_apart() {
+        let (a, b) = (ReservationId::random(), ReservationId::random());
+        let groups = by_resident(vec![
+            mail("1311480002", MailKind::Reminder, a),
+            mail("1311480001", MailKind::Confirmation, b),
+            mail("1311480002", MailKind::Confirmation, a),
+        ]);
+        let kinds: Vec<Vec<MailKind>> = groups
+            .iter()
+            .map(|g| g.iter().map(|m| m.id.kind).collect())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                vec![MailKind::Confirmation],
+                vec![MailKind::Confirmation, MailKind::Reminder]
+            ]
+        );
+    }
 
     #[test]
     fn retries_back_off_doubling_up_to_the_limit_with_jitter_in_the_upper_half() {

@@ -107,9 +107,14 @@ impl TestApp {
     /// Another server process on the same store (Redis only: the embedded
     /// store is one process's file).
     pub async fn spawn_second(&self) -> TestApp {
+        self.spawn_second_with_env(&[]).await
+    }
+
+    /// Another server process on the same Redis, with the environment `env`.
+    pub async fn spawn_second_with_env(&self, env: &[(&str, &str)]) -> TestApp {
         let url = self.redis.as_ref().expect("a Redis-backed app").url();
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::start(dir, 0, Backend::Redis, None, Some(url), Vec::new()).await
+        Self::start(dir, 0, Backend::Redis, None, Some(url), owned(env)).await
     }
 
     async fn start(

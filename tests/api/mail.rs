@@ -454,6 +454,51 @@ async fn without_an_smtp_url_nothing_is_queued(backend: Backend) {
     assert!(sink.messages().is_empty());
 }
 
+/// Two processes on one Redis deliver the same outbox: each mail once.
+#[tokio::test]
+async fn on_redis_two_processes_never_send_the_same_mail() {
+    const EACH: u64 = 150;
+    let mut sink = SmtpSink::down();
+    let env = mail_env(&sink, &[]);
+    let first = TestApp::spawn_with_env(Backend::Redis, &as_refs(&env)).await;
+    let date = future_date(20);
+    // One venue-day per process (one owner each; forwarding is for later).
+    first
+        .venue_day("clinic-001", &date, &[("10:00", 500)])
+        .await;
+    first
+        .venue_day("clinic-002", &date, &[("10:00", 500)])
+        .await;
+    let tokens = residents_with_mail(&first, 1_800_004_000, 2 * EACH).await;
+    // Started after the import: a process loads the residents when it starts.
+    let second = first.spawn_second_with_env(&as_refs(&env)).await;
+    use futures::StreamExt;
+    let answers: Vec<(u16, Value)> = futures::stream::iter(tokens.iter().enumerate())
+        .map(|(i, token)| {
+            let (app, venue) = if i % 2 == 0 {
+                (&first, "clinic-001")
+            } else {
+                (&second, "clinic-002")
+            };
+            app.book(token, venue, &date, "10:00")
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let booked = answers.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(booked, 2 * EACH as usize, "{:?}", answers.first());
+    // Both workers find the whole outbox due at once when SMTP comes up.
+    sink.come_up().await;
+    sink.wait_for(2 * EACH as usize, ARRIVAL).await;
+    until_outbox_empty(&first).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let messages = sink.messages();
+    let counts = count_by_message_id(&messages);
+    assert_eq!(counts.len(), 2 * EACH as usize);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    drop(second);
+}
+
 on_both_stores_and_channels!(each_change_is_mailed_once_in_japanese);
 on_both_stores!(
     a_reminder_waits_for_the_day_before_survives_a_restart_and_a_cancel_withdraws_it,

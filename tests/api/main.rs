@@ -79,6 +79,7 @@ mod login;
 mod mail;
 mod nginx;
 mod operator;
+mod outbox_store;
 mod overload;
 mod privacy;
 mod prometheus;

@@ -1,0 +1,268 @@
+//! The mail outbox's contract, on each store directly: mail is queued only by
+//! a committed batch, claimed once while held, never again once settled or
+//! withdrawn; the figures count what is due; on Redis, abandoning an applied
+//! batch takes its mail back and puts the reminders it withdrew back.
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveTime};
+use vaxslot::domain::{
+    Channel, DayPlan, Delivery, Dose, MailId, MailKind, MailPolicy, OutboxMail, Reservation,
+    ReservationId, ReservationStatus, SlotPlan, SlotTime, TicketNumber, Vaccine, VenueDayKey,
+    VenueId, parse_date,
+};
+use vaxslot::store::{
+    AbandonedBatch, BatchKind, Decision, EmbeddedStore, RedisStore, ReservationBatch, Store,
+};
+
+use crate::helpers::RedisServer;
+
+fn key() -> VenueDayKey {
+    VenueDayKey {
+        venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
+        date: parse_date("2030-07-07").unwrap(),
+    }
+}
+
+fn at(text: &str) -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339(text).unwrap()
+}
+
+/// Booked on 2030-07-01 09:00 for 2030-07-07: confirmed at once, reminded
+/// on 2030-07-06 10:00.
+const BOOKED_AT: &str = "2030-07-01T09:00:00+09:00";
+const REMINDED_AT: &str = "2030-07-06T10:00:00+09:00";
+
+fn reservation(ticket: u64) -> Reservation {
+    Reservation {
+        id: ReservationId::random(),
+        ticket_number: TicketNumber::parse(&format!("{ticket:010}")).unwrap(),
+        venue_id: key().venue_id,
+        date: key().date,
+        time: SlotTime::parse("10:30").unwrap(),
+        dose: Dose::FIRST,
+        vaccine: Vaccine::Moderna,
+        status: ReservationStatus::Booked,
+        channel: Channel::Web,
+        created_at: at(BOOKED_AT),
+        updated_at: at(BOOKED_AT),
+        idempotency: None,
+    }
+}
+
+fn policy() -> MailPolicy {
+    MailPolicy {
+        reminder_at: NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+    }
+}
+
+fn batch(epoch: u64, sequence: u64, decisions: Vec<Decision>) -> ReservationBatch {
+    let mut mail = Vec::new();
+    let mut withdraw = Vec::new();
+    for decision in &decisions {
+        match decision {
+            Decision::Created(r) => mail.extend(policy().on_booking(r, at(BOOKED_AT))),
+            Decision::Updated { reservation, .. } => {
+                mail.push(policy().on_cancel(reservation, &[], at(BOOKED_AT)));
+                withdraw.push(MailId::reminder_of(reservation.id));
+            }
+        }
+    }
+    ReservationBatch {
+        kind: BatchKind::Reservations,
+        venue_day: key(),
+        owner_epoch: epoch,
+        sequence,
+        decisions,
+        audit: vec![],
+        mail,
+        withdraw,
+    }
+}
+
+async fn owned_day(store: &dyn Store) -> u64 {
+    let plan = DayPlan::new(
+        Vaccine::Moderna,
+        vec![SlotPlan {
+            operator_hold: 0,
+            time: SlotTime::parse("10:30").unwrap(),
+            capacity: 10,
+        }],
+        None,
+    )
+    .unwrap();
+    store.put_day_plan(key(), plan).await.unwrap();
+    store.load_venue_day(key()).await.unwrap().owner_epoch
+}
+
+fn kinds(mails: &[OutboxMail]) -> Vec<(ReservationId, MailKind)> {
+    let mut kinds: Vec<_> = mails
+        .iter()
+        .map(|m| (m.id.reservation_id, m.id.kind))
+        .collect();
+    kinds.sort_by_key(|(id, kind)| (*id, kind.as_str()));
+    kinds
+}
+
+async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
+    let epoch = owned_day(store).await;
+    let (kept, cancelled) = (reservation(1), reservation(2));
+    store
+        .commit_reservations(batch(
+            epoch,
+            1,
+            vec![
+                Decision::Created(kept.clone()),
+                Decision::Created(cancelled.clone()),
+            ],
+        ))
+        .await
+        .unwrap();
+    let mut cancel = cancelled.clone();
+    cancel.status = ReservationStatus::Cancelled;
+    store
+        .commit_reservations(batch(
+            epoch,
+            2,
+            vec![Decision::Updated {
+                reservation: cancel,
+                previous: cancelled.clone(),
+            }],
+        ))
+        .await
+        .unwrap();
+
+    // On the day of booking: two confirmations and the cancellation are due;
+    // no reminder yet.
+    let now = at("2030-07-01T09:00:01+09:00");
+    let figures = store.mail_outbox_figures(now).await.unwrap();
+    assert_eq!(figures.pending, 3);
+    assert_eq!(figures.oldest_due, Some(at(BOOKED_AT)));
+    let claimed = store.claim_due_mail(now, 10).await.unwrap();
+    assert_eq!(kinds(&claimed), {
+        let mut want = vec![
+            (kept.id, MailKind::Confirmation),
+            (cancelled.id, MailKind::Confirmation),
+            (cancelled.id, MailKind::Cancellation),
+        ];
+        want.sort_by_key(|(id, kind)| (*id, kind.as_str()));
+        want
+    });
+    // Held: nobody claims them again meanwhile.
+    assert!(store.claim_due_mail(now, 10).await.unwrap().is_empty());
+    for mut mail in claimed {
+        mail.delivery = Delivery::Delivered { at: now };
+        store.settle_mail(mail).await.unwrap();
+    }
+    assert_eq!(store.mail_outbox_figures(now).await.unwrap().pending, 0);
+
+    // On the day before: the kept reservation's reminder only (the
+    // cancelled one's was withdrawn with the cancellation).
+    let day_before = at("2030-07-06T10:00:01+09:00");
+    let claimed = store.claim_due_mail(day_before, 10).await.unwrap();
+    assert_eq!(kinds(&claimed), vec![(kept.id, MailKind::Reminder)]);
+    assert_eq!(claimed[0].due_at, at(REMINDED_AT));
+    // A failed try: pending again, for later.
+    let mut retry = claimed[0].clone();
+    retry.delivery = Delivery::Pending {
+        attempts: 1,
+        next_at: day_before + Duration::seconds(60),
+    };
+    store.settle_mail(retry).await.unwrap();
+    let figures = store.mail_outbox_figures(day_before).await.unwrap();
+    assert_eq!(
+        (figures.pending, figures.oldest_due),
+        (1, Some(at(REMINDED_AT)))
+    );
+    assert!(
+        store
+            .claim_due_mail(day_before, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = day_before + Duration::seconds(61);
+    let claimed = store.claim_due_mail(later, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(matches!(
+        claimed[0].delivery,
+        Delivery::Pending { attempts: 1, .. }
+    ));
+    // Failed for good: never claimed again.
+    let mut failed = claimed[0].clone();
+    failed.delivery = Delivery::Failed {
+        at: later,
+        reason: "smtp_550".into(),
+    };
+    store.settle_mail(failed.clone()).await.unwrap();
+    // A late settle by a worker whose lease ran out changes nothing.
+    let mut stale = failed;
+    stale.delivery = Delivery::Pending {
+        attempts: 2,
+        next_at: later,
+    };
+    store.settle_mail(stale).await.unwrap();
+    let far = later + Duration::days(30);
+    assert!(store.claim_due_mail(far, 10).await.unwrap().is_empty());
+    assert_eq!(store.mail_outbox_figures(far).await.unwrap().pending, 0);
+}
+
+#[tokio::test]
+async fn the_outbox_contract_holds_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    the_outbox_claims_each_due_mail_once_until_settled(&store).await;
+}
+
+#[tokio::test]
+async fn the_outbox_contract_holds_on_redis() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    the_outbox_claims_each_due_mail_once_until_settled(&store).await;
+}
+
+#[tokio::test]
+async fn on_redis_an_abandoned_batch_takes_its_mail_and_gives_back_its_withdrawn_reminders() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let epoch = owned_day(&store).await;
+    let booked = reservation(1);
+    let booking = batch(epoch, 1, vec![Decision::Created(booked.clone())]);
+    let abandoned_booking = booking.to_abandon();
+    store.commit_reservations(booking).await.unwrap();
+    // The booking's outcome was unknown and it is abandoned: no mail stays.
+    store.abandon_batch(abandoned_booking).await.unwrap();
+    let far = at("2030-08-01T00:00:00+09:00");
+    assert_eq!(store.mail_outbox_figures(far).await.unwrap().pending, 0);
+    assert!(store.claim_due_mail(far, 10).await.unwrap().is_empty());
+
+    // Booked again (committed), then a cancel whose outcome is unknown is
+    // abandoned: the cancellation mail goes, the reminder comes back.
+    store
+        .commit_reservations(batch(epoch, 2, vec![Decision::Created(booked.clone())]))
+        .await
+        .unwrap();
+    let mut cancel = booked.clone();
+    cancel.status = ReservationStatus::Cancelled;
+    let cancelling = batch(
+        epoch,
+        3,
+        vec![Decision::Updated {
+            reservation: cancel,
+            previous: booked.clone(),
+        }],
+    );
+    let abandoned_cancel: AbandonedBatch = cancelling.to_abandon();
+    store.commit_reservations(cancelling).await.unwrap();
+    store.abandon_batch(abandoned_cancel).await.unwrap();
+    let claimed = store.claim_due_mail(far, 10).await.unwrap();
+    let mut want = vec![
+        (booked.id, MailKind::Confirmation),
+        (booked.id, MailKind::Reminder),
+    ];
+    want.sort_by_key(|(id, kind)| (*id, kind.as_str()));
+    assert_eq!(kinds(&claimed), want);
+    let reminder = claimed
+        .iter()
+        .find(|m| m.id.kind == MailKind::Reminder)
+        .unwrap();
+    assert_eq!(reminder.due_at, at(REMINDED_AT));
+}
