@@ -7,7 +7,12 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone};
 
-use super::{Reservation, ReservationId, TicketNumber, municipality_offset};
+use chrono::NaiveDate;
+
+use super::{
+    Dose, Reservation, ReservationId, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId,
+    municipality_offset,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum MailKind {
@@ -92,6 +97,38 @@ pub enum Delivery {
     Withdrawn,
 }
 
+/// What a mail says of one reservation: only what the resident reads (the
+/// outbox keeps no more of a reservation than that).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MailedReservation {
+    pub id: ReservationId,
+    pub venue_id: VenueId,
+    pub date: NaiveDate,
+    pub time: SlotTime,
+    pub dose: Dose,
+    pub vaccine: Vaccine,
+}
+
+impl MailedReservation {
+    pub fn of(reservation: &Reservation) -> Self {
+        Self {
+            id: reservation.id,
+            venue_id: reservation.venue_id.clone(),
+            date: reservation.date,
+            time: reservation.time,
+            dose: reservation.dose,
+            vaccine: reservation.vaccine,
+        }
+    }
+
+    pub fn venue_day(&self) -> VenueDayKey {
+        VenueDayKey {
+            venue_id: self.venue_id.clone(),
+            date: self.date,
+        }
+    }
+}
+
 /// A mail in the outbox. Holds a ticket number, so no `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OutboxMail {
@@ -99,7 +136,7 @@ pub struct OutboxMail {
     pub ticket_number: TicketNumber,
     /// What it is about, as decided: one reservation, or for a cancellation
     /// every dose the call cancelled, in dose order.
-    pub reservations: Vec<Reservation>,
+    pub reservations: Vec<MailedReservation>,
     /// When it was first due (a reminder: the day before, or at once).
     pub due_at: DateTime<FixedOffset>,
     pub delivery: Delivery,
@@ -127,7 +164,7 @@ impl MailPolicy {
                 kind,
             },
             ticket_number: reservation.ticket_number,
-            reservations: vec![reservation.clone()],
+            reservations: vec![MailedReservation::of(reservation)],
             due_at,
             delivery: Delivery::Pending {
                 attempts: 0,
@@ -167,8 +204,10 @@ impl MailPolicy {
         also: &[Reservation],
         now: DateTime<FixedOffset>,
     ) -> OutboxMail {
-        let mut reservations: Vec<Reservation> =
-            std::iter::once(cancelled).chain(also).cloned().collect();
+        let mut reservations: Vec<MailedReservation> = std::iter::once(cancelled)
+            .chain(also)
+            .map(MailedReservation::of)
+            .collect();
         reservations.sort_by_key(|r| r.dose);
         OutboxMail {
             id: MailId {

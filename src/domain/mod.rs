@@ -28,7 +28,7 @@ pub use ids::{
     DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS, TicketNumber,
     VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date,
 };
-pub use mail::{Delivery, MailId, MailKind, MailPolicy, OutboxMail};
+pub use mail::{Delivery, MailId, MailKind, MailPolicy, MailedReservation, OutboxMail};
 pub use reservation::{Channel, FingerprintScheme, IdempotencyTag, Reservation, ReservationStatus};
 #[cfg(test)]
 pub use resident::test_resident;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use chrono::Datelike;
 
-use crate::domain::{MailKind, Reservation, Vaccine, Venue};
+use crate::domain::{MailKind, MailedReservation, Vaccine, Venue};
 
 /// The templates built into the binary: `templates/mail/` of the source tree.
 const BUILT_IN: [(&str, &str); 4] = [
@@ -151,7 +151,7 @@ pub struct MailContext<'a> {
 
 /// A reservation with its venue, as a mail shows it.
 pub struct ReservationView<'a> {
-    pub reservation: &'a Reservation,
+    pub reservation: &'a MailedReservation,
     pub venue: &'a Venue,
 }
 
@@ -259,8 +259,7 @@ impl Templates {
 mod tests {
     use super::*;
     use crate::domain::{
-        BookingMode, Channel, Dose, ReservationId, ReservationStatus, SlotTime, TicketNumber,
-        VenueId, VenueKind, parse_date,
+        BookingMode, Dose, ReservationId, SlotTime, VenueId, VenueKind, parse_date,
     };
 
     fn venue() -> Venue {
@@ -275,21 +274,14 @@ mod tests {
         }
     }
 
-    fn reservation(date: &str, dose: u8) -> Reservation {
-        let at = chrono::DateTime::parse_from_rfc3339("2030-07-01T09:00:00+09:00").unwrap();
-        Reservation {
+    fn reservation(date: &str, dose: u8) -> MailedReservation {
+        MailedReservation {
             id: ReservationId::random(),
-            ticket_number: TicketNumber::parse("1311480001").unwrap(),
             venue_id: venue().id,
             date: parse_date(date).unwrap(),
             time: SlotTime::parse("10:30").unwrap(),
             dose: Dose::new(dose).unwrap(),
             vaccine: Vaccine::Moderna,
-            status: ReservationStatus::Booked,
-            channel: Channel::Web,
-            created_at: at,
-            updated_at: at,
-            idempotency: None,
         }
     }
 

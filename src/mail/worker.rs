@@ -10,7 +10,7 @@
 //! lets go of it after `MAIL_LEASE`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
@@ -31,11 +31,14 @@ pub const MAIL_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Most mails claimed at once.
 pub const MAIL_CLAIM_BATCH_MAX: usize = 64;
 /// Most mails being sent at once (and SMTP connections kept open).
-pub const MAIL_SENDS_IN_FLIGHT_MAX: usize = 4;
+pub const MAIL_SENDS_IN_FLIGHT_MAX: usize = 8;
 /// The wait after a mail's first failed try; it doubles up to `--mail-retry-max-s`.
 pub const MAIL_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// A mail that still fails this long after it was due is given up (`gave_up`).
 pub const MAIL_GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
+/// Longest wait between two probes of an unreachable server: how late at
+/// most the outbox notices that it is back.
+pub const MAIL_PROBE_PAUSE_MAX: Duration = Duration::from_secs(30);
 /// How often the outbox's figures are read for the metrics and the status.
 const FIGURES_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -79,6 +82,15 @@ enum Failure {
     Temporary(String),
     /// Never worth another (`5xx`, no address).
     Permanent(String),
+    /// The server could not be reached at all (connection, timeout): worth
+    /// another try, and a sign to stop trying the rest for a while.
+    Unreachable(String),
+}
+
+/// Whether a try got an answer from the server.
+enum Reach {
+    Reached,
+    Unreachable,
 }
 
 /// The wait before try `attempts + 1`: `MAIL_RETRY_FIRST` doubled per failure
@@ -113,9 +125,18 @@ fn by_resident(mut claimed: Vec<OutboxMail>) -> Vec<Vec<OutboxMail>> {
 
 impl Worker {
     async fn run(&self) {
+        // While the server cannot be reached, one mail at a time probes it
+        // (waiting longer each time), instead of the whole outbox failing
+        // once per retry: a long outage costs no CPU and writes nothing.
+        let mut unreachable_pause = Duration::ZERO;
         loop {
+            let limit = if unreachable_pause.is_zero() {
+                MAIL_CLAIM_BATCH_MAX
+            } else {
+                1
+            };
             let now = crate::clock::now();
-            let claimed = match self.store.claim_due_mail(now, MAIL_CLAIM_BATCH_MAX).await {
+            let claimed = match self.store.claim_due_mail(now, limit).await {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::warn!(error = %error, "mail outbox not read; trying again");
@@ -123,19 +144,35 @@ impl Worker {
                 }
             };
             let full = claimed.len() == MAIL_CLAIM_BATCH_MAX;
+            let reached = AtomicBool::new(false);
+            let unreachable = AtomicBool::new(false);
             // One resident's mail in order (a confirmation before the
             // reminder queued with it), different residents' at once.
             futures::stream::iter(by_resident(claimed))
-                .for_each_concurrent(MAIL_SENDS_IN_FLIGHT_MAX, |mails| async move {
-                    for mail in mails {
-                        let settled = self.deliver(mail).await;
-                        if let Err(error) = self.store.settle_mail(settled).await {
-                            // Still claimed: sent again after the lease (same Message-ID).
-                            tracing::warn!(error = %error, "a mail's delivery was not recorded");
+                .for_each_concurrent(MAIL_SENDS_IN_FLIGHT_MAX, |mails| {
+                    let (reached, unreachable) = (&reached, &unreachable);
+                    async move {
+                        for mail in mails {
+                            let (settled, reach) = self.deliver(mail).await;
+                            match reach {
+                                Reach::Reached => reached.store(true, Ordering::Relaxed),
+                                Reach::Unreachable => unreachable.store(true, Ordering::Relaxed),
+                            }
+                            if let Err(error) = self.store.settle_mail(settled).await {
+                                // Still claimed: sent again after the lease (same Message-ID).
+                                tracing::warn!(error = %error, "a mail's delivery was not recorded");
+                            }
                         }
                     }
                 })
                 .await;
+            if unreachable.into_inner() && !reached.into_inner() {
+                let most = self.mailer.settings.retry_max.min(MAIL_PROBE_PAUSE_MAX);
+                unreachable_pause = (unreachable_pause * 2).clamp(MAIL_POLL_INTERVAL, most);
+                tokio::time::sleep(unreachable_pause).await;
+                continue;
+            }
+            unreachable_pause = Duration::ZERO;
             if !full {
                 tokio::time::sleep(MAIL_POLL_INTERVAL).await;
             }
@@ -143,12 +180,20 @@ impl Worker {
     }
 
     /// One try of `mail`; returns it with what became of it.
-    async fn deliver(&self, mut mail: OutboxMail) -> OutboxMail {
+    async fn deliver(&self, mut mail: OutboxMail) -> (OutboxMail, Reach) {
         let Delivery::Pending { attempts, .. } = mail.delivery else {
-            return mail;
+            return (mail, Reach::Reached);
         };
         let kind = mail.id.kind.as_str();
         let outcome = self.send(&mail).await;
+        let reach = match &outcome {
+            Err(Failure::Unreachable(_)) => Reach::Unreachable,
+            _ => Reach::Reached,
+        };
+        let outcome = outcome.map_err(|failure| match failure {
+            Failure::Unreachable(reason) => Failure::Temporary(reason),
+            other => other,
+        });
         let now = crate::clock::now();
         mail.delivery = match outcome {
             Ok(()) => {
@@ -168,8 +213,9 @@ impl Worker {
             }
             Err(Failure::Temporary(_)) => self.failed(kind, "gave_up", now),
             Err(Failure::Permanent(reason)) => self.failed(kind, &reason, now),
+            Err(Failure::Unreachable(_)) => unreachable!("mapped to Temporary above"),
         };
-        mail
+        (mail, reach)
     }
 
     fn failed(&self, kind: &'static str, reason: &str, now: DateTime<FixedOffset>) -> Delivery {
@@ -193,8 +239,8 @@ impl Worker {
                         Failure::Permanent(format!("smtp_{code}"))
                     }
                     Some(code) => Failure::Temporary(format!("smtp_{code}")),
-                    None if error.is_timeout() => Failure::Temporary("timeout".into()),
-                    None => Failure::Temporary("connection".into()),
+                    None if error.is_timeout() => Failure::Unreachable("timeout".into()),
+                    None => Failure::Unreachable("connection".into()),
                 })
             }
         }

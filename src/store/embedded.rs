@@ -17,6 +17,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
+mod outbox;
+
 use super::records::{Stored, decode, decode_all, encode, encode_all};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
@@ -24,8 +26,8 @@ use super::{
     StoredVenueDay, page_of,
 };
 use crate::domain::{
-    Account, AccountId, DayPlan, Delivery, MailId, OutboxMail, Reservation, Resident, Venue,
-    VenueDayKey, VenueId, parse_date,
+    Account, AccountId, DayPlan, MailId, OutboxMail, Reservation, Resident, Venue, VenueDayKey,
+    VenueId, parse_date,
 };
 
 /// Most write jobs waiting for the writer thread; senders wait beyond it.
@@ -55,15 +57,6 @@ const RESERVATION_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("reser
 const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit");
 /// Key: account id; value: the account, its key only as a hash.
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
-/// The mail outbox. Key: mail id (`<reservation id>.<kind>`); value: JSON
-/// `OutboxMailV1`, kept once delivered, failed or withdrawn.
-const MAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("mail_outbox");
-/// The pending mail by next try, what the worker claims from. Key: (unix
-/// microseconds, mail id).
-const MAIL_DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("mail_due");
-/// The pending mail by when it was first due, what the outbox's figures
-/// count (a mail waiting for its next try is still waiting since then).
-const MAIL_WAITING: TableDefinition<(i64, &str), ()> = TableDefinition::new("mail_waiting");
 
 const KILL_SWITCH_KEY: &str = "kill_switch";
 const DATABASE_FILE: &str = "vaxslot.redb";
@@ -102,6 +95,8 @@ pub struct EmbeddedStore {
     /// Mail claimed and not settled yet, with when: one process owns the
     /// file, so the lease lives here (a restart starts with none).
     mail_claims: Arc<std::sync::Mutex<HashMap<MailId, Instant>>>,
+    /// Every pending mail's place in `mail_due`.
+    mail_index: outbox::MailIndex,
 }
 
 impl EmbeddedStore {
@@ -122,25 +117,29 @@ impl EmbeddedStore {
             txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
             txn.open_table(AUDIT).map_err(unavailable)?;
             txn.open_table(ACCOUNTS).map_err(unavailable)?;
-            txn.open_table(MAIL).map_err(unavailable)?;
-            txn.open_table(MAIL_DUE).map_err(unavailable)?;
-            txn.open_table(MAIL_WAITING).map_err(unavailable)?;
+            txn.open_table(outbox::MAIL_LOG).map_err(unavailable)?;
+            txn.open_table(outbox::MAIL_DUE).map_err(unavailable)?;
+            txn.open_table(outbox::MAIL_SETTLED).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
         let day_index: DayIndex = Arc::new(std::sync::Mutex::new(build_day_index(&db)?));
+        let mail_index: outbox::MailIndex =
+            Arc::new(std::sync::Mutex::new(outbox::build_index(&db)?));
         let db = Arc::new(db);
         let (writer, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let writer_db = Arc::clone(&db);
         let writer_index = Arc::clone(&day_index);
+        let writer_mail_index = Arc::clone(&mail_index);
         std::thread::Builder::new()
             .name("vaxslot-store-writer".into())
-            .spawn(move || run_writer(&writer_db, &writer_index, queue))
+            .spawn(move || run_writer(&writer_db, &writer_index, &writer_mail_index, queue))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             db,
             writer,
             day_index,
             mail_claims: Arc::default(),
+            mail_index,
         })
     }
 
@@ -296,7 +295,12 @@ fn note_days(index: &mut HashMap<String, Vec<u64>>, sequence: u64, records: &[Re
     }
 }
 
-fn run_writer(db: &Database, day_index: &DayIndex, mut queue: mpsc::Receiver<WriteJob>) {
+fn run_writer(
+    db: &Database,
+    day_index: &DayIndex,
+    mail_index: &outbox::MailIndex,
+    mut queue: mpsc::Receiver<WriteJob>,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < JOBS_PER_TRANSACTION_MAX {
@@ -307,16 +311,17 @@ fn run_writer(db: &Database, day_index: &DayIndex, mut queue: mpsc::Receiver<Wri
         }
         let ops: Vec<&WriteOp> = jobs.iter().map(|j| &j.op).collect();
         let started = std::time::Instant::now();
-        let applied = apply_in_one_transaction(db, &ops);
+        let applied = apply_in_one_transaction(db, &ops, mail_index);
         metrics::histogram!(crate::telemetry::STORE_TRANSACTION_DURATION_SECONDS)
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!(crate::telemetry::STORE_TRANSACTION_JOBS).record(ops.len() as f64);
         match applied {
-            Ok((outcomes, logged)) => {
+            Ok((outcomes, logged, mail_changes)) => {
                 if let Some((sequence, records)) = logged {
                     let mut index = day_index.lock().expect("day index lock poisoned");
                     note_days(&mut index, sequence, &records);
                 }
+                outbox::apply_changes(mail_index, mail_changes);
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     // A caller that gave up waiting is not an error here.
                     let _ = job.reply.send(outcome);
@@ -341,13 +346,23 @@ type Logged = Option<(u64, Vec<Reservation>)>;
 
 /// Applies the jobs in order in one transaction. `Err` means nothing at all was
 /// written; per-job refusals (kill switch) are in the returned outcomes.
+#[allow(clippy::type_complexity)]
 fn apply_in_one_transaction(
     db: &Database,
     ops: &[&WriteOp],
-) -> Result<(Vec<Result<WriteOutcome, CommitError>>, Logged), redb::Error> {
+    mail_index: &outbox::MailIndex,
+) -> Result<
+    (
+        Vec<Result<WriteOutcome, CommitError>>,
+        Logged,
+        outbox::IndexChanges,
+    ),
+    redb::Error,
+> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(ops.len());
     let mut logged = None;
+    let mail_changes;
     {
         let mut meta = txn.open_table(META)?;
         let mut venues = txn.open_table(VENUES)?;
@@ -357,11 +372,7 @@ fn apply_in_one_transaction(
         let mut logged_records: Vec<Reservation> = Vec::new();
         let mut audit = txn.open_table(AUDIT)?;
         let mut accounts = txn.open_table(ACCOUNTS)?;
-        let mut outbox = Outbox {
-            mail: txn.open_table(MAIL)?,
-            due: txn.open_table(MAIL_DUE)?,
-            waiting: txn.open_table(MAIL_WAITING)?,
-        };
+        let mut outbox = outbox::Outbox::open(&txn, mail_index)?;
 
         let mut kill_switch_engaged = match meta.get(KILL_SWITCH_KEY)? {
             Some(bytes) => decode::<KillSwitchState>(bytes.value(), "kill switch")
@@ -442,75 +453,10 @@ fn apply_in_one_transaction(
             log.insert(sequence, encode_all(&logged_records).as_slice())?;
             logged = Some((sequence, logged_records));
         }
+        mail_changes = outbox.finish()?;
     }
     txn.commit()?;
-    Ok((outcomes, logged))
-}
-
-/// The outbox's three tables in one write transaction.
-struct Outbox<'t> {
-    mail: redb::Table<'t, &'static str, &'static [u8]>,
-    due: redb::Table<'t, (i64, &'static str), ()>,
-    waiting: redb::Table<'t, (i64, &'static str), ()>,
-}
-
-impl Outbox<'_> {
-    /// A new mail: stored, and indexed by its next try and its due time.
-    fn queue(&mut self, queued: &OutboxMail) -> Result<(), redb::Error> {
-        let key = queued.id.to_string();
-        self.mail.insert(key.as_str(), encode(queued).as_slice())?;
-        if let Delivery::Pending { next_at, .. } = queued.delivery {
-            self.due
-                .insert((next_at.timestamp_micros(), key.as_str()), ())?;
-            self.waiting
-                .insert((queued.due_at.timestamp_micros(), key.as_str()), ())?;
-        }
-        Ok(())
-    }
-
-    /// The stored mail `key`, if it is still pending (an unreadable record
-    /// counts as not pending: it cannot be sent anyway).
-    fn pending(&self, key: &str) -> Result<Option<OutboxMail>, redb::Error> {
-        let Some(bytes) = self.mail.get(key)? else {
-            return Ok(None);
-        };
-        Ok(match decode::<OutboxMail>(bytes.value(), "mail") {
-            Ok(stored) if matches!(stored.delivery, Delivery::Pending { .. }) => Some(stored),
-            _ => None,
-        })
-    }
-
-    /// Takes a pending mail out of both indexes.
-    fn unindex(&mut self, key: &str, stored: &OutboxMail) -> Result<(), redb::Error> {
-        if let Delivery::Pending { next_at, .. } = stored.delivery {
-            self.due.remove((next_at.timestamp_micros(), key))?;
-        }
-        self.waiting
-            .remove((stored.due_at.timestamp_micros(), key))?;
-        Ok(())
-    }
-
-    /// What became of a claimed mail. A mail already settled stays as it was.
-    fn settle(&mut self, settled: &OutboxMail) -> Result<(), redb::Error> {
-        let key = settled.id.to_string();
-        let Some(stored) = self.pending(&key)? else {
-            return Ok(());
-        };
-        self.unindex(&key, &stored)?;
-        self.queue(settled)
-    }
-
-    /// A cancelled reservation's reminder, if not sent yet, is never sent.
-    fn withdraw(&mut self, id: &MailId) -> Result<(), redb::Error> {
-        let key = id.to_string();
-        let Some(mut stored) = self.pending(&key)? else {
-            return Ok(());
-        };
-        self.unindex(&key, &stored)?;
-        stored.delivery = Delivery::Withdrawn;
-        self.mail.insert(key.as_str(), encode(&stored).as_slice())?;
-        Ok(())
-    }
+    Ok((outcomes, logged, mail_changes))
 }
 
 #[async_trait]
@@ -709,31 +655,12 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<OutboxMail>, StoreError> {
         let claims = Arc::clone(&self.mail_claims);
         self.read(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let due = txn.open_table(MAIL_DUE).map_err(unavailable)?;
-            let mail = txn.open_table(MAIL).map_err(unavailable)?;
+            // Held from the read to the marking, so no two claims overlap.
             let mut claims = claims.lock().expect("mail claims lock poisoned");
             claims.retain(|_, at| at.elapsed() < MAIL_LEASE);
-            let mut claimed = Vec::new();
-            let until = (now.timestamp_micros() + 1, "");
-            for row in due.range(..until).map_err(unavailable)? {
-                if claimed.len() >= limit {
-                    break;
-                }
-                let (key, _) = row.map_err(unavailable)?;
-                let (_, id_text) = key.value();
-                let Some(id) = MailId::parse(id_text) else {
-                    continue;
-                };
-                if claims.contains_key(&id) {
-                    continue;
-                }
-                let Some(bytes) = mail.get(id_text).map_err(unavailable)? else {
-                    continue;
-                };
-                let queued: OutboxMail = decode(bytes.value(), "mail")?;
-                claims.insert(id, Instant::now());
-                claimed.push(queued);
+            let claimed = outbox::due_mail(db, now, limit, &mut |id| claims.contains_key(id))?;
+            for mail in &claimed {
+                claims.insert(mail.id, Instant::now());
             }
             Ok(claimed)
         })
@@ -757,23 +684,7 @@ impl Store for EmbeddedStore {
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,
     ) -> Result<OutboxFigures, StoreError> {
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let due = txn.open_table(MAIL_WAITING).map_err(unavailable)?;
-            let mut figures = OutboxFigures::default();
-            let until = (now.timestamp_micros() + 1, "");
-            for row in due.range(..until).map_err(unavailable)? {
-                let (key, _) = row.map_err(unavailable)?;
-                if figures.pending == 0 {
-                    let (micros, _) = key.value();
-                    figures.oldest_due = chrono::DateTime::from_timestamp_micros(micros)
-                        .map(|at| at.with_timezone(&crate::domain::municipality_offset()));
-                }
-                figures.pending += 1;
-            }
-            Ok(figures)
-        })
-        .await
+        Ok(outbox::figures(&self.mail_index, now))
     }
 
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::{AuditEntry, AuditTarget, KillSwitchState, StoreError};
 use crate::domain::{
     Account, AccountId, Actor, BookingMode, BookingWindow, Channel, DayPlan, Delivery, Dose,
-    DoseRecord, FingerprintScheme, IdempotencyTag, KEY_HASH_BYTES, MailId, OutboxMail, Reservation,
-    ReservationId, ReservationStatus, Resident, Role, SlotPlan, SlotTime, TicketNumber, Vaccine,
-    Venue, VenueId, VenueKind,
+    DoseRecord, FingerprintScheme, IdempotencyTag, KEY_HASH_BYTES, MailId, MailedReservation,
+    OutboxMail, Reservation, ReservationId, ReservationStatus, Resident, Role, SlotPlan, SlotTime,
+    TicketNumber, Vaccine, Venue, VenueId, VenueKind,
 };
 
 /// A domain value with a stored form.
@@ -677,13 +677,42 @@ impl Stored for Account {
     }
 }
 
-/// A mail in the outbox (holds a ticket number and reservations: never logged).
+/// What became of a mail no longer pending (the embedded store's
+/// `mail_settled`): `delivered`, `failed` (with a reason code) or `withdrawn`.
+#[derive(Serialize, Deserialize)]
+pub struct MailSettledV1 {
+    pub state: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl MailSettledV1 {
+    pub fn new(state: &str, reason: Option<String>) -> Self {
+        Self {
+            state: state.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// What a mail says of one reservation.
+#[derive(Serialize, Deserialize)]
+pub struct MailedReservationV1 {
+    pub id: String,
+    pub venue_id: String,
+    pub date: NaiveDate,
+    pub time: String,
+    pub dose: u8,
+    pub vaccine: VaccineV1,
+}
+
+/// A mail in the outbox (holds a ticket number: never logged).
 #[derive(Serialize, Deserialize)]
 pub struct OutboxMailV1 {
     /// `<reservation id>.<kind>`.
     pub id: String,
     pub ticket_number: String,
-    pub reservations: Vec<ReservationV1>,
+    pub reservations: Vec<MailedReservationV1>,
     pub due_at: DateTime<FixedOffset>,
     /// `pending`, `delivered`, `failed` or `withdrawn`.
     pub state: String,
@@ -715,7 +744,18 @@ impl Stored for OutboxMail {
         OutboxMailV1 {
             id: self.id.to_string(),
             ticket_number: self.ticket_number.expose().to_owned(),
-            reservations: self.reservations.iter().map(Stored::to_record).collect(),
+            reservations: self
+                .reservations
+                .iter()
+                .map(|r| MailedReservationV1 {
+                    id: r.id.to_string(),
+                    venue_id: r.venue_id.as_str().to_owned(),
+                    date: r.date,
+                    time: r.time.to_string(),
+                    dose: r.dose.number(),
+                    vaccine: r.vaccine.into(),
+                })
+                .collect(),
             due_at: self.due_at,
             state: state.to_owned(),
             attempts,
@@ -748,8 +788,17 @@ impl Stored for OutboxMail {
             reservations: record
                 .reservations
                 .into_iter()
-                .map(Reservation::from_record)
-                .collect::<Result<_, _>>()?,
+                .map(|r| {
+                    Ok(MailedReservation {
+                        id: ReservationId::parse(&r.id).ok_or("reservation id: not a UUID")?,
+                        venue_id: VenueId::parse(&r.venue_id).map_err(invalid("venue_id"))?,
+                        date: r.date,
+                        time: SlotTime::parse(&r.time).map_err(invalid("time"))?,
+                        dose: Dose::new(r.dose).map_err(invalid("dose"))?,
+                        vaccine: r.vaccine.into(),
+                    })
+                })
+                .collect::<Result<_, String>>()?,
             due_at: record.due_at,
             delivery,
         })
