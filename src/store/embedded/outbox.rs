@@ -3,7 +3,8 @@
 //! not a random B-tree page per mail (redb is copy-on-write: mail keyed by
 //! its random id made mail-on bookings four times slower, measured).
 //!
-//! - `mail_log`: the mail each transaction queued, as queued, never changed.
+//! - `mail_log`: the mail each transaction queued, as queued, never changed
+//!   (a booking's confirmation and reminder share one record).
 //! - `mail_due`: the pending mail by next try, keyed (next try, log sequence,
 //!   place in the entry), so mail queued together sits together.
 //! - `mail_settled`: what became of each mail no longer pending (delivered,
@@ -149,10 +150,21 @@ impl<'t> Outbox<'t> {
         let Delivery::Pending { attempts, next_at } = mail.delivery else {
             return Ok(());
         };
+        // A booking's confirmation and reminder say the same of the same
+        // reservation: one log record serves both (their ids and due times
+        // are in `mail_due`).
+        let same_as_last = self.queued.last().is_some_and(|last| {
+            last.id.reservation_id == mail.id.reservation_id
+                && last.ticket_number == mail.ticket_number
+                && last.reservations == mail.reservations
+        });
+        if !same_as_last {
+            self.queued.push(mail.clone());
+        }
         let pending = PendingMail {
             next_at: next_at.timestamp_micros(),
             sequence: self.sequence()?,
-            place: u32::try_from(self.queued.len()).expect("a transaction's mail fits u32"),
+            place: u32::try_from(self.queued.len() - 1).expect("a transaction's mail fits u32"),
             attempts,
             due_at: mail.due_at.timestamp_micros(),
         };
@@ -160,7 +172,6 @@ impl<'t> Outbox<'t> {
         self.due
             .insert(pending.key(), (attempts, pending.due_at, id.as_str()))?;
         self.changes.insert(mail.id, Some(pending));
-        self.queued.push(mail.clone());
         Ok(())
     }
 
@@ -256,18 +267,18 @@ pub(super) fn due_mail(
         }
         let (key, value) = row.map_err(unavailable)?;
         let (next_at, sequence, place) = key.value();
-        let (attempts, _, id) = value.value();
+        let (attempts, due_at, id) = value.value();
         let Some(id) = MailId::parse(id) else {
             continue;
         };
         if !is_claimed(&id) {
-            found.push((id, next_at, sequence, place, attempts));
+            found.push((id, next_at, sequence, place, attempts, due_at));
         }
     }
     // Each log entry read once: mail queued together is claimed together.
     let mut entries: HashMap<u64, Vec<OutboxMail>> = HashMap::new();
     let mut claimed = Vec::with_capacity(found.len());
-    for (id, next_at, sequence, place, attempts) in found {
+    for (id, next_at, sequence, place, attempts, due_at) in found {
         let entry = match entries.entry(sequence) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(vacant) => {
@@ -278,15 +289,23 @@ pub(super) fn due_mail(
                 vacant.insert(decode_all(bytes.value(), "mail log entry")?)
             }
         };
+        // The record says what; `mail_due` says which mail of it and when.
         let mut mail = entry
             .get(place as usize)
-            .filter(|m| m.id == id)
+            .filter(|m| m.id.reservation_id == id.reservation_id)
             .cloned()
             .ok_or_else(|| StoreError::Corrupt("mail log entry".into()))?;
-        let next_at = DateTime::from_timestamp_micros(next_at)
-            .ok_or_else(|| StoreError::Corrupt("mail next try".into()))?
-            .with_timezone(&crate::domain::municipality_offset());
-        mail.delivery = Delivery::Pending { attempts, next_at };
+        let instant = |micros: i64| {
+            DateTime::from_timestamp_micros(micros)
+                .map(|at| at.with_timezone(&crate::domain::municipality_offset()))
+                .ok_or_else(|| StoreError::Corrupt("mail time".into()))
+        };
+        mail.id = id;
+        mail.due_at = instant(due_at)?;
+        mail.delivery = Delivery::Pending {
+            attempts,
+            next_at: instant(next_at)?,
+        };
         claimed.push(mail);
     }
     Ok(claimed)
