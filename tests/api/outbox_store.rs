@@ -205,11 +205,34 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
     assert_eq!(store.mail_outbox_figures(far).await.unwrap().pending, 0);
 }
 
+/// Booked after the reminder moment: its confirmation and its reminder are
+/// both due at the same instant, and both are claimed.
+async fn a_confirmation_and_a_reminder_due_together_are_both_claimed(store: &dyn Store) {
+    let epoch = owned_day(store).await;
+    let late = at("2030-07-06T12:00:00+09:00");
+    let booked = reservation(3);
+    let mut decided = batch(epoch, 1, vec![Decision::Created(booked.clone())]);
+    decided.mail = policy().on_booking(&booked, late);
+    store.commit_reservations(decided).await.unwrap();
+    assert_eq!(store.mail_outbox_figures(late).await.unwrap().pending, 2);
+    let claimed = store.claim_due_mail(late, 10).await.unwrap();
+    let mut want = vec![
+        (booked.id, MailKind::Confirmation),
+        (booked.id, MailKind::Reminder),
+    ];
+    want.sort_by_key(|(id, kind)| (*id, kind.as_str()));
+    assert_eq!(kinds(&claimed), want);
+    assert!(claimed.iter().all(|m| m.due_at == late));
+}
+
 #[tokio::test]
 async fn the_outbox_contract_holds_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     the_outbox_claims_each_due_mail_once_until_settled(&store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    a_confirmation_and_a_reminder_due_together_are_both_claimed(&store).await;
 }
 
 #[tokio::test]
@@ -217,6 +240,9 @@ async fn the_outbox_contract_holds_on_redis() {
     let redis = RedisServer::start().await;
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     the_outbox_claims_each_due_mail_once_until_settled(&store).await;
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    a_confirmation_and_a_reminder_due_together_are_both_claimed(&store).await;
 }
 
 #[tokio::test]

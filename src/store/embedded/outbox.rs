@@ -22,15 +22,16 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, Wr
 use super::super::records::{MailSettledV1, decode_all, encode_all};
 use super::super::{OutboxFigures, StoreError};
 use super::unavailable;
-use crate::domain::{Delivery, MailId, OutboxMail};
+use crate::domain::{Delivery, MailId, MailKind, OutboxMail};
 
 /// Key: log sequence, one per transaction that queued mail; value: JSON
 /// array of `OutboxMailV1`, as queued.
 pub(super) const MAIL_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_log");
-/// Key: (next try, unix µs; log sequence; place in its entry); value:
-/// (tries so far, first due time in unix µs, mail id).
-pub(super) const MAIL_DUE: TableDefinition<(i64, u64, u32), (u32, i64, &str)> =
-    TableDefinition::new("mail_due");
+/// Key: (next try, unix µs; log sequence; place in its entry; kind, as
+/// `kind_number`); value: (tries so far, first due time in unix µs, mail id).
+pub(super) const MAIL_DUE: TableDefinition<DueKey, DueValue> = TableDefinition::new("mail_due");
+type DueKey = (i64, u64, u32, u8);
+type DueValue = (u32, i64, &'static str);
 /// Key: (settled at, unix µs; mail id); value: JSON `MailSettledV1`.
 pub(super) const MAIL_SETTLED: TableDefinition<(i64, &str), &[u8]> =
     TableDefinition::new("mail_settled");
@@ -41,13 +42,23 @@ pub(super) struct PendingMail {
     next_at: i64,
     sequence: u64,
     place: u32,
+    kind: u8,
     attempts: u32,
     due_at: i64,
 }
 
 impl PendingMail {
-    fn key(&self) -> (i64, u64, u32) {
-        (self.next_at, self.sequence, self.place)
+    fn key(&self) -> DueKey {
+        (self.next_at, self.sequence, self.place, self.kind)
+    }
+}
+
+/// A kind's number in `mail_due` keys (mail of one record differs by kind).
+fn kind_number(kind: MailKind) -> u8 {
+    match kind {
+        MailKind::Confirmation => 0,
+        MailKind::Cancellation => 1,
+        MailKind::Reminder => 2,
     }
 }
 
@@ -64,7 +75,7 @@ pub(super) fn build_index(db: &Database) -> Result<HashMap<MailId, PendingMail>,
     let mut index = HashMap::new();
     for row in due.iter().map_err(unavailable)? {
         let (key, value) = row.map_err(unavailable)?;
-        let (next_at, sequence, place) = key.value();
+        let (next_at, sequence, place, kind) = key.value();
         let (attempts, due_at, id) = value.value();
         let id = MailId::parse(id).ok_or_else(|| StoreError::Corrupt("mail id".into()))?;
         index.insert(
@@ -73,6 +84,7 @@ pub(super) fn build_index(db: &Database) -> Result<HashMap<MailId, PendingMail>,
                 next_at,
                 sequence,
                 place,
+                kind,
                 attempts,
                 due_at,
             },
@@ -94,7 +106,7 @@ pub(super) fn apply_changes(index: &MailIndex, changes: IndexChanges) {
 /// The outbox's tables in one write transaction.
 pub(super) struct Outbox<'t> {
     log: Table<'t, u64, &'static [u8]>,
-    due: Table<'t, (i64, u64, u32), (u32, i64, &'static str)>,
+    due: Table<'t, DueKey, DueValue>,
     settled: Table<'t, (i64, &'static str), &'static [u8]>,
     index: &'t MailIndex,
     changes: IndexChanges,
@@ -165,6 +177,7 @@ impl<'t> Outbox<'t> {
             next_at: next_at.timestamp_micros(),
             sequence: self.sequence()?,
             place: u32::try_from(self.queued.len() - 1).expect("a transaction's mail fits u32"),
+            kind: kind_number(mail.id.kind),
             attempts,
             due_at: mail.due_at.timestamp_micros(),
         };
@@ -259,14 +272,14 @@ pub(super) fn due_mail(
     let log = txn.open_table(MAIL_LOG).map_err(unavailable)?;
     let mut found = Vec::new();
     for row in due
-        .range(..(now.timestamp_micros() + 1, 0, 0))
+        .range(..(now.timestamp_micros() + 1, 0, 0, 0))
         .map_err(unavailable)?
     {
         if found.len() >= limit {
             break;
         }
         let (key, value) = row.map_err(unavailable)?;
-        let (next_at, sequence, place) = key.value();
+        let (next_at, sequence, place, _) = key.value();
         let (attempts, due_at, id) = value.value();
         let Some(id) = MailId::parse(id) else {
             continue;
