@@ -217,7 +217,7 @@ const DESCRIPTIONS: &[Description] = &[
         MAIL_FAILURES_TOTAL,
         Kind::Counter,
         "Mail not delivered on a try, by kind and outcome: retry (tried again later) or failed (never sent).",
-        &[],
+        &[("outcome", "retry"), ("outcome", "failed")],
     ),
     (
         MAIL_OUTBOX_PENDING,

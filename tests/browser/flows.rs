@@ -333,6 +333,8 @@ async fn an_sre_engages_the_kill_switch_and_the_resident_page_says_booking_is_pa
     browser.press("表示する").await;
     browser.appears("#switch-state[data-engaged='false']").await;
     browser.shows("#figures", "予約成立/秒").await;
+    // This server sends no mail: the console says so rather than "0".
+    browser.shows("#figures", "メール送信なし").await;
     browser.check_page("sre-1-console").await;
     // No reason, no stop.
     browser.press("予約を停止する…").await;

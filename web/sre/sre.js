@@ -66,7 +66,13 @@
       figure("残り席 / 定員", `${status.slots.remaining} / ${status.slots.capacity}`),
       figure(`ストア (${status.store.kind})`, status.store.up ? "正常" : "停止"),
     );
-    if (status.mail_outbox) figures.append(figure("未送信メール", String(status.mail_outbox.pending)));
+    const mail = status.mail_outbox;
+    figures.append(
+      figure(
+        "未送信メール",
+        mail.enabled ? `${mail.pending} 通（最古 ${mail.oldest_s} 秒）` : "メール送信なし",
+      ),
+    );
     $("updated").textContent = `更新 ${new Date().toLocaleTimeString("ja-JP", { timeZone: "Asia/Tokyo" })} / 版 ${status.version}`;
     const refusals = $("refusals");
     V.clear(refusals);
