@@ -64,6 +64,7 @@ fn bench_store(
                     audit: vec![],
                     mail: vec![],
                     withdraw: vec![],
+                    reminded: false,
                 };
                 async move { store.commit_reservations(batch).await.unwrap() }
             })

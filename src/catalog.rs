@@ -56,6 +56,15 @@ impl Catalog {
         self.days.get(key).map(|d| Arc::clone(&d))
     }
 
+    /// The published venue-days on `date`.
+    pub fn days_on(&self, date: NaiveDate) -> Vec<VenueDayKey> {
+        self.days
+            .iter()
+            .filter(|day| day.key().date == date)
+            .map(|day| day.key().clone())
+            .collect()
+    }
+
     pub fn day_count(&self) -> usize {
         self.days.len()
     }

@@ -88,20 +88,34 @@ fn now_s() -> u64 {
     u64::try_from(crate::clock::now_utc().timestamp()).unwrap_or(0)
 }
 
+/// `at_s` while a bucket is being reset for a new second.
+const RESETTING: u64 = u64::MAX;
+
 /// The bucket of the current second, reset first if it held an older one.
+/// The second is published only after the reset, so no count made in the
+/// new second is wiped by it (another thread waits the few stores it takes).
 fn current() -> &'static Second {
     let now = now_s();
     let second = &SECONDS[(now % BUCKETS as u64) as usize];
-    let held = second.at_s.load(Ordering::Acquire);
-    if held != now
-        && second
+    loop {
+        let held = second.at_s.load(Ordering::Acquire);
+        if held == now {
+            return second;
+        }
+        if held == RESETTING {
+            std::hint::spin_loop();
+            continue;
+        }
+        if second
             .at_s
-            .compare_exchange(held, now, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(held, RESETTING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
-    {
-        second.reset();
+        {
+            second.reset();
+            second.at_s.store(now, Ordering::Release);
+            return second;
+        }
     }
-    second
 }
 
 /// One booking request's outcome (`committed`, `replayed`, or an error code)

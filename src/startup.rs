@@ -172,6 +172,7 @@ impl Application {
                 Arc::clone(&store),
                 residents.clone(),
                 Arc::clone(&catalog),
+                Arc::clone(&registry),
                 Arc::clone(&gauge),
             );
             banner.push("mail on: confirmations, cancellations and reminders are sent".into());

@@ -43,6 +43,20 @@ pub struct Cancel {
     pub reply: oneshot::Sender<Result<Reservation, BookingError>>,
 }
 
+/// Queue the day's reminders (its reminder moment has passed): one mail for
+/// each booked reservation whose resident has an address, and the day marked
+/// reminded, in one commit; a day already reminded queues nothing. Answers
+/// how many were queued.
+pub struct QueueReminders {
+    pub policy: MailPolicy,
+    pub now: DateTime<FixedOffset>,
+    pub reply: oneshot::Sender<Result<usize, StoreError>>,
+}
+
+impl Message for QueueReminders {
+    type Result = ();
+}
+
 /// What the mail of a cancel call lists besides the asked-for reservation.
 pub struct CancelNotice {
     pub policy: MailPolicy,

@@ -12,7 +12,9 @@ use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use super::Shared;
-use super::messages::{Book, Cancel, CancelNotice, CheckIn, ListReservations, ReplaceDayPlan};
+use super::messages::{
+    Book, Cancel, CancelNotice, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan,
+};
 use super::venue_day::{VENUE_DAY_MAILBOX_MAX, VenueDayActor};
 use crate::catalog::VENUE_DAYS_MAX;
 use crate::domain::{
@@ -20,7 +22,7 @@ use crate::domain::{
     ReservationId, TicketNumber, VenueDayKey,
 };
 use crate::residents::DoseClaim;
-use crate::store::AuditDraft;
+use crate::store::{AuditDraft, StoreError};
 use crate::telemetry;
 
 /// Most threads that host venue-day actors.
@@ -244,6 +246,22 @@ impl Registry {
         };
         self.deliver(key, message)?;
         answer.await.unwrap_or(Err(BookingError::StoreUnavailable))
+    }
+
+    /// Queues the day's reminders if its moment has passed and they are not
+    /// queued yet; answers how many were queued (0: already, or not due).
+    pub async fn queue_reminders(
+        &self,
+        key: &VenueDayKey,
+        policy: MailPolicy,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.deliver(key, QueueReminders { policy, now, reply })
+            .map_err(|_| StoreError::Unavailable("the venue-day is overloaded".into()))?;
+        answer
+            .await
+            .unwrap_or(Err(StoreError::Unavailable("the venue-day stopped".into())))
     }
 
     /// Checks the owner in at this venue-day; answers after the commit.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::Shared;
-use super::messages::{Book, Cancel, CheckIn, ListReservations, ReplaceDayPlan};
+use super::messages::{Book, Cancel, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan};
 use super::registry::{Lifecycle, MAILBOX_CLOSED};
 use crate::domain::{
     BookingError, CheckInError, DayPlanError, MailId, OutboxMail, Reservation, VenueDay,
@@ -25,6 +25,7 @@ use crate::domain::{
 use crate::residents::DoseClaim;
 use crate::store::{
     AbandonError, AbandonedBatch, AuditEntry, BatchKind, CommitError, Decision, ReservationBatch,
+    StoreError,
 };
 use crate::telemetry;
 
@@ -52,6 +53,7 @@ enum Pending {
     Cancel(Cancel),
     CheckIn(CheckIn),
     Plan(ReplaceDayPlan),
+    Reminders(QueueReminders),
 }
 
 impl Pending {
@@ -60,7 +62,7 @@ impl Pending {
         match self {
             Pending::Book(_) | Pending::Cancel(_) => Some(BatchKind::Reservations),
             Pending::CheckIn(_) => Some(BatchKind::CheckIns),
-            Pending::Plan(_) => None,
+            Pending::Plan(_) | Pending::Reminders(_) => None,
         }
     }
 }
@@ -86,6 +88,11 @@ impl Pending {
             }
             Pending::Plan(m) => {
                 let _ = m.reply.send(Err(plan));
+            }
+            Pending::Reminders(m) => {
+                let _ = m.reply.send(Err(StoreError::Unavailable(
+                    "the venue-day is overloaded".into(),
+                )));
             }
         }
     }
@@ -154,6 +161,9 @@ pub struct VenueDayActor {
     /// A batch whose commit outcome was unknown: it must be abandoned in the
     /// store before anything else is decided.
     abandoned: Option<AbandonedBatch>,
+    /// The day's reminders were queued (loaded with the day; set by the
+    /// batch that queued them): later bookings are reminded at once.
+    reminded: bool,
     /// Idle limit and the registry entry to remove on stopping.
     lifecycle: Lifecycle,
     /// When the last message arrived (or the actor started).
@@ -177,6 +187,7 @@ impl VenueDayActor {
             owner_epoch: 0,
             sequence: 0,
             abandoned: None,
+            reminded: false,
             lifecycle,
             last_active: Instant::now(),
         }
@@ -259,6 +270,13 @@ impl VenueDayActor {
             self.replace_plan(message, ctx);
             return;
         }
+        if matches!(self.waiting.front(), Some(Pending::Reminders(_))) {
+            let Some(Pending::Reminders(message)) = self.waiting.pop_front() else {
+                unreachable!("front was the reminders")
+            };
+            self.queue_reminders(message, ctx);
+            return;
+        }
         let today = crate::clock::today();
         let Some(kind) = self.waiting.front().and_then(Pending::batch_kind) else {
             return;
@@ -282,7 +300,9 @@ impl VenueDayActor {
                         Ok(reservation) => decided.push(Decided {
                             audit: audit.map(|draft| draft.complete(reservation.id)),
                             mail: mail
-                                .map(|policy| policy.on_booking(&reservation, request.now))
+                                .map(|policy| {
+                                    policy.on_booking(&reservation, request.now, self.reminded)
+                                })
                                 .unwrap_or_default(),
                             withdraw: None,
                             decision: Decision::Created(reservation),
@@ -354,7 +374,9 @@ impl VenueDayActor {
                         }
                     }
                 }
-                Some(Pending::Plan(_)) | None => unreachable!("checked above"),
+                Some(Pending::Plan(_) | Pending::Reminders(_)) | None => {
+                    unreachable!("checked above")
+                }
             }
         }
         if decided.is_empty() {
@@ -378,6 +400,7 @@ impl VenueDayActor {
                 .flat_map(|d| d.mail.iter().cloned())
                 .collect(),
             withdraw: decided.iter().filter_map(|d| d.withdraw).collect(),
+            reminded: false,
         }
     }
 
@@ -537,6 +560,70 @@ impl VenueDayActor {
         );
     }
 
+    /// Queues a reminder for each booked reservation whose resident has an
+    /// address, and marks the day reminded, in one commit (decided alone).
+    fn queue_reminders(&mut self, message: QueueReminders, ctx: &mut Context<Self>) {
+        let QueueReminders { policy, now, reply } = message;
+        if self.reminded || !policy.reminders_due(self.key.date, now) {
+            let _ = reply.send(Ok(0));
+            self.schedule_flush(ctx);
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let mail: Vec<_> = self
+            .day()
+            .reservations_by_time()
+            .into_iter()
+            .filter(|r| r.status == crate::domain::ReservationStatus::Booked)
+            .filter(|r| shared.residents.has_email(&r.ticket_number))
+            .map(|r| policy.reminder(r, now))
+            .collect();
+        let queued = mail.len();
+        self.sequence += 1;
+        let batch = ReservationBatch {
+            kind: BatchKind::Reminders,
+            venue_day: self.key.clone(),
+            owner_epoch: self.owner_epoch,
+            sequence: self.sequence,
+            decisions: Vec::new(),
+            audit: Vec::new(),
+            mail,
+            withdraw: Vec::new(),
+            reminded: true,
+        };
+        let abandon = batch.to_abandon();
+        let store = Arc::clone(&self.shared.store);
+        ctx.wait(
+            async move { store.commit_reservations(batch).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let fenced = matches!(result, Err(CommitError::Fenced));
+                    let answer = match result {
+                        Ok(()) => {
+                            act.reminded = true;
+                            Ok(queued)
+                        }
+                        Err(CommitError::Uncertain(cause)) => {
+                            act.abandoned = Some(abandon);
+                            act.retry_abandon_later(ctx);
+                            Err(cause)
+                        }
+                        Err(CommitError::Store(cause)) => Err(cause),
+                        Err(CommitError::Fenced | CommitError::KillSwitchEngaged) => Err(
+                            StoreError::Unavailable("another process owns the venue-day".into()),
+                        ),
+                    };
+                    let _ = reply.send(answer);
+                    if fenced {
+                        // As for any batch: stop; the next message reloads the day.
+                        ctx.stop();
+                    } else {
+                        act.schedule_flush(ctx);
+                    }
+                }),
+        );
+    }
+
     fn replace_plan(&mut self, message: ReplaceDayPlan, ctx: &mut Context<Self>) {
         let ReplaceDayPlan { plan, reply } = message;
         if let Err(refusal) = self.day().check_new_plan(&plan) {
@@ -584,6 +671,7 @@ impl Actor for VenueDayActor {
                 .map(|result, act, ctx| match result {
                     Ok(stored) => {
                         act.owner_epoch = stored.owner_epoch;
+                        act.reminded = stored.reminded;
                         // The store is the truth: the resident state learns
                         // every stored reservation of the day (a no-op after
                         // an idle stop; after a fence, it learns what another
@@ -661,6 +749,14 @@ impl Handler<ListReservations> for VenueDayActor {
             .map(|day| day.reservations_by_time().into_iter().cloned().collect())
             .unwrap_or_default();
         let _ = message.reply.send(all);
+    }
+}
+
+impl Handler<QueueReminders> for VenueDayActor {
+    type Result = ();
+
+    fn handle(&mut self, message: QueueReminders, ctx: &mut Context<Self>) {
+        self.enqueue(Pending::Reminders(message), ctx);
     }
 }
 

@@ -143,6 +143,12 @@ pub struct OutboxMail {
 }
 
 /// Which mail decisions leave, when mail is on (`VAXSLOT_SMTP_URL` set).
+///
+/// Reminders are not written with each booking: a venue-day's reminders are
+/// queued together at its reminder moment (the day before, `reminder_at`),
+/// by its actor, for every booked reservation, and the day is marked
+/// reminded in the same commit. A booking made after that gets its reminder
+/// at once. So a launch-day booking writes one mail, not two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MailPolicy {
     /// Local time on the day before the slot when the reminder is due.
@@ -150,50 +156,40 @@ pub struct MailPolicy {
 }
 
 impl MailPolicy {
-    /// The confirmation, due now, and the reminder: on the day before the slot
-    /// at `reminder_at`, or now when that has passed. A slot today or earlier
-    /// gets no reminder (there is no day before left to remind on).
+    /// When the reservations of `date` are reminded: the day before, at `reminder_at`.
+    pub fn reminder_moment(&self, date: NaiveDate) -> DateTime<FixedOffset> {
+        municipality_offset()
+            .from_local_datetime(&(date - Duration::days(1)).and_time(self.reminder_at))
+            .single()
+            .expect("a fixed offset has no gaps")
+    }
+
+    /// Are the reminders of `date`'s reservations due at `now`? From the
+    /// reminder moment until the day itself begins (a slot today or earlier
+    /// gets none: there is no day before left to remind on).
+    pub fn reminders_due(&self, date: NaiveDate, now: DateTime<FixedOffset>) -> bool {
+        let today = now.with_timezone(&municipality_offset()).date_naive();
+        date > today && now >= self.reminder_moment(date)
+    }
+
+    /// The confirmation, due now; and the reminder at once if the day's
+    /// reminders were already queued (`day_reminded`) and are still due.
     pub fn on_booking(
         &self,
         reservation: &Reservation,
         now: DateTime<FixedOffset>,
+        day_reminded: bool,
     ) -> Vec<OutboxMail> {
-        let mail = |kind, due_at| OutboxMail {
-            id: MailId {
-                reservation_id: reservation.id,
-                kind,
-            },
-            ticket_number: reservation.ticket_number,
-            reservations: vec![MailedReservation::of(reservation)],
-            due_at,
-            delivery: Delivery::Pending {
-                attempts: 0,
-                next_at: due_at,
-            },
-        };
-        let mut mails = vec![mail(MailKind::Confirmation, now)];
-        if let Some(due) = self.reminder_due(reservation, now) {
-            mails.push(mail(MailKind::Reminder, due));
+        let mut mails = vec![due_now(reservation, MailKind::Confirmation, now)];
+        if day_reminded && self.reminders_due(reservation.date, now) {
+            mails.push(self.reminder(reservation, now));
         }
         mails
     }
 
-    /// When the reminder of `reservation` is due, or `None` for a slot today or earlier.
-    pub fn reminder_due(
-        &self,
-        reservation: &Reservation,
-        now: DateTime<FixedOffset>,
-    ) -> Option<DateTime<FixedOffset>> {
-        let today = now.with_timezone(&municipality_offset()).date_naive();
-        if reservation.date <= today {
-            return None;
-        }
-        let day_before = reservation.date - Duration::days(1);
-        let due = municipality_offset()
-            .from_local_datetime(&day_before.and_time(self.reminder_at))
-            .single()
-            .expect("a fixed offset has no gaps");
-        Some(due.max(now))
+    /// The reminder of `reservation`, due now.
+    pub fn reminder(&self, reservation: &Reservation, now: DateTime<FixedOffset>) -> OutboxMail {
+        due_now(reservation, MailKind::Reminder, now)
     }
 
     /// The one mail of a cancel call: `cancelled` is the reservation asked
@@ -222,6 +218,23 @@ impl MailPolicy {
                 next_at: now,
             },
         }
+    }
+}
+
+/// A `kind` mail about `reservation` alone, due now.
+fn due_now(reservation: &Reservation, kind: MailKind, now: DateTime<FixedOffset>) -> OutboxMail {
+    OutboxMail {
+        id: MailId {
+            reservation_id: reservation.id,
+            kind,
+        },
+        ticket_number: reservation.ticket_number,
+        reservations: vec![MailedReservation::of(reservation)],
+        due_at: now,
+        delivery: Delivery::Pending {
+            attempts: 0,
+            next_at: now,
+        },
     }
 }
 
@@ -258,37 +271,38 @@ mod tests {
     }
 
     #[test]
-    fn a_booking_is_confirmed_now_and_reminded_the_day_before_at_the_set_time() {
+    fn a_booking_is_confirmed_now_and_reminded_with_its_day() {
         let now = at("2030-07-01T09:00:00+09:00");
-        let mails = policy().on_booking(&reservation("2030-07-07", 1), now);
-        assert_eq!(mails.len(), 2);
-        assert_eq!(mails[0].id.kind, MailKind::Confirmation);
-        assert_eq!(mails[0].due_at, now);
-        assert_eq!(mails[1].id.kind, MailKind::Reminder);
-        assert_eq!(mails[1].due_at, at("2030-07-06T10:00:00+09:00"));
-    }
-
-    #[test]
-    fn a_booking_for_tomorrow_made_after_the_reminder_time_is_reminded_at_once() {
-        let before = at("2030-07-06T09:59:00+09:00");
-        let after = at("2030-07-06T10:01:00+09:00");
         let r = reservation("2030-07-07", 1);
-        assert_eq!(
-            policy().reminder_due(&r, before),
-            Some(at("2030-07-06T10:00:00+09:00"))
-        );
-        assert_eq!(policy().reminder_due(&r, after), Some(after));
-        // The reminder time is local: 01:00 UTC is already 10:00 in Tokyo.
-        let utc = at("2030-07-06T01:30:00+00:00");
-        assert_eq!(policy().reminder_due(&r, utc), Some(utc));
-    }
-
-    #[test]
-    fn a_slot_today_gets_no_reminder() {
-        let now = at("2030-07-07T08:00:00+09:00");
-        let mails = policy().on_booking(&reservation("2030-07-07", 1), now);
+        let mails = policy().on_booking(&r, now, false);
         assert_eq!(mails.len(), 1);
         assert_eq!(mails[0].id.kind, MailKind::Confirmation);
+        assert_eq!(mails[0].due_at, now);
+        // The day's reminders are queued at its moment, by its actor.
+        assert_eq!(
+            policy().reminder_moment(r.date),
+            at("2030-07-06T10:00:00+09:00")
+        );
+        // Booked after them: reminded at once (but not before the moment).
+        let after = at("2030-07-06T10:01:00+09:00");
+        let mails = policy().on_booking(&r, after, true);
+        let kinds: Vec<MailKind> = mails.iter().map(|m| m.id.kind).collect();
+        assert_eq!(kinds, [MailKind::Confirmation, MailKind::Reminder]);
+        assert_eq!(mails[1].due_at, after);
+        assert_eq!(policy().on_booking(&r, now, true).len(), 1);
+    }
+
+    #[test]
+    fn reminders_are_due_from_the_moment_until_the_day_begins() {
+        let date = parse_date("2030-07-07").unwrap();
+        let due = |text| policy().reminders_due(date, at(text));
+        assert!(!due("2030-07-06T09:59:59+09:00"));
+        assert!(due("2030-07-06T10:00:00+09:00"));
+        assert!(due("2030-07-06T23:59:59+09:00"));
+        assert!(!due("2030-07-07T00:00:00+09:00"));
+        // The moment is local: 01:00 UTC is 10:00 in Tokyo.
+        assert!(due("2030-07-06T01:00:00+00:00"));
+        assert!(!due("2030-07-06T00:59:00+00:00"));
     }
 
     #[test]

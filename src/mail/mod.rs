@@ -10,7 +10,7 @@ mod worker;
 pub use template::{MailContext, ReservationView, TEMPLATE_BYTES_MAX, Templates};
 pub use worker::{
     MAIL_CLAIM_BATCH_MAX, MAIL_GIVE_UP_AFTER, MAIL_POLL_INTERVAL, MAIL_RETRY_FIRST,
-    MAIL_SENDS_IN_FLIGHT_MAX, OutboxGauge, retry_delay, start,
+    MAIL_SENDS_IN_FLIGHT_MAX, OutboxGauge, REMINDER_CHECK_INTERVAL, retry_delay, start,
 };
 
 use std::path::PathBuf;

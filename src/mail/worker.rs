@@ -9,6 +9,7 @@
 //! resident's mail program can tell. A worker that dies holding claimed mail
 //! lets go of it after `MAIL_LEASE`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,8 +21,9 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 
 use super::{MailContext, Mailer, ReservationView};
+use crate::actors::Registry;
 use crate::catalog::Catalog;
-use crate::domain::{Delivery, MailKind, OutboxMail, Venue};
+use crate::domain::{Delivery, MailKind, OutboxMail, Venue, VenueDayKey};
 use crate::residents::Residents;
 use crate::store::Store;
 use crate::telemetry;
@@ -39,6 +41,9 @@ pub const MAIL_GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
 /// Longest wait between two probes of an unreachable server: how late at
 /// most the outbox notices that it is back.
 pub const MAIL_PROBE_PAUSE_MAX: Duration = Duration::from_secs(30);
+/// How often the scheduler looks for tomorrow's venue-days whose reminder
+/// moment has passed: how late at most a day's reminders are queued.
+pub const REMINDER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the outbox's figures are read for the metrics and the status.
 const FIGURES_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -49,12 +54,14 @@ pub struct OutboxGauge {
     pub oldest_s: AtomicU64,
 }
 
-/// Starts the worker (and the figures' upkeep) on the current runtime.
+/// Starts the worker, the reminder scheduler and the figures' upkeep on
+/// the current runtime.
 pub fn start(
     mailer: Mailer,
     store: Arc<dyn Store>,
     residents: Residents,
     catalog: Arc<Catalog>,
+    registry: Arc<Registry>,
     gauge: Arc<OutboxGauge>,
 ) {
     let worker = Arc::new(Worker {
@@ -63,9 +70,10 @@ pub fn start(
         residents,
         catalog,
     });
-    let figures = Arc::clone(&worker);
+    let (figures, reminders) = (Arc::clone(&worker), Arc::clone(&worker));
     actix_rt::spawn(async move { worker.run().await });
     actix_rt::spawn(async move { figures.keep_figures(&gauge).await });
+    actix_rt::spawn(async move { reminders.keep_reminding(&registry).await });
 }
 
 struct Worker {
@@ -302,6 +310,43 @@ impl Worker {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|_| permanent("unbuildable"))
+    }
+
+    /// Asks each of tomorrow's venue-days, once its reminder moment has
+    /// passed, to queue its reminders (its actor does, in one commit, and
+    /// marks the day, so a day is reminded once whatever restarts; this
+    /// process asks each day until it has answered once).
+    async fn keep_reminding(&self, registry: &Registry) {
+        let policy = self.mailer.settings.policy();
+        let mut asked: HashSet<VenueDayKey> = HashSet::new();
+        let mut asked_for = crate::clock::today();
+        loop {
+            let now = crate::clock::now();
+            let tomorrow = now.date_naive() + chrono::Duration::days(1);
+            if asked_for != tomorrow {
+                asked.clear();
+                asked_for = tomorrow;
+            }
+            if policy.reminders_due(tomorrow, now) {
+                for key in self.catalog.days_on(tomorrow) {
+                    if asked.contains(&key) {
+                        continue;
+                    }
+                    match registry.queue_reminders(&key, policy, now).await {
+                        Ok(queued) => {
+                            if queued > 0 {
+                                tracing::info!(venue_day = %key, queued, "reminders queued");
+                            }
+                            asked.insert(key);
+                        }
+                        Err(error) => {
+                            tracing::warn!(venue_day = %key, error = %error, "reminders not queued yet; trying again");
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(REMINDER_CHECK_INTERVAL).await;
+        }
     }
 
     /// Reads the outbox's figures every second into the gauges.

@@ -2,10 +2,11 @@
 -- KEYS[1] owner epoch, KEYS[2] last applied sequence, KEYS[3] reservations hash,
 -- KEYS[4] the partition's audit log, KEYS[5] its mail outbox, KEYS[6] its
 -- pending mail by next try, KEYS[7] by due time, KEYS[8] its withdrawn
--- reminders (see commit.lua).
+-- reminders, KEYS[9] the day's "reminders queued" mark (see commit.lua).
 -- ARGV[1] epoch, ARGV[2] sequence, ARGV[3] c = count of created ids,
 -- ARGV[4] p = count of previous records, ARGV[5] a = count of audit
--- members, ARGV[6] m = count of mail ids; then the c ids, then p id, JSON
+-- members, ARGV[6] m = count of mail ids, ARGV[7] "1" when it marked the
+-- day reminded; then the c ids, then p id, JSON
 -- pairs of the records as they were before the batch, then the a audit
 -- members, the m mail ids, and the ids of the reminders it withdrew.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -15,11 +16,11 @@ local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
 local sequence = tonumber(ARGV[2])
 if applied >= sequence then
   -- It was applied: revert it.
-  local created_end = 6 + tonumber(ARGV[3])
+  local created_end = 7 + tonumber(ARGV[3])
   local previous_end = created_end + 2 * tonumber(ARGV[4])
   local audit_end = previous_end + tonumber(ARGV[5])
   local mail_end = audit_end + tonumber(ARGV[6])
-  for i = 7, created_end do
+  for i = 8, created_end do
     redis.call('HDEL', KEYS[3], ARGV[i])
   end
   for i = created_end + 1, previous_end, 2 do
@@ -41,6 +42,9 @@ if applied >= sequence then
       redis.call('ZADD', KEYS[7], due, ARGV[i])
       redis.call('HDEL', KEYS[8], ARGV[i])
     end
+  end
+  if ARGV[7] == '1' then
+    redis.call('DEL', KEYS[9])
   end
 else
   -- It was not: consume its sequence so a late delivery is a no-op.

@@ -8,10 +8,12 @@
 -- KEYS[7] its pending mail by next try (sorted set: score unix ms, member mail id)
 -- KEYS[8] its pending mail by first due time (sorted set, the same)
 -- KEYS[9] its withdrawn reminders (hash: mail id -> "<next ms> <due ms>")
+-- KEYS[10] the venue-day's "reminders queued" mark
 -- ARGV[1] epoch, ARGV[2] sequence, ARGV[3] "1" when the kill switch stops
 -- this batch (bookings, cancellations; "0" for check-ins), ARGV[4] n = number
 -- of reservations, ARGV[5] a = number of audit entries, ARGV[6] m = number of
--- mails; then n id, JSON pairs, a score, member pairs, m (id, JSON, next ms,
+-- mails, ARGV[7] "1" when the batch queues the day's reminders (mark the
+-- day); then n id, JSON pairs, a score, member pairs, m (id, JSON, next ms,
 -- due ms) quadruples, then the ids of reminders to withdraw. Checks come
 -- first and nothing is written unless all pass.
 if ARGV[3] == '1' and redis.call('GET', KEYS[1]) == '1' then
@@ -25,10 +27,10 @@ if tonumber(ARGV[2]) <= applied then
   -- This batch (or a later one) is already applied: a retry is a no-op.
   return 'OK'
 end
-local reservations_end = 6 + 2 * tonumber(ARGV[4])
+local reservations_end = 7 + 2 * tonumber(ARGV[4])
 local audit_end = reservations_end + 2 * tonumber(ARGV[5])
 local mail_end = audit_end + 4 * tonumber(ARGV[6])
-for i = 7, reservations_end, 2 do
+for i = 8, reservations_end, 2 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
 end
 for i = reservations_end + 1, audit_end, 2 do
@@ -50,6 +52,9 @@ for i = mail_end + 1, #ARGV do
     redis.call('ZREM', KEYS[7], id)
     redis.call('ZREM', KEYS[8], id)
   end
+end
+if ARGV[7] == '1' then
+  redis.call('SET', KEYS[10], '1')
 end
 redis.call('SET', KEYS[3], ARGV[2])
 return 'OK'

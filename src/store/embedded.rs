@@ -57,6 +57,9 @@ const RESERVATION_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("reser
 const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit");
 /// Key: account id; value: the account, its key only as a hash.
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// Venue-days whose reminders were queued. Key: `venue_id/YYYY-MM-DD`;
+/// value: when (unix seconds).
+const REMINDED_DAYS: TableDefinition<&str, i64> = TableDefinition::new("reminded_days");
 
 const KILL_SWITCH_KEY: &str = "kill_switch";
 const DATABASE_FILE: &str = "vaxslot.redb";
@@ -117,6 +120,7 @@ impl EmbeddedStore {
             txn.open_table(RESERVATION_LOG).map_err(unavailable)?;
             txn.open_table(AUDIT).map_err(unavailable)?;
             txn.open_table(ACCOUNTS).map_err(unavailable)?;
+            txn.open_table(REMINDED_DAYS).map_err(unavailable)?;
             txn.open_table(outbox::MAIL_LOG).map_err(unavailable)?;
             txn.open_table(outbox::MAIL_DUE).map_err(unavailable)?;
             txn.open_table(outbox::MAIL_SETTLED).map_err(unavailable)?;
@@ -373,6 +377,7 @@ fn apply_in_one_transaction(
         let mut audit = txn.open_table(AUDIT)?;
         let mut accounts = txn.open_table(ACCOUNTS)?;
         let mut outbox = outbox::Outbox::open(&txn, mail_index)?;
+        let mut reminded_days = txn.open_table(REMINDED_DAYS)?;
 
         let mut kill_switch_engaged = match meta.get(KILL_SWITCH_KEY)? {
             Some(bytes) => decode::<KillSwitchState>(bytes.value(), "kill switch")
@@ -406,6 +411,12 @@ fn apply_in_one_transaction(
                         }
                         for id in &batch.withdraw {
                             outbox.withdraw(id)?;
+                        }
+                        if batch.reminded {
+                            reminded_days.insert(
+                                day_key(&batch.venue_day).as_str(),
+                                crate::clock::now_utc().timestamp(),
+                            )?;
                         }
                         Ok(WriteOutcome::Done)
                     }
@@ -537,10 +548,17 @@ impl Store for EmbeddedStore {
                 }
             }
             let reservations = replay.into_reservations();
+            let reminded = txn
+                .open_table(REMINDED_DAYS)
+                .map_err(unavailable)?
+                .get(day.as_str())
+                .map_err(unavailable)?
+                .is_some();
             Ok(StoredVenueDay {
                 plan,
                 reservations,
                 owner_epoch: 0,
+                reminded,
             })
         })
         .await

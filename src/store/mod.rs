@@ -235,6 +235,8 @@ pub struct StoredVenueDay {
     /// an older epoch is refused (`CommitError::Fenced`). Always 0 where one
     /// process owns the whole store (embedded).
     pub owner_epoch: u64,
+    /// The day's reminders were queued (a batch with `reminded`).
+    pub reminded: bool,
 }
 
 /// One decision of a venue-day's actor for one request, as it is committed:
@@ -268,6 +270,9 @@ pub enum BatchKind {
     /// Check-ins at the venue: committed whatever the switch (it stops
     /// booking, not vaccination).
     CheckIns,
+    /// The day's reminders: mail about bookings already made, committed
+    /// whatever the switch.
+    Reminders,
 }
 
 /// The decisions of one venue-day's batch. Committed all together or not at
@@ -288,6 +293,9 @@ pub struct ReservationBatch {
     /// Reminders of reservations this batch cancels: withdrawn in the same
     /// commit if not yet sent (a missing one is no error).
     pub withdraw: Vec<MailId>,
+    /// This batch queues the day's reminders: the day is marked reminded in
+    /// the same commit, so they are queued once.
+    pub reminded: bool,
 }
 
 impl ReservationBatch {
@@ -312,6 +320,7 @@ impl ReservationBatch {
             audit: self.audit.clone(),
             mail: self.mail.iter().map(|m| m.id).collect(),
             withdrawn: self.withdraw.clone(),
+            reminded: self.reminded,
         }
     }
 }
@@ -332,6 +341,8 @@ pub struct AbandonedBatch {
     pub mail: Vec<MailId>,
     /// The reminders it withdrew: pending again if it was applied.
     pub withdrawn: Vec<MailId>,
+    /// It marked the day reminded: unmarked if it was applied.
+    pub reminded: bool,
 }
 
 /// How long a claimed mail is held by the worker that claimed it: one that

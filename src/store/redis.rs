@@ -66,6 +66,8 @@ struct VenueDayKeys {
     /// The partition's audit log (booking and cancel entries of its days).
     audit: String,
     mail: MailKeys,
+    /// Set when the day's reminders were queued.
+    reminded: String,
 }
 
 /// One partition's mail outbox, under its hash tag (written by its commits).
@@ -139,6 +141,7 @@ impl VenueDayKeys {
             reservations: format!("{prefix}:reservations"),
             audit: partition_audit(partition),
             mail: MailKeys::of_partition(partition),
+            reminded: format!("{prefix}:reminded"),
         }
     }
 }
@@ -302,10 +305,15 @@ impl Store for RedisStore {
                 .map_err(|e| StoreError::Corrupt(format!("reservation: {e}")))?;
             reservations.push(decode(&json, "reservation")?);
         }
+        // Changed only by the day's owner, which is now this caller.
+        let reminded: bool = limited(connection.exists(&keys.reminded))
+            .await
+            .map_err(unavailable)?;
         Ok(StoredVenueDay {
             plan: plan.map(|json| decode(&json, "day plan")).transpose()?,
             reservations,
             owner_epoch,
+            reminded,
         })
     }
 
@@ -330,6 +338,7 @@ impl Store for RedisStore {
             .key(&keys.mail.due)
             .key(&keys.mail.waiting)
             .key(&keys.mail.withdrawn)
+            .key(&keys.reminded)
             .arg(batch.owner_epoch)
             .arg(batch.sequence)
             .arg(if batch.kind == BatchKind::Reservations {
@@ -339,7 +348,8 @@ impl Store for RedisStore {
             })
             .arg(batch.decisions.len())
             .arg(batch.audit.len())
-            .arg(batch.mail.len());
+            .arg(batch.mail.len())
+            .arg(if batch.reminded { "1" } else { "0" });
         for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation
                 .arg(reservation.id.to_string())
@@ -391,12 +401,14 @@ impl Store for RedisStore {
             .key(&keys.mail.due)
             .key(&keys.mail.waiting)
             .key(&keys.mail.withdrawn)
+            .key(&keys.reminded)
             .arg(batch.owner_epoch)
             .arg(batch.sequence)
             .arg(batch.created.len())
             .arg(batch.previous.len())
             .arg(batch.audit.len())
-            .arg(batch.mail.len());
+            .arg(batch.mail.len())
+            .arg(if batch.reminded { "1" } else { "0" });
         for id in &batch.created {
             invocation.arg(id.to_string());
         }

@@ -248,7 +248,7 @@ fn month_day(date: &str) -> (u32, u32) {
     (date.month(), date.day())
 }
 
-async fn a_reminder_waits_for_the_day_before_survives_a_restart_and_a_cancel_withdraws_it(
+async fn a_days_reminders_are_queued_at_its_moment_once_across_restarts_and_not_for_a_cancelled_booking(
     backend: Backend,
 ) {
     let sink = SmtpSink::start().await;
@@ -501,7 +501,7 @@ async fn on_redis_two_processes_never_send_the_same_mail() {
 
 on_both_stores_and_channels!(each_change_is_mailed_once_in_japanese);
 on_both_stores!(
-    a_reminder_waits_for_the_day_before_survives_a_restart_and_a_cancel_withdraws_it,
+    a_days_reminders_are_queued_at_its_moment_once_across_restarts_and_not_for_a_cancelled_booking,
     smtp_down_during_a_herd_and_a_sigkill_then_every_mail_arrives_exactly_once,
     a_permanent_refusal_is_recorded_and_a_temporary_one_retried,
     without_an_smtp_url_nothing_is_queued,

@@ -59,7 +59,7 @@ fn batch(epoch: u64, sequence: u64, decisions: Vec<Decision>) -> ReservationBatc
     let mut withdraw = Vec::new();
     for decision in &decisions {
         match decision {
-            Decision::Created(r) => mail.extend(policy().on_booking(r, at(BOOKED_AT))),
+            Decision::Created(r) => mail.extend(policy().on_booking(r, at(BOOKED_AT), false)),
             Decision::Updated { reservation, .. } => {
                 mail.push(policy().on_cancel(reservation, &[], at(BOOKED_AT)));
                 withdraw.push(MailId::reminder_of(reservation.id));
@@ -75,6 +75,25 @@ fn batch(epoch: u64, sequence: u64, decisions: Vec<Decision>) -> ReservationBatc
         audit: vec![],
         mail,
         withdraw,
+        reminded: false,
+    }
+}
+
+/// The batch that queues the day's reminders of `booked`, due at `due`.
+fn reminders(epoch: u64, sequence: u64, booked: &[&Reservation], due: &str) -> ReservationBatch {
+    ReservationBatch {
+        kind: BatchKind::Reminders,
+        venue_day: key(),
+        owner_epoch: epoch,
+        sequence,
+        decisions: vec![],
+        audit: vec![],
+        mail: booked
+            .iter()
+            .map(|r| policy().reminder(r, at(due)))
+            .collect(),
+        withdraw: vec![],
+        reminded: true,
     }
 }
 
@@ -116,12 +135,17 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
         ))
         .await
         .unwrap();
+    // At the reminder moment the day's reminders are queued together.
+    store
+        .commit_reservations(reminders(epoch, 2, &[&kept, &cancelled], REMINDED_AT))
+        .await
+        .unwrap();
     let mut cancel = cancelled.clone();
     cancel.status = ReservationStatus::Cancelled;
     store
         .commit_reservations(batch(
             epoch,
-            2,
+            3,
             vec![Decision::Updated {
                 reservation: cancel,
                 previous: cancelled.clone(),
@@ -131,7 +155,7 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
         .unwrap();
 
     // On the day of booking: two confirmations and the cancellation are due;
-    // no reminder yet.
+    // the reminders wait for theirs.
     let now = at("2030-07-01T09:00:01+09:00");
     let figures = store.mail_outbox_figures(now).await.unwrap();
     assert_eq!(figures.pending, 3);
@@ -160,6 +184,7 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
     let claimed = store.claim_due_mail(day_before, 10).await.unwrap();
     assert_eq!(kinds(&claimed), vec![(kept.id, MailKind::Reminder)]);
     assert_eq!(claimed[0].due_at, at(REMINDED_AT));
+    assert!(store.load_venue_day(key()).await.unwrap().reminded);
     // A failed try: pending again, for later.
     let mut retry = claimed[0].clone();
     retry.delivery = Delivery::Pending {
@@ -212,7 +237,8 @@ async fn a_confirmation_and_a_reminder_due_together_are_both_claimed(store: &dyn
     let late = at("2030-07-06T12:00:00+09:00");
     let booked = reservation(3);
     let mut decided = batch(epoch, 1, vec![Decision::Created(booked.clone())]);
-    decided.mail = policy().on_booking(&booked, late);
+    // The day was reminded already: the booking is reminded at once.
+    decided.mail = policy().on_booking(&booked, late, true);
     store.commit_reservations(decided).await.unwrap();
     assert_eq!(store.mail_outbox_figures(late).await.unwrap().pending, 2);
     let claimed = store.claim_due_mail(late, 10).await.unwrap();
@@ -260,17 +286,31 @@ async fn on_redis_an_abandoned_batch_takes_its_mail_and_gives_back_its_withdrawn
     assert_eq!(store.mail_outbox_figures(far).await.unwrap().pending, 0);
     assert!(store.claim_due_mail(far, 10).await.unwrap().is_empty());
 
-    // Booked again (committed), then a cancel whose outcome is unknown is
-    // abandoned: the cancellation mail goes, the reminder comes back.
+    // Booked again (committed); the day's reminders are queued, but that
+    // batch's outcome is unknown and it is abandoned: no reminder, and the
+    // day is not marked reminded.
     store
         .commit_reservations(batch(epoch, 2, vec![Decision::Created(booked.clone())]))
         .await
         .unwrap();
+    let sweep = reminders(epoch, 3, &[&booked], REMINDED_AT);
+    let abandoned_sweep = sweep.to_abandon();
+    store.commit_reservations(sweep).await.unwrap();
+    store.abandon_batch(abandoned_sweep).await.unwrap();
+    let reloaded = store.load_venue_day(key()).await.unwrap();
+    assert!(!reloaded.reminded);
+    let epoch = reloaded.owner_epoch;
+    store
+        .commit_reservations(reminders(epoch, 1, &[&booked], REMINDED_AT))
+        .await
+        .unwrap();
+    // Then a cancel whose outcome is unknown is abandoned: the cancellation
+    // mail goes, the reminder it withdrew comes back.
     let mut cancel = booked.clone();
     cancel.status = ReservationStatus::Cancelled;
     let cancelling = batch(
         epoch,
-        3,
+        2,
         vec![Decision::Updated {
             reservation: cancel,
             previous: booked.clone(),
@@ -291,4 +331,5 @@ async fn on_redis_an_abandoned_batch_takes_its_mail_and_gives_back_its_withdrawn
         .find(|m| m.id.kind == MailKind::Reminder)
         .unwrap();
     assert_eq!(reminder.due_at, at(REMINDED_AT));
+    assert!(store.load_venue_day(key()).await.unwrap().reminded);
 }

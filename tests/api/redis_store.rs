@@ -48,6 +48,7 @@ fn batch(owner_epoch: u64, sequence: u64, reservations: Vec<Reservation>) -> Res
         audit: vec![],
         mail: vec![],
         withdraw: vec![],
+        reminded: false,
     }
 }
 
@@ -119,6 +120,7 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             audit: vec![],
             mail: vec![],
             withdrawn: vec![],
+            reminded: false,
         })
         .await;
     assert!(
@@ -142,6 +144,7 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             audit: vec![],
             mail: vec![],
             withdrawn: vec![],
+            reminded: false,
         })
         .await
         .unwrap();
@@ -158,6 +161,7 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
             audit: vec![],
             mail: vec![],
             withdrawn: vec![],
+            reminded: false,
         })
         .await
         .unwrap();
