@@ -122,7 +122,6 @@ impl EmbeddedStore {
             txn.open_table(ACCOUNTS).map_err(unavailable)?;
             txn.open_table(REMINDED_DAYS).map_err(unavailable)?;
             txn.open_table(outbox::MAIL_LOG).map_err(unavailable)?;
-            txn.open_table(outbox::MAIL_DUE).map_err(unavailable)?;
             txn.open_table(outbox::MAIL_SETTLED).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
@@ -672,11 +671,13 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<OutboxMail>, StoreError> {
         let claims = Arc::clone(&self.mail_claims);
+        let index = Arc::clone(&self.mail_index);
         self.read(move |db| {
             // Held from the read to the marking, so no two claims overlap.
             let mut claims = claims.lock().expect("mail claims lock poisoned");
             claims.retain(|_, at| at.elapsed() < MAIL_LEASE);
-            let claimed = outbox::due_mail(db, now, limit, &mut |id| claims.contains_key(id))?;
+            let claimed =
+                outbox::due_mail(db, &index, now, limit, &mut |id| claims.contains_key(id))?;
             for mail in &claimed {
                 claims.insert(mail.id, Instant::now());
             }

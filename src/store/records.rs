@@ -677,20 +677,45 @@ impl Stored for Account {
     }
 }
 
-/// What became of a mail no longer pending (the embedded store's
-/// `mail_settled`): `delivered`, `failed` (with a reason code) or `withdrawn`.
+/// A change to a queued mail (the embedded store's `mail_settled`):
+/// `pending` again after a failed try (with its tries and next try),
+/// `delivered`, `failed` (with a reason code) or `withdrawn`.
 #[derive(Serialize, Deserialize)]
 pub struct MailSettledV1 {
+    /// `<reservation id>.<kind>`.
+    pub id: String,
     pub state: String,
+    /// When (delivered, failed: as the worker saw it).
+    #[serde(default)]
+    pub at: Option<DateTime<FixedOffset>>,
     #[serde(default)]
     pub reason: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub next_at: Option<DateTime<FixedOffset>>,
 }
 
 impl MailSettledV1 {
-    pub fn new(state: &str, reason: Option<String>) -> Self {
+    pub fn new(id: &str, state: &str, reason: Option<String>) -> Self {
         Self {
+            id: id.to_owned(),
             state: state.to_owned(),
+            at: None,
             reason,
+            attempts: 0,
+            next_at: None,
+        }
+    }
+
+    pub fn retry(id: &str, attempts: u32, next_at: DateTime<FixedOffset>) -> Self {
+        Self {
+            id: id.to_owned(),
+            state: "pending".to_owned(),
+            at: None,
+            reason: None,
+            attempts,
+            next_at: Some(next_at),
         }
     }
 }

@@ -251,14 +251,61 @@ async fn a_confirmation_and_a_reminder_due_together_are_both_claimed(store: &dyn
     assert!(claimed.iter().all(|m| m.due_at == late));
 }
 
+/// Opens the embedded store in `dir` once the last one there has let go of
+/// the file (its writer thread ends after the store is dropped).
+async fn reopen(dir: &std::path::Path) -> EmbeddedStore {
+    for _ in 0..100 {
+        if let Ok(store) = EmbeddedStore::open(dir) {
+            return store;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the embedded store did not reopen");
+}
+
 #[tokio::test]
 async fn the_outbox_contract_holds_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     the_outbox_claims_each_due_mail_once_until_settled(&store).await;
+    // Reopened (the pending index is rebuilt from the log and the
+    // settlements): what was settled stays settled.
+    drop(store);
+    let store = reopen(dir.path()).await;
+    let far = at("2030-08-30T00:00:00+09:00");
+    assert!(store.claim_due_mail(far, 10).await.unwrap().is_empty());
+    assert_eq!(store.mail_outbox_figures(far).await.unwrap().pending, 0);
+
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     a_confirmation_and_a_reminder_due_together_are_both_claimed(&store).await;
+    // Claimed but not settled when the process ended: due again after a
+    // restart, with a failed try's count kept.
+    let claimed = store.claim_due_mail(far, 10).await.unwrap();
+    assert!(claimed.is_empty(), "still held by this process");
+    let late = at("2030-07-06T12:00:00+09:00");
+    drop(store);
+    let store = reopen(dir.path()).await;
+    let mut claimed = store.claim_due_mail(late, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mut retry = claimed.pop().unwrap();
+    retry.delivery = Delivery::Pending {
+        attempts: 3,
+        next_at: late + Duration::seconds(30),
+    };
+    store.settle_mail(retry.clone()).await.unwrap();
+    drop(store);
+    let store = reopen(dir.path()).await;
+    let again = store
+        .claim_due_mail(late + Duration::seconds(31), 10)
+        .await
+        .unwrap();
+    let tried = again.iter().find(|m| m.id == retry.id).unwrap();
+    assert!(matches!(
+        tried.delivery,
+        Delivery::Pending { attempts: 3, .. }
+    ));
+    assert_eq!(again.len(), 2);
 }
 
 #[tokio::test]
