@@ -98,7 +98,7 @@ pub struct EmbeddedStore {
     /// Mail claimed and not settled yet, with when: one process owns the
     /// file, so the lease lives here (a restart starts with none).
     mail_claims: Arc<std::sync::Mutex<HashMap<MailId, Instant>>>,
-    /// Every pending mail's place in `mail_due`.
+    /// Every pending mail, by id and by next try (in memory; see `outbox`).
     mail_index: outbox::MailIndex,
 }
 
