@@ -419,6 +419,41 @@ async fn metrics_text(app: &TestApp) -> String {
     response.text().await.unwrap()
 }
 
+/// With the login in `VAXSLOT_SMTP_URL` the server takes the mail; with a
+/// wrong password it does not; the password is in no log line.
+#[tokio::test]
+async fn mail_logs_in_to_a_server_that_asks_for_it() {
+    let sink = SmtpSink::start_with_login("ward", "s3cret-pass").await;
+    for (password, delivered) in [("s3cret-pass", true), ("wrong-pass", false)] {
+        let url = format!("smtp://ward:{password}@127.0.0.1:{}", sink.port);
+        let before = sink.messages().len();
+        let app = mail_app(
+            Backend::Embedded,
+            &sink,
+            &[("VAXSLOT_SMTP_URL", url.as_str())],
+        )
+        .await;
+        let date = future_date(20);
+        app.venue_day("clinic-001", &date, &[("10:00", 5)]).await;
+        resident(&app, 1_800_005_001, Some(&address(1_800_005_001))).await;
+        let token = app.login_as(&ticket(1_800_005_001), BIRTH).await;
+        let (status, body) = app.book(&token, "clinic-001", &date, "10:00").await;
+        assert_eq!(status, 201, "{body}");
+        if delivered {
+            let messages = sink.wait_for(before + 1, ARRIVAL).await;
+            assert_eq!(
+                messages[before]["envelope_to"],
+                json!([address(1_800_005_001)])
+            );
+        } else {
+            // (aiosmtpd answers a wrong password slowly: a timeout, tried again.)
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert_eq!(sink.messages().len(), before);
+        }
+        assert!(!app.logs().contains(password), "the password is logged");
+    }
+}
+
 /// `vaxslot_mail_failures_total{kind="confirmation",outcome=…}`.
 fn failures(metrics: &str, outcome: &str) -> f64 {
     metrics

@@ -22,6 +22,8 @@ pub struct SmtpSink {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// `user:password` a client must log in with, if any.
+    login: Option<String>,
 }
 
 impl SmtpSink {
@@ -31,7 +33,17 @@ impl SmtpSink {
             port: crate::redis_server::free_port(),
             dir: tempfile::tempdir().expect("sink dir"),
             child: None,
+            login: None,
         }
+    }
+
+    /// A sink that is up and takes mail only from a client that logs in
+    /// with `user` and `password` (AUTH, on loopback without TLS).
+    pub async fn start_with_login(user: &str, password: &str) -> SmtpSink {
+        let mut sink = Self::down();
+        sink.login = Some(format!("{user}:{password}"));
+        sink.come_up().await;
+        sink
     }
 
     /// A sink that is up.
@@ -45,10 +57,15 @@ impl SmtpSink {
     pub async fn come_up(&mut self) {
         assert!(self.child.is_none(), "the sink is already up");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
-        let mut child = Command::new(PYTHON)
+        let mut command = Command::new(PYTHON);
+        command
             .arg(script)
             .arg(self.port.to_string())
-            .arg(self.messages_path())
+            .arg(self.messages_path());
+        if let Some(login) = &self.login {
+            command.arg(login);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)

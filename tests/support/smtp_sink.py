@@ -1,13 +1,14 @@
 """A real SMTP server for the mail tests (Debian's python3-aiosmtpd).
 
-Usage: smtp_sink.py PORT OUT_FILE
+Usage: smtp_sink.py PORT OUT_FILE [USER:PASSWORD]
 
 Listens on 127.0.0.1:PORT. Every message accepted is decoded with Python's
 own email package (an implementation independent of vaxslot's) and written
 as one JSON line to OUT_FILE: message_id, from, to, subject and the text
 body, all decoded. A recipient whose address starts with "reject" is
-refused for good (550), one starting with "later" for now (451). Prints
-"ready" once listening.
+refused for good (550), one starting with "later" for now (451). With
+USER:PASSWORD, only a client that logs in with them (AUTH PLAIN or LOGIN)
+may send; a wrong password is refused (535). Prints "ready" once listening.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ import json
 import sys
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 class Sink:
@@ -49,9 +51,31 @@ class Sink:
         return "250 Message accepted for delivery"
 
 
+def authenticator_for(expected):
+    user, password = expected.split(":", 1)
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = (
+            auth_data is not None
+            and auth_data.login == user.encode()
+            and auth_data.password == password.encode()
+        )
+        return AuthResult(success=ok)
+
+    return authenticate
+
+
 def main():
     port = int(sys.argv[1])
-    controller = Controller(Sink(sys.argv[2]), hostname="127.0.0.1", port=port)
+    options = {}
+    if len(sys.argv) > 3:
+        options = {
+            "authenticator": authenticator_for(sys.argv[3]),
+            "auth_required": True,
+            # Loopback only, for the test: real servers take AUTH over TLS.
+            "auth_require_tls": False,
+        }
+    controller = Controller(Sink(sys.argv[2]), hostname="127.0.0.1", port=port, **options)
     controller.start()
     print("ready", flush=True)
     try:
