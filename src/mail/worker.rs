@@ -332,6 +332,12 @@ impl Worker {
                     if asked.contains(&key) {
                         continue;
                     }
+                    // Reminded already (by this or another process): done,
+                    // without starting (or taking over) the day's actor.
+                    if self.store.day_reminded(key.clone()).await.unwrap_or(false) {
+                        asked.insert(key);
+                        continue;
+                    }
                     match registry.queue_reminders(&key, policy, now).await {
                         Ok(queued) => {
                             if queued > 0 {

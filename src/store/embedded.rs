@@ -699,6 +699,18 @@ impl Store for EmbeddedStore {
         written
     }
 
+    async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(REMINDED_DAYS).map_err(unavailable)?;
+            Ok(table
+                .get(day_key(&key).as_str())
+                .map_err(unavailable)?
+                .is_some())
+        })
+        .await
+    }
+
     async fn mail_outbox_figures(
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,

@@ -80,6 +80,9 @@ impl<S: Store> Store for FlakyStore<S> {
     async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
         self.inner.settle_mail(mail).await
     }
+    async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {
+        self.inner.day_reminded(key).await
+    }
     async fn mail_outbox_figures(
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,

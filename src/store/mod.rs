@@ -411,6 +411,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records what became of a claimed mail (its `delivery`): delivered,
     /// failed for good, or pending its next try; and lets go of it.
     async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError>;
+    /// Were the day's reminders queued? Read without taking the day over
+    /// (the scheduler asks first, so it does not move a day between
+    /// processes only to hear that they were).
+    async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError>;
     /// Mail due by `now` and not sent yet.
     async fn mail_outbox_figures(
         &self,

@@ -621,6 +621,13 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {
+        let mut connection = self.connection();
+        limited(connection.exists(VenueDayKeys::of(&key).reminded))
+            .await
+            .map_err(unavailable)
+    }
+
     async fn mail_outbox_figures(
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,

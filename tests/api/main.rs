@@ -84,6 +84,7 @@ mod overload;
 mod privacy;
 mod prometheus;
 mod public_reads;
+mod redis_cluster;
 mod redis_outage;
 mod redis_store;
 mod staff;

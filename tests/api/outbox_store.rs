@@ -135,11 +135,14 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
         ))
         .await
         .unwrap();
-    // At the reminder moment the day's reminders are queued together.
+    // At the reminder moment the day's reminders are queued together, and
+    // the day is marked (read without taking the day over).
+    assert!(!store.day_reminded(key()).await.unwrap());
     store
         .commit_reservations(reminders(epoch, 2, &[&kept, &cancelled], REMINDED_AT))
         .await
         .unwrap();
+    assert!(store.day_reminded(key()).await.unwrap());
     let mut cancel = cancelled.clone();
     cancel.status = ReservationStatus::Cancelled;
     store
