@@ -5,13 +5,12 @@
 //! stopped when dropped. Groundwork for issue 15 (several vaxslot processes on
 //! a cluster).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::redis_server::free_port;
+use crate::redis_server::{free_port, spawn_redis_server};
 
 /// Nodes in the test cluster: three masters and their replicas.
 pub const CLUSTER_NODES: usize = 6;
@@ -36,35 +35,22 @@ impl RedisCluster {
         for _ in 0..CLUSTER_NODES {
             let (port, bus) = (free_port(), free_port());
             let dir = tempfile::tempdir().expect("node dir");
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
+            let (bus, timeout) = (bus.to_string(), CLUSTER_NODE_TIMEOUT_MS.to_string());
+            let child = spawn_redis_server(
+                port,
+                dir.path(),
+                true,
+                &[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-port",
-                    &bus.to_string(),
-                ])
-                .args(["--cluster-config-file", "nodes.conf"])
-                .args([
+                    &bus,
+                    "--cluster-config-file",
+                    "nodes.conf",
                     "--cluster-node-timeout",
-                    &CLUSTER_NODE_TIMEOUT_MS.to_string(),
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .args([
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--save",
-                    "",
-                ])
-                .args(["--daemonize", "no", "--logfile", "redis.log"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("redis-server starts (apt-get install redis-server)");
+                    &timeout,
+                ],
+            );
             nodes.push(Node {
                 port,
                 _dir: dir,

@@ -56,24 +56,7 @@ impl RedisServer {
     }
 
     async fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(self.dir())
-            .args([
-                "--appendonly",
-                if self.append_only { "yes" } else { "no" },
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .args(["--daemonize", "no", "--logfile", "redis.log"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts (apt-get install redis-server)");
+        let child = spawn_redis_server(self.port, &self.dir(), self.append_only, &[]);
         self.child = Some(child);
         tokio::time::timeout(REDIS_START_TIMEOUT, async {
             loop {
@@ -111,6 +94,36 @@ async fn ping(port: u16) -> bool {
     }
     let mut answer = [0u8; 7];
     stream.read_exact(&mut answer).await.is_ok() && &answer == b"+PONG\r\n"
+}
+
+/// `redis-server` on loopback `port`, its files in `dir` (AOF with
+/// `appendfsync always` if `append_only`), with `extra` arguments; SIGKILLed
+/// when its handle is dropped.
+pub fn spawn_redis_server(
+    port: u16,
+    dir: &std::path::Path,
+    append_only: bool,
+    extra: &[&str],
+) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(dir)
+        .args([
+            "--appendonly",
+            if append_only { "yes" } else { "no" },
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ])
+        .args(["--daemonize", "no", "--logfile", "redis.log"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server starts (apt-get install redis-server)")
 }
 
 pub fn free_port() -> u16 {
