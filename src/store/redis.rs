@@ -576,9 +576,26 @@ impl Store for RedisStore {
     ) -> Result<Vec<OutboxMail>, StoreError> {
         let lease_ms = i64::try_from(MAIL_LEASE.as_millis()).expect("the lease is short");
         let mut connection = self.connection();
-        let mut claimed = Vec::new();
-        // One partition at a time, oldest first within each, until `limit`.
+        // Which partitions have due mail: one round trip, so an idle outbox
+        // costs one pipeline per look, not a script call per partition.
+        let mut counts = ::redis::pipe();
         for partition in 0..KILL_SWITCH_PARTITIONS {
+            counts.zcount(
+                MailKeys::of_partition(partition).due,
+                "-inf",
+                now.timestamp_millis(),
+            );
+        }
+        let due: Vec<u64> = limited(counts.query_async(&mut connection))
+            .await
+            .map_err(unavailable)?;
+        let mut claimed = Vec::new();
+        // One partition with due mail at a time, oldest first within each,
+        // until `limit`.
+        for (partition, _) in (0..KILL_SWITCH_PARTITIONS)
+            .zip(due)
+            .filter(|(_, count)| *count > 0)
+        {
             if claimed.len() >= limit {
                 break;
             }
