@@ -33,34 +33,9 @@ impl RedisCluster {
     pub async fn start() -> RedisCluster {
         let mut nodes = Vec::with_capacity(CLUSTER_NODES);
         for _ in 0..CLUSTER_NODES {
-            let (port, bus) = (free_port(), free_port());
-            let dir = tempfile::tempdir().expect("node dir");
-            let (bus, timeout) = (bus.to_string(), CLUSTER_NODE_TIMEOUT_MS.to_string());
-            let child = spawn_redis_server(
-                port,
-                dir.path(),
-                true,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-port",
-                    &bus,
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    &timeout,
-                ],
-            );
-            nodes.push(Node {
-                port,
-                _dir: dir,
-                child: Some(child),
-            });
+            nodes.push(start_node().await);
         }
         let cluster = RedisCluster { nodes };
-        for node in &cluster.nodes {
-            cluster.until(node.port, "PING", "PONG").await;
-        }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for node in &cluster.nodes {
@@ -156,6 +131,57 @@ impl RedisCluster {
             child.wait().await.expect("reaped");
         }
     }
+}
+
+/// Attempts at starting one node: a free port can be taken by another test
+/// between choosing it and binding it, and then the node is started again on
+/// new ports.
+const NODE_START_ATTEMPTS: usize = 5;
+/// Longest one node may take to answer `PING`.
+const NODE_START_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn start_node() -> Node {
+    for _ in 0..NODE_START_ATTEMPTS {
+        let (port, bus) = (free_port(), free_port());
+        if port == bus {
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("node dir");
+        let (bus, timeout) = (bus.to_string(), CLUSTER_NODE_TIMEOUT_MS.to_string());
+        let mut child = spawn_redis_server(
+            port,
+            dir.path(),
+            true,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus,
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                &timeout,
+            ],
+        );
+        let deadline = tokio::time::Instant::now() + NODE_START_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            // Ours answering (not another test's server on a taken port).
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            if crate::redis_server::ping(port).await && matches!(child.try_wait(), Ok(None)) {
+                return Node {
+                    port,
+                    _dir: dir,
+                    child: Some(child),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Not up (its port was taken): dropped, so SIGKILLed; try new ports.
+        drop(child);
+    }
+    panic!("a cluster node did not start in {NODE_START_ATTEMPTS} attempts");
 }
 
 /// Lines of `CLUSTER NODES` with `flag` among their flags and not failed.

@@ -85,7 +85,7 @@ impl RedisServer {
     }
 }
 
-async fn ping(port: u16) -> bool {
+pub async fn ping(port: u16) -> bool {
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return false;
     };
