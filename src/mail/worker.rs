@@ -198,17 +198,15 @@ impl Worker {
             Err(Failure::Unreachable(_)) => Reach::Unreachable,
             _ => Reach::Reached,
         };
-        let outcome = outcome.map_err(|failure| match failure {
-            Failure::Unreachable(reason) => Failure::Temporary(reason),
-            other => other,
-        });
         let now = crate::clock::now();
         mail.delivery = match outcome {
             Ok(()) => {
                 metrics::counter!(telemetry::MAIL_SENT_TOTAL, "kind" => kind).increment(1);
                 Delivery::Delivered { at: now }
             }
-            Err(Failure::Temporary(reason)) if now - mail.due_at < MAIL_GIVE_UP_AFTER => {
+            Err(Failure::Temporary(reason) | Failure::Unreachable(reason))
+                if now - mail.due_at < MAIL_GIVE_UP_AFTER =>
+            {
                 metrics::counter!(telemetry::MAIL_FAILURES_TOTAL, "kind" => kind, "outcome" => "retry")
                     .increment(1);
                 let attempts = attempts + 1;
@@ -219,9 +217,10 @@ impl Worker {
                     next_at: now + chrono::Duration::from_std(wait).unwrap_or_default(),
                 }
             }
-            Err(Failure::Temporary(_)) => self.failed(kind, "gave_up", now),
+            Err(Failure::Temporary(_) | Failure::Unreachable(_)) => {
+                self.failed(kind, "gave_up", now)
+            }
             Err(Failure::Permanent(reason)) => self.failed(kind, &reason, now),
-            Err(Failure::Unreachable(_)) => unreachable!("mapped to Temporary above"),
         };
         (mail, reach)
     }
