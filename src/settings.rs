@@ -73,8 +73,26 @@ pub struct ServeArgs {
     /// Use Redis instead of the embedded store, e.g. redis://127.0.0.1:6379/0
     /// (with a password: redis://:PASSWORD@HOST:PORT/DB). Prefer the variable,
     /// so that a password does not show in the process list.
-    #[arg(long, env = "VAXSLOT_REDIS_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "VAXSLOT_REDIS_URL",
+        hide_env_values = true,
+        conflicts_with = "redis_cluster_nodes"
+    )]
     pub redis_url: Option<String>,
+    /// Use a Redis Cluster instead: some of its nodes, as host:port,host:port
+    /// (the rest are found from them). Several vaxslot processes may share it.
+    /// With a password, give URLs: redis://:PASSWORD@HOST:PORT,…
+    #[arg(long, env = "VAXSLOT_REDIS_CLUSTER_NODES", hide_env_values = true)]
+    pub redis_cluster_nodes: Option<String>,
+    /// Replicas that must hold a batch before its bookings are answered
+    /// (Redis WAIT), so a 201 survives its master's loss. Default: 1 on a
+    /// cluster, 0 on a single Redis. With none attached in time: 503.
+    #[arg(long, env = "VAXSLOT_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// Longest wait, in milliseconds, for those replicas.
+    #[arg(long, env = "VAXSLOT_REDIS_WAIT_TIMEOUT_MS", default_value_t = REDIS_WAIT_TIMEOUT_MS_DEFAULT)]
+    pub redis_wait_timeout_ms: u64,
     /// Fill an empty store with a ward-shaped demo data set, and use demo keys
     /// for any role whose key is not set in the environment.
     #[arg(long)]
@@ -156,6 +174,9 @@ fn parse_municipality_code(text: &str) -> Result<String, String> {
     }
 }
 
+/// How long a batch waits for its replicas by default (`--redis-wait-timeout-ms`).
+pub const REDIS_WAIT_TIMEOUT_MS_DEFAULT: u64 = 1_000;
+
 /// The call centre number the demo's mail gives when none is set.
 pub const DEMO_CALL_CENTRE_PHONE: &str = "0120-000-000（デモ）";
 
@@ -172,8 +193,11 @@ fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, St
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// `Some` selects the Redis store; `None` the embedded one in `data_dir`.
-    pub redis_url: Option<String>,
+    /// `Some` selects the Redis store (one server or a cluster); `None` the
+    /// embedded one in `data_dir`.
+    pub redis: Option<crate::store::RedisTarget>,
+    /// What a Redis batch waits for before it counts.
+    pub redis_wait: crate::store::ReplicaWait,
     pub demo: bool,
     pub workers: usize,
     pub keys: StaffKeys,
@@ -198,6 +222,18 @@ impl Settings {
     /// `Err` says which setting is missing or wrong.
     pub fn from_args(args: Box<ServeArgs>) -> Result<Self, String> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let redis = match (args.redis_url, args.redis_cluster_nodes) {
+            (Some(url), _) => Some(crate::store::RedisTarget::Single(url)),
+            (None, Some(nodes)) => Some(crate::store::RedisTarget::cluster_from_list(&nodes)?),
+            (None, None) => None,
+        };
+        let redis_wait = crate::store::ReplicaWait {
+            replicas: args.redis_wait_replicas.unwrap_or(match redis {
+                Some(crate::store::RedisTarget::Cluster(_)) => 1,
+                _ => 0,
+            }),
+            timeout: Duration::from_millis(args.redis_wait_timeout_ms),
+        };
         let mail = match args.smtp_url.filter(|url| !url.is_empty()) {
             None => None,
             Some(smtp_url) => Some(crate::mail::MailSettings {
@@ -228,7 +264,8 @@ impl Settings {
         Ok(Self {
             listen: args.listen,
             data_dir: args.data_dir,
-            redis_url: args.redis_url,
+            redis,
+            redis_wait,
             demo: args.demo,
             workers: args.workers.unwrap_or(cpus).clamp(1, HTTP_WORKERS_MAX),
             keys: StaffKeys {

@@ -18,7 +18,7 @@ use crate::domain::VenueDay;
 use crate::login_guard::LoginGuard;
 use crate::residents::{InMemoryResidents, Residents};
 use crate::settings::{CONNECTIONS_PER_WORKER_MAX, Settings};
-use crate::store::{EmbeddedStore, RedisStore, Store};
+use crate::store::{EmbeddedStore, RedisStore, RedisTarget, Store};
 use crate::tokens::TokenKey;
 use crate::{demo, telemetry};
 
@@ -43,11 +43,16 @@ impl Application {
             .map(crate::mail::Mailer::build)
             .transpose()
             .map_err(anyhow::Error::msg)?;
-        let store: Arc<dyn Store> = match &settings.redis_url {
-            Some(url) => Arc::new(
-                RedisStore::connect(url)
+        let store: Arc<dyn Store> = match &settings.redis {
+            Some(target) => Arc::new(
+                RedisStore::open(target, settings.redis_wait)
                     .await
-                    .context("connecting to Redis (--redis-url)")?,
+                    .context(match target {
+                        RedisTarget::Single(_) => "connecting to Redis (--redis-url)",
+                        RedisTarget::Cluster(_) => {
+                            "connecting to the Redis Cluster (--redis-cluster-nodes)"
+                        }
+                    })?,
             ),
             None => Arc::new(EmbeddedStore::open(&settings.data_dir).with_context(|| {
                 format!("opening the store in {}", settings.data_dir.display())
@@ -132,7 +137,16 @@ impl Application {
         if kill_switch_state.engaged {
             tracing::warn!("the kill switch is engaged: booking stays closed until it is released");
         }
+        // A process stopped half-way through a change leaves some copies
+        // behind the stored state: every start makes them agree.
+        store
+            .reconcile_kill_switch_flags()
+            .await
+            .context("writing the kill switch's state to every partition")?;
         let kill_switch = KillSwitchHandle::start(kill_switch_state, Arc::clone(&store));
+        if store.kind() == "redis" {
+            kill_switch.follow(Arc::clone(&store));
+        }
         let shared = Arc::new(Shared {
             store: Arc::clone(&store),
             residents: residents.clone(),

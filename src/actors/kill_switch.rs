@@ -3,9 +3,15 @@
 //! serialised without a lock: the new state is written to the store (where
 //! every batch commit checks it), *then* the in-memory flag flips, *then* the
 //! `PUT` returns. Once it has returned, no batch can commit.
+//!
+//! Processes sharing a Redis follow each other's changes: each reads the
+//! stored state every `KILL_SWITCH_FOLLOW_INTERVAL` and applies it when it
+//! differs, so another process's gateway refuses within that interval (its
+//! commits were refused by the scripts from the `PUT`'s return).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -14,9 +20,16 @@ use super::messages::SetKillSwitch;
 use crate::store::{AuditEntry, KillSwitchState, Store, StoreError};
 use crate::telemetry;
 
+/// How often a process reads the stored switch to follow changes made
+/// through other processes (shared Redis only).
+pub const KILL_SWITCH_FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
+
 /// The switch as the gateway reads it.
 pub struct KillSwitch {
     engaged: AtomicBool,
+    /// Changes made through this process so far: a follower's read from
+    /// before one of them is stale.
+    own_changes: AtomicU64,
     state: RwLock<KillSwitchState>,
 }
 
@@ -25,6 +38,7 @@ impl KillSwitch {
         metrics::gauge!(telemetry::KILL_SWITCH_ENGAGED).set(if state.engaged { 1.0 } else { 0.0 });
         Self {
             engaged: AtomicBool::new(state.engaged),
+            own_changes: AtomicU64::new(0),
             state: RwLock::new(state),
         }
     }
@@ -58,6 +72,34 @@ impl Actor for KillSwitchActor {
     type Context = Context<Self>;
 }
 
+/// The state another process stored, as read by this one's follower after
+/// it saw `own_changes` at `seen`.
+struct Follow {
+    state: KillSwitchState,
+    seen: u64,
+}
+
+impl Message for Follow {
+    type Result = ();
+}
+
+impl Handler<Follow> for KillSwitchActor {
+    type Result = ();
+
+    /// Dropped when this process changed the switch since the follower
+    /// began its read: that read may be older than the change.
+    fn handle(&mut self, Follow { state, seen }: Follow, _: &mut Context<Self>) {
+        if self.switch.own_changes.load(Ordering::SeqCst) == seen && state != self.switch.state() {
+            tracing::warn!(
+                engaged = state.engaged,
+                changed_by = state.changed_by.as_deref().unwrap_or(""),
+                "kill switch changed through another process"
+            );
+            self.switch.apply(state);
+        }
+    }
+}
+
 impl Handler<SetKillSwitch> for KillSwitchActor {
     type Result = ();
 
@@ -76,6 +118,7 @@ impl Handler<SetKillSwitch> for KillSwitchActor {
                 .map(move |result, act, _| {
                     let answer = result.map(|()| {
                         act.switch.apply(state.clone());
+                        act.switch.own_changes.fetch_add(1, Ordering::SeqCst);
                         tracing::warn!(
                             engaged = state.engaged,
                             changed_by = state.changed_by.as_deref().unwrap_or(""),
@@ -107,6 +150,32 @@ impl KillSwitchHandle {
         }
         .start();
         Self { switch, addr }
+    }
+
+    /// Follows changes other processes store (a shared Redis): reads the
+    /// stored state every `KILL_SWITCH_FOLLOW_INTERVAL` for as long as the
+    /// system runs.
+    pub fn follow(&self, store: Arc<dyn Store>) {
+        let addr = self.addr.clone();
+        let switch = Arc::clone(&self.switch);
+        actix_rt::spawn(async move {
+            let mut every = tokio::time::interval(KILL_SWITCH_FOLLOW_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let seen = switch.own_changes.load(Ordering::SeqCst);
+                match store.load_kill_switch().await {
+                    Ok(state) => {
+                        if addr.send(Follow { state, seen }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "kill switch not read from the store");
+                    }
+                }
+            }
+        });
     }
 
     pub fn is_engaged(&self) -> bool {

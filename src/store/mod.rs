@@ -11,7 +11,7 @@ pub mod records;
 mod redis;
 
 pub use embedded::EmbeddedStore;
-pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore};
+pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore, RedisTarget, ReplicaWait};
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -395,6 +395,14 @@ pub trait Store: Send + Sync + 'static {
         state: KillSwitchState,
         audit: AuditEntry,
     ) -> Result<(), StoreError>;
+    /// Makes every copy of the switch that commits check agree with the
+    /// stored state, in case a process stopped half-way through
+    /// `set_kill_switch` (Redis writes a record, then each shard's flag). Run
+    /// at start. The embedded store writes its one copy in one transaction,
+    /// so it has nothing to do.
+    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Appends one audit entry, durably, before its answer is sent.
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;

@@ -1,19 +1,22 @@
 //! The Redis store, for real launches: AOF with `appendfsync always` makes a
 //! script's writes durable before Redis replies.
 //!
-//! One `ConnectionManager` (multiplexed, reconnecting) is built at start and
-//! cloned per call; every call has a time limit, so an unreachable Redis is a
-//! fast `503`, never a hang.
+//! One connection (`redis/connection.rs`: a single server's multiplexed,
+//! reconnecting manager, or a Redis Cluster's) is built at start and cloned
+//! per call; every call has a time limit, so an unreachable Redis is a fast
+//! `503`, never a hang.
 //!
 //! Key layout (see ARCHITECTURE.md): a venue-day's keys and its partition's
 //! kill-switch flag share one hash tag `{vx<N>}`, so its batch is one Lua call
-//! on one Redis Cluster shard. The kill switch is written to every
-//! partition's flag in one `MULTI` before the `PUT` returns.
+//! on one Redis Cluster shard. Every call names the keys of one slot only: an
+//! account change and its audit entry, or the kill switch's record and its
+//! audit entry, share a slot through a tag that is the record's own key name;
+//! the switch's 64 partition flags are written one by one, each to its shard,
+//! before the `PUT` returns.
 
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncCommands, Client, RedisError, Script, Value};
+use ::redis::{AsyncCommands, RedisError, Script, Value};
 use async_trait::async_trait;
 
 use super::records::{self, Stored};
@@ -22,6 +25,11 @@ use super::{
     CommitError, Decision, KillSwitchState, MAIL_LEASE, OutboxFigures, ReservationBatch, Store,
     StoreError, StoredVenueDay, page_of,
 };
+mod connection;
+
+use connection::Connection;
+pub use connection::RedisTarget;
+
 use crate::domain::{
     Account, AccountId, DayPlan, Delivery, OutboxMail, Reservation, Resident, Venue, VenueDayKey,
     VenueId, parse_date,
@@ -41,15 +49,25 @@ const VENUES: &str = "vaxslot:venues";
 const DAYS: &str = "vaxslot:days";
 const RESIDENTS: &str = "vaxslot:residents";
 const KILL_SWITCH: &str = "vaxslot:kill_switch";
+/// The kill switch's audit entries. The hash tag is the record's own key name,
+/// so both are in one slot and one `MULTI` writes them on a cluster too.
+const KILL_SWITCH_AUDIT: &str = "vaxslot:{vaxslot:kill_switch}:audit";
 /// The audit log of everything but bookings and cancellations (which go to
-/// their partition's `vaxslot:{vxN}:audit`, in the commit's script call).
+/// their partition's `vaxslot:{vxN}:audit`, in the commit's script call),
+/// account changes and the kill switch (in their records' slots).
 const AUDIT: &str = "vaxslot:audit";
 const ACCOUNTS: &str = "vaxslot:accounts";
+/// Account changes' audit entries, in the slot of `ACCOUNTS` (as above).
+const ACCOUNTS_AUDIT: &str = "vaxslot:{vaxslot:accounts}:audit";
+/// Every audit log but the partitions' own.
+const AUDIT_LOGS: [&str; 3] = [AUDIT, KILL_SWITCH_AUDIT, ACCOUNTS_AUDIT];
 /// Audit entries fetched per `ZRANGE` page while reading the log.
 pub const AUDIT_SCAN_PAGE: usize = 1_000;
 
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
+    /// Replicas that must hold a batch before its commit counts (`WAIT`).
+    durability: ReplicaWait,
     commit: Script,
     take_ownership: Script,
     abandon: Script,
@@ -146,6 +164,19 @@ impl VenueDayKeys {
     }
 }
 
+/// A write the master applied but its replicas did not acknowledge in time.
+fn not_replicated() -> StoreError {
+    StoreError::Unavailable("redis: the replicas did not acknowledge the write in time".into())
+}
+
+/// A script's one-word answer, the first reply of its pipeline.
+fn script_answer(replies: Vec<Value>) -> Option<String> {
+    replies
+        .into_iter()
+        .next()
+        .and_then(|reply| ::redis::from_redis_value(reply).ok())
+}
+
 fn unavailable(error: RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {error}"))
 }
@@ -171,7 +202,15 @@ fn parse_day_field(text: &str) -> Result<VenueDayKey, StoreError> {
 async fn limited<T>(
     call: impl std::future::Future<Output = Result<T, RedisError>>,
 ) -> Result<T, RedisError> {
-    match tokio::time::timeout(REDIS_CALL_TIMEOUT, call).await {
+    limited_to(REDIS_CALL_TIMEOUT, call).await
+}
+
+/// Runs one Redis call under `limit`.
+async fn limited_to<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, RedisError> {
+    match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
         Err(_) => Err(RedisError::from(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -180,20 +219,42 @@ async fn limited<T>(
     }
 }
 
+/// How many replicas must acknowledge a batch before its commit counts, and
+/// how long to wait for them (`--redis-wait-replicas`, `--redis-wait-timeout-ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaWait {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+impl ReplicaWait {
+    /// A commit counts once its master answered (a single server with AOF).
+    pub const NONE: ReplicaWait = ReplicaWait {
+        replicas: 0,
+        timeout: Duration::ZERO,
+    };
+}
+
 impl RedisStore {
-    /// Connects once; the connection then reconnects by itself.
+    /// Connects once to a single server; the connection then reconnects by
+    /// itself.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
-            .set_response_timeout(Some(REDIS_CALL_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = limited(client.get_connection_manager_with_config(config))
-            .await
-            .map_err(unavailable)?;
+        Self::open(&RedisTarget::Single(url.to_owned()), ReplicaWait::NONE).await
+    }
+
+    /// Connects once to a single server or a cluster.
+    pub async fn open(target: &RedisTarget, durability: ReplicaWait) -> Result<Self, StoreError> {
+        let connection = limited(Connection::open(
+            target,
+            REDIS_CONNECT_TIMEOUT,
+            // A batch's call includes its wait for the replicas.
+            REDIS_CALL_TIMEOUT + durability.timeout,
+        ))
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             connection,
+            durability,
             commit: Script::new(include_str!("commit.lua")),
             take_ownership: Script::new(include_str!("take_ownership.lua")),
             abandon: Script::new(include_str!("abandon.lua")),
@@ -202,8 +263,97 @@ impl RedisStore {
         })
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Connection {
         self.connection.clone()
+    }
+
+    /// Sends `writes` (commands on one slot) with, when replicas are asked
+    /// for, a `WAIT` for them right behind, in one pipeline; answers the
+    /// writes' replies and whether the replicas acknowledged them in time.
+    ///
+    /// One pipeline, because the cluster client sends a pipeline to one node
+    /// on one connection, so the `WAIT` is answered by the node that ran the
+    /// writes. A `WAIT` sent on its own names no key, and while a slot's
+    /// master is unreachable redis-rs sends such a command to any connected
+    /// node, whose answer says nothing about these writes (seen in the
+    /// failover test: a `201` lost). When a node does not know a script in
+    /// `writes`, `scripts` are loaded and the pipeline is sent once more.
+    async fn durably(
+        &self,
+        writes: &::redis::Pipeline,
+        scripts: &[&Script],
+    ) -> Result<(Vec<Value>, bool), RedisError> {
+        let ReplicaWait { replicas, timeout } = self.durability;
+        let mut pipeline = writes.clone();
+        if replicas > 0 {
+            pipeline
+                .cmd("WAIT")
+                .arg(replicas)
+                .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        }
+        let mut connection = self.connection();
+        let limit = REDIS_CALL_TIMEOUT + timeout;
+        let mut answer =
+            limited_to(limit, pipeline.query_async::<Vec<Value>>(&mut connection)).await;
+        if matches!(&answer, Err(error) if error.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript))
+        {
+            for script in scripts {
+                limited(script.load_async(&mut connection)).await?;
+            }
+            answer = limited_to(limit, pipeline.query_async(&mut connection)).await;
+        }
+        let mut replies = answer?;
+        let replicated = if replicas > 0 {
+            let acknowledged: u32 = ::redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))
+                .map_err(RedisError::from)?;
+            acknowledged >= replicas
+        } else {
+            true
+        };
+        Ok((replies, replicated))
+    }
+
+    /// `call` once for every partition, all sent at once (each goes to its
+    /// own shard), answers in partition order.
+    async fn per_partition<T, F, Fut>(&self, call: F) -> Result<Vec<T>, StoreError>
+    where
+        F: Fn(u32, Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let calls = (0..KILL_SWITCH_PARTITIONS).map(|partition| call(partition, self.connection()));
+        limited(futures::future::try_join_all(calls))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Every partition's copy of the kill switch, as its commits see it;
+    /// `Ok` once each is written (with replicas asked for, once they hold
+    /// it: else a failover could bring a shard back without the stop).
+    /// A repair (`durable` false) does not wait for replicas, so that a
+    /// process can start while a shard has none.
+    async fn write_partition_flags(
+        &self,
+        flag: &'static str,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let replicated = self
+            .per_partition(|partition, mut connection| async move {
+                let mut write = ::redis::pipe();
+                write.set(partition_flag(partition), flag);
+                if durable {
+                    let (_, replicated) = self.durably(&write, &[]).await?;
+                    Ok(replicated)
+                } else {
+                    write.query_async::<()>(&mut connection).await?;
+                    Ok(true)
+                }
+            })
+            .await?;
+        if replicated.iter().all(|done| *done) {
+            Ok(())
+        } else {
+            Err(not_replicated())
+        }
     }
 
     /// Every field of a hash, page by page.
@@ -370,14 +520,18 @@ impl Store for RedisStore {
         for id in &batch.withdraw {
             invocation.arg(id.to_string());
         }
-        let mut connection = self.connection();
-        match limited(invocation.invoke_async::<String>(&mut connection)).await {
-            Ok(answer) => match answer.as_str() {
-                "OK" => Ok(()),
-                "KILL_SWITCH" => Err(CommitError::KillSwitchEngaged),
-                "FENCED" => Err(CommitError::Fenced),
+        let mut write = ::redis::pipe();
+        write.invoke_script(&invocation);
+        match self.durably(&write, &[&self.commit]).await {
+            Ok((replies, replicated)) => match script_answer(replies).as_deref() {
+                // Applied on the master; with replicas asked for, it counts
+                // only once they hold it too (else a failover could lose it).
+                Some("OK") if replicated => Ok(()),
+                Some("OK") => Err(CommitError::Uncertain(not_replicated())),
+                Some("KILL_SWITCH") => Err(CommitError::KillSwitchEngaged),
+                Some("FENCED") => Err(CommitError::Fenced),
                 other => Err(CommitError::Uncertain(StoreError::Corrupt(format!(
-                    "unexpected commit answer {other}"
+                    "unexpected commit answer {other:?}"
                 )))),
             },
             // Refused before anything was sent: certainly not applied.
@@ -423,15 +577,19 @@ impl Store for RedisStore {
         for id in batch.mail.iter().chain(&batch.withdrawn) {
             invocation.arg(id.to_string());
         }
-        let mut connection = self.connection();
-        let answer: String = limited(invocation.invoke_async(&mut connection))
+        let mut write = ::redis::pipe();
+        write.invoke_script(&invocation);
+        let (replies, replicated) = self
+            .durably(&write, &[&self.abandon])
             .await
             .map_err(unavailable)?;
-        match answer.as_str() {
-            "OK" => Ok(()),
-            "FENCED" => Err(AbandonError::Fenced),
+        match script_answer(replies).as_deref() {
+            // Retried by the actor until the replicas hold it too.
+            Some("OK") if replicated => Ok(()),
+            Some("OK") => Err(AbandonError::Store(not_replicated())),
+            Some("FENCED") => Err(AbandonError::Fenced),
             other => Err(AbandonError::Store(StoreError::Corrupt(format!(
-                "unexpected abandon answer {other}"
+                "unexpected abandon answer {other:?}"
             )))),
         }
     }
@@ -485,20 +643,33 @@ impl Store for RedisStore {
         audit: AuditEntry,
     ) -> Result<(), StoreError> {
         let flag = if state.engaged { "1" } else { "0" };
-        let mut transaction = ::redis::pipe();
-        transaction.atomic();
-        transaction.set(KILL_SWITCH, encode(&state)).ignore();
-        transaction
-            .zadd(AUDIT, audit_member(&audit), audit.at.timestamp_micros())
-            .ignore();
-        for partition in 0..KILL_SWITCH_PARTITIONS {
-            transaction.set(partition_flag(partition), flag).ignore();
+        // The record (what every process follows) with its audit entry
+        // first, in one slot and one transaction; then each partition's
+        // flag, on its own shard. The `PUT` returns after the last flag is
+        // written. A process that dies between the two leaves the record
+        // ahead of some flags, and every process writes the flags from the
+        // record when it starts (`reconcile_kill_switch_flags`).
+        let mut write = ::redis::pipe();
+        write
+            .cmd("MULTI")
+            .set(KILL_SWITCH, encode(&state))
+            .zadd(
+                KILL_SWITCH_AUDIT,
+                audit_member(&audit),
+                audit.at.timestamp_micros(),
+            )
+            .cmd("EXEC");
+        let (_, replicated) = self.durably(&write, &[]).await.map_err(unavailable)?;
+        if !replicated {
+            return Err(not_replicated());
         }
-        let mut connection = self.connection();
-        let () = limited(transaction.query_async(&mut connection))
+        self.write_partition_flags(flag, true).await
+    }
+
+    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
+        let state = self.load_kill_switch().await?;
+        self.write_partition_flags(if state.engaged { "1" } else { "0" }, false)
             .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
@@ -530,7 +701,9 @@ impl Store for RedisStore {
         // Each log yields its first `limit + 1` matches; the page's entries
         // are the first `limit + 1` of their union, in log order.
         let mut matches = Vec::new();
-        let sources = std::iter::once(AUDIT.to_owned())
+        let sources = AUDIT_LOGS
+            .iter()
+            .map(|&log| log.to_owned())
             .chain((0..KILL_SWITCH_PARTITIONS).map(partition_audit));
         let mut connection = self.connection();
         for source in sources {
@@ -576,19 +749,20 @@ impl Store for RedisStore {
     ) -> Result<Vec<OutboxMail>, StoreError> {
         let lease_ms = i64::try_from(MAIL_LEASE.as_millis()).expect("the lease is short");
         let mut connection = self.connection();
-        // Which partitions have due mail: one round trip, so an idle outbox
-        // costs one pipeline per look, not a script call per partition.
-        let mut counts = ::redis::pipe();
-        for partition in 0..KILL_SWITCH_PARTITIONS {
-            counts.zcount(
-                MailKeys::of_partition(partition).due,
-                "-inf",
-                now.timestamp_millis(),
-            );
-        }
-        let due: Vec<u64> = limited(counts.query_async(&mut connection))
-            .await
-            .map_err(unavailable)?;
+        // Which partitions have due mail: one count per partition, all sent
+        // at once (each to its shard), so an idle outbox costs one round
+        // trip per look, not a script call per partition.
+        let due = self
+            .per_partition(|partition, mut connection| async move {
+                connection
+                    .zcount::<_, _, _, u64>(
+                        MailKeys::of_partition(partition).due,
+                        "-inf",
+                        now.timestamp_millis(),
+                    )
+                    .await
+            })
+            .await?;
         let mut claimed = Vec::new();
         // One partition with due mail at a time, oldest first within each,
         // until `limit`.
@@ -649,22 +823,30 @@ impl Store for RedisStore {
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,
     ) -> Result<OutboxFigures, StoreError> {
-        let mut counts = ::redis::pipe();
-        let mut firsts = ::redis::pipe();
-        for partition in 0..KILL_SWITCH_PARTITIONS {
-            let keys = MailKeys::of_partition(partition);
-            counts.zcount(&keys.waiting, "-inf", now.timestamp_millis());
-            firsts.zrange_withscores(&keys.waiting, 0, 0);
-        }
-        let mut connection = self.connection();
-        let counts: Vec<u64> = limited(counts.query_async(&mut connection))
-            .await
-            .map_err(unavailable)?;
-        let firsts: Vec<Vec<(String, f64)>> = limited(firsts.query_async(&mut connection))
-            .await
-            .map_err(unavailable)?;
-        let figures_pending: u64 = counts.iter().sum();
         let now_ms = now.timestamp_millis();
+        let counts = self
+            .per_partition(|partition, mut connection| async move {
+                connection
+                    .zcount::<_, _, _, u64>(
+                        MailKeys::of_partition(partition).waiting,
+                        "-inf",
+                        now_ms,
+                    )
+                    .await
+            })
+            .await?;
+        let firsts = self
+            .per_partition(|partition, mut connection| async move {
+                connection
+                    .zrange_withscores::<_, Vec<(String, f64)>>(
+                        MailKeys::of_partition(partition).waiting,
+                        0,
+                        0,
+                    )
+                    .await
+            })
+            .await?;
+        let figures_pending: u64 = counts.iter().sum();
         #[allow(clippy::cast_possible_truncation)]
         let oldest_ms = firsts
             .iter()
@@ -694,7 +876,11 @@ impl Store for RedisStore {
         transaction.atomic();
         transaction.hset(ACCOUNTS, account.id.as_str(), encode(&account));
         transaction
-            .zadd(AUDIT, audit_member(&audit), audit.at.timestamp_micros())
+            .zadd(
+                ACCOUNTS_AUDIT,
+                audit_member(&audit),
+                audit.at.timestamp_micros(),
+            )
             .ignore();
         let mut connection = self.connection();
         let (added,): (i64,) = limited(transaction.query_async(&mut connection))
@@ -708,7 +894,11 @@ impl Store for RedisStore {
         transaction.atomic();
         transaction.hdel(ACCOUNTS, id.as_str());
         transaction
-            .zadd(AUDIT, audit_member(&audit), audit.at.timestamp_micros())
+            .zadd(
+                ACCOUNTS_AUDIT,
+                audit_member(&audit),
+                audit.at.timestamp_micros(),
+            )
             .ignore();
         let mut connection = self.connection();
         let (removed,): (i64,) = limited(transaction.query_async(&mut connection))

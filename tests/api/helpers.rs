@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub use crate::redis_cluster::RedisCluster;
 pub use crate::redis_server::RedisServer;
 
 pub const ADMIN_KEY: &str = "test-admin-key";
@@ -47,6 +48,37 @@ pub struct Booker {
 pub enum Backend {
     Embedded,
     Redis,
+    /// A six-node Redis Cluster of the test's own (three masters, three
+    /// replicas), with `--redis-cluster-nodes`.
+    RedisCluster,
+}
+
+impl Backend {
+    /// What `/v1/admin/status` calls the store.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Redis | Backend::RedisCluster => "redis",
+        }
+    }
+}
+
+/// Where a test server's store is, as its command line names it.
+#[derive(Clone)]
+enum StoreLink {
+    Embedded,
+    Redis(String),
+    Cluster(Arc<RedisCluster>),
+}
+
+impl StoreLink {
+    fn args(&self) -> Vec<String> {
+        match self {
+            StoreLink::Embedded => Vec::new(),
+            StoreLink::Redis(url) => vec!["--redis-url".into(), url.clone()],
+            StoreLink::Cluster(cluster) => vec!["--redis-cluster-nodes".into(), cluster.seeds()],
+        }
+    }
 }
 
 pub struct TestApp {
@@ -55,6 +87,9 @@ pub struct TestApp {
     pub backend: Backend,
     /// The test's own redis-server, with `Backend::Redis`.
     pub redis: Option<RedisServer>,
+    /// The test's own cluster, with `Backend::RedisCluster`.
+    pub cluster: Option<Arc<RedisCluster>>,
+    store: StoreLink,
     data_dir: Arc<TempDir>,
     child: Child,
     /// How many servers ran on this data dir before this one.
@@ -71,12 +106,19 @@ impl TestApp {
     /// A fresh server with extra environment (limits, for instance).
     pub async fn spawn_with_env(backend: Backend, env: &[(&str, &str)]) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let redis = match backend {
-            Backend::Embedded => None,
-            Backend::Redis => Some(RedisServer::start().await),
+        let (redis, link) = match backend {
+            Backend::Embedded => (None, StoreLink::Embedded),
+            Backend::Redis => {
+                let redis = RedisServer::start().await;
+                let url = redis.url();
+                (Some(redis), StoreLink::Redis(url))
+            }
+            Backend::RedisCluster => (
+                None,
+                StoreLink::Cluster(Arc::new(RedisCluster::start().await)),
+            ),
         };
-        let url = redis.as_ref().map(RedisServer::url);
-        Self::start(dir, 0, backend, redis, url, owned(env)).await
+        Self::start(dir, 0, backend, redis, link, owned(env)).await
     }
 
     /// A server with the environment `env` on a copy of a fixture's store:
@@ -99,9 +141,13 @@ impl TestApp {
                 None
             }
             Backend::Redis => Some(RedisServer::start_from_dump(redis_dump).await),
+            Backend::RedisCluster => panic!("the fixtures are a single Redis's dump"),
         };
-        let url = redis.as_ref().map(RedisServer::url);
-        Self::start(dir, 0, backend, redis, url, owned(env)).await
+        let link = match &redis {
+            Some(redis) => StoreLink::Redis(redis.url()),
+            None => StoreLink::Embedded,
+        };
+        Self::start(dir, 0, backend, redis, link, owned(env)).await
     }
 
     /// Another server process on the same store (Redis only: the embedded
@@ -110,11 +156,15 @@ impl TestApp {
         self.spawn_second_with_env(&[]).await
     }
 
-    /// Another server process on the same Redis, with the environment `env`.
+    /// Another server process on the same Redis (or cluster), with the
+    /// environment `env`.
     pub async fn spawn_second_with_env(&self, env: &[(&str, &str)]) -> TestApp {
-        let url = self.redis.as_ref().expect("a Redis-backed app").url();
+        assert!(
+            !matches!(self.store, StoreLink::Embedded),
+            "a Redis-backed app"
+        );
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::start(dir, 0, Backend::Redis, None, Some(url), owned(env)).await
+        Self::start(dir, 0, self.backend, None, self.store.clone(), owned(env)).await
     }
 
     async fn start(
@@ -122,7 +172,7 @@ impl TestApp {
         generation: u32,
         backend: Backend,
         redis: Option<RedisServer>,
-        redis_url: Option<String>,
+        store: StoreLink,
         env: Vec<(String, String)>,
     ) -> TestApp {
         let log_path = data_dir.path().join(format!("server-{generation}.log"));
@@ -131,9 +181,7 @@ impl TestApp {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path().join("store"));
-        if let Some(url) = &redis_url {
-            command.args(["--redis-url", url]);
-        }
+        command.args(store.args());
         command
             .env("VAXSLOT_ADMIN_KEY", ADMIN_KEY)
             .env("VAXSLOT_SRE_KEY", SRE_KEY)
@@ -157,7 +205,13 @@ impl TestApp {
                     return address.to_owned();
                 }
             }
-            panic!("vaxslot exited before listening; see its log");
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "vaxslot exited before listening; its log ends:\n{}",
+                tail.join("\n")
+            );
         })
         .await
         .expect("vaxslot listens in time");
@@ -173,6 +227,11 @@ impl TestApp {
             client,
             backend,
             redis,
+            cluster: match &store {
+                StoreLink::Cluster(cluster) => Some(Arc::clone(cluster)),
+                _ => None,
+            },
+            store,
             data_dir,
             child,
             generation,
@@ -197,14 +256,18 @@ impl TestApp {
     /// file: kill the server first.
     pub async fn stored_reservations(&self) -> Vec<vaxslot::domain::Reservation> {
         use vaxslot::store::Store;
-        match &self.redis {
-            Some(redis) => {
-                let store = vaxslot::store::RedisStore::connect(&redis.url())
+        match &self.store {
+            StoreLink::Redis(url) => {
+                let store = vaxslot::store::RedisStore::connect(url)
                     .await
                     .expect("redis store connects");
                 store.load_reservations().await.expect("reservations load")
             }
-            None => {
+            StoreLink::Cluster(cluster) => {
+                let store = cluster.store().await;
+                store.load_reservations().await.expect("reservations load")
+            }
+            StoreLink::Embedded => {
                 let store = vaxslot::store::EmbeddedStore::open(&self.store_dir())
                     .expect("store opens (is the server still running?)");
                 store.load_reservations().await.expect("reservations load")
@@ -227,13 +290,12 @@ impl TestApp {
     pub async fn crash_and_restart_with_env(mut self, env: &[(&str, &str)]) -> TestApp {
         self.kill().await;
         let redis = self.redis.take();
-        let url = redis.as_ref().map(RedisServer::url);
         Self::start(
             Arc::clone(&self.data_dir),
             self.generation + 1,
             self.backend,
             redis,
-            url,
+            self.store.clone(),
             owned(env),
         )
         .await

@@ -16,6 +16,11 @@ macro_rules! on_both_stores {
                 async fn redis() {
                     super::$scenario(crate::helpers::Backend::Redis).await
                 }
+
+                #[tokio::test]
+                async fn redis_cluster() {
+                    super::$scenario(crate::helpers::Backend::RedisCluster).await
+                }
             }
         )*
     };
@@ -48,6 +53,16 @@ macro_rules! on_both_stores_and_channels {
                 async fn redis_operator() {
                     super::$scenario(Backend::Redis, Via::Operator).await
                 }
+
+                #[tokio::test]
+                async fn redis_cluster_web() {
+                    super::$scenario(Backend::RedisCluster, Via::Web).await
+                }
+
+                #[tokio::test]
+                async fn redis_cluster_operator() {
+                    super::$scenario(Backend::RedisCluster, Via::Operator).await
+                }
             }
         )*
     };
@@ -66,6 +81,7 @@ mod booking;
 mod caching;
 mod checkin;
 mod cli;
+mod cluster;
 mod crash;
 mod dose_chains;
 mod eligibility;

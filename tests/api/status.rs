@@ -57,14 +57,7 @@ async fn the_status_shows_the_last_seconds_of_a_herd_and_no_personal_data(backen
     assert_eq!(body["slots"]["remaining"].as_u64(), Some(0));
     assert_eq!(body["kill_switch"]["engaged"], false);
     assert_eq!(body["store"]["up"], true);
-    assert_eq!(
-        body["store"]["kind"],
-        if backend == Backend::Redis {
-            "redis"
-        } else {
-            "embedded"
-        }
-    );
+    assert_eq!(body["store"]["kind"], backend.kind());
     assert!(body["in_flight"].as_u64().unwrap() >= 1, "this request");
     assert_eq!(body["venue_day_actors"].as_u64(), Some(1));
     assert!(body["started_at"].as_str().is_some() && body["version"].as_str().is_some());

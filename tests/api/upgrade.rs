@@ -180,4 +180,18 @@ async fn a_store_written_by_the_previous_release_loads_whole(backend: Backend) {
     assert_eq!(venues["venues"][0]["name"], "フィクスチャ会館", "{venues}");
 }
 
-on_both_stores!(a_store_written_by_the_previous_release_loads_whole);
+/// The first release ran on one Redis only, so there is no cluster fixture:
+/// the embedded store and a single Redis.
+mod a_store_written_by_the_previous_release_loads_whole {
+    use crate::helpers::Backend;
+
+    #[tokio::test]
+    async fn embedded() {
+        super::a_store_written_by_the_previous_release_loads_whole(Backend::Embedded).await
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        super::a_store_written_by_the_previous_release_loads_whole(Backend::Redis).await
+    }
+}

@@ -6,6 +6,9 @@
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../api/redis_cluster.rs"]
+#[allow(dead_code)]
+mod redis_cluster;
 #[path = "../api/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;

@@ -1,0 +1,422 @@
+//! Several vaxslot processes on one Redis Cluster (issue 15), and the
+//! cluster harness itself.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, SRE_KEY, TestApp, future_date};
+use crate::redis_cluster::{RedisCluster, count};
+
+/// The harness itself: six nodes form three masters with one replica each,
+/// every slot is served, a master's death promotes its replica, and the dead
+/// node started again comes back as a replica.
+#[tokio::test]
+async fn a_six_node_cluster_forms_and_a_replica_takes_over_a_dead_master() {
+    let cluster = RedisCluster::start().await;
+    let first = cluster.ports()[0];
+    let info = cluster.cli(first, "CLUSTER INFO").await;
+    assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
+    assert!(info.contains("cluster_size:3"), "{info}");
+    let nodes = cluster.cli(first, "CLUSTER NODES").await;
+    assert_eq!(count(&nodes, "master"), 3, "{nodes}");
+    assert_eq!(count(&nodes, "slave"), 3, "{nodes}");
+
+    // Kill a master: the cluster is whole again once its replica is promoted.
+    let master_port = cluster.masters(first).await[0];
+    let replica = cluster.replica_of(master_port).await;
+    cluster.kill(master_port).await;
+    let survivor = cluster
+        .ports()
+        .into_iter()
+        .find(|p| *p != master_port)
+        .expect("another node");
+    cluster.until_promoted(survivor, replica).await;
+    cluster
+        .until(survivor, "CLUSTER INFO", "cluster_state:ok")
+        .await;
+    // Started again (as systemd would), it rejoins as the new master's
+    // replica: three masters, three replicas.
+    cluster.restart(master_port).await;
+    cluster
+        .until_nodes(survivor, |nodes| count(nodes, "slave") == 3)
+        .await;
+    let masters = cluster.masters(survivor).await;
+    assert!(
+        !masters.contains(&master_port),
+        "{master_port} among {masters:?}: {}",
+        cluster.cli(survivor, "CLUSTER NODES").await
+    );
+}
+
+/// One booking of a herd spread over processes.
+struct Answer {
+    /// Which process answered (index into the test's apps).
+    process: usize,
+    /// The resident's ticket number.
+    ticket: u64,
+    sent_at: Instant,
+    status: u16,
+    code: Option<String>,
+    reservation_id: Option<String>,
+}
+
+/// Engaged through process A while B and C take bookings (each on days of
+/// its own): nothing commits anywhere after the `PUT` returned, the other
+/// gateways show the stop within a second, and a release through B reopens
+/// booking on C.
+#[tokio::test]
+async fn a_stop_through_one_process_stops_commits_on_every_process() {
+    const DAYS_EACH: usize = 2;
+    const RESIDENTS: u64 = 1_200;
+    const CONNECTIONS: usize = 64;
+    let venue_of = |i: usize| format!("venue-{}-{}", ["b", "c"][i % 2], (i / 2) % DAYS_EACH);
+    let a = TestApp::spawn(Backend::RedisCluster).await;
+    let date = future_date(30);
+    for process in ["b", "c"] {
+        for d in 0..DAYS_EACH {
+            a.venue_day(&format!("venue-{process}-{d}"), &date, &[("10:00", 1_000)])
+                .await;
+        }
+    }
+    a.import_residents(5_000_000_000, RESIDENTS).await;
+    // B and C start after the import: each loads the residents at start.
+    let b = a.spawn_second().await;
+    let c = a.spawn_second().await;
+    let bookers = Arc::new([b, c]);
+    // Resident i books through process i % 2, where it logged in.
+    let mut tokens = Vec::with_capacity(RESIDENTS as usize);
+    for i in 0..RESIDENTS {
+        tokens.push(bookers[(i % 2) as usize].login(5_000_000_000 + i).await);
+    }
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let herd = {
+        let (bookers, done, date) = (Arc::clone(&bookers), Arc::clone(&done), date.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(tokens.into_iter().enumerate())
+                .map(|(i, token)| {
+                    let (bookers, done) = (Arc::clone(&bookers), Arc::clone(&done));
+                    let process = i % 2;
+                    let body = json!({
+                        "venue_id": venue_of(i),
+                        "date": date, "time": "10:00"});
+                    async move {
+                        let app = &bookers[process];
+                        let sent_at = Instant::now();
+                        let response = app
+                            .client
+                            .post(app.url("/v1/reservations"))
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .send()
+                            .await
+                            .expect("server answers");
+                        let status = response.status().as_u16();
+                        let body: Value = response.json().await.expect("json");
+                        done.fetch_add(1, Ordering::SeqCst);
+                        Answer {
+                            process,
+                            ticket: 5_000_000_000 + i as u64,
+                            sent_at,
+                            status,
+                            code: body["code"].as_str().map(str::to_owned),
+                            reservation_id: body["reservation_id"].as_str().map(str::to_owned),
+                        }
+                    }
+                })
+                .buffer_unordered(CONNECTIONS)
+                .collect::<Vec<Answer>>()
+                .await
+        })
+    };
+
+    while done.load(Ordering::SeqCst) < (RESIDENTS / 3) as usize {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (status, body) = a
+        .send(
+            Method::PUT,
+            "/v1/admin/kill-switch",
+            Some(SRE_KEY),
+            Some(&json!({"engaged": true, "reason": "wrong roster at launch"})),
+        )
+        .await;
+    let put_returned = Instant::now();
+    assert_eq!(
+        (status, body["engaged"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+
+    // The other gateways follow within a second.
+    for app in bookers.iter() {
+        let (status, body) = app
+            .send(Method::GET, "/v1/admin/status", Some(SRE_KEY), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if body["kill_switch"]["engaged"] != true {
+            tokio::time::sleep(Duration::from_secs(1).saturating_sub(put_returned.elapsed())).await;
+            let (_, body) = app
+                .send(Method::GET, "/v1/admin/status", Some(SRE_KEY), None)
+                .await;
+            assert_eq!(
+                body["kill_switch"]["engaged"], true,
+                "within a second: {body}"
+            );
+            assert!(put_returned.elapsed() < Duration::from_millis(1_500));
+        }
+    }
+
+    let answers = herd.await.expect("herd finishes");
+    let after: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.sent_at > put_returned)
+        .collect();
+    for process in 0..2 {
+        assert!(
+            after.iter().any(|a| a.process == process),
+            "process {process} was sent bookings after the switch"
+        );
+        assert!(
+            answers
+                .iter()
+                .any(|a| a.process == process && a.status == 201),
+            "process {process} committed bookings before the switch"
+        );
+    }
+    for answer in &after {
+        assert_eq!(
+            (answer.status, answer.code.as_deref()),
+            (503, Some("booking_closed")),
+            "sent to process {} after the PUT returned",
+            answer.process
+        );
+    }
+    for answer in &answers {
+        assert!(
+            answer.status == 201 || answer.code.as_deref() == Some("booking_closed"),
+            "only 201 or booking_closed: {} {:?}",
+            answer.status,
+            answer.code
+        );
+    }
+    let created: HashSet<String> = answers
+        .iter()
+        .filter(|a| a.status == 201)
+        .map(|a| a.reservation_id.clone().expect("201 has an id"))
+        .collect();
+    assert_eq!(
+        a.stored_ids().await,
+        created,
+        "the store holds exactly the 201s"
+    );
+
+    // Released through B: C takes bookings again within a second.
+    let (status, body) = bookers[0]
+        .send(
+            Method::PUT,
+            "/v1/admin/kill-switch",
+            Some(SRE_KEY),
+            Some(&json!({"engaged": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["engaged"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refused = answers
+        .iter()
+        .find(|a| a.process == 1 && a.status == 503)
+        .expect("C refused some bookings");
+    let token = bookers[1].login(refused.ticket).await;
+    let venue = venue_of((refused.ticket - 5_000_000_000) as usize);
+    let (status, body) = bookers[1].book(&token, &venue, &date, "10:00").await;
+    assert_eq!(status, 201, "booking reopened on C: {body}");
+}
+
+/// A Redis master SIGKILLed mid-herd, with its replica promoted: every `201`
+/// was on a replica before it was answered (`WAIT`, on by default on a
+/// cluster), so none is lost, and nothing else is stored. Booking on the
+/// promoted master's days resumes by itself once the dead node is back as its
+/// replica (as systemd would restart it), with no vaxslot restart.
+#[tokio::test]
+async fn a_dead_redis_master_loses_no_201_and_booking_resumes_once_it_is_back() {
+    const DAYS: usize = 12;
+    const RESIDENTS: u64 = 2_400;
+    const CONNECTIONS: usize = 64;
+    const RECOVERY: Duration = Duration::from_secs(30);
+    // Shorter than the node timeout: the replica is not failed by then.
+    const REPLICA_BEHIND: Duration = Duration::from_millis(800);
+    const PACE: Duration = Duration::from_millis(2);
+    let app = Arc::new(TestApp::spawn(Backend::RedisCluster).await);
+    let cluster = Arc::clone(app.cluster.as_ref().expect("a cluster"));
+    let date = future_date(30);
+    for d in 0..DAYS {
+        app.venue_day(&format!("venue-{d}"), &date, &[("10:00", 1_000)])
+            .await;
+    }
+    // The last DAYS residents are kept for checking the recovery.
+    app.import_residents(5_000_000_000, RESIDENTS + DAYS as u64)
+        .await;
+    let tokens = app.login_many(5_000_000_000, RESIDENTS).await;
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let herd = {
+        let (app, done, date) = (Arc::clone(&app), Arc::clone(&done), date.clone());
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            futures::stream::iter(tokens.into_iter().enumerate())
+                .map(|(i, token)| {
+                    let (app, done, date) = (Arc::clone(&app), Arc::clone(&done), date.clone());
+                    async move {
+                        // Paced, so that the herd outlasts the failover.
+                        tokio::time::sleep_until(start + PACE * i as u32).await;
+                        let (status, body) = app
+                            .book(&token, &format!("venue-{}", i % DAYS), &date, "10:00")
+                            .await;
+                        done.fetch_add(1, Ordering::SeqCst);
+                        (status, body)
+                    }
+                })
+                .buffer_unordered(CONNECTIONS)
+                .collect::<Vec<(u16, Value)>>()
+                .await
+        })
+    };
+    while done.load(Ordering::SeqCst) < (RESIDENTS / 6) as usize {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The master's replica falls behind for a moment (paused, its link cut), then the
+    // master dies and the replica, continued, takes over what it has. A
+    // batch answered 201 without waiting for the replica would be lost.
+    let first = cluster.ports()[0];
+    let dead = cluster.masters(first).await[0];
+    let replica = cluster.replica_of(dead).await;
+    cluster.signal(replica, "STOP").await;
+    // Its link is cut, so nothing written from now on reaches it (what was
+    // sent before is in its socket, and it reads that when continued).
+    cluster.cli(dead, "CLIENT KILL TYPE replica").await;
+    tokio::time::sleep(REPLICA_BEHIND).await;
+    cluster.kill(dead).await;
+    cluster.signal(replica, "CONT").await;
+    let answers = herd.await.expect("herd finishes");
+    let survivor = cluster
+        .ports()
+        .into_iter()
+        .find(|p| *p != dead)
+        .expect("another node");
+    cluster.until_promoted(survivor, replica).await;
+    cluster.restart(dead).await;
+    cluster
+        .until_nodes(survivor, |nodes| count(nodes, "slave") == 3)
+        .await;
+
+    // Every day books again within RECOVERY, through the same process.
+    let deadline = Instant::now() + RECOVERY;
+    let mut recovered = HashSet::new();
+    for d in 0..DAYS {
+        let token = app.login(5_000_000_000 + RESIDENTS + d as u64).await;
+        loop {
+            let (status, body) = app
+                .book(&token, &format!("venue-{d}"), &date, "10:00")
+                .await;
+            if status == 201 {
+                recovered.insert(body["reservation_id"].as_str().unwrap().to_owned());
+                break;
+            }
+            assert_eq!(status, 503, "only 201 or 503 while recovering: {body}");
+            assert!(Instant::now() < deadline, "venue-{d} books again: {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    let mut created: HashSet<String> = HashSet::new();
+    let mut refused = 0;
+    for (status, body) in &answers {
+        match status {
+            201 => {
+                created.insert(body["reservation_id"].as_str().unwrap().to_owned());
+            }
+            503 => refused += 1,
+            _ => panic!("only 201 or 503: {status} {body}"),
+        }
+    }
+    assert!(
+        refused > 0,
+        "the dead master's days were refused for a while"
+    );
+    assert!(
+        created.len() > RESIDENTS as usize / 2,
+        "most of the herd booked"
+    );
+    created.extend(recovered);
+    let stored = app.stored_ids().await;
+    let lost: Vec<&String> = created.difference(&stored).collect();
+    let extra: Vec<&String> = stored.difference(&created).collect();
+    assert!(
+        lost.is_empty() && extra.is_empty(),
+        "the store holds every 201 and nothing else: {} of {} lost, {} stored unanswered",
+        lost.len(),
+        created.len(),
+        extra.len()
+    );
+}
+
+/// A cluster setting that cannot work stops the start with one line saying
+/// which: a seed without a port, both a single Redis and a cluster, and a
+/// cluster nobody answers (exit 1 within the connect timeout, no hang).
+#[tokio::test]
+async fn bad_cluster_settings_stop_the_start_and_say_which() {
+    let run = |args: Vec<String>| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vaxslot"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(vec!["--redis-cluster-nodes".into(), "10.0.0.1".into()]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--redis-cluster-nodes") && stderr.contains("host:port"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run(vec![
+        "--redis-cluster-nodes".into(),
+        "127.0.0.1:7000".into(),
+        "--redis-url".into(),
+        "redis://127.0.0.1:6379".into(),
+    ])
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+
+    let nobody = crate::redis_server::free_port();
+    let started = Instant::now();
+    let (code, stderr) = run(vec![
+        "--redis-cluster-nodes".into(),
+        format!("127.0.0.1:{nobody}"),
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Redis Cluster (--redis-cluster-nodes)"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
