@@ -4,8 +4,10 @@
 # ports (redis-server with deploy/redis.conf's durability when --store redis,
 # the flash-sale peer with --peer), runs vaxslot-loadtest, stops everything.
 #
-#   loadtest/launch-day.sh [--store embedded|redis] [--peer] [--mail off|sink|down] [--debug] -- [vaxslot-loadtest options]
+#   loadtest/launch-day.sh [--store embedded|redis|cluster] [--peer] [--mail off|sink|down] [--debug] -- [vaxslot-loadtest options]
 #
+# --store cluster: a six-node Redis Cluster on loopback (three masters with a
+# replica each; vaxslot waits for one replica after each batch).
 # --mail sink: mail on, to a real SMTP server on loopback (tests/support/
 # smtp_sink.py, Debian's python3-aiosmtpd); --mail down: mail on, to a port
 # where no SMTP server listens (every try fails; the outbox fills).
@@ -43,6 +45,9 @@ redis_url=""
 if [ "$store" = redis ] || [ "$peer" = true ]; then
   start_redis
 fi
+if [ "$store" = cluster ]; then
+  start_redis_cluster
+fi
 case "$mail" in
   off) ;;
   sink|down)
@@ -60,6 +65,9 @@ esac
 serve_args=()
 if [ "$store" = redis ]; then
   serve_args=(--redis-url "$redis_url/0")
+fi
+if [ "$store" = cluster ]; then
+  serve_args=(--redis-cluster-nodes "$cluster_seeds")
 fi
 start_vaxslot "$bin/vaxslot" "${serve_args[@]}"
 

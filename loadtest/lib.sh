@@ -38,6 +38,36 @@ start_redis() {
   redis_url="redis://127.0.0.1:$port"
 }
 
+# Starts a six-node Redis Cluster (three masters, a replica each) with the
+# same durability, each node in its own folder; sets cluster_seeds
+# (host:port,…) and cluster_ports. Returns once every replica is in sync.
+start_redis_cluster() {
+  command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 2; }
+  cluster_ports=()
+  local port bus addresses=()
+  for node in 1 2 3 4 5 6; do
+    port=$(free_port); bus=$(free_port)
+    mkdir -p "$work/node$node"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$work/node$node" --appendonly yes \
+      --appendfsync always --save "" --maxmemory-policy noeviction --daemonize no \
+      --cluster-enabled yes --cluster-port "$bus" --cluster-config-file nodes.conf \
+      --cluster-node-timeout 2000 --repl-diskless-sync-delay 0 \
+      --logfile "$work/node$node/redis.log" &
+    pids+=($!)
+    cluster_ports+=("$port")
+    addresses+=("127.0.0.1:$port")
+  done
+  for port in "${cluster_ports[@]}"; do
+    for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  done
+  redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes > "$work/cluster-create.out"
+  for port in "${cluster_ports[@]}"; do
+    until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+    until redis-cli -p "$port" info replication | grep -qE 'master_link_status:up|state=online'; do sleep 0.1; done
+  done
+  cluster_seeds=$(IFS=,; echo "${addresses[*]}")
+}
+
 # Starts `BINARY serve` on a free port with its store in $work and the load
 # test's keys in the environment (exported: vaxslot-loadtest reads them too);
 # further arguments go to `serve`. Sets server_pid and url.

@@ -10,6 +10,7 @@ pub mod booking;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod demo;
 pub mod domain;
 pub mod login_guard;

@@ -85,6 +85,12 @@ pub struct ServeArgs {
     /// With a password, give URLs: redis://:PASSWORD@HOST:PORT,…
     #[arg(long, env = "VAXSLOT_REDIS_CLUSTER_NODES", hide_env_values = true)]
     pub redis_cluster_nodes: Option<String>,
+    /// Where the other vaxslot processes on the same Redis reach this one
+    /// (e.g. http://10.0.0.5:8080): a venue-day's work goes to the process
+    /// that owns it. Default: http://<listen address>, unless that is
+    /// 0.0.0.0 or [::].
+    #[arg(long, env = "VAXSLOT_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// Replicas that must hold a batch before its bookings are answered
     /// (Redis WAIT), so a 201 survives its master's loss. Default: 1 on a
     /// cluster, 0 on a single Redis. With none attached in time: 503.
@@ -198,6 +204,8 @@ pub struct Settings {
     pub redis: Option<crate::store::RedisTarget>,
     /// What a Redis batch waits for before it counts.
     pub redis_wait: crate::store::ReplicaWait,
+    /// Where other processes reach this one (`--advertise-url`).
+    pub advertise_url: Option<String>,
     pub demo: bool,
     pub workers: usize,
     pub keys: StaffKeys,
@@ -266,6 +274,7 @@ impl Settings {
             data_dir: args.data_dir,
             redis,
             redis_wait,
+            advertise_url: args.advertise_url,
             demo: args.demo,
             workers: args.workers.unwrap_or(cpus).clamp(1, HTTP_WORKERS_MAX),
             keys: StaffKeys {

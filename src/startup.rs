@@ -147,6 +147,15 @@ impl Application {
         if store.kind() == "redis" {
             kill_switch.follow(Arc::clone(&store));
         }
+        // Bound before the registry, so that other processes can be told
+        // where this one is (a port 0 is known only once bound).
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let address = listener.local_addr().context("reading the bound address")?;
+        let placement = placement(&settings, store.as_ref(), address);
+        if let Some(placement) = &placement {
+            placement.membership.keep_alive(Arc::clone(&store));
+        }
         let shared = Arc::new(Shared {
             store: Arc::clone(&store),
             residents: residents.clone(),
@@ -154,6 +163,7 @@ impl Application {
         });
         let registry = Arc::new(Registry::new(
             shared,
+            placement,
             settings.workers,
             settings.venue_day_queue_max,
             settings.venue_day_idle_max,
@@ -212,9 +222,6 @@ impl Application {
             public_reads: api::PublicReads::default(),
             mail_outbox,
         });
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("binding {}", settings.listen))?;
-        let address = listener.local_addr().context("reading the bound address")?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -246,6 +253,41 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// How this process shares venue-days with others on the same Redis: it
+/// joins the member list and forwards a day's work to the day's owner. The
+/// embedded store has one process; without a shared token secret the
+/// processes could not authenticate each other's calls (nor each other's
+/// tokens); without an address the others could not reach this one.
+fn placement(
+    settings: &Settings,
+    store: &dyn Store,
+    address: SocketAddr,
+) -> Option<crate::actors::Placement> {
+    if store.kind() != "redis" {
+        return None;
+    }
+    let Some(secret) = &settings.token_secret else {
+        tracing::warn!(
+            "VAXSLOT_TOKEN_SECRET is not set: this process does not share venue-days with others on the same Redis"
+        );
+        return None;
+    };
+    let url = match &settings.advertise_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if address.ip().is_unspecified() => {
+            tracing::warn!(
+                "listening on {address} without VAXSLOT_ADVERTISE_URL: this process does not share venue-days with others on the same Redis"
+            );
+            return None;
+        }
+        None => format!("http://{address}"),
+    };
+    Some(crate::actors::Placement {
+        membership: Arc::new(crate::cluster::Membership::new(url)),
+        forwarder: Arc::new(crate::cluster::Forwarder::new(secret)),
+    })
 }
 
 fn demo_keys(settings: &mut Settings, banner: &mut Vec<String>) {

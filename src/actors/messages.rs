@@ -112,3 +112,12 @@ pub struct ListReservations {
 impl Message for ListReservations {
     type Result = ();
 }
+
+/// The day is another process's now (the live members changed): stop, unless
+/// something is in flight (then the actor stops when idle, or when the new
+/// owner fences it).
+pub struct Retire;
+
+impl Message for Retire {
+    type Result = ();
+}

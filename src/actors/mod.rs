@@ -10,7 +10,7 @@ mod venue_day;
 
 pub use kill_switch::{KillSwitch, KillSwitchHandle};
 pub use messages::CancelNotice;
-pub use registry::{ACTOR_ARBITERS_MAX, Registry, VenueDayHandle};
+pub use registry::{ACTOR_ARBITERS_MAX, Placement, Registry, VenueDayHandle};
 pub use venue_day::{
     ABANDON_RETRY_DELAY, COMMIT_BATCH_MAX, PAST_DAY_IDLE_MAX, VENUE_DAY_IDLE_MAX_DEFAULT,
     VENUE_DAY_MAILBOX_MAX, VENUE_DAY_WAITING_MAX,

@@ -1,5 +1,8 @@
 //! Finds the actor of a venue-day, starting it on demand, and talks to it with
-//! bounded queues: a full mailbox is `503 overloaded` at once.
+//! bounded queues: a full mailbox is `503 overloaded` at once. With several
+//! processes (`cluster/`), a venue-day another process owns gets its messages
+//! through that process's internal calls instead; the `…_here` methods are
+//! what the owner runs for them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,10 +16,12 @@ use tokio::sync::oneshot;
 
 use super::Shared;
 use super::messages::{
-    Book, Cancel, CancelNotice, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan,
+    Book, Cancel, CancelNotice, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan, Retire,
 };
 use super::venue_day::{VENUE_DAY_MAILBOX_MAX, VenueDayActor};
 use crate::catalog::VENUE_DAYS_MAX;
+use crate::cluster::wire::{BookWire, CancelWire, CheckInWire, audit_to_wire};
+use crate::cluster::{Forwarder, MEMBERS_MAX, Member, Membership, Owner, Unanswered};
 use crate::domain::{
     BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, MailPolicy, Reservation,
     ReservationId, TicketNumber, VenueDayKey,
@@ -108,8 +113,16 @@ impl From<RouteError> for DayPlanError {
 /// was sent to had stopped.
 const DELIVERY_ATTEMPTS_MAX: usize = 3;
 
+/// Which process owns which venue-day, and how to reach the others.
+pub struct Placement {
+    pub membership: Arc<Membership>,
+    pub forwarder: Arc<Forwarder>,
+}
+
 pub struct Registry {
     shared: Arc<Shared>,
+    /// `None` for a process alone on its store.
+    placement: Option<Placement>,
     /// The running actors; an actor removes its own entry when it stops.
     actors: Arc<DashMap<VenueDayKey, VenueDayHandle>>,
     /// Threads hosting the actors, assigned round-robin.
@@ -126,6 +139,7 @@ impl Registry {
     /// Must be called inside a running actix system.
     pub fn new(
         shared: Arc<Shared>,
+        placement: Option<Placement>,
         arbiter_count: usize,
         mailbox_max: usize,
         idle_max: Duration,
@@ -133,9 +147,14 @@ impl Registry {
         let arbiters = (0..arbiter_count.clamp(1, ACTOR_ARBITERS_MAX))
             .map(|_| Arbiter::new().handle())
             .collect();
+        let actors = Arc::new(DashMap::new());
+        if let Some(placement) = &placement {
+            retire_days_that_move(&placement.membership, Arc::clone(&actors));
+        }
         Self {
             shared,
-            actors: Arc::new(DashMap::new()),
+            placement,
+            actors,
             arbiters,
             next_arbiter: AtomicUsize::new(0),
             next_generation: AtomicU64::new(1),
@@ -201,9 +220,65 @@ impl Registry {
         forget(&self.actors, key, generation);
     }
 
+    pub fn placement(&self) -> Option<&Placement> {
+        self.placement.as_ref()
+    }
+
+    /// Sends a day's message to its owner when that is another process:
+    /// `None` when this process owns the day, or comes to own it because the
+    /// owner refused the connection (it is taken for dead, `Membership::suspect`,
+    /// and the owner picked again); `Some(Err)` when the owner got the call
+    /// but no answer came back (the outcome is unknown).
+    async fn at_owner<T, F, Fut>(&self, key: &VenueDayKey, call: F) -> Option<Result<T, Unanswered>>
+    where
+        F: Fn(Arc<Forwarder>, Member) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Unanswered>>,
+    {
+        let placement = self.placement.as_ref()?;
+        // Each refusal removes one member: at most every other member.
+        for _ in 0..MEMBERS_MAX {
+            let owner = match placement.membership.owner_of(key) {
+                Owner::Here => return None,
+                Owner::There(owner) => owner,
+            };
+            match call(Arc::clone(&placement.forwarder), owner.clone()).await {
+                Err(Unanswered::Unreachable) => placement.membership.suspect(&owner),
+                answered => return Some(answered),
+            }
+        }
+        Some(Err(Unanswered::NoAnswer))
+    }
+
     /// Books a place; answers after the commit. The claim is released if the
-    /// booking is refused or fails.
+    /// booking is refused or fails, and settled here too when another
+    /// process's actor committed it.
     pub async fn book(
+        &self,
+        key: &VenueDayKey,
+        request: BookingRequest,
+        claim: DoseClaim,
+        audit: Option<AuditDraft>,
+        mail: Option<MailPolicy>,
+    ) -> Result<Reservation, BookingError> {
+        let forwarded = self
+            .at_owner(key, |forwarder, owner| {
+                let wire = BookWire::new(&request, audit.as_ref(), mail.is_some());
+                async move { forwarder.book(&owner, key, &wire).await }
+            })
+            .await;
+        match forwarded {
+            None => self.book_here(key, request, claim, audit, mail).await,
+            Some(Ok(Ok(reservation))) => {
+                claim.settle(reservation.clone());
+                Ok(reservation)
+            }
+            Some(Ok(Err(refusal))) => Err(refusal),
+            Some(Err(_)) => Err(BookingError::StoreUnavailable),
+        }
+    }
+
+    /// Books a place with this process's actor of the day.
+    pub async fn book_here(
         &self,
         key: &VenueDayKey,
         request: BookingRequest,
@@ -235,6 +310,37 @@ impl Registry {
         audit: Option<AuditDraft>,
         notice: Option<CancelNotice>,
     ) -> Result<Reservation, BookingError> {
+        let forwarded = self
+            .at_owner(key, |forwarder, member| {
+                let also = notice.as_ref().map(|n| n.also_cancelled.as_slice());
+                let wire = CancelWire::new(reservation_id, &owner, now, audit.as_ref(), also);
+                async move { forwarder.cancel(&member, key, &wire).await }
+            })
+            .await;
+        match forwarded {
+            None => {
+                self.cancel_here(key, reservation_id, owner, now, audit, notice)
+                    .await
+            }
+            Some(Ok(Ok(cancelled))) => {
+                self.shared.residents.record(cancelled.clone());
+                Ok(cancelled)
+            }
+            Some(Ok(Err(refusal))) => Err(refusal),
+            Some(Err(_)) => Err(BookingError::StoreUnavailable),
+        }
+    }
+
+    /// Cancels with this process's actor of the day.
+    pub async fn cancel_here(
+        &self,
+        key: &VenueDayKey,
+        reservation_id: ReservationId,
+        owner: TicketNumber,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        audit: Option<AuditDraft>,
+        notice: Option<CancelNotice>,
+    ) -> Result<Reservation, BookingError> {
         let (reply, answer) = oneshot::channel();
         let message = Cancel {
             reservation_id,
@@ -249,13 +355,21 @@ impl Registry {
     }
 
     /// Queues the day's reminders if its moment has passed and they are not
-    /// queued yet; answers how many were queued (0: already, or not due).
+    /// queued yet; answers how many were queued (0: already, not due, or the
+    /// day is another process's, whose own scheduler queues them).
     pub async fn queue_reminders(
         &self,
         key: &VenueDayKey,
         policy: MailPolicy,
         now: chrono::DateTime<chrono::FixedOffset>,
     ) -> Result<usize, StoreError> {
+        let owned_elsewhere = self
+            .placement
+            .as_ref()
+            .is_some_and(|placement| placement.membership.owner_of(key) != Owner::Here);
+        if owned_elsewhere {
+            return Ok(0);
+        }
         let (reply, answer) = oneshot::channel();
         self.deliver(key, QueueReminders { policy, now, reply })
             .map_err(|_| StoreError::Unavailable("the venue-day is overloaded".into()))?;
@@ -266,6 +380,35 @@ impl Registry {
 
     /// Checks the owner in at this venue-day; answers after the commit.
     pub async fn check_in(
+        &self,
+        key: &VenueDayKey,
+        owner: TicketNumber,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        audit: Option<AuditDraft>,
+    ) -> Result<Reservation, CheckInError> {
+        let forwarded = self
+            .at_owner(key, |forwarder, member| {
+                let wire = CheckInWire {
+                    owner: owner.expose().to_owned(),
+                    now,
+                    audit: audit.as_ref().map(audit_to_wire),
+                };
+                async move { forwarder.check_in(&member, key, &wire).await }
+            })
+            .await;
+        match forwarded {
+            None => self.check_in_here(key, owner, now, audit).await,
+            Some(Ok(Ok(attended))) => {
+                self.shared.residents.record(attended.clone());
+                Ok(attended)
+            }
+            Some(Ok(Err(refusal))) => Err(refusal),
+            Some(Err(_)) => Err(CheckInError::StoreUnavailable),
+        }
+    }
+
+    /// Checks in with this process's actor of the day.
+    pub async fn check_in_here(
         &self,
         key: &VenueDayKey,
         owner: TicketNumber,
@@ -288,6 +431,23 @@ impl Registry {
 
     /// Every reservation of the day, in slot order.
     pub async fn reservations(&self, key: &VenueDayKey) -> Result<Vec<Reservation>, BookingError> {
+        let forwarded = self
+            .at_owner(key, |forwarder, member| async move {
+                forwarder.reservations(&member, key).await
+            })
+            .await;
+        match forwarded {
+            None => self.reservations_here(key).await,
+            Some(Ok(answer)) => answer,
+            Some(Err(_)) => Err(BookingError::StoreUnavailable),
+        }
+    }
+
+    /// Every reservation of the day, from this process's actor.
+    pub async fn reservations_here(
+        &self,
+        key: &VenueDayKey,
+    ) -> Result<Vec<Reservation>, BookingError> {
         let (reply, answer) = oneshot::channel();
         self.deliver(key, ListReservations { reply })?;
         answer.await.map_err(|_| BookingError::StoreUnavailable)
@@ -295,6 +455,25 @@ impl Registry {
 
     /// Replaces the day's plan; `Ok(true)` when the day was new.
     pub async fn replace_plan(
+        &self,
+        key: &VenueDayKey,
+        plan: DayPlan,
+    ) -> Result<bool, DayPlanError> {
+        let forwarded = self
+            .at_owner(key, |forwarder, member| {
+                let wire = crate::store::records::Stored::to_record(&plan);
+                async move { forwarder.replace_plan(&member, key, &wire).await }
+            })
+            .await;
+        match forwarded {
+            None => self.replace_plan_here(key, plan).await,
+            Some(Ok(answer)) => answer,
+            Some(Err(_)) => Err(DayPlanError::StoreUnavailable),
+        }
+    }
+
+    /// Replaces the plan with this process's actor of the day.
+    pub async fn replace_plan_here(
         &self,
         key: &VenueDayKey,
         plan: DayPlan,
@@ -331,6 +510,30 @@ impl Registry {
             generation,
         }
     }
+}
+
+/// After each change of the live members, tells the actors of days another
+/// process owns now to stop (their next batch would be fenced by the new
+/// owner anyway); until then they hold memory and a stale view of the day.
+fn retire_days_that_move(
+    membership: &Arc<Membership>,
+    actors: Arc<DashMap<VenueDayKey, VenueDayHandle>>,
+) {
+    let membership = Arc::clone(membership);
+    let mut changes = membership.follow_changes();
+    actix_rt::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let moved: Vec<VenueDayHandle> = actors
+                .iter()
+                .filter(|entry| membership.owner_of(entry.key()) != Owner::Here)
+                .map(|entry| entry.value().clone())
+                .collect();
+            for handle in moved {
+                // A full mailbox is busy: it stops later, or is fenced.
+                let _ = handle.try_send(Retire);
+            }
+        }
+    });
 }
 
 /// What an actor needs to stop by itself: its idle limit, and the registry

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::Shared;
-use super::messages::{Book, Cancel, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan};
+use super::messages::{
+    Book, Cancel, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan, Retire,
+};
 use super::registry::{Lifecycle, MAILBOX_CLOSED};
 use crate::domain::{
     BookingError, CheckInError, DayPlanError, MailId, OutboxMail, Reservation, VenueDay,
@@ -210,16 +212,23 @@ impl VenueDayActor {
     /// the hand-over exact: a sender either got in before (and the actor stays)
     /// or sees it closed and starts a fresh actor, which reloads the day.
     fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
-        let busy = !self.waiting.is_empty() || self.flush_scheduled || self.abandoned.is_some();
-        if busy || self.last_active.elapsed() < self.idle_max() {
-            return;
+        if self.last_active.elapsed() >= self.idle_max() {
+            self.stop_if_quiet(ctx, "venue-day idle; actor stops");
         }
-        if self
-            .queued
-            .compare_exchange(0, MAILBOX_CLOSED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+    }
+
+    /// Stops the actor unless a request waits, a commit is in flight or an
+    /// abandonment is unconfirmed, closing the mailbox counter first (see
+    /// `stop_if_idle`).
+    fn stop_if_quiet(&mut self, ctx: &mut Context<Self>, why: &'static str) {
+        let busy = !self.waiting.is_empty() || self.flush_scheduled || self.abandoned.is_some();
+        if !busy
+            && self
+                .queued
+                .compare_exchange(0, MAILBOX_CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
         {
-            tracing::debug!(venue_day = %self.key, "venue-day idle; actor stops");
+            tracing::debug!(venue_day = %self.key, "{why}");
             ctx.stop();
         }
     }
@@ -752,6 +761,15 @@ impl Handler<ListReservations> for VenueDayActor {
     }
 }
 
+impl Handler<Retire> for VenueDayActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.stop_if_quiet(ctx, "venue-day owned by another process now; actor stops");
+    }
+}
+
 impl Handler<QueueReminders> for VenueDayActor {
     type Result = ();
 
@@ -841,7 +859,7 @@ mod tests {
             residents: residents.clone(),
             catalog: Arc::clone(&catalog),
         });
-        let registry = Registry::new(shared, 1, 64, idle_max);
+        let registry = Registry::new(shared, None, 1, 64, idle_max);
         let key = VenueDayKey {
             venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
             date: crate::domain::local_date(chrono::Utc::now()) + chrono::Duration::days(10),

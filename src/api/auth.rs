@@ -54,7 +54,7 @@ pub enum Caller {
     Staff(Staff),
 }
 
-fn bearer(request: &HttpRequest) -> Option<&str> {
+pub(super) fn bearer(request: &HttpRequest) -> Option<&str> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)?

@@ -13,6 +13,7 @@ mod caching;
 mod codes;
 mod head;
 mod health;
+mod internal;
 mod kill_switch;
 mod operator;
 mod pages;
@@ -162,6 +163,26 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::get().to(staff::roster)),
         )
         // The web pages and their files (`web/`, embedded).
+        .service(
+            resource("/internal/v1/venue-days/{venue_id}/{date}/bookings")
+                .route(web::post().to(internal::book)),
+        )
+        .service(
+            resource("/internal/v1/venue-days/{venue_id}/{date}/cancellations")
+                .route(web::post().to(internal::cancel)),
+        )
+        .service(
+            resource("/internal/v1/venue-days/{venue_id}/{date}/check-ins")
+                .route(web::post().to(internal::check_in)),
+        )
+        .service(
+            resource("/internal/v1/venue-days/{venue_id}/{date}/reservations")
+                .route(web::get().to(internal::reservations)),
+        )
+        .service(
+            resource("/internal/v1/venue-days/{venue_id}/{date}/plan")
+                .route(web::put().to(internal::replace_plan)),
+        )
         .service(page_resource("/"))
         .service(page_resource("/operator/"))
         .service(page_resource("/staff/"))

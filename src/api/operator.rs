@@ -84,9 +84,9 @@ fn draft(
     AuditDraft {
         actor: staff.actor.clone(),
         role: staff.role,
-        action,
+        action: action.into(),
         target: target.clone(),
-        outcome_if_committed: outcome,
+        outcome_if_committed: outcome.into(),
     }
 }
 

@@ -207,9 +207,9 @@ pub async fn check_in(
         let draft = AuditDraft {
             actor: staff.actor.clone(),
             role: staff.role,
-            action: "staff.checkin",
+            action: "staff.checkin".into(),
             target: target.clone(),
-            outcome_if_committed: "200 ok",
+            outcome_if_committed: "200 ok".into(),
         };
         let attended = state
             .registry

@@ -62,6 +62,9 @@ struct Status {
     logins: Logins,
     slots: Slots,
     mail_outbox: MailOutbox,
+    /// vaxslot processes live on this store, as this one sees them (1 when
+    /// it is alone, or does not share venue-days).
+    processes: usize,
 }
 
 pub async fn get(
@@ -81,6 +84,10 @@ pub async fn get(
         // This request is one of them.
         in_flight: state.admission.in_flight(),
         venue_day_actors: state.registry.actor_count(),
+        processes: state
+            .registry
+            .placement()
+            .map_or(1, |placement| placement.membership.live().len()),
         bookings: Bookings {
             committed_per_s: recent.committed_per_s,
             refused_per_s: recent.refused_per_s.into_iter().collect(),

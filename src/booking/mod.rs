@@ -69,6 +69,11 @@ impl BookingService {
         }
     }
 
+    /// Which mail this process's reservation changes leave (`None`: mail is off).
+    pub fn mail_policy(&self) -> Option<MailPolicy> {
+        self.mail
+    }
+
     /// `Err(BookingClosed)` while the kill switch is engaged: what a channel
     /// may answer before it even reads a body (`execute` checks it again).
     pub fn refuse_if_closed(&self) -> Result<(), BookingError> {

@@ -88,6 +88,16 @@ pub enum IneligibleReason {
 }
 
 impl IneligibleReason {
+    pub const ALL: [IneligibleReason; 7] = [
+        IneligibleReason::TooEarly,
+        IneligibleReason::TooYoung,
+        IneligibleReason::WrongVaccine,
+        IneligibleReason::NoPriorDose,
+        IneligibleReason::NotInTargetGroup,
+        IneligibleReason::Completed,
+        IneligibleReason::PastDate,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TooEarly => "too_early",

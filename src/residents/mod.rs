@@ -198,7 +198,19 @@ impl Residents {
             ticket: *ticket,
             dose,
             settled: false,
+            forwarded: false,
         })
+    }
+
+    /// The owner's side of a claim another process took (see `DoseClaim`).
+    pub fn forwarded_claim(&self, ticket: &TicketNumber, dose: Dose) -> DoseClaim {
+        DoseClaim {
+            state: Arc::clone(&self.state),
+            ticket: *ticket,
+            dose,
+            settled: false,
+            forwarded: true,
+        }
     }
 
     /// Starts cancelling one of the resident's reservations and every booked
@@ -246,6 +258,9 @@ pub struct DoseClaim {
     ticket: TicketNumber,
     dose: Dose,
     settled: bool,
+    /// Taken by another process, which forwarded the booking to this day's
+    /// owner: here it only records the committed reservation.
+    forwarded: bool,
 }
 
 impl DoseClaim {
@@ -257,14 +272,18 @@ impl DoseClaim {
     /// dose is never seen free in between.
     pub fn settle(mut self, committed: Reservation) {
         self.settled = true;
-        self.state
-            .release_claim(&self.ticket, self.dose, Some(committed));
+        if self.forwarded {
+            self.state.record(committed);
+        } else {
+            self.state
+                .release_claim(&self.ticket, self.dose, Some(committed));
+        }
     }
 }
 
 impl Drop for DoseClaim {
     fn drop(&mut self) {
-        if !self.settled {
+        if !self.settled && !self.forwarded {
             self.state.release_claim(&self.ticket, self.dose, None);
         }
     }

@@ -135,10 +135,10 @@ impl AuditEntry {
 pub struct AuditDraft {
     pub actor: Actor,
     pub role: Role,
-    pub action: &'static str,
+    pub action: std::borrow::Cow<'static, str>,
     pub target: AuditTarget,
     /// The outcome written when the decision commits (`"201 ok"`).
-    pub outcome_if_committed: &'static str,
+    pub outcome_if_committed: std::borrow::Cow<'static, str>,
 }
 
 impl AuditDraft {
@@ -148,9 +148,9 @@ impl AuditDraft {
         AuditEntry::new(
             self.actor,
             self.role,
-            self.action,
+            &self.action,
             target,
-            self.outcome_if_committed.to_owned(),
+            self.outcome_if_committed.into_owned(),
         )
     }
 }
@@ -402,6 +402,23 @@ pub trait Store: Send + Sync + 'static {
     /// so it has nothing to do.
     async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Renews this process's lease in the member list (`member` is
+    /// `"<id> <url>"`) for `lease`, or removes it when `leaving`; answers the
+    /// live members. A store one process owns (embedded) has only this one.
+    async fn heartbeat(
+        &self,
+        member: &str,
+        lease: std::time::Duration,
+        leaving: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let _ = lease;
+        Ok(if leaving {
+            Vec::new()
+        } else {
+            vec![member.to_owned()]
+        })
     }
 
     /// Appends one audit entry, durably, before its answer is sent.

@@ -57,6 +57,8 @@ const KILL_SWITCH_AUDIT: &str = "vaxslot:{vaxslot:kill_switch}:audit";
 /// account changes and the kill switch (in their records' slots).
 const AUDIT: &str = "vaxslot:audit";
 const ACCOUNTS: &str = "vaxslot:accounts";
+/// The live processes and their leases (`heartbeat.lua`).
+const MEMBERS: &str = "vaxslot:members";
 /// Account changes' audit entries, in the slot of `ACCOUNTS` (as above).
 const ACCOUNTS_AUDIT: &str = "vaxslot:{vaxslot:accounts}:audit";
 /// Every audit log but the partitions' own.
@@ -73,6 +75,7 @@ pub struct RedisStore {
     abandon: Script,
     claim_mail: Script,
     settle_mail: Script,
+    heartbeat: Script,
 }
 
 /// The keys of one venue-day, all under its partition's hash tag.
@@ -260,6 +263,7 @@ impl RedisStore {
             abandon: Script::new(include_str!("abandon.lua")),
             claim_mail: Script::new(include_str!("claim_mail.lua")),
             settle_mail: Script::new(include_str!("settle_mail.lua")),
+            heartbeat: Script::new(include_str!("heartbeat.lua")),
         })
     }
 
@@ -670,6 +674,25 @@ impl Store for RedisStore {
         let state = self.load_kill_switch().await?;
         self.write_partition_flags(if state.engaged { "1" } else { "0" }, false)
             .await
+    }
+
+    async fn heartbeat(
+        &self,
+        member: &str,
+        lease: Duration,
+        leaving: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection();
+        limited(
+            self.heartbeat
+                .key(MEMBERS)
+                .arg(member)
+                .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+                .arg(if leaving { "1" } else { "0" })
+                .invoke_async(&mut connection),
+        )
+        .await
+        .map_err(unavailable)
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {

@@ -420,3 +420,357 @@ async fn bad_cluster_settings_stop_the_start_and_say_which() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Three processes, a herd spread over them (each resident through its own
+/// process), more residents than places: every day is served by one actor
+/// in one process (the others forward to it), capacity is exact across the
+/// processes, and the store holds exactly the `201`s.
+#[tokio::test]
+async fn a_herd_over_three_processes_books_each_day_through_its_one_owner() {
+    const DAYS: usize = 9;
+    const CAPACITY: u32 = 60;
+    const RESIDENTS: u64 = 720;
+    const CONNECTIONS: usize = 48;
+    let first = TestApp::spawn(Backend::RedisCluster).await;
+    let date = future_date(30);
+    for d in 0..DAYS {
+        first
+            .venue_day(&format!("venue-{d}"), &date, &[("10:00", CAPACITY)])
+            .await;
+    }
+    first.import_residents(5_000_000_000, RESIDENTS).await;
+    let second = first.spawn_second().await;
+    let third = first.spawn_second().await;
+    let apps = Arc::new([first, second, third]);
+    for app in apps.iter() {
+        until_processes(app, 3).await;
+    }
+    let mut tokens = Vec::with_capacity(RESIDENTS as usize);
+    for i in 0..RESIDENTS {
+        tokens.push(apps[(i % 3) as usize].login(5_000_000_000 + i).await);
+    }
+    let answers: Vec<(u16, Value)> = futures::stream::iter(tokens.into_iter().enumerate())
+        .map(|(i, token)| {
+            let (apps, date) = (Arc::clone(&apps), date.clone());
+            async move {
+                // Through process i % 3, to day (i / 3) % DAYS: every day gets
+                // bookings through every process.
+                apps[i % 3]
+                    .book(&token, &format!("venue-{}", (i / 3) % DAYS), &date, "10:00")
+                    .await
+            }
+        })
+        .buffer_unordered(CONNECTIONS)
+        .collect()
+        .await;
+    let created: HashSet<String> = answers
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, body)| body["reservation_id"].as_str().unwrap().to_owned())
+        .collect();
+    for (status, body) in &answers {
+        assert!(
+            *status == 201 || body["code"] == "slot_full",
+            "only 201 or slot_full: {status} {body}"
+        );
+    }
+    assert_eq!(
+        created.len(),
+        DAYS * CAPACITY as usize,
+        "every place, no more"
+    );
+    let stored = apps[0].stored_reservations().await;
+    assert_eq!(
+        stored
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect::<HashSet<_>>(),
+        created,
+        "the store holds exactly the 201s"
+    );
+    // One actor per day across the processes, and more than one process
+    // hosts some.
+    let mut actors = Vec::new();
+    for app in apps.iter() {
+        let (_, status) = app
+            .send(Method::GET, "/v1/admin/status", Some(SRE_KEY), None)
+            .await;
+        actors.push(status["venue_day_actors"].as_u64().unwrap());
+    }
+    assert_eq!(actors.iter().sum::<u64>(), DAYS as u64, "{actors:?}");
+    assert!(actors.iter().filter(|n| **n > 0).count() >= 2, "{actors:?}");
+}
+
+/// Waits until `app` sees `n` live processes (its status document).
+async fn until_processes(app: &TestApp, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, status) = app
+            .send(Method::GET, "/v1/admin/status", Some(SRE_KEY), None)
+            .await;
+        if status["processes"].as_u64() == Some(n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} processes seen: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One of three processes SIGKILLed mid-herd (the load balancer then sends
+/// only to the other two): within 5 s every venue-day books again (the dead
+/// process's lease ends, the next process by weight loads its days and so
+/// fences it), tokens from any process work on the others, every `201` is
+/// stored, and whatever is stored beyond the `201`s was decided before the
+/// kill (a batch of the dead process whose answer was lost with it).
+#[tokio::test]
+async fn a_sigkilled_process_s_days_are_served_by_the_others_within_5_s() {
+    const DAYS: usize = 9;
+    const RESIDENTS: u64 = 1_800;
+    const SPARES_PER_DAY: u64 = 60;
+    const CONNECTIONS: usize = 48;
+    const PACE: Duration = Duration::from_millis(2);
+    const TAKEOVER_MAX: Duration = Duration::from_secs(5);
+    let first = TestApp::spawn(Backend::RedisCluster).await;
+    let date = future_date(30);
+    for d in 0..DAYS {
+        first
+            .venue_day(&format!("venue-{d}"), &date, &[("10:00", 1_000)])
+            .await;
+    }
+    first
+        .import_residents(5_000_000_000, RESIDENTS + SPARES_PER_DAY * DAYS as u64)
+        .await;
+    let second = first.spawn_second().await;
+    let third = first.spawn_second().await;
+    let apps = Arc::new([first, second, third]);
+    for app in apps.iter() {
+        until_processes(app, 3).await;
+    }
+    let mut tokens = Vec::with_capacity(RESIDENTS as usize);
+    for i in 0..RESIDENTS {
+        tokens.push(apps[(i % 3) as usize].login(5_000_000_000 + i).await);
+    }
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let herd = {
+        let (apps, date, killed, done) = (
+            Arc::clone(&apps),
+            date.clone(),
+            Arc::clone(&killed),
+            Arc::clone(&done),
+        );
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            futures::stream::iter(tokens.into_iter().enumerate())
+                .map(|(i, token)| {
+                    let (apps, date, killed, done) = (
+                        Arc::clone(&apps),
+                        date.clone(),
+                        Arc::clone(&killed),
+                        Arc::clone(&done),
+                    );
+                    async move {
+                        tokio::time::sleep_until(start + PACE * i as u32).await;
+                        // After the kill, only the live two are sent to.
+                        let process = if killed.load(Ordering::SeqCst) {
+                            i % 2
+                        } else {
+                            i % 3
+                        };
+                        let app = &apps[process];
+                        let sent = app
+                            .client
+                            .post(app.url("/v1/reservations"))
+                            .bearer_auth(&token)
+                            .json(&json!({"venue_id": format!("venue-{}", i % DAYS),
+                                "date": date, "time": "10:00"}))
+                            .send()
+                            .await;
+                        done.fetch_add(1, Ordering::SeqCst);
+                        match sent {
+                            Ok(response) => {
+                                let status = response.status().as_u16();
+                                (
+                                    status,
+                                    response.json::<Value>().await.unwrap_or(Value::Null),
+                                )
+                            }
+                            // The killed process's connections.
+                            Err(_) => (0, Value::Null),
+                        }
+                    }
+                })
+                .buffer_unordered(CONNECTIONS)
+                .collect::<Vec<(u16, Value)>>()
+                .await
+        })
+    };
+    while done.load(Ordering::SeqCst) < (RESIDENTS / 3) as usize {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &apps[2].pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    killed.store(true, Ordering::SeqCst);
+    let killed_at = chrono::Utc::now();
+    let kill = Instant::now();
+
+    // Every day books again within TAKEOVER_MAX, through either survivor.
+    let mut probes = Vec::new();
+    for d in 0..DAYS {
+        let (apps, date) = (Arc::clone(&apps), date.clone());
+        probes.push(tokio::spawn(async move {
+            for spare in 0..SPARES_PER_DAY {
+                let app = &apps[(spare % 2) as usize];
+                let ticket = 5_000_000_000 + RESIDENTS + d as u64 * SPARES_PER_DAY + spare;
+                let token = app.login(ticket).await;
+                let (status, body) = app
+                    .book(&token, &format!("venue-{d}"), &date, "10:00")
+                    .await;
+                if status == 201 {
+                    return (d, kill.elapsed(), Some(body));
+                }
+                assert_eq!(status, 503, "only 201 or 503 while taking over: {body}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (d, kill.elapsed(), None)
+        }));
+    }
+    let mut created: HashSet<String> = HashSet::new();
+    for probe in probes {
+        let (d, took, booked) = probe.await.expect("probe");
+        let booked = booked.unwrap_or_else(|| panic!("venue-{d} never booked again"));
+        assert!(took < TAKEOVER_MAX, "venue-{d} booked again after {took:?}");
+        created.insert(booked["reservation_id"].as_str().unwrap().to_owned());
+    }
+
+    let answers = herd.await.expect("herd finishes");
+    for (status, body) in &answers {
+        match status {
+            201 => {
+                created.insert(body["reservation_id"].as_str().unwrap().to_owned());
+            }
+            0 | 503 => {}
+            _ => panic!("only 201, 503 or no answer: {status} {body}"),
+        }
+    }
+    let stored = apps[0].stored_reservations().await;
+    let stored_ids: HashSet<String> = stored.iter().map(|r| r.id.to_string()).collect();
+    let lost: Vec<&String> = created.difference(&stored_ids).collect();
+    assert!(lost.is_empty(), "{} 201s not stored", lost.len());
+    for reservation in &stored {
+        if !created.contains(&reservation.id.to_string()) {
+            assert!(
+                reservation.created_at.with_timezone(&chrono::Utc) <= killed_at,
+                "stored without a 201, decided after the kill"
+            );
+        }
+    }
+}
+
+/// The processes' internal calls need the key derived from the shared token
+/// secret (without it, or with another, `401` and nothing done); a process
+/// alone on its embedded store has none (`404`).
+#[tokio::test]
+async fn internal_calls_need_the_deployments_key() {
+    let app = TestApp::spawn(Backend::RedisCluster).await;
+    let date = future_date(30);
+    app.venue_day("venue-0", &date, &[("10:00", 5)]).await;
+    let path = format!("/internal/v1/venue-days/venue-0/{date}/reservations");
+    for credential in [
+        None,
+        Some(crate::helpers::TOKEN_SECRET),
+        Some("not-the-key"),
+    ] {
+        let (status, body) = app.send(Method::GET, &path, credential, None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{body}"
+        );
+    }
+    let booking = json!({"ticket_number": "5000000000", "time": "10:00", "dose": 1,
+        "access_code": null, "channel": "web", "now": "2030-01-01T09:00:00+09:00",
+        "idempotency": null, "audit": null, "mail": false});
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/internal/v1/venue-days/venue-0/{date}/bookings"),
+            Some("not-the-key"),
+            Some(&booking),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert!(app.stored_ids().await.is_empty(), "nothing booked");
+
+    let alone = TestApp::spawn(Backend::Embedded).await;
+    let (status, body) = alone.send(Method::GET, &path, Some("anything"), None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+}
+
+/// `deploy/cluster/redis-node.conf` is a configuration redis-server accepts,
+/// with the settings the README promises (cluster mode, AOF fsynced before
+/// every reply, no eviction, partial coverage).
+#[tokio::test]
+async fn the_cluster_node_example_starts_with_its_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::redis_server::free_port();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/cluster/redis-node.conf"
+    );
+    let mut node = tokio::process::Command::new("redis-server")
+        .arg(example)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
+        .arg(dir.path())
+        .args(["--daemonize", "no", "--logfile", "redis.log"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server runs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let config = |name: &'static str| async move {
+        let output = tokio::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &port.to_string(),
+                "-a",
+                "CHANGE-ME",
+                "--no-auth-warning",
+            ])
+            .args(["CONFIG", "GET", name])
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned()
+    };
+    while config("port").await != port.to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "the example starts: {:?}",
+            node.try_wait()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (name, expected) in [
+        ("cluster-enabled", "yes"),
+        ("appendonly", "yes"),
+        ("appendfsync", "always"),
+        ("maxmemory-policy", "noeviction"),
+        ("cluster-require-full-coverage", "no"),
+        ("masterauth", "CHANGE-ME"),
+    ] {
+        assert_eq!(config(name).await, expected, "{name}");
+    }
+    node.start_kill().unwrap();
+}

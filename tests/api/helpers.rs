@@ -301,6 +301,11 @@ impl TestApp {
         .await
     }
 
+    /// The server's process id (to signal it while others hold this app).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("server running")
+    }
+
     /// The server's resident memory, in KiB (Linux `/proc`).
     pub fn rss_kib(&self) -> u64 {
         let pid = self.child.id().expect("server running");

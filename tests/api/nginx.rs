@@ -138,6 +138,19 @@ async fn the_nginx_example_microcaches_public_reads_and_never_personal_ones() {
         "a public read within its second comes from the cache"
     );
 
+    // The processes' internal calls are not reachable through it.
+    let (status, _, body) = get(
+        &nginx.base,
+        &format!("/internal/v1/venue-days/nginx-clinic/{date}/reservations"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "/internal/ is refused");
+    assert!(
+        body.contains("nginx"),
+        "by nginx, not passed to vaxslot: {body}"
+    );
+
     // With a credential: always vaxslot's own answer.
     let (_, with_key, _) = get(&nginx.base, &path, Some(OPERATOR_KEY)).await;
     assert_eq!(with_key, "BYPASS");

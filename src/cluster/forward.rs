@@ -1,0 +1,199 @@
+//! The internal calls to a venue-day's owner: one HTTP request per message,
+//! answered after the owner's commit. A call that gets no answer (the owner
+//! died, or the network) is `503 store_unavailable` for the caller, like a
+//! commit whose outcome is unknown.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::Sha256;
+
+use super::Member;
+use super::wire::{
+    Answer, BookWire, BookingErrorWire, CancelWire, CheckInErrorWire, CheckInWire,
+    DayPlanErrorWire, PlanWire, reservation_from_wire,
+};
+use crate::domain::{BookingError, CheckInError, DayPlanError, Reservation, VenueDayKey};
+use crate::store::records::ReservationV1;
+
+/// Longest wait for an owner's answer: its queue, its commit and the
+/// replicas' acknowledgement fit well inside.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
+/// Longest wait to connect to an owner (a dead one refuses at once).
+pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle connections kept to each other process.
+pub const FORWARD_IDLE_CONNECTIONS_MAX: usize = 64;
+
+/// Why an internal call has no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The owner refused the connection: nothing was sent, and nothing
+    /// listens there (the process is gone).
+    Unreachable,
+    /// Sent, maybe received: the outcome is unknown.
+    NoAnswer,
+}
+
+pub struct Forwarder {
+    client: reqwest::Client,
+    /// The bearer key of internal calls, derived from the token secret that
+    /// every process of one deployment shares.
+    key: String,
+}
+
+impl Forwarder {
+    pub fn new(token_secret: &str) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(token_secret.as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(b"vaxslot internal calls v1");
+        let key = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let client = reqwest::Client::builder()
+            .timeout(FORWARD_TIMEOUT)
+            .connect_timeout(FORWARD_CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(FORWARD_IDLE_CONNECTIONS_MAX)
+            .build()
+            .expect("an HTTP client");
+        Self { client, key }
+    }
+
+    /// Whether `presented` is the internal key (constant time).
+    pub fn accepts(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        presented.as_bytes().ct_eq(self.key.as_bytes()).into()
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        owner: &Member,
+        key: &VenueDayKey,
+        what: &str,
+        body: Option<&B>,
+    ) -> Result<T, Unanswered> {
+        let url = format!(
+            "{}/internal/v1/venue-days/{}/{}/{what}",
+            owner.url.trim_end_matches('/'),
+            key.venue_id,
+            key.date
+        );
+        let mut request = self.client.request(method, url).bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|error| {
+            if error.is_connect() {
+                Unanswered::Unreachable
+            } else {
+                tracing::warn!(
+                    owner = %owner.id,
+                    timeout = error.is_timeout(),
+                    "the venue-day's owner did not answer"
+                );
+                Unanswered::NoAnswer
+            }
+        })?;
+        if !response.status().is_success() {
+            tracing::error!(owner = %owner.id, status = response.status().as_u16(), "the venue-day's owner refused an internal call");
+            return Err(Unanswered::NoAnswer);
+        }
+        response.json().await.map_err(|_| Unanswered::NoAnswer)
+    }
+
+    pub async fn book(
+        &self,
+        owner: &Member,
+        key: &VenueDayKey,
+        wire: &BookWire,
+    ) -> Result<Result<Reservation, BookingError>, Unanswered> {
+        let answer: Answer<ReservationV1, BookingErrorWire> = self
+            .call(reqwest::Method::POST, owner, key, "bookings", Some(wire))
+            .await?;
+        Ok(booking_answer(answer))
+    }
+
+    pub async fn cancel(
+        &self,
+        owner: &Member,
+        key: &VenueDayKey,
+        wire: &CancelWire,
+    ) -> Result<Result<Reservation, BookingError>, Unanswered> {
+        let answer: Answer<ReservationV1, BookingErrorWire> = self
+            .call(
+                reqwest::Method::POST,
+                owner,
+                key,
+                "cancellations",
+                Some(wire),
+            )
+            .await?;
+        Ok(booking_answer(answer))
+    }
+
+    pub async fn check_in(
+        &self,
+        owner: &Member,
+        key: &VenueDayKey,
+        wire: &CheckInWire,
+    ) -> Result<Result<Reservation, CheckInError>, Unanswered> {
+        let answer: Answer<ReservationV1, CheckInErrorWire> = self
+            .call(reqwest::Method::POST, owner, key, "check-ins", Some(wire))
+            .await?;
+        Ok(match answer {
+            Answer::Ok(record) => {
+                reservation_from_wire(record).map_err(|_| CheckInError::StoreUnavailable)
+            }
+            Answer::Refused(refusal) => Err(refusal.into()),
+        })
+    }
+
+    pub async fn reservations(
+        &self,
+        owner: &Member,
+        key: &VenueDayKey,
+    ) -> Result<Result<Vec<Reservation>, BookingError>, Unanswered> {
+        let answer: Answer<Vec<ReservationV1>, BookingErrorWire> = self
+            .call::<(), _>(reqwest::Method::GET, owner, key, "reservations", None)
+            .await?;
+        Ok(match answer {
+            Answer::Ok(records) => records
+                .into_iter()
+                .map(reservation_from_wire)
+                .collect::<Result<_, _>>()
+                .map_err(|_| BookingError::StoreUnavailable),
+            Answer::Refused(refusal) => Err(refusal.into()),
+        })
+    }
+
+    pub async fn replace_plan(
+        &self,
+        owner: &Member,
+        key: &VenueDayKey,
+        plan: &PlanWire,
+    ) -> Result<Result<bool, DayPlanError>, Unanswered> {
+        let answer: Answer<bool, DayPlanErrorWire> = self
+            .call(reqwest::Method::PUT, owner, key, "plan", Some(plan))
+            .await?;
+        Ok(match answer {
+            Answer::Ok(new) => Ok(new),
+            Answer::Refused(refusal) => Err(refusal.into()),
+        })
+    }
+}
+
+fn booking_answer(
+    answer: Answer<ReservationV1, BookingErrorWire>,
+) -> Result<Reservation, BookingError> {
+    match answer {
+        Answer::Ok(record) => {
+            reservation_from_wire(record).map_err(|_| BookingError::StoreUnavailable)
+        }
+        Answer::Refused(refusal) => Err(refusal.into()),
+    }
+}
