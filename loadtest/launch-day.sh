@@ -86,6 +86,9 @@ if [ "$audit" = true ]; then
 fi
 status=0
 "$bin/vaxslot-loadtest" "${loadtest_args[@]}" "$@" || status=$?
+if [ "$store" = cluster ]; then
+  cluster_cpu
+fi
 if [ "$status" = 0 ] && [ "$audit" = true ]; then
   # The audit that counts reads the store, not the old process's memory:
   # SIGKILL the server, start a new one on the same store, audit it.

@@ -44,6 +44,7 @@ start_redis() {
 start_redis_cluster() {
   command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 2; }
   cluster_ports=()
+  cluster_pids=()
   local port bus addresses=()
   for node in 1 2 3 4 5 6; do
     port=$(free_port); bus=$(free_port)
@@ -54,6 +55,7 @@ start_redis_cluster() {
       --cluster-node-timeout 2000 --repl-diskless-sync-delay 0 \
       --logfile "$work/node$node/redis.log" &
     pids+=($!)
+    cluster_pids+=($!)
     cluster_ports+=("$port")
     addresses+=("127.0.0.1:$port")
   done
@@ -66,6 +68,17 @@ start_redis_cluster() {
     until redis-cli -p "$port" info replication | grep -qE 'master_link_status:up|state=online'; do sleep 0.1; done
   done
   cluster_seeds=$(IFS=,; echo "${addresses[*]}")
+}
+
+# One line per cluster node: its port, role and the CPU seconds it used.
+cluster_cpu() {
+  local i ticks role
+  ticks=$(getconf CLK_TCK)
+  for i in "${!cluster_pids[@]}"; do
+    role=$(redis-cli -p "${cluster_ports[$i]}" info replication | sed -n 's/^role:\(.*\)\r$/\1/p')
+    awk -v port="${cluster_ports[$i]}" -v role="$role" -v hz="$ticks" \
+      '{printf "node %s (%s): %.1f s CPU\n", port, role, ($14 + $15) / hz}' "/proc/${cluster_pids[$i]}/stat"
+  done
 }
 
 # Starts `BINARY serve` on a free port with its store in $work and the load

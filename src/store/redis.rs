@@ -42,6 +42,14 @@ pub const KILL_SWITCH_PARTITIONS: u32 = 64;
 pub const REDIS_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait to (re)connect.
 pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections a process opens for writes that wait for replicas. A `WAIT`
+/// holds its connection on the server until the replicas answer, and every
+/// command behind it on that connection waits too: with one connection, all
+/// venue-days of a shard would commit one batch per replication round trip
+/// (3,100 bookings/s on the loopback cluster, against 10,400/s without the
+/// wait). Partition N's writes use connection N mod this, so a venue-day's
+/// batches stay in order on one of them.
+pub const WAITING_CONNECTIONS: usize = 16;
 /// Fields fetched per `HSCAN` page when loading at start.
 pub const REDIS_SCAN_PAGE: usize = 5_000;
 
@@ -68,6 +76,9 @@ pub const AUDIT_SCAN_PAGE: usize = 1_000;
 
 pub struct RedisStore {
     connection: Connection,
+    /// The connections durable writes go out on, by partition (see
+    /// `WAITING_CONNECTIONS`); only `connection` when no replica is waited for.
+    waiting: Vec<Connection>,
     /// Replicas that must hold a batch before its commit counts (`WAIT`).
     durability: ReplicaWait,
     commit: Script,
@@ -80,6 +91,7 @@ pub struct RedisStore {
 
 /// The keys of one venue-day, all under its partition's hash tag.
 struct VenueDayKeys {
+    partition: u32,
     kill_switch: String,
     owner: String,
     applied: String,
@@ -156,6 +168,7 @@ impl VenueDayKeys {
         let partition = partition_of(&day);
         let prefix = format!("vaxslot:{{vx{partition}}}:day:{day}");
         Self {
+            partition,
             kill_switch: partition_flag(partition),
             owner: format!("{prefix}:owner"),
             applied: format!("{prefix}:applied"),
@@ -255,8 +268,23 @@ impl RedisStore {
         ))
         .await
         .map_err(unavailable)?;
+        let mut waiting = vec![connection.clone()];
+        if durability.replicas > 0 {
+            for _ in 1..WAITING_CONNECTIONS {
+                waiting.push(
+                    limited(Connection::open(
+                        target,
+                        REDIS_CONNECT_TIMEOUT,
+                        REDIS_CALL_TIMEOUT + durability.timeout,
+                    ))
+                    .await
+                    .map_err(unavailable)?,
+                );
+            }
+        }
         Ok(Self {
             connection,
+            waiting,
             durability,
             commit: Script::new(include_str!("commit.lua")),
             take_ownership: Script::new(include_str!("take_ownership.lua")),
@@ -284,6 +312,7 @@ impl RedisStore {
     /// `writes`, `scripts` are loaded and the pipeline is sent once more.
     async fn durably(
         &self,
+        partition: u32,
         writes: &::redis::Pipeline,
         scripts: &[&Script],
     ) -> Result<(Vec<Value>, bool), RedisError> {
@@ -295,7 +324,7 @@ impl RedisStore {
                 .arg(replicas)
                 .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         }
-        let mut connection = self.connection();
+        let mut connection = self.waiting[partition as usize % self.waiting.len()].clone();
         let limit = REDIS_CALL_TIMEOUT + timeout;
         let mut answer =
             limited_to(limit, pipeline.query_async::<Vec<Value>>(&mut connection)).await;
@@ -345,7 +374,7 @@ impl RedisStore {
                 let mut write = ::redis::pipe();
                 write.set(partition_flag(partition), flag);
                 if durable {
-                    let (_, replicated) = self.durably(&write, &[]).await?;
+                    let (_, replicated) = self.durably(partition, &write, &[]).await?;
                     Ok(replicated)
                 } else {
                     write.query_async::<()>(&mut connection).await?;
@@ -526,7 +555,7 @@ impl Store for RedisStore {
         }
         let mut write = ::redis::pipe();
         write.invoke_script(&invocation);
-        match self.durably(&write, &[&self.commit]).await {
+        match self.durably(keys.partition, &write, &[&self.commit]).await {
             Ok((replies, replicated)) => match script_answer(replies).as_deref() {
                 // Applied on the master; with replicas asked for, it counts
                 // only once they hold it too (else a failover could lose it).
@@ -584,7 +613,7 @@ impl Store for RedisStore {
         let mut write = ::redis::pipe();
         write.invoke_script(&invocation);
         let (replies, replicated) = self
-            .durably(&write, &[&self.abandon])
+            .durably(keys.partition, &write, &[&self.abandon])
             .await
             .map_err(unavailable)?;
         match script_answer(replies).as_deref() {
@@ -663,7 +692,7 @@ impl Store for RedisStore {
                 audit.at.timestamp_micros(),
             )
             .cmd("EXEC");
-        let (_, replicated) = self.durably(&write, &[]).await.map_err(unavailable)?;
+        let (_, replicated) = self.durably(0, &write, &[]).await.map_err(unavailable)?;
         if !replicated {
             return Err(not_replicated());
         }
