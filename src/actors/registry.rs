@@ -224,6 +224,13 @@ impl Registry {
         self.placement.as_ref()
     }
 
+    /// Whether other live processes own some venue-days now.
+    pub fn shares_days(&self) -> bool {
+        self.placement
+            .as_ref()
+            .is_some_and(|placement| placement.membership.live().len() > 1)
+    }
+
     /// Sends a day's message to its owner when that is another process:
     /// `None` when this process owns the day, or comes to own it because the
     /// owner refused the connection (it is taken for dead, `Membership::suspect`,

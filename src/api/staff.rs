@@ -195,9 +195,24 @@ pub async fn check_in(
         // reservation here at all (or it is already attended) is the
         // venue-day actor's decision.
         let reservations = state.residents.reservations_of(&ticket);
-        let booked = reservations
+        let mut booked = reservations
             .iter()
-            .find(|r| r.venue_day() == key && r.status == ReservationStatus::Booked);
+            .find(|r| r.venue_day() == key && r.status == ReservationStatus::Booked)
+            .cloned();
+        if booked.is_none() && state.registry.shares_days() {
+            // Booked through another process, this one's resident state may
+            // not know it: the day's owner does. Its dose is then checked
+            // against the history this process knows, so that an unknown
+            // previous dose refuses the check-in (never dose N on a dose
+            // N-1 nobody here can see).
+            booked = state
+                .registry
+                .reservations(&key)
+                .await
+                .map_err(|_| CheckInError::StoreUnavailable)?
+                .into_iter()
+                .find(|r| r.ticket_number == ticket && r.status == ReservationStatus::Booked);
+        }
         if let (Some(booked), Some(resident)) = (booked, state.residents.resident(&ticket)) {
             let history = received_history(&resident, &reservations);
             if !prior_dose_received(&history, booked.dose) {

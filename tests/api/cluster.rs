@@ -774,3 +774,50 @@ async fn the_cluster_node_example_starts_with_its_durability() {
     }
     node.start_kill().unwrap();
 }
+
+/// Dose 2 is never given on a dose 1 another process booked and this one
+/// cannot see: residents book both doses through process A; at a tablet
+/// served by process B, each dose 2 is refused while dose 1 is only booked,
+/// whichever process owns the days (B's own resident state knows none of
+/// these bookings unless it owns a day; it asks the day's owner).
+#[tokio::test]
+async fn a_check_in_on_another_process_never_gives_dose_2_first() {
+    const RESIDENTS: u64 = 8;
+    let a = TestApp::spawn(Backend::RedisCluster).await;
+    let (first_day, second_day) = (future_date(3), future_date(3 + 28));
+    for i in 0..RESIDENTS {
+        for day in [&first_day, &second_day] {
+            a.venue_day(&format!("clinic-{i}"), day, &[("10:00", 5)])
+                .await;
+        }
+    }
+    a.import_residents(4_800_000_000, RESIDENTS).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    for i in 0..RESIDENTS {
+        let token = a.login(4_800_000_000 + i).await;
+        for (day, dose) in [(&first_day, 1), (&second_day, 2)] {
+            let (status, body) = a.book(&token, &format!("clinic-{i}"), day, "10:00").await;
+            assert_eq!((status, body["dose"].as_u64()), (201, Some(dose)), "{body}");
+        }
+    }
+    for i in 0..RESIDENTS {
+        let (status, body) = b
+            .send(
+                Method::POST,
+                "/v1/staff/checkins",
+                Some(crate::helpers::STAFF_KEY),
+                Some(
+                    &json!({"venue_id": format!("clinic-{i}"), "date": second_day,
+                    "code": crate::helpers::ticket(4_800_000_000 + i)}),
+                ),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("prior_dose_missing")),
+            "resident {i}: {body}"
+        );
+    }
+}
