@@ -14,7 +14,8 @@ use crate::redis_server::{free_port, spawn_redis_server};
 /// Nodes in the test cluster: three masters and their replicas.
 pub const CLUSTER_NODES: usize = 6;
 /// Longest the cluster may take to form and report `cluster_state:ok`.
-const CLUSTER_FORM_TIMEOUT: Duration = Duration::from_secs(30);
+/// (Generous: under `cargo test`, several clusters form at once on two cores.)
+const CLUSTER_FORM_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may be unreachable before its replica takes over (ms).
 pub const CLUSTER_NODE_TIMEOUT_MS: u32 = 2000;
 
@@ -277,11 +278,14 @@ async fn start_node() -> Node {
         let mut child = spawn_node(port, bus, dir.path());
         let deadline = tokio::time::Instant::now() + NODE_START_TIMEOUT;
         while tokio::time::Instant::now() < deadline {
-            // Ours answering (not another test's server on a taken port).
             if matches!(child.try_wait(), Ok(Some(_))) {
                 break;
             }
-            if crate::redis_server::ping(port).await && matches!(child.try_wait(), Ok(None)) {
+            // Ours answering, by its process id: another test's server may
+            // have taken the port, and ours is then about to fail to bind.
+            if crate::redis_server::ping(port).await
+                && crate::redis_server::answers_as(port, child.id()).await
+            {
                 return Node {
                     port,
                     bus,

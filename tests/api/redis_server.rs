@@ -30,7 +30,7 @@ impl RedisServer {
             child: None,
             append_only: true,
         };
-        server.launch().await;
+        server.launch(true).await;
         server
     }
 
@@ -43,7 +43,7 @@ impl RedisServer {
             append_only: false,
         };
         std::fs::copy(dump, server.dir().join("dump.rdb")).expect("dump copied");
-        server.launch().await;
+        server.launch(true).await;
         server
     }
 
@@ -55,19 +55,34 @@ impl RedisServer {
         self.dir.path().to_path_buf()
     }
 
-    async fn launch(&mut self) {
-        let child = spawn_redis_server(self.port, &self.dir(), self.append_only, &[]);
-        self.child = Some(child);
-        tokio::time::timeout(REDIS_START_TIMEOUT, async {
-            loop {
-                if ping(self.port).await {
-                    return;
+    /// Starts the server on its port and waits until it, not another test's
+    /// server, answers there. On a first start, a port another test took
+    /// between choosing and binding it is given up for a new one.
+    async fn launch(&mut self, first_start: bool) {
+        for _ in 0..REDIS_START_ATTEMPTS {
+            let mut child = spawn_redis_server(self.port, &self.dir(), self.append_only, &[]);
+            let started = tokio::time::timeout(REDIS_START_TIMEOUT, async {
+                loop {
+                    if matches!(child.try_wait(), Ok(Some(_))) {
+                        return false;
+                    }
+                    if ping(self.port).await && answers_as(self.port, child.id()).await {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            })
+            .await
+            .unwrap_or(false);
+            if started {
+                self.child = Some(child);
+                return;
             }
-        })
-        .await
-        .expect("redis-server answers PING in time");
+            assert!(first_start, "redis-server restarts on port {}", self.port);
+            drop(child);
+            self.port = free_port();
+        }
+        panic!("redis-server did not start in {REDIS_START_ATTEMPTS} attempts");
     }
 
     /// SIGKILL: whatever AOF has fsynced survives.
@@ -81,7 +96,7 @@ impl RedisServer {
     /// Starts again on the same port, loading the AOF.
     pub async fn restart(&mut self) {
         self.kill().await;
-        self.launch().await;
+        self.launch(false).await;
     }
 }
 
@@ -124,6 +139,22 @@ pub fn spawn_redis_server(
         .kill_on_drop(true)
         .spawn()
         .expect("redis-server starts (apt-get install redis-server)")
+}
+
+/// Attempts at a first start (see `RedisServer::launch`).
+const REDIS_START_ATTEMPTS: usize = 5;
+
+/// Whether the server on `port` is the process `pid`.
+pub async fn answers_as(port: u16, pid: Option<u32>) -> bool {
+    let Some(pid) = pid else { return false };
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "server"])
+        .output()
+        .await
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|l| l.trim() == format!("process_id:{pid}"))
 }
 
 pub fn free_port() -> u16 {
