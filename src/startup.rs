@@ -188,6 +188,7 @@ impl Application {
                 .mail
                 .as_ref()
                 .map(crate::mail::MailSettings::policy),
+            registry.placement().map(|_| Arc::clone(&store)),
         );
         let mail_outbox = mailer.map(|mailer| {
             let gauge = Arc::new(crate::mail::OutboxGauge::default());

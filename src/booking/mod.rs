@@ -22,6 +22,11 @@ use crate::domain::{
     Reservation, ReservationId, VenueDayKey,
 };
 use crate::residents::{ClaimRequest, FirstAnswer, KeyedBooking, Residents};
+use crate::store::{SharedClaimAnswer, SharedDoseClaim, Store};
+
+/// Tries at a shared dose claim, each after finding the record in its way
+/// stale (see `BookingService::claim_shared`).
+pub const SHARED_CLAIM_ATTEMPTS: usize = 3;
 use crate::telemetry;
 
 /// What a command did.
@@ -39,6 +44,9 @@ pub enum Outcome {
 }
 
 pub struct BookingService {
+    /// With several processes on one Redis: the store that holds the
+    /// residents' shared dose claims (`None` for a process alone).
+    shared_claims: Option<Arc<dyn Store>>,
     kill_switch: KillSwitchHandle,
     catalog: Arc<Catalog>,
     residents: Residents,
@@ -59,8 +67,10 @@ impl BookingService {
         residents: Residents,
         registry: Arc<Registry>,
         mail: Option<MailPolicy>,
+        shared_claims: Option<Arc<dyn Store>>,
     ) -> Self {
         Self {
+            shared_claims,
             kill_switch,
             catalog,
             residents,
@@ -178,6 +188,13 @@ impl BookingService {
                 today: now.date_naive(),
             },
         )?;
+        let shared = match &self.shared_claims {
+            Some(store) => Some(
+                self.claim_shared(store.as_ref(), caller, claim.dose(), &key)
+                    .await?,
+            ),
+            None => None,
+        };
         let request = BookingRequest {
             ticket_number: caller.ticket,
             time: booking.time,
@@ -187,7 +204,8 @@ impl BookingService {
             now,
             idempotency,
         };
-        self.registry
+        let booked = self
+            .registry
             .book(
                 &key,
                 request,
@@ -195,7 +213,64 @@ impl BookingService {
                 caller.audit.clone(),
                 self.mail_for(caller),
             )
-            .await
+            .await;
+        if let (Some(store), Some(shared)) = (&self.shared_claims, &shared) {
+            let ended = match &booked {
+                Ok(reservation) => Some(Some(reservation.id)),
+                // The outcome is unknown: the claim's lease ends it, and then
+                // what the day stores decides.
+                Err(BookingError::StoreUnavailable) => None,
+                Err(_) => Some(None),
+            };
+            if let Some(booked) = ended
+                && let Err(error) = store.end_dose_claim(shared, booked).await
+            {
+                tracing::warn!(error = %error, "shared dose claim left to its lease");
+            }
+        }
+        booked
+    }
+
+    /// Takes the resident's shared claim on `dose` (several processes on one
+    /// Redis): refused while another booking of it is in flight anywhere,
+    /// or while it is booked. A record in the way is checked against the
+    /// venue-day it names (the store is the truth): a booking cancelled, or
+    /// a claim whose taker died before committing, no longer counts.
+    async fn claim_shared(
+        &self,
+        store: &dyn Store,
+        caller: &Caller,
+        dose: crate::domain::Dose,
+        key: &VenueDayKey,
+    ) -> Result<SharedDoseClaim, BookingError> {
+        let claim = SharedDoseClaim {
+            ticket: caller.ticket,
+            dose,
+            id: rand::random(),
+            day: key.clone(),
+        };
+        let mut replacing: Option<String> = None;
+        for _ in 0..SHARED_CLAIM_ATTEMPTS {
+            let answer = store
+                .claim_dose(&claim, replacing.as_deref())
+                .await
+                .map_err(|_| BookingError::StoreUnavailable)?;
+            let (day, value) = match answer {
+                SharedClaimAnswer::Claimed => return Ok(claim),
+                SharedClaimAnswer::InFlight => return Err(BookingError::ChangeInProgress),
+                SharedClaimAnswer::Booked { day, value, .. }
+                | SharedClaimAnswer::Expired { day, value } => (day, value),
+            };
+            let stored = store
+                .active_reservation_on(&day, &caller.ticket, dose)
+                .await
+                .map_err(|_| BookingError::StoreUnavailable)?;
+            if stored.is_some() {
+                return Err(BookingError::AlreadyReserved);
+            }
+            replacing = Some(value);
+        }
+        Err(BookingError::ChangeInProgress)
     }
 
     /// Cancels one of the caller's reservations and every booked later dose,
@@ -223,11 +298,17 @@ impl BookingService {
                     policy,
                     also_cancelled: cancelled.clone(),
                 });
-            cancelled.push(
-                self.registry
-                    .cancel(&key, reservation.id, caller.ticket, now, audit, notice)
-                    .await?,
-            );
+            let done = self
+                .registry
+                .cancel(&key, reservation.id, caller.ticket, now, audit, notice)
+                .await?;
+            if let Some(store) = &self.shared_claims
+                && let Err(error) = store.forget_booked_dose(&done).await
+            {
+                // A stale record is checked against the store when it is next in the way.
+                tracing::warn!(error = %error, "shared dose record not updated after a cancellation");
+            }
+            cancelled.push(done);
         }
         drop(cascade);
         let reservation = cancelled

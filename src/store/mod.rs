@@ -18,8 +18,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use thiserror::Error;
 
 use crate::domain::{
-    Account, AccountId, Actor, DayPlan, MailId, OutboxMail, Reservation, ReservationId, Resident,
-    Role, TicketNumber, Venue, VenueDayKey, VenueId,
+    Account, AccountId, Actor, DayPlan, Dose, MailId, OutboxMail, Reservation, ReservationId,
+    Resident, Role, TicketNumber, Venue, VenueDayKey, VenueId,
 };
 
 /// The store could not do what was asked. Never carries personal data.
@@ -60,6 +60,39 @@ pub enum AbandonError {
     /// Not certain yet: try again.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One booking's claim on a resident's dose, shared by every process on one
+/// Redis (`claim_dose.lua`): the per-process claim (`residents/`) cannot see
+/// the other processes' bookings.
+pub struct SharedDoseClaim {
+    pub ticket: TicketNumber,
+    pub dose: Dose,
+    /// Random, so that only this claim's own end can end it.
+    pub id: u64,
+    /// The venue-day it books: where a claim whose taker died is checked.
+    pub day: VenueDayKey,
+}
+
+/// What a shared claim found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SharedClaimAnswer {
+    Claimed,
+    /// Another booking of this dose is in flight (its lease runs).
+    InFlight,
+    /// The record says this reservation holds the dose; `value` is the
+    /// record, which a claim may replace once the store says otherwise.
+    Booked {
+        reservation_id: ReservationId,
+        day: VenueDayKey,
+        value: String,
+    },
+    /// A claim whose taker never ended it (it died, or its outcome was
+    /// unknown): what its day stores decides.
+    Expired {
+        day: VenueDayKey,
+        value: String,
+    },
 }
 
 /// The global kill switch as stored and as `GET /v1/admin/kill-switch` shows it.
@@ -419,6 +452,48 @@ pub trait Store: Send + Sync + 'static {
         } else {
             vec![member.to_owned()]
         })
+    }
+
+    /// Takes a shared claim on a resident's dose, unless another booking of it
+    /// is in flight or the record says it is booked; `replacing`: a record
+    /// the caller found stale (checked against the day's reservations). A
+    /// store one process owns has nothing to share: always claimed.
+    async fn claim_dose(
+        &self,
+        claim: &SharedDoseClaim,
+        replacing: Option<&str>,
+    ) -> Result<SharedClaimAnswer, StoreError> {
+        let _ = (claim, replacing);
+        Ok(SharedClaimAnswer::Claimed)
+    }
+
+    /// Ends this shared claim: with the reservation that now holds the dose,
+    /// or without (the dose is free). Another claim's record is left alone.
+    async fn end_dose_claim(
+        &self,
+        claim: &SharedDoseClaim,
+        booked: Option<ReservationId>,
+    ) -> Result<(), StoreError> {
+        let _ = (claim, booked);
+        Ok(())
+    }
+
+    /// A cancelled reservation no longer holds its dose in the shared record.
+    async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
+        let _ = cancelled;
+        Ok(())
+    }
+
+    /// The resident's active reservation of `dose` on a venue-day, as
+    /// stored (read only: the day's owner is not changed).
+    async fn active_reservation_on(
+        &self,
+        day: &VenueDayKey,
+        ticket: &TicketNumber,
+        dose: Dose,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let _ = (day, ticket, dose);
+        Ok(None)
     }
 
     /// Appends one audit entry, durably, before its answer is sent.

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use super::records::{self, Stored};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
-    CommitError, Decision, KillSwitchState, MAIL_LEASE, OutboxFigures, ReservationBatch, Store,
-    StoreError, StoredVenueDay, page_of,
+    CommitError, Decision, KillSwitchState, MAIL_LEASE, OutboxFigures, ReservationBatch,
+    SharedClaimAnswer, SharedDoseClaim, Store, StoreError, StoredVenueDay, page_of,
 };
 mod connection;
 
@@ -31,8 +31,8 @@ use connection::Connection;
 pub use connection::RedisTarget;
 
 use crate::domain::{
-    Account, AccountId, DayPlan, Delivery, OutboxMail, Reservation, Resident, Venue, VenueDayKey,
-    VenueId, parse_date,
+    Account, AccountId, DayPlan, Delivery, OutboxMail, Reservation, ReservationId, Resident, Venue,
+    VenueDayKey, VenueId, parse_date,
 };
 
 /// Venue-days are spread over this many hash tags, each with its own copy of
@@ -50,6 +50,11 @@ pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// wait). Partition N's writes use connection N mod this, so a venue-day's
 /// batches stay in order on one of them.
 pub const WAITING_CONNECTIONS: usize = 16;
+/// Residents' shared dose records are spread over this many hash tags.
+pub const RESIDENT_PARTITIONS: u32 = 1024;
+/// How long a shared dose claim holds while its booking is decided and
+/// committed: longer than a forwarded booking may take (`FORWARD_TIMEOUT`).
+pub const SHARED_CLAIM_LEASE: Duration = Duration::from_secs(15);
 /// Fields fetched per `HSCAN` page when loading at start.
 pub const REDIS_SCAN_PAGE: usize = 5_000;
 
@@ -87,6 +92,8 @@ pub struct RedisStore {
     claim_mail: Script,
     settle_mail: Script,
     heartbeat: Script,
+    claim_dose: Script,
+    end_dose_claim: Script,
 }
 
 /// The keys of one venue-day, all under its partition's hash tag.
@@ -148,6 +155,16 @@ fn partition_of(day: &str) -> u32 {
         hash = hash.wrapping_mul(0x0100_0193);
     }
     hash % KILL_SWITCH_PARTITIONS
+}
+
+/// The key of a resident's shared dose record: named by a hash of the ticket
+/// number (never the number itself), on one of `RESIDENT_PARTITIONS` tags.
+fn resident_doses(ticket: &crate::domain::TicketNumber) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(ticket.expose().as_bytes());
+    let partition = u32::from(u16::from_be_bytes([digest[0], digest[1]])) % RESIDENT_PARTITIONS;
+    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("vaxslot:{{rs{partition}}}:resident:{name}:doses")
 }
 
 fn partition_flag(partition: u32) -> String {
@@ -292,6 +309,8 @@ impl RedisStore {
             claim_mail: Script::new(include_str!("claim_mail.lua")),
             settle_mail: Script::new(include_str!("settle_mail.lua")),
             heartbeat: Script::new(include_str!("heartbeat.lua")),
+            claim_dose: Script::new(include_str!("claim_dose.lua")),
+            end_dose_claim: Script::new(include_str!("end_dose_claim.lua")),
         })
     }
 
@@ -722,6 +741,97 @@ impl Store for RedisStore {
         )
         .await
         .map_err(unavailable)
+    }
+
+    async fn claim_dose(
+        &self,
+        claim: &SharedDoseClaim,
+        replacing: Option<&str>,
+    ) -> Result<SharedClaimAnswer, StoreError> {
+        let mut connection = self.connection();
+        let answer: String = limited(
+            self.claim_dose
+                .key(resident_doses(&claim.ticket))
+                .arg(claim.dose.number())
+                .arg(format!("{:016x}", claim.id))
+                .arg(u64::try_from(SHARED_CLAIM_LEASE.as_millis()).unwrap_or(u64::MAX))
+                .arg(day_field(&claim.day))
+                .arg(replacing.unwrap_or(""))
+                .invoke_async(&mut connection),
+        )
+        .await
+        .map_err(unavailable)?;
+        let corrupt = || StoreError::Corrupt("shared dose record".into());
+        let mut words = answer.split(' ');
+        Ok(
+            match (words.next(), words.next(), words.next(), words.next()) {
+                (Some("OK"), ..) => SharedClaimAnswer::Claimed,
+                (Some("pending"), ..) => SharedClaimAnswer::InFlight,
+                (Some("booked"), Some(id), Some(day), None) => SharedClaimAnswer::Booked {
+                    reservation_id: ReservationId::parse(id).ok_or_else(corrupt)?,
+                    day: parse_day_field(day)?,
+                    value: answer.clone(),
+                },
+                (Some("expired"), Some("pending"), Some(_), Some(_)) => {
+                    let value = answer.trim_start_matches("expired ").to_owned();
+                    let day = value.rsplit(' ').next().ok_or_else(corrupt)?;
+                    SharedClaimAnswer::Expired {
+                        day: parse_day_field(day)?,
+                        value,
+                    }
+                }
+                _ => return Err(corrupt()),
+            },
+        )
+    }
+
+    async fn end_dose_claim(
+        &self,
+        claim: &SharedDoseClaim,
+        booked: Option<ReservationId>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let _: i64 = limited(
+            self.end_dose_claim
+                .key(resident_doses(&claim.ticket))
+                .arg(claim.dose.number())
+                .arg(format!("pending {:016x} ", claim.id))
+                .arg(booked.map_or_else(String::new, |id| {
+                    format!("booked {id} {}", day_field(&claim.day))
+                }))
+                .invoke_async(&mut connection),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let _: i64 = limited(
+            self.end_dose_claim
+                .key(resident_doses(&cancelled.ticket_number))
+                .arg(cancelled.dose.number())
+                .arg(format!("booked {} ", cancelled.id))
+                .arg("")
+                .invoke_async(&mut connection),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn active_reservation_on(
+        &self,
+        day: &VenueDayKey,
+        ticket: &crate::domain::TicketNumber,
+        dose: crate::domain::Dose,
+    ) -> Result<Option<Reservation>, StoreError> {
+        Ok(self
+            .reservations_of_day(day)
+            .await?
+            .into_iter()
+            .find(|r| r.ticket_number == *ticket && r.dose == dose && r.status.is_active()))
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {

@@ -821,3 +821,104 @@ async fn a_check_in_on_another_process_never_gives_dose_2_first() {
         );
     }
 }
+
+/// One resident's bookings of one dose sent at once to different processes,
+/// for venue-days with different owners: exactly one `201` per resident, the
+/// store holds one reservation each, and a cancellation through either
+/// process frees the dose for a booking through the other.
+#[tokio::test]
+async fn one_residents_dose_booked_at_once_through_two_processes_books_once() {
+    const RESIDENTS: u64 = 40;
+    const DAYS: usize = 8;
+    let a = TestApp::spawn(Backend::RedisCluster).await;
+    let date = future_date(30);
+    for d in 0..DAYS {
+        a.venue_day(&format!("venue-{d}"), &date, &[("10:00", 100)])
+            .await;
+    }
+    a.import_residents(4_900_000_000, RESIDENTS).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let apps = Arc::new([a, b]);
+    let mut tokens = Vec::new();
+    for i in 0..RESIDENTS {
+        tokens.push((
+            apps[0].login(4_900_000_000 + i).await,
+            apps[1].login(4_900_000_000 + i).await,
+        ));
+    }
+    let answers: Vec<Vec<(u16, Value)>> =
+        futures::future::join_all(tokens.iter().enumerate().map(|(i, (token_a, token_b))| {
+            let (apps, date) = (Arc::clone(&apps), date.clone());
+            async move {
+                // Two different venue-days, so two actors (often in two
+                // processes) decide at once: only the resident's claim can
+                // tell them apart.
+                let (first, second) = (
+                    format!("venue-{}", i % DAYS),
+                    format!("venue-{}", (i + 1) % DAYS),
+                );
+                let (one, two) = tokio::join!(
+                    apps[0].book(token_a, &first, &date, "10:00"),
+                    apps[1].book(token_b, &second, &date, "10:00"),
+                );
+                vec![one, two]
+            }
+        }))
+        .await;
+    let mut created = HashSet::new();
+    for (i, pair) in answers.iter().enumerate() {
+        let booked: Vec<&Value> = pair
+            .iter()
+            .filter(|(s, _)| *s == 201)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(booked.len(), 1, "resident {i}: {pair:?}");
+        created.insert(booked[0]["reservation_id"].as_str().unwrap().to_owned());
+        for (status, body) in pair {
+            assert!(
+                *status == 201
+                    || ["already_reserved", "change_in_progress"]
+                        .contains(&body["code"].as_str().unwrap_or("")),
+                "resident {i}: {status} {body}"
+            );
+        }
+    }
+    assert_eq!(
+        apps[0].stored_ids().await,
+        created,
+        "one reservation per resident"
+    );
+
+    // Cancelled through B, the dose books again through A.
+    let (token_a, token_b) = &tokens[0];
+    let id = answers[0]
+        .iter()
+        .find(|(s, _)| *s == 201)
+        .map(|(_, b)| b["reservation_id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let (status, body) = apps[1]
+        .send(
+            Method::DELETE,
+            &format!("/v1/reservations/{id}"),
+            Some(token_b),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 404, "{status} {body}");
+    if status == 404 {
+        // B's resident state has not seen A's booking: cancel through A.
+        let (status, body) = apps[0]
+            .send(
+                Method::DELETE,
+                &format!("/v1/reservations/{id}"),
+                Some(token_a),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = apps[0].book(token_a, "venue-3", &date, "10:00").await;
+    assert_eq!(status, 201, "the dose is free again: {body}");
+}
