@@ -214,7 +214,7 @@ impl BookingService {
                 self.mail_for(caller),
             )
             .await;
-        if let (Some(store), Some(shared)) = (&self.shared_claims, &shared) {
+        if let (Some(store), Some(shared)) = (&self.shared_claims, shared) {
             let ended = match &booked {
                 Ok(reservation) => Some(Some(reservation.id)),
                 // The outcome is unknown: the claim's lease ends it, and then
@@ -222,8 +222,10 @@ impl BookingService {
                 Err(BookingError::StoreUnavailable) => None,
                 Err(_) => Some(None),
             };
+            // Waited for, so that a retry right after a refusal finds the
+            // dose free (not waiting measured no faster: BENCHMARKS.md).
             if let Some(booked) = ended
-                && let Err(error) = store.end_dose_claim(shared, booked).await
+                && let Err(error) = store.end_dose_claim(&shared, booked).await
             {
                 tracing::warn!(error = %error, "shared dose claim left to its lease");
             }

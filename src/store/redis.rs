@@ -54,7 +54,7 @@ pub const WAITING_CONNECTIONS: usize = 16;
 pub const RESIDENT_PARTITIONS: u32 = 1024;
 /// How long a shared dose claim holds while its booking is decided and
 /// committed: longer than a forwarded booking may take (`FORWARD_TIMEOUT`).
-pub const SHARED_CLAIM_LEASE: Duration = Duration::from_secs(15);
+pub const SHARED_CLAIM_LEASE: Duration = Duration::from_secs(10);
 /// Fields fetched per `HSCAN` page when loading at start.
 pub const REDIS_SCAN_PAGE: usize = 5_000;
 
@@ -316,6 +316,16 @@ impl RedisStore {
 
     fn connection(&self) -> Connection {
         self.connection.clone()
+    }
+
+    /// The connection a resident's shared dose record is written on: one of
+    /// the busy `waiting` ones, by the ticket's hash, so that the booking
+    /// path keeps to connections in constant use.
+    fn resident_connection(&self, ticket: &crate::domain::TicketNumber) -> Connection {
+        let index = resident_doses(ticket).bytes().fold(0usize, |n, b| {
+            n.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        self.waiting[index % self.waiting.len()].clone()
     }
 
     /// Sends `writes` (commands on one slot) with, when replicas are asked
@@ -748,7 +758,7 @@ impl Store for RedisStore {
         claim: &SharedDoseClaim,
         replacing: Option<&str>,
     ) -> Result<SharedClaimAnswer, StoreError> {
-        let mut connection = self.connection();
+        let mut connection = self.resident_connection(&claim.ticket);
         let answer: String = limited(
             self.claim_dose
                 .key(resident_doses(&claim.ticket))
@@ -790,7 +800,7 @@ impl Store for RedisStore {
         claim: &SharedDoseClaim,
         booked: Option<ReservationId>,
     ) -> Result<(), StoreError> {
-        let mut connection = self.connection();
+        let mut connection = self.resident_connection(&claim.ticket);
         let _: i64 = limited(
             self.end_dose_claim
                 .key(resident_doses(&claim.ticket))
@@ -807,7 +817,7 @@ impl Store for RedisStore {
     }
 
     async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
-        let mut connection = self.connection();
+        let mut connection = self.resident_connection(&cancelled.ticket_number);
         let _: i64 = limited(
             self.end_dose_claim
                 .key(resident_doses(&cancelled.ticket_number))

