@@ -182,20 +182,12 @@ impl Membership {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                match store.heartbeat(&record, MEMBER_LEASE, false).await {
+                match store.heartbeat(&record, MEMBER_LEASE).await {
                     Ok(records) => membership.set_live(&records),
                     Err(error) => tracing::warn!(error = %error, "member lease not renewed"),
                 }
             }
         });
-    }
-
-    /// Takes this process out of the member list (a clean stop): its days
-    /// move at once instead of when its lease ends.
-    pub async fn leave(&self, store: &dyn Store) {
-        if let Err(error) = store.heartbeat(&self.me.record(), MEMBER_LEASE, true).await {
-            tracing::warn!(error = %error, "member lease not given up");
-        }
     }
 }
 

@@ -438,20 +438,15 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Renews this process's lease in the member list (`member` is
-    /// `"<id> <url>"`) for `lease`, or removes it when `leaving`; answers the
-    /// live members. A store one process owns (embedded) has only this one.
+    /// `"<id> <url>"`) for `lease`; answers the live members. A store one
+    /// process owns (embedded) has only this one.
     async fn heartbeat(
         &self,
         member: &str,
         lease: std::time::Duration,
-        leaving: bool,
     ) -> Result<Vec<String>, StoreError> {
         let _ = lease;
-        Ok(if leaving {
-            Vec::new()
-        } else {
-            vec![member.to_owned()]
-        })
+        Ok(vec![member.to_owned()])
     }
 
     /// Takes a shared claim on a resident's dose, unless another booking of it

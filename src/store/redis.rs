@@ -734,19 +734,13 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn heartbeat(
-        &self,
-        member: &str,
-        lease: Duration,
-        leaving: bool,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn heartbeat(&self, member: &str, lease: Duration) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection();
         limited(
             self.heartbeat
                 .key(MEMBERS)
                 .arg(member)
                 .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
-                .arg(if leaving { "1" } else { "0" })
                 .invoke_async(&mut connection),
         )
         .await
