@@ -41,6 +41,15 @@ fn venue_day(
     })
 }
 
+/// An internal call's JSON body, of at most `INTERNAL_BODY_BYTES_MAX`.
+async fn wire_body<T: serde::de::DeserializeOwned>(
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let bytes = body::read(request, payload, INTERNAL_BODY_BYTES_MAX).await?;
+    body::parse_json(request, &bytes)
+}
+
 fn malformed(Malformed(what): Malformed) -> ApiError {
     ApiError::invalid_json(format!("internal call: {what}"))
 }
@@ -53,8 +62,7 @@ pub async fn book(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let key = venue_day(&request, &state, &path)?;
-    let bytes = body::read(&request, payload, INTERNAL_BODY_BYTES_MAX).await?;
-    let wire: BookWire = body::parse_json(&request, &bytes)?;
+    let wire: BookWire = wire_body(&request, payload).await?;
     let booking = wire.request().map_err(malformed)?;
     let audit = wire
         .audit
@@ -84,8 +92,7 @@ pub async fn cancel(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let key = venue_day(&request, &state, &path)?;
-    let bytes = body::read(&request, payload, INTERNAL_BODY_BYTES_MAX).await?;
-    let wire: CancelWire = body::parse_json(&request, &bytes)?;
+    let wire: CancelWire = wire_body(&request, payload).await?;
     let (id, owner) = (
         wire.reservation_id().map_err(malformed)?,
         wire.owner().map_err(malformed)?,
@@ -125,8 +132,7 @@ pub async fn check_in(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let key = venue_day(&request, &state, &path)?;
-    let bytes = body::read(&request, payload, INTERNAL_BODY_BYTES_MAX).await?;
-    let wire: CheckInWire = body::parse_json(&request, &bytes)?;
+    let wire: CheckInWire = wire_body(&request, payload).await?;
     let owner = wire.owner().map_err(malformed)?;
     let audit = wire
         .audit
@@ -167,8 +173,7 @@ pub async fn replace_plan(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let key = venue_day(&request, &state, &path)?;
-    let bytes = body::read(&request, payload, INTERNAL_BODY_BYTES_MAX).await?;
-    let wire: PlanWire = body::parse_json(&request, &bytes)?;
+    let wire: PlanWire = wire_body(&request, payload).await?;
     let plan = wire::plan_from_wire(wire).map_err(malformed)?;
     let answer: Answer<bool, DayPlanErrorWire> =
         match state.registry.replace_plan_here(&key, plan).await {

@@ -318,11 +318,11 @@ impl RedisStore {
         self.connection.clone()
     }
 
-    /// The connection a resident's shared dose record is written on: one of
-    /// the busy `waiting` ones, by the ticket's hash, so that the booking
+    /// The connection a resident's shared dose record (at `key`) is written
+    /// on: one of the busy `waiting` ones, by the key, so that the booking
     /// path keeps to connections in constant use.
-    fn resident_connection(&self, ticket: &crate::domain::TicketNumber) -> Connection {
-        let index = resident_doses(ticket).bytes().fold(0usize, |n, b| {
+    fn resident_connection(&self, key: &str) -> Connection {
+        let index = key.bytes().fold(0usize, |n, b| {
             n.wrapping_mul(31).wrapping_add(usize::from(b))
         });
         self.waiting[index % self.waiting.len()].clone()
@@ -752,10 +752,11 @@ impl Store for RedisStore {
         claim: &SharedDoseClaim,
         replacing: Option<&str>,
     ) -> Result<SharedClaimAnswer, StoreError> {
-        let mut connection = self.resident_connection(&claim.ticket);
+        let key = resident_doses(&claim.ticket);
+        let mut connection = self.resident_connection(&key);
         let answer: String = limited(
             self.claim_dose
-                .key(resident_doses(&claim.ticket))
+                .key(&key)
                 .arg(claim.dose.number())
                 .arg(format!("{:016x}", claim.id))
                 .arg(u64::try_from(SHARED_CLAIM_LEASE.as_millis()).unwrap_or(u64::MAX))
@@ -794,10 +795,11 @@ impl Store for RedisStore {
         claim: &SharedDoseClaim,
         booked: Option<ReservationId>,
     ) -> Result<(), StoreError> {
-        let mut connection = self.resident_connection(&claim.ticket);
+        let key = resident_doses(&claim.ticket);
+        let mut connection = self.resident_connection(&key);
         let _: i64 = limited(
             self.end_dose_claim
-                .key(resident_doses(&claim.ticket))
+                .key(&key)
                 .arg(claim.dose.number())
                 .arg(format!("pending {:016x} ", claim.id))
                 .arg(booked.map_or_else(String::new, |id| {
@@ -811,10 +813,11 @@ impl Store for RedisStore {
     }
 
     async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
-        let mut connection = self.resident_connection(&cancelled.ticket_number);
+        let key = resident_doses(&cancelled.ticket_number);
+        let mut connection = self.resident_connection(&key);
         let _: i64 = limited(
             self.end_dose_claim
-                .key(resident_doses(&cancelled.ticket_number))
+                .key(&key)
                 .arg(cancelled.dose.number())
                 .arg(format!("booked {} ", cancelled.id))
                 .arg("")
