@@ -16,6 +16,11 @@ pub const CLUSTER_NODES: usize = 6;
 /// Longest the cluster may take to form and report `cluster_state:ok`.
 /// (Generous: under `cargo test`, several clusters form at once on two cores.)
 const CLUSTER_FORM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest one cluster may take to form before it is started anew (shorter
+/// than `CLUSTER_FORM_TIMEOUT`, so that a stalled wait is cut off, not failed).
+const CLUSTER_FORM_ATTEMPT: Duration = Duration::from_secs(40);
+/// Clusters started before a test gives up.
+const CLUSTER_START_ATTEMPTS: usize = 3;
 /// How long a node may be unreachable before its replica takes over (ms).
 pub const CLUSTER_NODE_TIMEOUT_MS: u32 = 2000;
 
@@ -34,9 +39,27 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// Six nodes joined into a cluster. A cluster that has not formed within
+    /// `CLUSTER_FORM_ATTEMPT` (a node died, or lost a port to another test)
+    /// is dropped, its nodes killed, and six new ones started.
     pub async fn start() -> RedisCluster {
-        let nodes = futures::future::join_all((0..CLUSTER_NODES).map(|_| start_node())).await;
-        let cluster = RedisCluster { nodes };
+        for _ in 0..CLUSTER_START_ATTEMPTS {
+            let nodes = futures::future::join_all((0..CLUSTER_NODES).map(|_| start_node())).await;
+            let cluster = RedisCluster { nodes };
+            if tokio::time::timeout(CLUSTER_FORM_ATTEMPT, cluster.form())
+                .await
+                .unwrap_or(false)
+            {
+                return cluster;
+            }
+        }
+        panic!("a Redis Cluster did not form in {CLUSTER_START_ATTEMPTS} attempts");
+    }
+
+    /// Joins the nodes and waits until every one agrees on three masters
+    /// with a replica each, every replica in sync; `false` if they cannot.
+    async fn form(&self) -> bool {
+        let cluster = self;
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for node in &cluster.nodes {
@@ -47,11 +70,9 @@ impl RedisCluster {
             .output()
             .await
             .expect("redis-cli runs");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+        if !output.status.success() {
+            return false;
+        }
         for node in &cluster.nodes {
             cluster
                 .until(node.port, "CLUSTER INFO", "cluster_state:ok")
@@ -73,7 +94,7 @@ impl RedisCluster {
             };
             cluster.until(node.port, "INFO replication", ready).await;
         }
-        cluster
+        true
     }
 
     /// Waits until `CLUSTER NODES` on `port` satisfies `done`.
