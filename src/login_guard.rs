@@ -24,6 +24,12 @@ use crate::domain::TicketNumber;
 pub const TICKET_FAILURES_MAX: usize = 5;
 pub const TICKET_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const TICKET_LOCK: Duration = Duration::from_secs(15 * 60);
+/// The per-ticket lockout, as the store applies it across processes.
+pub const TICKET_LIMITS: crate::store::LoginLimits = crate::store::LoginLimits {
+    failures: TICKET_FAILURES_MAX,
+    window: TICKET_FAILURE_WINDOW,
+    lock: TICKET_LOCK,
+};
 pub const ADDRESS_WINDOW: Duration = Duration::from_secs(60);
 pub const ADDRESS_BLOCK: Duration = Duration::from_secs(60);
 /// Default of `VAXSLOT_LOGIN_FAILURES_PER_ADDR_MAX`.

@@ -79,6 +79,13 @@ impl Application {
         }
         .with_lifetime(settings.token_lifetime);
 
+        // Where the change streams end before anything is loaded: with
+        // several processes, what others change from now on is followed
+        // from here (`cluster::Follower`).
+        let change_cursor = store
+            .change_cursor()
+            .await
+            .context("reading where the change streams end")?;
         let residents = store.load_residents().await.context("loading residents")?;
         let reservations = store
             .load_reservations()
@@ -97,11 +104,14 @@ impl Application {
                 .or_default()
                 .push(reservation.clone());
         }
+        let mut days = HashMap::new();
         for (key, plan) in store.load_day_plans().await.context("loading day plans")? {
             let stored = by_day.remove(&key).unwrap_or_default();
-            if let Some(snapshot) = VenueDay::restore(key, Some(plan), stored).snapshot() {
+            let day = VenueDay::restore(key.clone(), Some(plan), stored);
+            if let Some(snapshot) = day.snapshot() {
                 catalog.publish(snapshot);
             }
+            days.insert(key, day);
         }
         let resident_count = residents.len();
         let reservation_count = reservations.len();
@@ -168,6 +178,20 @@ impl Application {
             settings.venue_day_queue_max,
             settings.venue_day_idle_max,
         ));
+        if registry.placement().is_some() {
+            // The days loaded above stay as the mirrors of what others commit.
+            crate::cluster::Follower::new(
+                Arc::clone(&store),
+                residents.clone(),
+                Arc::clone(&catalog),
+                Arc::clone(&registry),
+                change_cursor,
+                days,
+            )
+            .start();
+        } else {
+            drop(days);
+        }
         tracing::info!(
             store = store.kind(),
             venues = catalog.venue_count(),

@@ -23,8 +23,8 @@ use crate::catalog::VENUE_DAYS_MAX;
 use crate::cluster::wire::{BookWire, CancelWire, CheckInWire, audit_to_wire};
 use crate::cluster::{Forwarder, MEMBERS_MAX, Member, Membership, Owner, Unanswered};
 use crate::domain::{
-    BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, MailPolicy, Reservation,
-    ReservationId, TicketNumber, VenueDayKey,
+    BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, DaySnapshot, MailPolicy,
+    Reservation, ReservationId, TicketNumber, VenueDayKey,
 };
 use crate::residents::DoseClaim;
 use crate::store::{AuditDraft, StoreError};
@@ -220,8 +220,20 @@ impl Registry {
         forget(&self.actors, key, generation);
     }
 
+    /// Whether an actor of this process runs the venue-day now (it then
+    /// publishes the day's availability itself).
+    pub fn runs_actor_for(&self, key: &VenueDayKey) -> bool {
+        self.actors.get(key).is_some_and(|handle| handle.is_open())
+    }
+
     pub fn placement(&self) -> Option<&Placement> {
         self.placement.as_ref()
+    }
+
+    /// Whether this process shares its store with others (it has a place
+    /// among them): per-resident state is then also kept in the store.
+    pub fn shares_state(&self) -> bool {
+        self.placement.is_some()
     }
 
     /// Whether other live processes own some venue-days now.
@@ -474,7 +486,16 @@ impl Registry {
             .await;
         match forwarded {
             None => self.replace_plan_here(key, plan).await,
-            Some(Ok(answer)) => answer,
+            Some(Ok(Ok((created, slots)))) => {
+                // What the owner published, published here too.
+                self.shared.catalog.publish(DaySnapshot {
+                    key: key.clone(),
+                    plan: Arc::new(plan),
+                    slots,
+                });
+                Ok(created)
+            }
+            Some(Ok(Err(refusal))) => Err(refusal),
             Some(Err(_)) => Err(DayPlanError::StoreUnavailable),
         }
     }

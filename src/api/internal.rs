@@ -14,7 +14,7 @@ use super::problem::ApiError;
 use crate::actors::CancelNotice;
 use crate::cluster::wire::{
     self, Answer, BookWire, BookingErrorWire, CancelWire, CheckInErrorWire, CheckInWire,
-    DayPlanErrorWire, Malformed, PlanWire,
+    DayPlanErrorWire, Malformed, PlanReplacedWire, PlanWire, SlotWire,
 };
 use crate::domain::{VenueDayKey, VenueId, parse_date};
 use crate::store::records::Stored;
@@ -175,9 +175,17 @@ pub async fn replace_plan(
     let key = venue_day(&request, &state, &path)?;
     let wire: PlanWire = wire_body(&request, payload).await?;
     let plan = wire::plan_from_wire(wire).map_err(malformed)?;
-    let answer: Answer<bool, DayPlanErrorWire> =
+    let answer: Answer<PlanReplacedWire, DayPlanErrorWire> =
         match state.registry.replace_plan_here(&key, plan).await {
-            Ok(new) => Answer::Ok(new),
+            // The actor published the new snapshot before answering.
+            Ok(created) => Answer::Ok(PlanReplacedWire {
+                created,
+                slots: state
+                    .catalog
+                    .day(&key)
+                    .map(|day| day.slots.iter().map(SlotWire::from).collect())
+                    .unwrap_or_default(),
+            }),
             Err(refusal) => Answer::Refused(refusal.into()),
         };
     Ok(HttpResponse::Ok().json(answer))

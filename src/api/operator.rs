@@ -53,7 +53,7 @@ pub struct BirthDateQuery {
 /// (even with the right birth date), a mismatch `404` and one more failure
 /// toward the lockout. The call centre shares one address, so only the
 /// ticket's lockout applies, not the per-address limit.
-fn identify(
+async fn identify(
     state: &AppState,
     ticket: &TicketNumber,
     birth_date: Option<&str>,
@@ -68,6 +68,7 @@ fn identify(
         "too many failed identity checks for this ticket: wait before trying again",
         ApiError::not_found,
     )
+    .await
     .map(|_| ())
 }
 
@@ -114,7 +115,7 @@ pub async fn create(
         .parse()?;
         target.venue_id = Some(booking.venue_id.clone());
         target.date = Some(booking.date);
-        identify(&state, &ticket, Some(&body.birth_date))?;
+        identify(&state, &ticket, Some(&body.birth_date)).await?;
         let caller = Caller {
             ticket,
             channel: Channel::Operator,
@@ -157,9 +158,9 @@ pub async fn cancel(
     let caller_target = target.clone();
     let result = cancel_through_service(
         &state,
-        || {
+        async {
             let (ticket, birth_date) = identity?;
-            identify(&state, &ticket, birth_date.as_deref())?;
+            identify(&state, &ticket, birth_date.as_deref()).await?;
             Ok(Caller {
                 ticket,
                 channel: Channel::Operator,
@@ -190,7 +191,7 @@ pub async fn lookup(
         let query = query.map_err(|e| ApiError::invalid_query(e.to_string()))?;
         let ticket = TicketNumber::parse(&path)?;
         target.ticket_number = Some(ticket);
-        identify(&state, &ticket, query.birth_date.as_deref())?;
+        identify(&state, &ticket, query.birth_date.as_deref()).await?;
         super::sessions::profile(&state, &ticket).ok_or_else(ApiError::not_found)
     }
     .await;

@@ -185,12 +185,14 @@ pub struct CancelView {
 /// Cancels through the booking service and counts it (every channel).
 pub async fn cancel_through_service(
     state: &AppState,
-    caller: impl FnOnce() -> Result<Caller, ApiError>,
+    caller: impl std::future::Future<Output = Result<Caller, ApiError>>,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
     let result: Result<CancelView, ApiError> = async {
         state.booking.refuse_if_closed()?;
-        let caller = caller()?;
+        // Not begun until now: a stopped service refuses before the caller
+        // is even identified.
+        let caller = caller.await?;
         let reservation_id = ReservationId::parse(id).ok_or_else(ApiError::not_found)?;
         let command = Command::Cancel { reservation_id };
         match state.booking.execute(&caller, command).await? {
@@ -222,7 +224,7 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     cancel_through_service(
         &state,
-        || {
+        async {
             Ok(Caller {
                 ticket: auth::resident(&request, &state)?,
                 channel: Channel::Web,

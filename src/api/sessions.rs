@@ -33,8 +33,11 @@ fn count_login(outcome: &'static str) {
 /// Checks a resident's identity (ticket number and birth date) as every
 /// channel must: a locked ticket or a blocked `address` is `429` even with
 /// the right birth date; a mismatch is `mismatch()` and one more failure
-/// toward the lockout; a match clears the ticket's failures.
-pub fn check_identity(
+/// toward the lockout; a match clears the ticket's failures. With several
+/// processes the ticket's lockout is also kept in the store, so that it
+/// counts the failures made through every process (the per-address limit
+/// stays per process; README "Several processes").
+pub async fn check_identity(
     state: &AppState,
     ticket: &TicketNumber,
     birth_date: chrono::NaiveDate,
@@ -42,12 +45,30 @@ pub fn check_identity(
     locked_detail: &'static str,
     mismatch: fn() -> ApiError,
 ) -> Result<crate::tokens::ResidentHandle, ApiError> {
+    let locked = |wait_s: u64| {
+        ApiError::new(ErrorCode::TooManyAttempts, locked_detail)
+            .with_retry_after(u32::try_from(wait_s).unwrap_or(u32::MAX))
+    };
     let now = std::time::Instant::now();
-    if let Err(wait_s) = state.login_guard.admit(ticket, address, now) {
-        return Err(ApiError::new(ErrorCode::TooManyAttempts, locked_detail)
-            .with_retry_after(u32::try_from(wait_s).unwrap_or(u32::MAX)));
+    state
+        .login_guard
+        .admit(ticket, address, now)
+        .map_err(locked)?;
+    let handle = state.residents.login(ticket, birth_date);
+    if state.registry.shares_state() {
+        match state
+            .store
+            .login_attempt(ticket, handle.is_some(), crate::login_guard::TICKET_LIMITS)
+            .await
+        {
+            Ok(Some(left)) => return Err(locked(left.as_secs_f64().ceil().max(1.0) as u64)),
+            Ok(None) => {}
+            // Failing open, as the guard does when full: a store that cannot
+            // count must not lock every resident out.
+            Err(error) => tracing::warn!(error = %error, "shared login lockout not consulted"),
+        }
     }
-    let Some(handle) = state.residents.login(ticket, birth_date) else {
+    let Some(handle) = handle else {
         state.login_guard.record_failure(ticket, address, now);
         return Err(mismatch());
     };
@@ -73,7 +94,8 @@ pub async fn login(
             address,
             "too many failed logins: wait before trying again",
             ApiError::invalid_credentials,
-        )?;
+        )
+        .await?;
         let (token, expires_at) = state.tokens.issue(&handle, crate::clock::now_utc());
         Ok::<_, ApiError>(Session {
             token,

@@ -107,7 +107,7 @@ impl BookingService {
             Command::Book {
                 booking,
                 idempotency_key: None,
-            } => Ok(Outcome::Booked(self.book(caller, booking, None).await?)),
+            } => Ok(Outcome::Booked(self.book_unkeyed(caller, booking).await?)),
             Command::Book {
                 booking,
                 idempotency_key: Some(key),
@@ -138,9 +138,11 @@ impl BookingService {
                 KeyedBooking::InProgress => return Err(BookingError::IdempotencyKeyInUse),
                 KeyedBooking::Mismatch => return Err(BookingError::IdempotencyKeyReused),
             };
+        let fingerprint = booking.fingerprint(FingerprintScheme::Canonical);
+        let tag_key = key.clone();
         let tag = IdempotencyTag {
             key,
-            fingerprint: booking.fingerprint(FingerprintScheme::Canonical),
+            fingerprint,
             scheme: FingerprintScheme::Canonical,
         };
         match self.book(caller, booking, Some(tag)).await {
@@ -148,14 +150,63 @@ impl BookingService {
                 guard.finish(Some(FirstAnswer::Booked(Box::new(reservation.clone()))));
                 Ok(Outcome::Booked(reservation))
             }
-            Err(refusal) if is_final(refusal) => {
-                guard.finish(Some(FirstAnswer::Refused(refusal)));
-                Err(refusal)
+            Err(Refused::Replay(first)) => {
+                guard.finish(Some(FirstAnswer::Booked(first.clone())));
+                Ok(Outcome::Replayed(*first))
             }
-            Err(failure) => {
+            Err(Refused::Error(refusal)) if is_final(refusal) => {
+                let first = self
+                    .first_refusal(caller, &tag_key, fingerprint, refusal)
+                    .await;
+                guard.finish(Some(FirstAnswer::Refused(first)));
+                Err(first)
+            }
+            Err(Refused::Error(failure)) => {
                 guard.finish(None);
                 Err(failure)
             }
+        }
+    }
+
+    /// With several processes: keeps a keyed booking's final refusal in the
+    /// store, so that a retry through any process answers it again; when a
+    /// first refusal is kept already (the retry came here, and was refused
+    /// again, maybe otherwise), that one is the answer. Without the store's
+    /// answer, this process's refusal stands.
+    async fn first_refusal(
+        &self,
+        caller: &Caller,
+        key: &str,
+        fingerprint: u64,
+        refusal: BookingError,
+    ) -> BookingError {
+        let Some(store) = &self.shared_claims else {
+            return refusal;
+        };
+        let value = refusal_record(fingerprint, refusal);
+        match store
+            .remember_refusal(&caller.ticket, key, &value, shared_refusal_window())
+            .await
+        {
+            Ok(Some(kept)) => kept_refusal(&kept, fingerprint).unwrap_or(refusal),
+            Ok(None) => refusal,
+            Err(error) => {
+                tracing::warn!(error = %error, "a keyed refusal was not shared");
+                refusal
+            }
+        }
+    }
+
+    /// Books without a key (a replay needs one, so there is none).
+    async fn book_unkeyed(
+        &self,
+        caller: &Caller,
+        booking: Booking,
+    ) -> Result<Reservation, BookingError> {
+        match self.book(caller, booking, None).await {
+            Ok(reservation) => Ok(reservation),
+            Err(Refused::Error(refusal)) => Err(refusal),
+            Err(Refused::Replay(_)) => unreachable!("only a keyed booking is replayed"),
         }
     }
 
@@ -164,7 +215,7 @@ impl BookingService {
         caller: &Caller,
         booking: Booking,
         idempotency: Option<IdempotencyTag>,
-    ) -> Result<Reservation, BookingError> {
+    ) -> Result<Reservation, Refused> {
         let key = VenueDayKey {
             venue_id: booking.venue_id,
             date: booking.date,
@@ -174,7 +225,7 @@ impl BookingService {
             .venue(&key.venue_id)
             .ok_or(BookingError::NotFound)?;
         if venue.booking == BookingMode::Direct {
-            return Err(BookingError::DirectBookingVenue);
+            return Err(BookingError::DirectBookingVenue.into());
         }
         // Only days that exist get an actor: unknown days never start one.
         let day = self.catalog.day(&key).ok_or(BookingError::NotFound)?;
@@ -190,8 +241,14 @@ impl BookingService {
         )?;
         let shared = match &self.shared_claims {
             Some(store) => Some(
-                self.claim_shared(store.as_ref(), caller, claim.dose(), &key)
-                    .await?,
+                self.claim_shared(
+                    store.as_ref(),
+                    caller,
+                    claim.dose(),
+                    &key,
+                    idempotency.as_ref(),
+                )
+                .await?,
             ),
             None => None,
         };
@@ -230,7 +287,7 @@ impl BookingService {
                 tracing::warn!(error = %error, "shared dose claim left to its lease");
             }
         }
-        booked
+        Ok(booked?)
     }
 
     /// Takes the resident's shared claim on `dose` (several processes on one
@@ -244,12 +301,14 @@ impl BookingService {
         caller: &Caller,
         dose: crate::domain::Dose,
         key: &VenueDayKey,
-    ) -> Result<SharedDoseClaim, BookingError> {
+        idempotency: Option<&IdempotencyTag>,
+    ) -> Result<SharedDoseClaim, Refused> {
         let claim = SharedDoseClaim {
             ticket: caller.ticket,
             dose,
             id: rand::random(),
             day: key.clone(),
+            idempotency_key: idempotency.map(|tag| tag.key.clone()),
         };
         let mut replacing: Option<String> = None;
         for _ in 0..SHARED_CLAIM_ATTEMPTS {
@@ -259,7 +318,15 @@ impl BookingService {
                 .map_err(|_| BookingError::StoreUnavailable)?;
             let (day, value) = match answer {
                 SharedClaimAnswer::Claimed => return Ok(claim),
-                SharedClaimAnswer::InFlight => return Err(BookingError::ChangeInProgress),
+                SharedClaimAnswer::InFlight => return Err(BookingError::ChangeInProgress.into()),
+                SharedClaimAnswer::Refused(kept) => {
+                    // Refused before through some process: that answer
+                    // again, or a reused key if the request differs.
+                    let fingerprint = idempotency.map_or(0, |tag| tag.fingerprint);
+                    return Err(kept_refusal(&kept, fingerprint)
+                        .ok_or(BookingError::StoreUnavailable)?
+                        .into());
+                }
                 SharedClaimAnswer::Booked { day, value, .. }
                 | SharedClaimAnswer::Expired { day, value } => (day, value),
             };
@@ -267,12 +334,26 @@ impl BookingService {
                 .active_reservation_on(&day, &caller.ticket, dose)
                 .await
                 .map_err(|_| BookingError::StoreUnavailable)?;
-            if stored.is_some() {
-                return Err(BookingError::AlreadyReserved);
+            if let Some(stored) = stored {
+                // Booked through another process under this request's key:
+                // its answer, before this process has heard of it.
+                return Err(match (idempotency, &stored.idempotency) {
+                    (Some(asked), Some(first)) if asked.key == first.key => {
+                        if asked.scheme == first.scheme && asked.fingerprint == first.fingerprint {
+                            let mut answer = stored.clone();
+                            answer.status = crate::domain::ReservationStatus::Booked;
+                            answer.updated_at = answer.created_at;
+                            Refused::Replay(Box::new(answer))
+                        } else {
+                            Refused::Error(BookingError::IdempotencyKeyReused)
+                        }
+                    }
+                    _ => Refused::Error(BookingError::AlreadyReserved),
+                });
             }
             replacing = Some(value);
         }
-        Err(BookingError::ChangeInProgress)
+        Err(BookingError::ChangeInProgress.into())
     }
 
     /// Cancels one of the caller's reservations and every booked later dose,
@@ -282,15 +363,75 @@ impl BookingService {
         caller: &Caller,
         reservation_id: ReservationId,
     ) -> Result<Outcome, BookingError> {
-        let cascade = self
+        let mut cascade = self
             .residents
             .begin_cancel(&caller.ticket, reservation_id)?;
+        let Some(store) = &self.shared_claims else {
+            return self.run_cascade(caller, &cascade.chain).await;
+        };
+        // With several processes the cascade also holds the resident's
+        // shared dose record: no booking of theirs starts through any
+        // process until it ends, and a later dose booked through another
+        // process, not heard of here yet, is cancelled with it.
+        let held = store
+            .start_shared_cascade(&caller.ticket)
+            .await
+            .map_err(|_| BookingError::StoreUnavailable)?
+            .ok_or(BookingError::ChangeInProgress)?;
+        let outcome = async {
+            self.add_doses_booked_elsewhere(store.as_ref(), caller, &mut cascade.chain, held)
+                .await?;
+            self.run_cascade(caller, &cascade.chain).await
+        }
+        .await;
+        if let Err(error) = store.end_shared_cascade(&caller.ticket).await {
+            tracing::warn!(error = %error, "shared cascade mark left to its lease");
+        }
+        outcome
+    }
+
+    /// Adds to `chain` (latest dose first, the asked-for one last) the later
+    /// doses the shared record holds that this process has not heard of,
+    /// as their days store them.
+    async fn add_doses_booked_elsewhere(
+        &self,
+        store: &dyn Store,
+        caller: &Caller,
+        chain: &mut Vec<Reservation>,
+        held: Vec<(crate::domain::Dose, VenueDayKey)>,
+    ) -> Result<(), BookingError> {
+        let asked = chain.last().expect("a cascade cancels at least one").dose;
+        for (dose, day) in held {
+            if dose <= asked || chain.iter().any(|r| r.dose == dose) {
+                continue;
+            }
+            let stored = store
+                .active_reservation_on(&day, &caller.ticket, dose)
+                .await
+                .map_err(|_| BookingError::StoreUnavailable)?;
+            if let Some(reservation) =
+                stored.filter(|r| r.status == crate::domain::ReservationStatus::Booked)
+            {
+                chain.push(reservation);
+            }
+        }
+        // Latest dose first, as `cancel_cascade` orders it.
+        chain.sort_by_key(|r| std::cmp::Reverse(r.dose));
+        Ok(())
+    }
+
+    /// Cancels `chain` in order, each through its own venue-day's actor.
+    async fn run_cascade(
+        &self,
+        caller: &Caller,
+        chain: &[Reservation],
+    ) -> Result<Outcome, BookingError> {
         let now = now();
-        let mut cancelled = Vec::with_capacity(cascade.chain.len());
-        for (i, reservation) in cascade.chain.iter().enumerate() {
+        let mut cancelled = Vec::with_capacity(chain.len());
+        for (i, reservation) in chain.iter().enumerate() {
             let key = reservation.venue_day();
             // The call's audit entry commits with the asked-for reservation (last).
-            let last = i + 1 == cascade.chain.len();
+            let last = i + 1 == chain.len();
             let audit = caller.audit.clone().filter(|_| last);
             // So is the call's one mail, listing what the cascade cancelled before it.
             let notice = self
@@ -312,7 +453,6 @@ impl BookingService {
             }
             cancelled.push(done);
         }
-        drop(cascade);
         let reservation = cancelled
             .pop()
             .expect("the asked-for reservation is cancelled last");
@@ -329,6 +469,49 @@ impl BookingService {
     fn mail_for(&self, caller: &Caller) -> Option<MailPolicy> {
         self.mail
             .filter(|_| self.residents.has_email(&caller.ticket))
+    }
+}
+
+/// How long a shared first refusal is kept: an `Idempotency-Key`'s window.
+fn shared_refusal_window() -> std::time::Duration {
+    crate::residents::IDEMPOTENCY_WINDOW
+        .to_std()
+        .expect("the window is positive")
+}
+
+/// A keyed refusal as the store keeps it: `<fingerprint hex> <JSON>`, the
+/// refusal by name (`cluster::wire`, stable across versions).
+fn refusal_record(fingerprint: u64, refusal: BookingError) -> String {
+    let wire = crate::cluster::wire::BookingErrorWire::from(refusal);
+    format!(
+        "{fingerprint:016x} {}",
+        serde_json::to_string(&wire).expect("a refusal always serialises")
+    )
+}
+
+/// The refusal kept for a key, as the answer to a request with
+/// `fingerprint`: the same refusal, or `idempotency_key_reused` for a
+/// different request. `None` when the record cannot be read.
+fn kept_refusal(kept: &str, fingerprint: u64) -> Option<BookingError> {
+    let (first, json) = kept.split_once(' ')?;
+    if u64::from_str_radix(first, 16).ok()? != fingerprint {
+        return Some(BookingError::IdempotencyKeyReused);
+    }
+    let wire: crate::cluster::wire::BookingErrorWire = serde_json::from_str(json).ok()?;
+    Some(wire.into())
+}
+
+/// Why `book` made no new reservation.
+enum Refused {
+    Error(BookingError),
+    /// The store already holds this keyed request's booking, made through
+    /// another process: its first answer.
+    Replay(Box<Reservation>),
+}
+
+impl From<BookingError> for Refused {
+    fn from(error: BookingError) -> Self {
+        Refused::Error(error)
     }
 }
 

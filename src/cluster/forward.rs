@@ -13,9 +13,11 @@ use sha2::Sha256;
 use super::Member;
 use super::wire::{
     Answer, BookWire, BookingErrorWire, CancelWire, CheckInErrorWire, CheckInWire,
-    DayPlanErrorWire, PlanWire, reservation_from_wire,
+    DayPlanErrorWire, PlanReplacedWire, PlanWire, SlotWire, reservation_from_wire,
 };
-use crate::domain::{BookingError, CheckInError, DayPlanError, Reservation, VenueDayKey};
+use crate::domain::{
+    BookingError, CheckInError, DayPlanError, Reservation, SlotAvailability, VenueDayKey,
+};
 use crate::store::records::ReservationV1;
 
 /// Longest wait for an owner's answer: its queue, its commit and the
@@ -176,12 +178,18 @@ impl Forwarder {
         owner: &Member,
         key: &VenueDayKey,
         plan: &PlanWire,
-    ) -> Result<Result<bool, DayPlanError>, Unanswered> {
-        let answer: Answer<bool, DayPlanErrorWire> = self
+    ) -> Result<Result<(bool, Vec<SlotAvailability>), DayPlanError>, Unanswered> {
+        let answer: Answer<PlanReplacedWire, DayPlanErrorWire> = self
             .call(reqwest::Method::PUT, owner, key, "plan", Some(plan))
             .await?;
         Ok(match answer {
-            Answer::Ok(new) => Ok(new),
+            Answer::Ok(replaced) => replaced
+                .slots
+                .into_iter()
+                .map(SlotWire::into_slot)
+                .collect::<Result<_, _>>()
+                .map(|slots| (replaced.created, slots))
+                .map_err(|_| DayPlanError::StoreUnavailable),
             Answer::Refused(refusal) => Err(refusal.into()),
         })
     }

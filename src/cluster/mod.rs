@@ -19,9 +19,11 @@
 //!   `MEMBER_LEASE`; from then on the next live member by weight is the
 //!   owner, loads the day and so fences the dead one.
 
+mod follow;
 mod forward;
 pub mod wire;
 
+pub use follow::{FOLLOW_INTERVAL, Follower};
 pub use forward::{Forwarder, Unanswered};
 
 use std::sync::{Arc, RwLock};

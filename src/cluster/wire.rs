@@ -66,6 +66,45 @@ pub struct CheckInWire {
 /// `PUT …/plan`: the day's new plan.
 pub type PlanWire = DayPlanV1;
 
+/// The answer to `PUT …/plan`: was the day new, and its availability as the
+/// owner published it (the caller publishes it too, so that the admin's
+/// answer, and its process's reads, show the day at once).
+#[derive(Serialize, Deserialize)]
+pub struct PlanReplacedWire {
+    pub created: bool,
+    pub slots: Vec<SlotWire>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SlotWire {
+    pub time: String,
+    pub capacity: u32,
+    pub remaining: u32,
+    pub held_open: u32,
+}
+
+impl From<&crate::domain::SlotAvailability> for SlotWire {
+    fn from(slot: &crate::domain::SlotAvailability) -> Self {
+        Self {
+            time: slot.time.to_string(),
+            capacity: slot.capacity,
+            remaining: slot.remaining,
+            held_open: slot.held_open,
+        }
+    }
+}
+
+impl SlotWire {
+    pub fn into_slot(self) -> Result<crate::domain::SlotAvailability, Malformed> {
+        Ok(crate::domain::SlotAvailability {
+            time: SlotTime::parse(&self.time).map_err(|_| Malformed("slot time".into()))?,
+            capacity: self.capacity,
+            remaining: self.remaining,
+            held_open: self.held_open,
+        })
+    }
+}
+
 /// An answer: the value, or the refusal as the owner decided it.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -288,6 +288,41 @@ impl VenueDay {
         self.assert_slot_invariant(time);
     }
 
+    /// Takes in a reservation as another process committed it (a mirror of a
+    /// day this process does not own, `cluster/follow.rs`): it replaces the
+    /// version held, and the slot's count follows its status. What the
+    /// store holds is within capacity, so no check is made here.
+    pub fn apply_stored(&mut self, stored: Reservation) {
+        let held_active = self
+            .reservations
+            .get(&stored.id)
+            .map(|r| (r.status.is_active(), r.channel));
+        if let Some(counter) = self.slots.get_mut(&stored.time) {
+            match (held_active, stored.status.is_active()) {
+                (None | Some((false, _)), true) => counter.take(stored.channel),
+                (Some((true, channel)), false) if counter.booked > 0 => counter.give_back(channel),
+                _ => {}
+            }
+        }
+        self.reservations.insert(stored.id, stored);
+    }
+
+    /// Drops a reservation whose batch was undone (`abandon_batch`), in a mirror.
+    pub fn forget_stored(&mut self, id: ReservationId) {
+        if let Some(gone) = self.reservations.remove(&id)
+            && gone.status.is_active()
+            && let Some(counter) = self.slots.get_mut(&gone.time)
+            && counter.booked > 0
+        {
+            counter.give_back(gone.channel);
+        }
+    }
+
+    /// Every reservation held, any status (to rebuild a mirror).
+    pub fn into_reservations(self) -> Vec<Reservation> {
+        self.reservations.into_values().collect()
+    }
+
     /// Decides a check-in: the owner's booked reservation of this day becomes
     /// attended (it keeps its place). Returns it, and the version it replaces;
     /// the caller must commit it or call `undo_update`.

@@ -74,6 +74,19 @@ pub fn remember(
     trim(records, now);
 }
 
+/// Adds a key learnt from a booking made elsewhere (the change stream),
+/// unless this process knows the key already (its own booking, maybe still
+/// being answered).
+pub fn remember_if_new(
+    records: &mut Vec<IdempotencyRecord>,
+    record: IdempotencyRecord,
+    now: DateTime<FixedOffset>,
+) {
+    if !records.iter().any(|known| known.key == record.key) {
+        remember(records, record, now);
+    }
+}
+
 /// Looks `key` up; a new key is recorded as in progress under
 /// `FingerprintScheme::Canonical`. A known key is compared under the scheme
 /// it was stored with.

@@ -159,14 +159,35 @@ impl ResidentState for InMemoryResidents {
 
     fn record(&self, reservation: Reservation) {
         if let Some(mut entry) = self.entries.get_mut(&reservation.ticket_number) {
-            match entry
-                .reservations
-                .iter_mut()
-                .find(|r| r.id == reservation.id)
-            {
-                Some(existing) => *existing = reservation,
-                None => entry.reservations.push(reservation),
+            // A booking another process forwarded here: its key answers a
+            // retry here too.
+            if let Some(record) = idempotency::from_stored(&reservation, crate::clock::now()) {
+                idempotency::remember_if_new(&mut entry.idempotency, record, crate::clock::now());
             }
+            put(&mut entry.reservations, reservation);
+        }
+    }
+
+    fn apply_stored(&self, reservation: Reservation, revert: bool, now: DateTime<FixedOffset>) {
+        let Some(mut entry) = self.entries.get_mut(&reservation.ticket_number) else {
+            return;
+        };
+        let held_newer = entry
+            .reservations
+            .iter()
+            .any(|r| r.id == reservation.id && r.updated_at > reservation.updated_at);
+        if held_newer && !revert {
+            return;
+        }
+        if let Some(record) = idempotency::from_stored(&reservation, now) {
+            idempotency::remember_if_new(&mut entry.idempotency, record, now);
+        }
+        put(&mut entry.reservations, reservation);
+    }
+
+    fn forget_reservation(&self, ticket: &TicketNumber, id: ReservationId) {
+        if let Some(mut entry) = self.entries.get_mut(ticket) {
+            entry.reservations.retain(|r| r.id != id);
         }
     }
 
@@ -239,7 +260,8 @@ impl ResidentState for InMemoryResidents {
                 entry.pending_doses.swap_remove(position);
             }
             if let Some(reservation) = committed {
-                entry.reservations.push(reservation);
+                // The change stream may have brought it in already.
+                put(&mut entry.reservations, reservation);
             }
         }
     }
@@ -291,6 +313,14 @@ impl ResidentState for InMemoryResidents {
         if let Some(mut entry) = self.entries.get_mut(ticket) {
             idempotency::finish(&mut entry.idempotency, key, answer);
         }
+    }
+}
+
+/// Puts `reservation` in place of the version held, or adds it.
+fn put(reservations: &mut Vec<Reservation>, reservation: Reservation) {
+    match reservations.iter_mut().find(|r| r.id == reservation.id) {
+        Some(existing) => *existing = reservation,
+        None => reservations.push(reservation),
     }
 }
 

@@ -83,6 +83,13 @@ pub trait ResidentState: Send + Sync + 'static {
     fn reservation_of(&self, ticket: &TicketNumber, id: ReservationId) -> Option<Reservation>;
     /// Records a committed reservation (new or changed) under its owner.
     fn record(&self, reservation: Reservation);
+    /// Takes in a reservation as another process committed it (the change
+    /// stream): kept unless the version held is newer; `revert`: an undone
+    /// batch puts it back as it was, older or not. Its `Idempotency-Key`
+    /// answers a retry here too.
+    fn apply_stored(&self, reservation: Reservation, revert: bool, now: DateTime<FixedOffset>);
+    /// Forgets a reservation whose batch was undone.
+    fn forget_reservation(&self, ticket: &TicketNumber, id: ReservationId);
     /// What the resident may book next, by today's rules.
     fn outlook(&self, ticket: &TicketNumber, today: NaiveDate) -> Option<Outlook>;
 
@@ -180,6 +187,14 @@ impl Residents {
 
     pub fn record(&self, reservation: Reservation) {
         self.state.record(reservation);
+    }
+
+    pub fn apply_stored(&self, reservation: Reservation, revert: bool, now: DateTime<FixedOffset>) {
+        self.state.apply_stored(reservation, revert, now);
+    }
+
+    pub fn forget_reservation(&self, ticket: &TicketNumber, id: ReservationId) {
+        self.state.forget_reservation(ticket, id);
     }
 
     pub fn outlook(&self, ticket: &TicketNumber, today: NaiveDate) -> Option<Outlook> {

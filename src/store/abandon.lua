@@ -2,13 +2,21 @@
 -- KEYS[1] owner epoch, KEYS[2] last applied sequence, KEYS[3] reservations hash,
 -- KEYS[4] the partition's audit log, KEYS[5] its mail outbox, KEYS[6] its
 -- pending mail by next try, KEYS[7] by due time, KEYS[8] its withdrawn
--- reminders, KEYS[9] the day's "reminders queued" mark (see commit.lua).
+-- reminders, KEYS[9] the day's "reminders queued" mark, KEYS[10] the
+-- partition's change stream (see commit.lua).
 -- ARGV[1] epoch, ARGV[2] sequence, ARGV[3] c = count of created ids,
 -- ARGV[4] p = count of previous records, ARGV[5] a = count of audit
 -- members, ARGV[6] m = count of mail ids, ARGV[7] "1" when it marked the
--- day reminded; then the c ids, then p id, JSON
+-- day reminded, ARGV[8] the venue-day, ARGV[9] how long the change
+-- stream keeps an entry (ms); then the c ids, then p id, JSON
 -- pairs of the records as they were before the batch, then the a audit
 -- members, the m mail ids, and the ids of the reminders it withdrew.
+-- The oldest stream entry id to keep: `kept_ms` before Redis's now.
+local function oldest_kept(kept_ms)
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  return tostring(now_ms - tonumber(kept_ms)) .. '-0'
+end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 'FENCED'
 end
@@ -16,16 +24,23 @@ local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
 local sequence = tonumber(ARGV[2])
 if applied >= sequence then
   -- It was applied: revert it.
-  local created_end = 7 + tonumber(ARGV[3])
+  local created_end = 9 + tonumber(ARGV[3])
   local previous_end = created_end + 2 * tonumber(ARGV[4])
   local audit_end = previous_end + tonumber(ARGV[5])
   local mail_end = audit_end + tonumber(ARGV[6])
-  for i = 8, created_end do
+  local forgotten, restored = {}, {}
+  for i = 10, created_end do
     redis.call('HDEL', KEYS[3], ARGV[i])
+    forgotten[#forgotten + 1] = ARGV[i]
   end
   for i = created_end + 1, previous_end, 2 do
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+    restored[#restored + 1] = ARGV[i + 1]
   end
+  -- Followers undo what they learnt of the batch: created ids (one per
+  -- line) are forgotten, changed records are put back as they were.
+  redis.call('XADD', KEYS[10], 'MINID', '~', oldest_kept(ARGV[9]), '*', 'day', ARGV[8],
+    'forget', table.concat(forgotten, '\n'), 'revert', table.concat(restored, '\n'))
   for i = previous_end + 1, audit_end do
     redis.call('ZREM', KEYS[4], ARGV[i])
   end

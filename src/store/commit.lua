@@ -9,13 +9,21 @@
 -- KEYS[8] its pending mail by first due time (sorted set, the same)
 -- KEYS[9] its withdrawn reminders (hash: mail id -> "<next ms> <due ms>")
 -- KEYS[10] the venue-day's "reminders queued" mark
+-- KEYS[11] the partition's change stream (what other processes follow)
 -- ARGV[1] epoch, ARGV[2] sequence, ARGV[3] "1" when the kill switch stops
 -- this batch (bookings, cancellations; "0" for check-ins), ARGV[4] n = number
 -- of reservations, ARGV[5] a = number of audit entries, ARGV[6] m = number of
 -- mails, ARGV[7] "1" when the batch queues the day's reminders (mark the
--- day); then n id, JSON pairs, a score, member pairs, m (id, JSON, next ms,
--- due ms) quadruples, then the ids of reminders to withdraw. Checks come
--- first and nothing is written unless all pass.
+-- day), ARGV[8] the venue-day ("<venue>/<date>"), ARGV[9] how long the change
+-- stream keeps an entry (ms, by Redis's clock; trimmed about then); then n id, JSON pairs, a score, member
+-- pairs, m (id, JSON, next ms, due ms) quadruples, then the ids of reminders
+-- to withdraw. Checks come first and nothing is written unless all pass.
+-- The oldest stream entry id to keep: `kept_ms` before Redis's now.
+local function oldest_kept(kept_ms)
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  return tostring(now_ms - tonumber(kept_ms)) .. '-0'
+end
 if ARGV[3] == '1' and redis.call('GET', KEYS[1]) == '1' then
   return 'KILL_SWITCH'
 end
@@ -27,11 +35,18 @@ if tonumber(ARGV[2]) <= applied then
   -- This batch (or a later one) is already applied: a retry is a no-op.
   return 'OK'
 end
-local reservations_end = 7 + 2 * tonumber(ARGV[4])
+local reservations_end = 9 + 2 * tonumber(ARGV[4])
 local audit_end = reservations_end + 2 * tonumber(ARGV[5])
 local mail_end = audit_end + 4 * tonumber(ARGV[6])
-for i = 8, reservations_end, 2 do
+local changed = {}
+for i = 10, reservations_end, 2 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+  changed[#changed + 1] = ARGV[i + 1]
+end
+if #changed > 0 then
+  -- One entry per batch: its reservations as stored, one JSON per line.
+  redis.call('XADD', KEYS[11], 'MINID', '~', oldest_kept(ARGV[9]), '*',
+    'day', ARGV[8], 'put', table.concat(changed, '\n'))
 end
 for i = reservations_end + 1, audit_end, 2 do
   redis.call('ZADD', KEYS[5], ARGV[i], ARGV[i + 1])

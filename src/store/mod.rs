@@ -13,6 +13,8 @@ mod redis;
 pub use embedded::EmbeddedStore;
 pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore, RedisTarget, ReplicaWait};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use thiserror::Error;
@@ -72,6 +74,9 @@ pub struct SharedDoseClaim {
     pub id: u64,
     /// The venue-day it books: where a claim whose taker died is checked.
     pub day: VenueDayKey,
+    /// The booking's `Idempotency-Key`: a first refusal kept under it
+    /// (`remember_refusal`) is answered instead of a claim.
+    pub idempotency_key: Option<String>,
 }
 
 /// What a shared claim found.
@@ -87,12 +92,68 @@ pub enum SharedClaimAnswer {
         day: VenueDayKey,
         value: String,
     },
+    /// The booking's `Idempotency-Key` was refused before, through some
+    /// process: the refusal as `remember_refusal` kept it.
+    Refused(String),
     /// A claim whose taker never ended it (it died, or its outcome was
     /// unknown): what its day stores decides.
     Expired {
         day: VenueDayKey,
         value: String,
     },
+}
+
+/// The per-ticket login lockout (`login_guard`), as the store applies it
+/// across processes.
+#[derive(Clone, Copy, Debug)]
+pub struct LoginLimits {
+    pub failures: usize,
+    pub window: Duration,
+    pub lock: Duration,
+}
+
+/// How long the change streams keep what they carry: a process that falls
+/// further behind than this has lost changes, and reloads everything.
+pub const CHANGES_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most entries read from one change stream in one read.
+pub const CHANGES_READ_MAX: usize = 256;
+
+/// How far a process has read the store's change streams: each stream's
+/// last entry read. Taken before a process loads its state, so that it
+/// then misses nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeCursor(pub std::collections::BTreeMap<String, String>);
+
+/// One change made through some process, as every process learns it from
+/// the store (several processes on one Redis: `cluster/follow.rs`).
+pub enum Change {
+    /// An import: residents inserted or replaced.
+    Residents(Vec<Resident>),
+    Venue(Venue),
+    DayPlan(VenueDayKey, DayPlan),
+    /// A venue-day's committed batch: its reservations, new or changed, as stored.
+    Reservations {
+        day: VenueDayKey,
+        stored: Vec<Reservation>,
+    },
+    /// A batch abandoned after it was applied: what it created is gone,
+    /// what it changed is back as it was.
+    Reverted {
+        day: VenueDayKey,
+        forgotten: Vec<ReservationId>,
+        restored: Vec<Reservation>,
+    },
+}
+
+/// What one read of the change streams found.
+pub struct ChangesRead {
+    /// Catalog and resident changes first, then each venue-day's, each
+    /// stream in its order.
+    pub changes: Vec<Change>,
+    pub cursor: ChangeCursor,
+    /// Some stream was trimmed past the cursor: changes were missed, and
+    /// only a reload of everything repairs that.
+    pub lost: bool,
 }
 
 /// The global kill switch as stored and as `GET /v1/admin/kill-switch` shows it.
@@ -473,6 +534,38 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Keeps a keyed booking's final refusal (`value`, as the booking service
+    /// writes it) for every process, for `window`, unless one is kept under
+    /// that key already: that one is answered (the first refusal stands).
+    async fn remember_refusal(
+        &self,
+        ticket: &TicketNumber,
+        idempotency_key: &str,
+        value: &str,
+        window: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let _ = (ticket, idempotency_key, value, window);
+        Ok(None)
+    }
+
+    /// Starts a cancellation cascade on the resident's shared dose record
+    /// (several processes on one Redis): `None` while a booking of any of
+    /// the resident's doses is in flight; else no booking starts until
+    /// `end_shared_cascade` (or the claim lease), and the answer is every
+    /// dose the record holds, with the venue-day to check it against.
+    async fn start_shared_cascade(
+        &self,
+        ticket: &TicketNumber,
+    ) -> Result<Option<Vec<(Dose, VenueDayKey)>>, StoreError> {
+        let _ = ticket;
+        Ok(Some(Vec::new()))
+    }
+
+    async fn end_shared_cascade(&self, ticket: &TicketNumber) -> Result<(), StoreError> {
+        let _ = ticket;
+        Ok(())
+    }
+
     /// A cancelled reservation no longer holds its dose in the shared record.
     async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
         let _ = cancelled;
@@ -489,6 +582,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Reservation>, StoreError> {
         let _ = (day, ticket, dose);
         Ok(None)
+    }
+
+    /// One login attempt of `ticket` (`matched`: the birth date was right)
+    /// for the lockout every process on one Redis shares: answers how long
+    /// the ticket's lock still runs if it was locked before this attempt.
+    /// A mismatch is counted (`limits.failures` within `limits.window` lock
+    /// it for `limits.lock`), a match clears the count. A store one process
+    /// owns shares nothing: the process's own guard decides.
+    async fn login_attempt(
+        &self,
+        ticket: &TicketNumber,
+        matched: bool,
+        limits: LoginLimits,
+    ) -> Result<Option<Duration>, StoreError> {
+        let _ = (ticket, matched, limits);
+        Ok(None)
+    }
+
+    /// Where the change streams end now (see `ChangeCursor`). A store one
+    /// process owns has none.
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        Ok(ChangeCursor::default())
+    }
+
+    /// The changes after `after`, at most `CHANGES_READ_MAX` per stream.
+    async fn read_changes(&self, after: &ChangeCursor) -> Result<ChangesRead, StoreError> {
+        Ok(ChangesRead {
+            changes: Vec::new(),
+            cursor: after.clone(),
+            lost: false,
+        })
     }
 
     /// Appends one audit entry, durably, before its answer is sent.

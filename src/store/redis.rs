@@ -25,6 +25,7 @@ use super::{
     CommitError, Decision, KillSwitchState, MAIL_LEASE, OutboxFigures, ReservationBatch,
     SharedClaimAnswer, SharedDoseClaim, Store, StoreError, StoredVenueDay, page_of,
 };
+mod changes;
 mod connection;
 
 use connection::Connection;
@@ -94,6 +95,8 @@ pub struct RedisStore {
     heartbeat: Script,
     claim_dose: Script,
     end_dose_claim: Script,
+    login_attempt: Script,
+    start_cascade: Script,
 }
 
 /// The keys of one venue-day, all under its partition's hash tag.
@@ -108,6 +111,8 @@ struct VenueDayKeys {
     mail: MailKeys,
     /// Set when the day's reminders were queued.
     reminded: String,
+    /// The partition's change stream (written by its commits).
+    changes: String,
 }
 
 /// One partition's mail outbox, under its hash tag (written by its commits).
@@ -160,11 +165,26 @@ fn partition_of(day: &str) -> u32 {
 /// The key of a resident's shared dose record: named by a hash of the ticket
 /// number (never the number itself), on one of `RESIDENT_PARTITIONS` tags.
 fn resident_doses(ticket: &crate::domain::TicketNumber) -> String {
+    resident_key(ticket, "doses")
+}
+
+/// Where a keyed booking's first refusal is kept: named by a hash of the
+/// `Idempotency-Key` (any visible ASCII) on the resident's slot.
+fn refusal_key(ticket: &crate::domain::TicketNumber, idempotency_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(idempotency_key.as_bytes());
+    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    resident_key(ticket, &format!("refused:{name}"))
+}
+
+/// One of a resident's shared keys (`what`: `doses`, `login_failures`,
+/// `login_lock`), all in one slot.
+fn resident_key(ticket: &crate::domain::TicketNumber, what: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(ticket.expose().as_bytes());
     let partition = u32::from(u16::from_be_bytes([digest[0], digest[1]])) % RESIDENT_PARTITIONS;
     let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("vaxslot:{{rs{partition}}}:resident:{name}:doses")
+    format!("vaxslot:{{rs{partition}}}:resident:{name}:{what}")
 }
 
 fn partition_flag(partition: u32) -> String {
@@ -193,6 +213,7 @@ impl VenueDayKeys {
             audit: partition_audit(partition),
             mail: MailKeys::of_partition(partition),
             reminded: format!("{prefix}:reminded"),
+            changes: changes::of_partition(partition),
         }
     }
 }
@@ -311,6 +332,8 @@ impl RedisStore {
             heartbeat: Script::new(include_str!("heartbeat.lua")),
             claim_dose: Script::new(include_str!("claim_dose.lua")),
             end_dose_claim: Script::new(include_str!("end_dose_claim.lua")),
+            login_attempt: Script::new(include_str!("login_attempt.lua")),
+            start_cascade: Script::new(include_str!("start_cascade.lua")),
         })
     }
 
@@ -474,8 +497,14 @@ impl Store for RedisStore {
     }
 
     async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError> {
-        let mut connection = self.connection();
-        let added: i64 = limited(connection.hset(VENUES, venue.id.as_str(), encode(&venue)))
+        let json = encode(&venue);
+        let mut write = ::redis::pipe();
+        write
+            .atomic()
+            .hset(VENUES, venue.id.as_str(), &json)
+            .add_command(changes::venue_change(&json))
+            .ignore();
+        let (added,): (i64,) = limited(write.query_async(&mut self.connection()))
             .await
             .map_err(unavailable)?;
         Ok(added == 1)
@@ -530,8 +559,15 @@ impl Store for RedisStore {
     }
 
     async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
-        let mut connection = self.connection();
-        let _: i64 = limited(connection.hset(DAYS, day_field(&key), encode(&plan)))
+        let (day, json) = (day_field(&key), encode(&plan));
+        let mut write = ::redis::pipe();
+        write
+            .atomic()
+            .hset(DAYS, &day, &json)
+            .ignore()
+            .add_command(changes::day_change(&day, &json))
+            .ignore();
+        let () = limited(write.query_async(&mut self.connection()))
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -551,6 +587,7 @@ impl Store for RedisStore {
             .key(&keys.mail.waiting)
             .key(&keys.mail.withdrawn)
             .key(&keys.reminded)
+            .key(&keys.changes)
             .arg(batch.owner_epoch)
             .arg(batch.sequence)
             .arg(if batch.kind == BatchKind::Reservations {
@@ -561,7 +598,9 @@ impl Store for RedisStore {
             .arg(batch.decisions.len())
             .arg(batch.audit.len())
             .arg(batch.mail.len())
-            .arg(if batch.reminded { "1" } else { "0" });
+            .arg(if batch.reminded { "1" } else { "0" })
+            .arg(day_field(&batch.venue_day))
+            .arg(changes::kept_ms());
         for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation
                 .arg(reservation.id.to_string())
@@ -618,13 +657,16 @@ impl Store for RedisStore {
             .key(&keys.mail.waiting)
             .key(&keys.mail.withdrawn)
             .key(&keys.reminded)
+            .key(&keys.changes)
             .arg(batch.owner_epoch)
             .arg(batch.sequence)
             .arg(batch.created.len())
             .arg(batch.previous.len())
             .arg(batch.audit.len())
             .arg(batch.mail.len())
-            .arg(if batch.reminded { "1" } else { "0" });
+            .arg(if batch.reminded { "1" } else { "0" })
+            .arg(day_field(&batch.venue_day))
+            .arg(changes::kept_ms());
         for id in &batch.created {
             invocation.arg(id.to_string());
         }
@@ -664,11 +706,17 @@ impl Store for RedisStore {
             .iter()
             .map(|r| (r.ticket_number.expose().to_owned(), encode(r)))
             .collect();
-        let mut connection = self.connection();
-        let _: i64 = limited(connection.hset_multiple(RESIDENTS, &fields))
+        let lines: Vec<&str> = fields.iter().map(|(_, json)| json.as_str()).collect();
+        let mut write = ::redis::pipe();
+        write
+            .atomic()
+            .hset_multiple(RESIDENTS, &fields)
+            .ignore()
+            .add_command(changes::residents_change(&lines.join("\n")))
+            .ignore();
+        let () = limited(write.query_async(&mut self.connection()))
             .await
-            .map_err(unavailable)
-            .map(|()| 0)?;
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -753,15 +801,25 @@ impl Store for RedisStore {
         replacing: Option<&str>,
     ) -> Result<SharedClaimAnswer, StoreError> {
         let key = resident_doses(&claim.ticket);
+        let refused = claim.idempotency_key.as_deref().map_or_else(
+            || key.clone(),
+            |idempotency_key| refusal_key(&claim.ticket, idempotency_key),
+        );
         let mut connection = self.resident_connection(&key);
         let answer: String = limited(
             self.claim_dose
                 .key(&key)
+                .key(&refused)
                 .arg(claim.dose.number())
                 .arg(format!("{:016x}", claim.id))
                 .arg(u64::try_from(SHARED_CLAIM_LEASE.as_millis()).unwrap_or(u64::MAX))
                 .arg(day_field(&claim.day))
                 .arg(replacing.unwrap_or(""))
+                .arg(if claim.idempotency_key.is_some() {
+                    "1"
+                } else {
+                    ""
+                })
                 .invoke_async(&mut connection),
         )
         .await
@@ -771,6 +829,9 @@ impl Store for RedisStore {
         Ok(
             match (words.next(), words.next(), words.next(), words.next()) {
                 (Some("OK"), ..) => SharedClaimAnswer::Claimed,
+                (Some("refused"), ..) => {
+                    SharedClaimAnswer::Refused(answer.trim_start_matches("refused ").to_owned())
+                }
                 (Some("pending"), ..) => SharedClaimAnswer::InFlight,
                 (Some("booked"), Some(id), Some(day), None) => SharedClaimAnswer::Booked {
                     reservation_id: ReservationId::parse(id).ok_or_else(corrupt)?,
@@ -812,6 +873,73 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn remember_refusal(
+        &self,
+        ticket: &crate::domain::TicketNumber,
+        idempotency_key: &str,
+        value: &str,
+        window: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let key = refusal_key(ticket, idempotency_key);
+        limited(
+            ::redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(window.as_secs())
+                .query_async(&mut self.resident_connection(&key)),
+        )
+        .await
+        .map_err(unavailable)
+    }
+
+    async fn start_shared_cascade(
+        &self,
+        ticket: &crate::domain::TicketNumber,
+    ) -> Result<Option<Vec<(crate::domain::Dose, VenueDayKey)>>, StoreError> {
+        let key = resident_doses(ticket);
+        let answer: Vec<String> = limited(
+            self.start_cascade
+                .key(&key)
+                .arg(u64::try_from(SHARED_CLAIM_LEASE.as_millis()).unwrap_or(u64::MAX))
+                .invoke_async(&mut self.resident_connection(&key)),
+        )
+        .await
+        .map_err(unavailable)?;
+        let corrupt = || StoreError::Corrupt("shared dose record".into());
+        let mut answer = answer.into_iter();
+        if answer.next().as_deref() != Some("OK") {
+            return Ok(None);
+        }
+        // "<dose> booked <id> <day>" or "<dose> pending <claim> <until> <day>":
+        // the day is the last word of each.
+        answer
+            .map(|held| {
+                let dose = held.split(' ').next().and_then(|n| n.parse::<u8>().ok());
+                let day = held.rsplit(' ').next().ok_or_else(corrupt)?;
+                Ok((
+                    dose.and_then(|n| crate::domain::Dose::new(n).ok())
+                        .ok_or_else(corrupt)?,
+                    parse_day_field(day)?,
+                ))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    async fn end_shared_cascade(
+        &self,
+        ticket: &crate::domain::TicketNumber,
+    ) -> Result<(), StoreError> {
+        let key = resident_doses(ticket);
+        let _: i64 = limited(self.resident_connection(&key).hdel(&key, "cascade"))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
         let key = resident_doses(&cancelled.ticket_number);
         let mut connection = self.resident_connection(&key);
@@ -839,6 +967,41 @@ impl Store for RedisStore {
             .await?
             .into_iter()
             .find(|r| r.ticket_number == *ticket && r.dose == dose && r.status.is_active()))
+    }
+
+    async fn login_attempt(
+        &self,
+        ticket: &crate::domain::TicketNumber,
+        matched: bool,
+        limits: super::LoginLimits,
+    ) -> Result<Option<Duration>, StoreError> {
+        let failures = resident_key(ticket, "login_failures");
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let locked_ms: u64 = limited(
+            self.login_attempt
+                .key(&failures)
+                .key(resident_key(ticket, "login_lock"))
+                .arg(if matched { "1" } else { "0" })
+                .arg(limits.failures)
+                .arg(ms(limits.window))
+                .arg(ms(limits.lock))
+                .arg(format!("{:08x}", rand::random::<u32>()))
+                .invoke_async(&mut self.resident_connection(&failures)),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok((locked_ms > 0).then(|| Duration::from_millis(locked_ms)))
+    }
+
+    async fn change_cursor(&self) -> Result<super::ChangeCursor, StoreError> {
+        self.change_cursor_now().await
+    }
+
+    async fn read_changes(
+        &self,
+        after: &super::ChangeCursor,
+    ) -> Result<super::ChangesRead, StoreError> {
+        self.read_changes_after(after).await
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {

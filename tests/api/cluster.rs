@@ -932,3 +932,269 @@ async fn one_residents_dose_booked_at_once_through_two_processes_books_once() {
         .await;
     assert_eq!(status, 201, "the dose is free again: {body}");
 }
+
+/// Cancels the reservation `booked` (a booking's answer) as its resident.
+async fn cancel(app: &TestApp, token: &str, booked: &Value) -> (u16, Value) {
+    let id = booked["reservation_id"]
+        .as_str()
+        .expect("a booking's answer");
+    app.send(
+        Method::DELETE,
+        &format!("/v1/reservations/{id}"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
+/// A check-in of resident `ticket` by the venue's staff.
+async fn check_in(app: &TestApp, venue: &str, day: &str, ticket: u64) -> (u16, Value) {
+    let body = json!({"venue_id": venue, "date": day, "code": crate::helpers::ticket(ticket)});
+    app.send(
+        Method::POST,
+        "/v1/staff/checkins",
+        Some(crate::helpers::STAFF_KEY),
+        Some(&body),
+    )
+    .await
+}
+
+/// Polls `attempt` every `pause` for up to 3 s until it gives `Ok`.
+async fn within_3_s<T, F, Fut>(what: &str, pause: Duration, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match attempt().await {
+            Ok(done) => return done,
+            Err(last) if Instant::now() > deadline => panic!("{what}: still {last}"),
+            Err(_) => tokio::time::sleep(pause).await,
+        }
+    }
+}
+
+/// Everything made through A after B started reaches B from the change
+/// streams, without a restart, and the per-resident rules hold across the
+/// two: B logs in residents A imported, books days A put, shows bookings A
+/// took, checks in dose 2 after dose 1 was given through A, picks the next
+/// dose from bookings made through A, replays A's `Idempotency-Key`; and a
+/// cancellation through A cascades to a dose booked through B.
+#[tokio::test]
+async fn what_one_process_changes_the_others_know_within_a_second() {
+    const FIRST: u64 = 4_700_000_000;
+    let a = TestApp::spawn(Backend::RedisCluster).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let (first_day, second_day) = (future_date(3), future_date(3 + 28));
+    // Four venues with both days, four more with the first only.
+    for v in 0..8 {
+        a.put_venue(&format!("late-{v}"), "central", &["moderna"])
+            .await;
+        let days = if v < 4 { 2 } else { 1 };
+        for day in [&first_day, &second_day].into_iter().take(days) {
+            let (status, body) = a.put_day(&format!("late-{v}"), day, &[("10:00", 10)]).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    a.import_residents(FIRST, 12).await;
+
+    // An import through A: B logs the residents in.
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        tokens.push(
+            // Spaced out: five failures in a row would lock the ticket.
+            within_3_s("login through B", Duration::from_millis(400), || async {
+                let (status, body) = b
+                    .send(
+                        Method::POST,
+                        "/v1/sessions",
+                        None,
+                        Some(&json!({"ticket_number": crate::helpers::ticket(FIRST + i),
+                            "birth_date": "1960-01-01"})),
+                    )
+                    .await;
+                match status {
+                    201 => Ok(body["token"].as_str().unwrap().to_owned()),
+                    _ => Err(format!("{status} {body}")),
+                }
+            })
+            .await,
+        );
+    }
+    // Days put through A: B books them, and both show the place taken.
+    let booked = within_3_s("a booking through B", Duration::from_millis(50), || async {
+        match b.book(&tokens[0], "late-0", &first_day, "10:00").await {
+            (201, body) => Ok(body),
+            (status, body) => Err(format!("{status} {body}")),
+        }
+    })
+    .await;
+    assert_eq!(booked["dose"], 1);
+    for app in [&a, &b] {
+        within_3_s(
+            "availability showing the booking",
+            Duration::from_millis(50),
+            || async {
+                let (_, body) = app
+                    .send(
+                        Method::GET,
+                        &format!("/v1/availability?date={first_day}&venue_id=late-0"),
+                        None,
+                        None,
+                    )
+                    .await;
+                match body["days"][0]["slots"][0]["remaining"].as_u64() {
+                    Some(9) => Ok(()),
+                    _ => Err(body.to_string()),
+                }
+            },
+        )
+        .await;
+    }
+
+    // Dose 1 given through A; dose 2 booked and given through B.
+    let (status, body) = check_in(&a, "late-0", &first_day, FIRST).await;
+    assert_eq!(status, 200, "dose 1 given through A: {body}");
+    let (status, body) = b.book(&tokens[0], "late-1", &second_day, "10:00").await;
+    assert_eq!((status, body["dose"].as_u64()), (201, Some(2)), "{body}");
+    within_3_s(
+        "dose 2 given through B",
+        Duration::from_millis(50),
+        || async {
+            match check_in(&b, "late-1", &second_day, FIRST).await {
+                (200, _) => Ok(()),
+                (409, body) if body["code"] == "prior_dose_missing" => Err(body.to_string()),
+                (status, body) => panic!("{status} {body}"),
+            }
+        },
+    )
+    .await;
+
+    // Keyed bookings through A, each retried through B at once, before B may
+    // have read the change: the first answer again. Over eight days, some
+    // owned by A (then the shared dose record leads B to the stored booking,
+    // which carries the key) and some by B (whose actor committed it).
+    let mut first_doses = Vec::new();
+    for (i, token) in tokens.iter().enumerate().skip(4) {
+        let keyed =
+            json!({"venue_id": format!("late-{}", i % 8), "date": first_day, "time": "10:00"});
+        let (status, first_answer) = a.send_keyed(token, &keyed, "after-a-dropped-line").await;
+        assert_eq!(status, 201, "{first_answer}");
+        let (status, replayed) = b.send_keyed(token, &keyed, "after-a-dropped-line").await;
+        assert_eq!(status, 201, "the retry through B: {replayed}");
+        assert_eq!(
+            replayed["reservation_id"], first_answer["reservation_id"],
+            "the same reservation, not a second one"
+        );
+        first_doses.push((i, first_answer));
+    }
+
+    // Each of those residents books dose 2 through B (B picks dose 2
+    // itself, from A's booking), on days some of which B owns; cancelling
+    // dose 1 through A right after, before A may have read B's booking,
+    // cancels both: the shared dose record names dose 2.
+    let mut both = Vec::new();
+    for (i, dose_1) in first_doses {
+        let dose_2 = within_3_s("dose 2 through B", Duration::from_millis(50), || async {
+            match b
+                .book(&tokens[i], &format!("late-{}", i % 4), &second_day, "10:00")
+                .await
+            {
+                (201, body) if body["dose"] == 2 => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        })
+        .await;
+        let (status, body) = cancel(&a, &tokens[i], &dose_1).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["also_cancelled"][0]["reservation_id"], dose_2["reservation_id"],
+            "resident {i}: {body}"
+        );
+        both.extend([dose_1, dose_2]);
+    }
+    let stored = a.stored_reservations().await;
+    let cancelled = stored
+        .iter()
+        .filter(|r| both.iter().any(|d| d["reservation_id"] == r.id.to_string()))
+        .filter(|r| r.status == vaxslot::domain::ReservationStatus::Cancelled)
+        .count();
+    assert_eq!(cancelled, both.len(), "every dose cancelled in the store");
+}
+
+/// The ticket lockout counts failures made through every process: three
+/// wrong birth dates through A and two through B lock the ticket on both,
+/// for the right birth date too (each process alone saw fewer than five).
+#[tokio::test]
+async fn five_failed_logins_spread_over_two_processes_lock_the_ticket() {
+    const TICKET: u64 = 4_600_000_000;
+    let a = TestApp::spawn(Backend::RedisCluster).await;
+    a.import_residents(TICKET, 1).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    let attempt = |app: &TestApp, birth_date: &str| {
+        let body =
+            json!({"ticket_number": crate::helpers::ticket(TICKET), "birth_date": birth_date});
+        let request = app.client.post(app.url("/v1/sessions")).json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for app in [&a, &a, &a, &b, &b] {
+        assert_eq!(attempt(app, "1960-01-02").await, 401, "a wrong birth date");
+    }
+    for app in [&a, &b] {
+        assert_eq!(
+            attempt(app, "1960-01-01").await,
+            429,
+            "locked on every process, even for the right birth date"
+        );
+    }
+}
+
+/// A keyed booking refused through A is refused again when retried through
+/// B, even after a place came free: the first answer stands on every
+/// process, and the same key for another request is a reused key.
+#[tokio::test]
+async fn a_keyed_refusal_through_one_process_is_the_answer_on_the_others() {
+    const FIRST: u64 = 4_500_000_000;
+    let a = TestApp::spawn(Backend::RedisCluster).await;
+    let date = future_date(30);
+    for v in ["tiny", "roomy"] {
+        a.venue_day(v, &date, &[("10:00", 1)]).await;
+    }
+    a.import_residents(FIRST, 2).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let (holder, late) = (a.login(FIRST).await, a.login(FIRST + 1).await);
+    let (status, held) = a.book(&holder, "tiny", &date, "10:00").await;
+    assert_eq!(status, 201, "{held}");
+    let wanted = json!({"venue_id": "tiny", "date": date, "time": "10:00"});
+    let (status, refused) = a.send_keyed(&late, &wanted, "one-try").await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("slot_full")));
+    // The place comes free; the retry goes through the other process.
+    let (status, body) = cancel(&a, &holder, &held).await;
+    assert_eq!(status, 200, "{body}");
+    for app in [&b, &a] {
+        let (status, body) = app.send_keyed(&late, &wanted, "one-try").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("slot_full")),
+            "the first answer again: {body}"
+        );
+    }
+    let other = json!({"venue_id": "roomy", "date": date, "time": "10:00"});
+    let (status, body) = b.send_keyed(&late, &other, "one-try").await;
+    assert_eq!(body["code"], "idempotency_key_reused", "{status} {body}");
+    assert_eq!(
+        a.stored_reservations()
+            .await
+            .iter()
+            .filter(|r| r.status.is_active())
+            .count(),
+        0,
+        "no booking made by a retry"
+    );
+}

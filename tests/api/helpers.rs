@@ -372,7 +372,11 @@ impl TestApp {
                 Some(&json!({"vaccine": vaccine, "slots": [{"time": "10:00", "capacity": capacity}]})),
             )
             .await;
-        assert!(status == 201 || status == 200, "put day: {status} {body}");
+        assert!(
+            status == 201 || status == 200,
+            "put day: {status} {body}\nserver log:\n{}",
+            self.log_tail()
+        );
     }
 
     /// Everything the server wrote to stderr so far.
@@ -418,6 +422,13 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The last lines of this server's log, for a failed test's message.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -479,7 +490,11 @@ impl TestApp {
         self.put_venue(venue_id, "central", &["moderna", "pfizer"])
             .await;
         let (status, body) = self.put_day(venue_id, date, slots).await;
-        assert!(status == 201 || status == 200, "put day: {status} {body}");
+        assert!(
+            status == 201 || status == 200,
+            "put day: {status} {body}\nserver log:\n{}",
+            self.log_tail()
+        );
     }
 
     /// Imports `count` adult residents with tickets `first`, `first + 1`, ….
@@ -537,6 +552,21 @@ impl TestApp {
             Some(&json!({"venue_id": venue_id, "date": date, "time": time})),
         )
         .await
+    }
+
+    /// Books `body` as the resident of `token` with an `Idempotency-Key`.
+    pub async fn send_keyed(&self, token: &str, body: &Value, key: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/v1/reservations"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// A booker for the resident `ticket_number` through `via`: the web logs

@@ -1,0 +1,210 @@
+//! What the other processes change, kept in this one's caches: every
+//! `FOLLOW_INTERVAL` the store's change streams are read from where the last
+//! read ended (`Store::read_changes`), and each change is applied in order:
+//!
+//! - imports go into the resident index (a resident imported through
+//!   another process can log in here);
+//! - venues and day plans into the catalog (a day put through another
+//!   process can be booked here);
+//! - every committed reservation into the resident index (dose history for
+//!   eligibility and check-ins, cascades, the next dose, `Idempotency-Key`
+//!   replays), and into a **mirror** of its venue-day: a read-only copy
+//!   whose availability is published while no actor of this process runs
+//!   the day (its owner's commits are what this process shows).
+//!
+//! A process that falls behind what the streams keep (`CHANGES_KEPT_FOR`)
+//! reloads everything from the store. Applying a change twice is harmless:
+//! records replace their older versions.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actors::Registry;
+use crate::catalog::Catalog;
+use crate::domain::{VenueDay, VenueDayKey};
+use crate::residents::Residents;
+use crate::store::{CHANGES_READ_MAX, Change, ChangeCursor, Store, StoreError};
+
+/// How often the change streams are read: how long another process's
+/// change takes, at most about, to show here.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+/// Most reads in a row in one round while the streams keep giving full
+/// reads (catching up), before the next round.
+const READS_PER_ROUND_MAX: usize = 16;
+
+pub struct Follower {
+    store: Arc<dyn Store>,
+    residents: Residents,
+    catalog: Arc<Catalog>,
+    registry: Arc<Registry>,
+    /// Every venue-day as its commits left it (see the module's comment).
+    mirrors: HashMap<VenueDayKey, VenueDay>,
+    cursor: ChangeCursor,
+}
+
+impl Follower {
+    /// `cursor` was taken before the state (and `mirrors`) were loaded.
+    pub fn new(
+        store: Arc<dyn Store>,
+        residents: Residents,
+        catalog: Arc<Catalog>,
+        registry: Arc<Registry>,
+        cursor: ChangeCursor,
+        mirrors: HashMap<VenueDayKey, VenueDay>,
+    ) -> Self {
+        Self {
+            store,
+            residents,
+            catalog,
+            registry,
+            mirrors,
+            cursor,
+        }
+    }
+
+    /// Follows the changes for as long as the system runs. While the store
+    /// is unreachable the caches keep what they have.
+    pub fn start(mut self) {
+        actix_rt::spawn(async move {
+            let mut every = tokio::time::interval(FOLLOW_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(error) = self.round().await {
+                    tracing::warn!(error = %error, "changes of other processes not read");
+                }
+            }
+        });
+    }
+
+    /// Reads and applies until caught up (or `READS_PER_ROUND_MAX` reads).
+    pub async fn round(&mut self) -> Result<(), StoreError> {
+        for _ in 0..READS_PER_ROUND_MAX {
+            let read = self.store.read_changes(&self.cursor).await?;
+            if read.lost {
+                tracing::warn!("fell behind the change streams: reloading everything");
+                return self.reload().await;
+            }
+            let count = read.changes.len();
+            let mut touched = HashSet::new();
+            for change in read.changes {
+                self.apply(change, &mut touched);
+            }
+            self.cursor = read.cursor;
+            self.publish(touched);
+            if count < CHANGES_READ_MAX {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, change: Change, touched: &mut HashSet<VenueDayKey>) {
+        let now = crate::clock::now();
+        match change {
+            Change::Residents(residents) => {
+                self.residents.upsert_residents(residents);
+            }
+            Change::Venue(venue) => self.catalog.put_venue(venue),
+            Change::DayPlan(key, plan) => {
+                let held = self
+                    .mirrors
+                    .remove(&key)
+                    .map(VenueDay::into_reservations)
+                    .unwrap_or_default();
+                self.mirrors.insert(
+                    key.clone(),
+                    VenueDay::restore(key.clone(), Some(plan), held),
+                );
+                touched.insert(key);
+            }
+            Change::Reservations { day, stored } => {
+                let mirror = self.mirror(&day);
+                for reservation in &stored {
+                    mirror.apply_stored(reservation.clone());
+                }
+                for reservation in stored {
+                    self.residents.apply_stored(reservation, false, now);
+                }
+                touched.insert(day);
+            }
+            Change::Reverted {
+                day,
+                forgotten,
+                restored,
+            } => {
+                let mirror = self.mirror(&day);
+                // The mirror had it from the batch's own entry, with its owner.
+                let owners: Vec<_> = forgotten
+                    .iter()
+                    .filter_map(|id| mirror.reservation(*id).map(|r| (*id, r.ticket_number)))
+                    .collect();
+                for id in &forgotten {
+                    mirror.forget_stored(*id);
+                }
+                for reservation in &restored {
+                    mirror.apply_stored(reservation.clone());
+                }
+                for (id, ticket) in owners {
+                    self.residents.forget_reservation(&ticket, id);
+                }
+                for reservation in restored {
+                    self.residents.apply_stored(reservation, true, now);
+                }
+                touched.insert(day);
+            }
+        }
+    }
+
+    fn mirror(&mut self, key: &VenueDayKey) -> &mut VenueDay {
+        self.mirrors
+            .entry(key.clone())
+            .or_insert_with(|| VenueDay::restore(key.clone(), None, Vec::new()))
+    }
+
+    /// Publishes the availability of the days that changed, except where an
+    /// actor here runs the day (it publishes its own).
+    fn publish(&self, touched: HashSet<VenueDayKey>) {
+        for key in touched {
+            if self.registry.runs_actor_for(&key) {
+                continue;
+            }
+            if let Some(snapshot) = self.mirrors.get(&key).and_then(VenueDay::snapshot) {
+                self.catalog.publish(snapshot);
+            }
+        }
+    }
+
+    /// Rebuilds every cache from the store, after changes were lost.
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        let cursor = self.store.change_cursor().await?;
+        self.residents
+            .upsert_residents(self.store.load_residents().await?);
+        for venue in self.store.load_venues().await? {
+            self.catalog.put_venue(venue);
+        }
+        let now = crate::clock::now();
+        let mut by_day: HashMap<VenueDayKey, Vec<_>> = HashMap::new();
+        for reservation in self.store.load_reservations().await? {
+            by_day
+                .entry(reservation.venue_day())
+                .or_default()
+                .push(reservation.clone());
+            self.residents.apply_stored(reservation, true, now);
+        }
+        self.mirrors.clear();
+        let mut touched = HashSet::new();
+        for (key, plan) in self.store.load_day_plans().await? {
+            let stored = by_day.remove(&key).unwrap_or_default();
+            self.mirrors.insert(
+                key.clone(),
+                VenueDay::restore(key.clone(), Some(plan), stored),
+            );
+            touched.insert(key);
+        }
+        self.cursor = cursor;
+        self.publish(touched);
+        Ok(())
+    }
+}

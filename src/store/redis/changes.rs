@@ -1,0 +1,267 @@
+//! The change streams that several processes on one Redis follow
+//! (`cluster/follow.rs`): every import, venue and day plan is written with
+//! an entry on its own stream, in one transaction on its hash's slot; every
+//! venue-day batch with an entry on its partition's stream, by `commit.lua`
+//! (and its undoing by `abandon.lua`), in the same script call. Entries
+//! carry the records as stored, one JSON per line (compact JSON has no raw
+//! newline), so a follower needs no second read.
+
+use std::collections::BTreeMap;
+
+use ::redis::{Cmd, RedisError};
+
+use super::{RedisStore, decode, limited, parse_day_field, unavailable};
+use crate::domain::ReservationId;
+use crate::store::{
+    CHANGES_KEPT_FOR, CHANGES_READ_MAX, Change, ChangeCursor, ChangesRead, KILL_SWITCH_PARTITIONS,
+    StoreError,
+};
+
+/// Imports: each entry the residents of one call (`put`). In the slot of
+/// `vaxslot:residents` (the tag is its key name).
+const RESIDENT_CHANGES: &str = "vaxslot:{vaxslot:residents}:changes";
+const VENUE_CHANGES: &str = "vaxslot:{vaxslot:venues}:changes";
+const DAY_CHANGES: &str = "vaxslot:{vaxslot:days}:changes";
+
+/// Most entries the catalog streams keep (an import's entry holds a whole
+/// call's residents): a follower more than this many imports behind reloads.
+pub const CATALOG_CHANGES_KEPT: usize = 100;
+/// Most entries read from a catalog stream at once (below what it keeps,
+/// so that a full read is how a trimmed stream is noticed).
+const CATALOG_READ_MAX: usize = 16;
+
+const _: () = assert!(CATALOG_READ_MAX < CATALOG_CHANGES_KEPT);
+
+/// A venue-day partition's change stream, under the partition's tag.
+pub(super) fn of_partition(partition: u32) -> String {
+    format!("vaxslot:{{vx{partition}}}:changes")
+}
+
+/// How long a partition stream keeps an entry, for `commit.lua`'s `MINID`.
+pub(super) fn kept_ms() -> u64 {
+    u64::try_from(CHANGES_KEPT_FOR.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn catalog_entry(stream: &str) -> Cmd {
+    let mut xadd = ::redis::cmd("XADD");
+    xadd.arg(stream)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(CATALOG_CHANGES_KEPT)
+        .arg("*");
+    xadd
+}
+
+pub(super) fn residents_change(lines: &str) -> Cmd {
+    let mut xadd = catalog_entry(RESIDENT_CHANGES);
+    xadd.arg("put").arg(lines);
+    xadd
+}
+
+pub(super) fn venue_change(json: &str) -> Cmd {
+    let mut xadd = catalog_entry(VENUE_CHANGES);
+    xadd.arg("put").arg(json);
+    xadd
+}
+
+pub(super) fn day_change(day: &str, json: &str) -> Cmd {
+    let mut xadd = catalog_entry(DAY_CHANGES);
+    xadd.arg("day").arg(day).arg("put").arg(json);
+    xadd
+}
+
+/// Every stream, the catalog's first: a follower applies an import or a
+/// day before the bookings that need them.
+fn streams() -> (Vec<String>, Vec<String>) {
+    let catalog = [RESIDENT_CHANGES, VENUE_CHANGES, DAY_CHANGES]
+        .map(str::to_owned)
+        .to_vec();
+    let partitions = (0..KILL_SWITCH_PARTITIONS).map(of_partition).collect();
+    (catalog, partitions)
+}
+
+/// A stream entry: its id and its fields.
+type Entry = (String, Vec<(String, String)>);
+
+/// `"<ms>-<seq>"` as numbers, to compare entry ids.
+fn id_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+const NOTHING_READ: &str = "0-0";
+
+impl RedisStore {
+    /// `XRANGE` (or `XREVRANGE`) of `stream` from `from` to `to`, `count` at most.
+    async fn range(
+        &self,
+        command: &str,
+        stream: &str,
+        (from, to): (&str, &str),
+        count: usize,
+    ) -> Result<Vec<Entry>, RedisError> {
+        limited(
+            ::redis::cmd(command)
+                .arg(stream)
+                .arg(from)
+                .arg(to)
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut self.connection()),
+        )
+        .await
+    }
+
+    /// The last entry of `stream`, or `0-0` when it has none.
+    async fn stream_end(&self, stream: &str) -> Result<String, RedisError> {
+        let last = self.range("XREVRANGE", stream, ("+", "-"), 1).await?;
+        Ok(last
+            .into_iter()
+            .next()
+            .map_or_else(|| NOTHING_READ.to_owned(), |(id, _)| id))
+    }
+
+    /// Up to `count` entries after `after`, and whether entries after it
+    /// were trimmed before they were read.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after: &str,
+        count: usize,
+    ) -> Result<(Vec<Entry>, bool), RedisError> {
+        let start = if after == NOTHING_READ {
+            "-".to_owned()
+        } else {
+            format!("({after}")
+        };
+        let entries = self.range("XRANGE", stream, (&start, "+"), count).await?;
+        // Behind by a full read: was what follows `after` kept?
+        let lost = if entries.len() == count && after != NOTHING_READ {
+            let oldest = self.range("XRANGE", stream, ("-", "+"), 1).await?;
+            oldest
+                .first()
+                .is_some_and(|(id, _)| id_order(id) > id_order(after))
+        } else {
+            false
+        };
+        Ok((entries, lost))
+    }
+
+    pub(super) async fn change_cursor_now(&self) -> Result<ChangeCursor, StoreError> {
+        let (catalog, partitions) = streams();
+        let all: Vec<String> = catalog.into_iter().chain(partitions).collect();
+        let ends = limited(futures::future::try_join_all(
+            all.iter().map(|stream| self.stream_end(stream)),
+        ))
+        .await
+        .map_err(unavailable)?;
+        Ok(ChangeCursor(all.into_iter().zip(ends).collect()))
+    }
+
+    pub(super) async fn read_changes_after(
+        &self,
+        after: &ChangeCursor,
+    ) -> Result<ChangesRead, StoreError> {
+        let (catalog, partitions) = streams();
+        let mut read = ChangesRead {
+            changes: Vec::new(),
+            cursor: after.clone(),
+            lost: false,
+        };
+        // The catalog's streams are read, and applied, before the
+        // partitions': a booking read here was made after its import.
+        for (group, count) in [(catalog, CATALOG_READ_MAX), (partitions, CHANGES_READ_MAX)] {
+            let reads = limited(futures::future::try_join_all(group.iter().map(|stream| {
+                let from = after.0.get(stream).map_or(NOTHING_READ, String::as_str);
+                self.read_stream(stream, from, count)
+            })))
+            .await
+            .map_err(unavailable)?;
+            for (stream, (entries, lost)) in group.into_iter().zip(reads) {
+                read.lost |= lost;
+                if let Some((last, _)) = entries.last() {
+                    read.cursor.0.insert(stream.clone(), last.clone());
+                }
+                for (_, fields) in entries {
+                    read.changes.push(change_of(&stream, fields)?);
+                }
+            }
+        }
+        Ok(read)
+    }
+}
+
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n').filter(|line| !line.is_empty())
+}
+
+/// One stream entry as the change it records.
+fn change_of(stream: &str, fields: Vec<(String, String)>) -> Result<Change, StoreError> {
+    let fields: BTreeMap<String, String> = fields.into_iter().collect();
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| StoreError::Corrupt(format!("change entry without {name}")))
+    };
+    Ok(match stream {
+        RESIDENT_CHANGES => Change::Residents(
+            lines(field("put")?)
+                .map(|line| decode(line, "resident"))
+                .collect::<Result<_, _>>()?,
+        ),
+        VENUE_CHANGES => Change::Venue(decode(field("put")?, "venue")?),
+        DAY_CHANGES => Change::DayPlan(
+            parse_day_field(field("day")?)?,
+            decode(field("put")?, "day plan")?,
+        ),
+        _ => {
+            let day = parse_day_field(field("day")?)?;
+            match fields.get("put") {
+                Some(put) => Change::Reservations {
+                    day,
+                    stored: lines(put)
+                        .map(|line| decode(line, "reservation"))
+                        .collect::<Result<_, _>>()?,
+                },
+                None => Change::Reverted {
+                    day,
+                    forgotten: lines(field("forget")?)
+                        .map(|id| {
+                            ReservationId::parse(id)
+                                .ok_or_else(|| StoreError::Corrupt("reservation id".into()))
+                        })
+                        .collect::<Result<_, _>>()?,
+                    restored: lines(field("revert")?)
+                        .map(|line| decode(line, "reservation"))
+                        .collect::<Result<_, _>>()?,
+                },
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DAYS, RESIDENTS, VENUES};
+    use super::*;
+
+    #[test]
+    fn entry_ids_compare_as_numbers() {
+        assert!(id_order("1700000000010-0") > id_order("1700000000009-5"));
+        assert!(id_order("5-10") > id_order("5-9"));
+    }
+
+    #[test]
+    fn each_stream_is_in_the_slot_of_what_it_follows() {
+        // The tag of each catalog stream is its hash's own key name.
+        for (stream, hash) in [
+            (RESIDENT_CHANGES, RESIDENTS),
+            (VENUE_CHANGES, VENUES),
+            (DAY_CHANGES, DAYS),
+        ] {
+            assert!(stream.starts_with(&format!("vaxslot:{{{hash}}}")));
+        }
+        assert_eq!(of_partition(7), "vaxslot:{vx7}:changes");
+    }
+}
