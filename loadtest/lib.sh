@@ -96,3 +96,42 @@ start_vaxslot() {
   pids+=($server_pid)
   url=$(address_in "$work/vaxslot.out")
 }
+
+# A folder for nginx in $work that its workers (running as nobody) can
+# write their temp files in: $work/nginx.
+nginx_folder() {
+  mkdir -p "$work/nginx"
+  chmod 755 "$work"
+  chmod 777 "$work/nginx"
+}
+
+# Starts nginx with WORKERS worker processes and the http-level
+# configuration the caller wrote to $work/nginx/vaxslot.conf, listening on
+# $port; returns once it answers /healthz. Sets nginx_master; stopped on exit.
+start_nginx() {
+  local nginx
+  nginx=$(command -v nginx || echo /usr/sbin/nginx)
+  [[ -x $nginx ]] || { echo "nginx is needed (apt-get install nginx-light)" >&2; exit 2; }
+  cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes $1;
+error_log $work/nginx/error.log;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  include $work/nginx/vaxslot.conf;
+}
+CONF
+  "$nginx" -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+  nginx_master=$!
+  pids+=($nginx_master)
+  # SIGTERM first, and wait, so that the master stops its workers (a
+  # SIGKILLed master leaves them running).
+  trap 'kill -TERM $nginx_master 2>/dev/null || true; wait $nginx_master 2>/dev/null || true; cleanup' EXIT
+  for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
+}

@@ -82,10 +82,13 @@ impl Application {
         // Where the change streams end before anything is loaded: with
         // several processes, what others change from now on is followed
         // from here (`cluster::Follower`).
-        let change_cursor = store
-            .change_cursor()
-            .await
-            .context("reading where the change streams end")?;
+        let change_cursor = (
+            store
+                .change_cursor()
+                .await
+                .context("reading where the change streams end")?,
+            std::time::Instant::now(),
+        );
         let residents = store.load_residents().await.context("loading residents")?;
         let reservations = store
             .load_reservations()

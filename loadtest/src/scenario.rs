@@ -220,6 +220,9 @@ pub async fn audit(
     scenario: &Scenario,
     created: &HashSet<String>,
 ) -> anyhow::Result<AuditFindings> {
+    // Availability may lag commits by up to a second (API.md): with several
+    // processes, one that does not own a day shows it as it last heard.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let mut connection = Connection::new(address);
     let mut stored = HashSet::new();
     let mut used_capacity = 0;
@@ -238,7 +241,7 @@ pub async fn audit(
             }
         }
         // With a credential: built for this request, not the public
-        // prepared bytes, which may lag the last commits by a second.
+        // prepared bytes, which may lag the last commits by a second more.
         let path = format!("/v1/availability?date={}&venue_id={venue}", scenario.date);
         let answer = connection
             .send(Method::GET, &path, Some(staff_key), None)

@@ -173,10 +173,23 @@ async fn put_day_unaudited(
         date: parse_date(date)?,
     };
     let body: DayBody = body::json(request, payload).await?;
-    let venue = state
-        .catalog
-        .venue(&key.venue_id)
-        .ok_or_else(ApiError::not_found)?;
+    let venue = match state.catalog.venue(&key.venue_id) {
+        Some(venue) => venue,
+        // Put through another process a moment ago, before this one read
+        // the change: the store says.
+        None => {
+            let stored = state
+                .store
+                .stored_venue(&key.venue_id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
+            state.catalog.put_venue(stored);
+            state
+                .catalog
+                .venue(&key.venue_id)
+                .ok_or_else(ApiError::not_found)?
+        }
+    };
     let vaccine = Vaccine::parse(&body.vaccine)?;
     if !venue.offers(vaccine) {
         return Err(crate::domain::DomainError::VaccineNotOffered.into());

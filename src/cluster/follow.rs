@@ -12,23 +12,27 @@
 //!   whose availability is published while no actor of this process runs
 //!   the day (its owner's commits are what this process shows).
 //!
-//! A process that falls behind what the streams keep (`CHANGES_KEPT_FOR`)
-//! reloads everything from the store. Applying a change twice is harmless:
-//! records replace their older versions.
+//! A process that has not read the streams for about as long as they keep
+//! their entries (`CHANGES_KEPT_FOR`, 5 min), or is further behind than a
+//! venue or day stream keeps, reloads everything from the store. Applying
+//! a change twice is harmless: records replace their older versions.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::actors::Registry;
 use crate::catalog::Catalog;
 use crate::domain::{VenueDay, VenueDayKey};
 use crate::residents::Residents;
-use crate::store::{CHANGES_READ_MAX, Change, ChangeCursor, Store, StoreError};
+use crate::store::{CHANGES_KEPT_FOR, CHANGES_READ_MAX, Change, ChangeCursor, Store, StoreError};
 
 /// How often the change streams are read: how long another process's
 /// change takes, at most about, to show here.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+/// Slack between the last read and the streams' trimming, for clocks and
+/// a slow read.
+const UNREAD_MARGIN: Duration = Duration::from_secs(30);
 /// Most reads in a row in one round while the streams keep giving full
 /// reads (catching up), before the next round.
 const READS_PER_ROUND_MAX: usize = 16;
@@ -41,16 +45,19 @@ pub struct Follower {
     /// Every venue-day as its commits left it (see the module's comment).
     mirrors: HashMap<VenueDayKey, VenueDay>,
     cursor: ChangeCursor,
+    /// When the streams were last read up to `cursor` (or it was taken).
+    read_at: Instant,
 }
 
 impl Follower {
-    /// `cursor` was taken before the state (and `mirrors`) were loaded.
+    /// `cursor` was taken at `cursor_at`, before the state (and `mirrors`)
+    /// were loaded.
     pub fn new(
         store: Arc<dyn Store>,
         residents: Residents,
         catalog: Arc<Catalog>,
         registry: Arc<Registry>,
-        cursor: ChangeCursor,
+        (cursor, cursor_at): (ChangeCursor, Instant),
         mirrors: HashMap<VenueDayKey, VenueDay>,
     ) -> Self {
         Self {
@@ -60,6 +67,7 @@ impl Follower {
             registry,
             mirrors,
             cursor,
+            read_at: cursor_at,
         }
     }
 
@@ -80,12 +88,21 @@ impl Follower {
 
     /// Reads and applies until caught up (or `READS_PER_ROUND_MAX` reads).
     pub async fn round(&mut self) -> Result<(), StoreError> {
+        // Entries not read yet were appended after the last read, and are
+        // trimmed `CHANGES_KEPT_FOR` after their append: past that, some may
+        // be gone unread (the store unreachable for minutes, a slow start).
+        if self.read_at.elapsed() + UNREAD_MARGIN > CHANGES_KEPT_FOR {
+            tracing::warn!("the change streams were not read for minutes: reloading everything");
+            return self.reload().await;
+        }
         for _ in 0..READS_PER_ROUND_MAX {
+            let started = Instant::now();
             let read = self.store.read_changes(&self.cursor).await?;
             if read.lost {
                 tracing::warn!("fell behind the change streams: reloading everything");
                 return self.reload().await;
             }
+            self.read_at = started;
             let count = read.changes.len();
             let mut touched = HashSet::new();
             for change in read.changes {
@@ -178,6 +195,7 @@ impl Follower {
 
     /// Rebuilds every cache from the store, after changes were lost.
     async fn reload(&mut self) -> Result<(), StoreError> {
+        let started = Instant::now();
         let cursor = self.store.change_cursor().await?;
         self.residents
             .upsert_residents(self.store.load_residents().await?);
@@ -204,7 +222,12 @@ impl Follower {
             touched.insert(key);
         }
         self.cursor = cursor;
+        self.read_at = started;
         self.publish(touched);
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "reloaded from the store"
+        );
         Ok(())
     }
 }

@@ -15,8 +15,9 @@ use crate::domain::{
 };
 use crate::tokens::{ResidentHandle, TokenKey};
 
-/// Most residents one process holds (a prefecture's worth, with room).
-pub const RESIDENTS_MAX: usize = 5_000_000;
+/// Most residents one process holds: Tokyo's 14 million, with room. About
+/// 0.7 KB each in memory (BENCHMARKS.md "Capacity plan"): 11 GB at the limit.
+pub const RESIDENTS_MAX: usize = 16_000_000;
 
 /// A birth date that no resident has, compared against when a ticket is
 /// unknown so that both refusals take the same path.

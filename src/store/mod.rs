@@ -112,9 +112,11 @@ pub struct LoginLimits {
     pub lock: Duration,
 }
 
-/// How long the change streams keep what they carry: a process that falls
-/// further behind than this has lost changes, and reloads everything.
-pub const CHANGES_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long the change streams keep what they carry: a process that has
+/// not read them for about this long may have lost changes, and reloads
+/// everything. Their memory is at most this long's commits (a whole
+/// 600,000-booking launch is about 270 MB: BENCHMARKS.md).
+pub const CHANGES_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 /// Most entries read from one change stream in one read.
 pub const CHANGES_READ_MAX: usize = 256;
 
@@ -461,6 +463,14 @@ pub trait Store: Send + Sync + 'static {
     async fn load_venues(&self) -> Result<Vec<Venue>, StoreError>;
     /// Inserts or replaces a venue; `true` when it was new.
     async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError>;
+
+    /// One venue as stored, read when this process has not heard of it yet
+    /// (several processes on one Redis: it was put through another a moment
+    /// ago). A store one process owns has every venue in the catalog already.
+    async fn stored_venue(&self, id: &VenueId) -> Result<Option<Venue>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
 
     /// Every venue-day's plan, for the catalog at start.
     async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError>;

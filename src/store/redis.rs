@@ -97,6 +97,7 @@ pub struct RedisStore {
     end_dose_claim: Script,
     login_attempt: Script,
     start_cascade: Script,
+    put_residents: Script,
 }
 
 /// The keys of one venue-day, all under its partition's hash tag.
@@ -334,6 +335,7 @@ impl RedisStore {
             end_dose_claim: Script::new(include_str!("end_dose_claim.lua")),
             login_attempt: Script::new(include_str!("login_attempt.lua")),
             start_cascade: Script::new(include_str!("start_cascade.lua")),
+            put_residents: Script::new(include_str!("put_residents.lua")),
         })
     }
 
@@ -508,6 +510,13 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(added == 1)
+    }
+
+    async fn stored_venue(&self, id: &VenueId) -> Result<Option<Venue>, StoreError> {
+        let json: Option<String> = limited(self.connection().hget(VENUES, id.as_str()))
+            .await
+            .map_err(unavailable)?;
+        json.map(|json| decode(&json, "venue")).transpose()
     }
 
     async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError> {
@@ -706,15 +715,17 @@ impl Store for RedisStore {
             .iter()
             .map(|r| (r.ticket_number.expose().to_owned(), encode(r)))
             .collect();
-        let lines: Vec<&str> = fields.iter().map(|(_, json)| json.as_str()).collect();
-        let mut write = ::redis::pipe();
-        write
-            .atomic()
-            .hset_multiple(RESIDENTS, &fields)
-            .ignore()
-            .add_command(changes::residents_change(&lines.join("\n")))
-            .ignore();
-        let () = limited(write.query_async(&mut self.connection()))
+        // With its change entry, in one script call (the stream is trimmed
+        // by time, as an import's entry holds a whole call's residents).
+        let mut invocation = self.put_residents.prepare_invoke();
+        invocation
+            .key(RESIDENTS)
+            .key(changes::RESIDENT_CHANGES)
+            .arg(changes::kept_ms());
+        for (ticket, json) in &fields {
+            invocation.arg(ticket).arg(json);
+        }
+        let _: i64 = limited(invocation.invoke_async(&mut self.connection()))
             .await
             .map_err(unavailable)?;
         Ok(())

@@ -999,6 +999,11 @@ async fn what_one_process_changes_the_others_know_within_a_second() {
             assert_eq!(status, 201, "{body}");
         }
     }
+    // A venue put through A and its day at once through B (an admin's
+    // script behind a load balancer): B reads the venue from the store.
+    a.put_venue("fresh", "central", &["moderna"]).await;
+    let (status, body) = b.put_day("fresh", &first_day, &[("10:00", 10)]).await;
+    assert_eq!(status, 201, "{body}");
     a.import_residents(FIRST, 12).await;
 
     // An import through A: B logs the residents in.

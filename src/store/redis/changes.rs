@@ -4,27 +4,32 @@
 //! venue-day batch with an entry on its partition's stream, by `commit.lua`
 //! (and its undoing by `abandon.lua`), in the same script call. Entries
 //! carry the records as stored, one JSON per line (compact JSON has no raw
-//! newline), so a follower needs no second read.
+//! newline), so a follower needs no second read; an import's entry names
+//! its tickets only (a whole call's residents would be megabytes).
 
 use std::collections::BTreeMap;
 
 use ::redis::{Cmd, RedisError};
 
-use super::{RedisStore, decode, limited, parse_day_field, unavailable};
-use crate::domain::ReservationId;
+use super::{
+    REDIS_SCAN_PAGE, RESIDENTS, RedisStore, decode, limited, parse_day_field, unavailable,
+};
+use crate::domain::{ReservationId, Resident};
 use crate::store::{
     CHANGES_KEPT_FOR, CHANGES_READ_MAX, Change, ChangeCursor, ChangesRead, KILL_SWITCH_PARTITIONS,
     StoreError,
 };
 
-/// Imports: each entry the residents of one call (`put`). In the slot of
-/// `vaxslot:residents` (the tag is its key name).
-const RESIDENT_CHANGES: &str = "vaxslot:{vaxslot:residents}:changes";
+/// Imports: each entry the tickets of one call (`tickets`, one per line;
+/// followers read the residents from the hash), written by
+/// `put_residents.lua` and kept for `CHANGES_KEPT_FOR`, like a partition's.
+/// In the slot of `vaxslot:residents` (the tag is its key name).
+pub(super) const RESIDENT_CHANGES: &str = "vaxslot:{vaxslot:residents}:changes";
 const VENUE_CHANGES: &str = "vaxslot:{vaxslot:venues}:changes";
 const DAY_CHANGES: &str = "vaxslot:{vaxslot:days}:changes";
 
-/// Most entries the catalog streams keep (an import's entry holds a whole
-/// call's residents): a follower more than this many imports behind reloads.
+/// Most entries the venue and day streams keep: a follower more than this
+/// many changes behind reloads.
 pub const CATALOG_CHANGES_KEPT: usize = 100;
 /// Most entries read from a catalog stream at once (below what it keeps,
 /// so that a full read is how a trimmed stream is noticed).
@@ -49,12 +54,6 @@ fn catalog_entry(stream: &str) -> Cmd {
         .arg("~")
         .arg(CATALOG_CHANGES_KEPT)
         .arg("*");
-    xadd
-}
-
-pub(super) fn residents_change(lines: &str) -> Cmd {
-    let mut xadd = catalog_entry(RESIDENT_CHANGES);
-    xadd.arg("put").arg(lines);
     xadd
 }
 
@@ -183,7 +182,13 @@ impl RedisStore {
                     read.cursor.0.insert(stream.clone(), last.clone());
                 }
                 for (_, fields) in entries {
-                    read.changes.push(change_of(&stream, fields)?);
+                    let change = match change_of(&stream, fields)? {
+                        Parsed::Change(change) => change,
+                        Parsed::Imported(tickets) => {
+                            Change::Residents(self.residents_named(&tickets).await?)
+                        }
+                    };
+                    read.changes.push(change);
                 }
             }
         }
@@ -191,12 +196,40 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// The residents an import entry names, as the hash holds them now (a
+    /// later import may have replaced some: the newer is what counts).
+    async fn residents_named(&self, tickets: &[String]) -> Result<Vec<Resident>, StoreError> {
+        let mut residents = Vec::with_capacity(tickets.len());
+        for chunk in tickets.chunks(REDIS_SCAN_PAGE) {
+            let found: Vec<Option<String>> = limited(
+                ::redis::cmd("HMGET")
+                    .arg(RESIDENTS)
+                    .arg(chunk)
+                    .query_async(&mut self.connection()),
+            )
+            .await
+            .map_err(unavailable)?;
+            for json in found.into_iter().flatten() {
+                residents.push(decode(&json, "resident")?);
+            }
+        }
+        Ok(residents)
+    }
+}
+
+/// A stream entry read: a change, or an import's tickets to read.
+enum Parsed {
+    Change(Change),
+    Imported(Vec<String>),
+}
+
 fn lines(text: &str) -> impl Iterator<Item = &str> {
     text.split('\n').filter(|line| !line.is_empty())
 }
 
 /// One stream entry as the change it records.
-fn change_of(stream: &str, fields: Vec<(String, String)>) -> Result<Change, StoreError> {
+fn change_of(stream: &str, fields: Vec<(String, String)>) -> Result<Parsed, StoreError> {
     let fields: BTreeMap<String, String> = fields.into_iter().collect();
     let field = |name: &str| {
         fields
@@ -204,12 +237,11 @@ fn change_of(stream: &str, fields: Vec<(String, String)>) -> Result<Change, Stor
             .map(String::as_str)
             .ok_or_else(|| StoreError::Corrupt(format!("change entry without {name}")))
     };
-    Ok(match stream {
-        RESIDENT_CHANGES => Change::Residents(
-            lines(field("put")?)
-                .map(|line| decode(line, "resident"))
-                .collect::<Result<_, _>>()?,
-        ),
+    if stream == RESIDENT_CHANGES {
+        let tickets = lines(field("tickets")?).map(str::to_owned).collect();
+        return Ok(Parsed::Imported(tickets));
+    }
+    Ok(Parsed::Change(match stream {
         VENUE_CHANGES => Change::Venue(decode(field("put")?, "venue")?),
         DAY_CHANGES => Change::DayPlan(
             parse_day_field(field("day")?)?,
@@ -238,12 +270,12 @@ fn change_of(stream: &str, fields: Vec<(String, String)>) -> Result<Change, Stor
                 },
             }
         }
-    })
+    }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{DAYS, RESIDENTS, VENUES};
+    use super::super::{DAYS, VENUES};
     use super::*;
 
     #[test]
