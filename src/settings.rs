@@ -99,6 +99,12 @@ pub struct ServeArgs {
     /// Longest wait, in milliseconds, for those replicas.
     #[arg(long, env = "VAXSLOT_REDIS_WAIT_TIMEOUT_MS", default_value_t = REDIS_WAIT_TIMEOUT_MS_DEFAULT)]
     pub redis_wait_timeout_ms: u64,
+    /// How long the Redis change streams keep what other processes follow,
+    /// in seconds: a process that cannot read them for about that long
+    /// reloads everything. Memory: the commits of that long.
+    #[arg(long, env = "VAXSLOT_CHANGE_STREAMS_KEEP_S", default_value_t = CHANGE_STREAMS_KEEP_S_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(2..=86_400))]
+    pub change_streams_keep_s: u64,
     /// Fill an empty store with a ward-shaped demo data set, and use demo keys
     /// for any role whose key is not set in the environment.
     #[arg(long)]
@@ -183,6 +189,10 @@ fn parse_municipality_code(text: &str) -> Result<String, String> {
 /// How long a batch waits for its replicas by default (`--redis-wait-timeout-ms`).
 pub const REDIS_WAIT_TIMEOUT_MS_DEFAULT: u64 = 1_000;
 
+/// How long the change streams keep their entries by default
+/// (`--change-streams-keep-s`).
+pub const CHANGE_STREAMS_KEEP_S_DEFAULT: u64 = 5 * 60;
+
 /// The call centre number the demo's mail gives when none is set.
 pub const DEMO_CALL_CENTRE_PHONE: &str = "0120-000-000（デモ）";
 
@@ -204,6 +214,8 @@ pub struct Settings {
     pub redis: Option<crate::store::RedisTarget>,
     /// What a Redis batch waits for before it counts.
     pub redis_wait: crate::store::ReplicaWait,
+    /// How long the Redis change streams keep their entries.
+    pub change_streams_keep: Duration,
     /// Where other processes reach this one (`--advertise-url`).
     pub advertise_url: Option<String>,
     pub demo: bool,
@@ -274,6 +286,7 @@ impl Settings {
             data_dir: args.data_dir,
             redis,
             redis_wait,
+            change_streams_keep: Duration::from_secs(args.change_streams_keep_s),
             advertise_url: args.advertise_url,
             demo: args.demo,
             workers: args.workers.unwrap_or(cpus).clamp(1, HTTP_WORKERS_MAX),

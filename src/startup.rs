@@ -52,7 +52,8 @@ impl Application {
                         RedisTarget::Cluster(_) => {
                             "connecting to the Redis Cluster (--redis-cluster-nodes)"
                         }
-                    })?,
+                    })?
+                    .with_changes_kept(settings.change_streams_keep),
             ),
             None => Arc::new(EmbeddedStore::open(&settings.data_dir).with_context(|| {
                 format!("opening the store in {}", settings.data_dir.display())

@@ -13,7 +13,7 @@
 //!   the day (its owner's commits are what this process shows).
 //!
 //! A process that has not read the streams for about as long as they keep
-//! their entries (`CHANGES_KEPT_FOR`, 5 min), or is further behind than a
+//! their entries (`--change-streams-keep-s`, 5 min), or is further behind than a
 //! venue or day stream keeps, reloads everything from the store. Applying
 //! a change twice is harmless: records replace their older versions.
 
@@ -25,14 +25,14 @@ use crate::actors::Registry;
 use crate::catalog::Catalog;
 use crate::domain::{VenueDay, VenueDayKey};
 use crate::residents::Residents;
-use crate::store::{CHANGES_KEPT_FOR, CHANGES_READ_MAX, Change, ChangeCursor, Store, StoreError};
+use crate::store::{CHANGES_READ_MAX, Change, ChangeCursor, Store, StoreError};
 
 /// How often the change streams are read: how long another process's
 /// change takes, at most about, to show here.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
-/// Slack between the last read and the streams' trimming, for clocks and
-/// a slow read.
-const UNREAD_MARGIN: Duration = Duration::from_secs(30);
+/// How much of the streams' keeping time may pass without a read before
+/// a reload (the rest is slack for a slow read and the clocks).
+const UNREAD_SHARE_MAX: f64 = 0.8;
 /// Most reads in a row in one round while the streams keep giving full
 /// reads (catching up), before the next round.
 const READS_PER_ROUND_MAX: usize = 16;
@@ -89,9 +89,9 @@ impl Follower {
     /// Reads and applies until caught up (or `READS_PER_ROUND_MAX` reads).
     pub async fn round(&mut self) -> Result<(), StoreError> {
         // Entries not read yet were appended after the last read, and are
-        // trimmed `CHANGES_KEPT_FOR` after their append: past that, some may
-        // be gone unread (the store unreachable for minutes, a slow start).
-        if self.read_at.elapsed() + UNREAD_MARGIN > CHANGES_KEPT_FOR {
+        // trimmed `changes_kept` after their append: near that, some may be
+        // gone unread (the store unreachable for minutes, a slow start).
+        if self.read_at.elapsed() > self.store.changes_kept().mul_f64(UNREAD_SHARE_MAX) {
             tracing::warn!("the change streams were not read for minutes: reloading everything");
             return self.reload().await;
         }

@@ -112,11 +112,13 @@ pub struct LoginLimits {
     pub lock: Duration,
 }
 
-/// How long the change streams keep what they carry: a process that has
-/// not read them for about this long may have lost changes, and reloads
-/// everything. Their memory is at most this long's commits (a whole
-/// 600,000-booking launch is about 270 MB: BENCHMARKS.md).
-pub const CHANGES_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// How long the change streams keep what they carry by default
+/// (`--change-streams-keep-s`): a process that has not read them for about
+/// this long may have lost changes, and reloads everything. Their memory is
+/// at most this long's commits (a whole 600,000-booking launch is about
+/// 250 MB: BENCHMARKS.md).
+pub const CHANGES_KEPT_FOR: std::time::Duration =
+    std::time::Duration::from_secs(crate::settings::CHANGE_STREAMS_KEEP_S_DEFAULT);
 /// Most entries read from one change stream in one read.
 pub const CHANGES_READ_MAX: usize = 256;
 
@@ -608,6 +610,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Duration>, StoreError> {
         let _ = (ticket, matched, limits);
         Ok(None)
+    }
+
+    /// How long the change streams keep an entry (see `CHANGES_KEPT_FOR`).
+    fn changes_kept(&self) -> Duration {
+        CHANGES_KEPT_FOR
     }
 
     /// Where the change streams end now (see `ChangeCursor`). A store one

@@ -85,6 +85,8 @@ pub struct RedisStore {
     /// The connections durable writes go out on, by partition (see
     /// `WAITING_CONNECTIONS`); only `connection` when no replica is waited for.
     waiting: Vec<Connection>,
+    /// Where the change streams are read (`redis/changes.rs`).
+    following: Connection,
     /// Replicas that must hold a batch before its commit counts (`WAIT`).
     durability: ReplicaWait,
     commit: Script,
@@ -98,6 +100,8 @@ pub struct RedisStore {
     login_attempt: Script,
     start_cascade: Script,
     put_residents: Script,
+    /// How long the change streams keep an entry (`--change-streams-keep-s`).
+    changes_kept: Duration,
 }
 
 /// The keys of one venue-day, all under its partition's hash tag.
@@ -291,6 +295,13 @@ impl ReplicaWait {
 }
 
 impl RedisStore {
+    /// The change streams keep their entries for `kept` instead of
+    /// `CHANGES_KEPT_FOR` (every process on one store should agree).
+    pub fn with_changes_kept(mut self, kept: Duration) -> Self {
+        self.changes_kept = kept;
+        self
+    }
+
     /// Connects once to a single server; the connection then reconnects by
     /// itself.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -321,9 +332,20 @@ impl RedisStore {
                 );
             }
         }
+        // The change streams are read on a connection of their own: a read
+        // returns up to thousands of reservations, and on the shared
+        // connection the commits behind it would wait.
+        let following = limited(Connection::open(
+            target,
+            REDIS_CONNECT_TIMEOUT,
+            REDIS_CALL_TIMEOUT,
+        ))
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             connection,
             waiting,
+            following,
             durability,
             commit: Script::new(include_str!("commit.lua")),
             take_ownership: Script::new(include_str!("take_ownership.lua")),
@@ -336,6 +358,7 @@ impl RedisStore {
             login_attempt: Script::new(include_str!("login_attempt.lua")),
             start_cascade: Script::new(include_str!("start_cascade.lua")),
             put_residents: Script::new(include_str!("put_residents.lua")),
+            changes_kept: super::CHANGES_KEPT_FOR,
         })
     }
 
@@ -609,7 +632,7 @@ impl Store for RedisStore {
             .arg(batch.mail.len())
             .arg(if batch.reminded { "1" } else { "0" })
             .arg(day_field(&batch.venue_day))
-            .arg(changes::kept_ms());
+            .arg(self.changes_kept_ms());
         for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation
                 .arg(reservation.id.to_string())
@@ -675,7 +698,7 @@ impl Store for RedisStore {
             .arg(batch.mail.len())
             .arg(if batch.reminded { "1" } else { "0" })
             .arg(day_field(&batch.venue_day))
-            .arg(changes::kept_ms());
+            .arg(self.changes_kept_ms());
         for id in &batch.created {
             invocation.arg(id.to_string());
         }
@@ -721,7 +744,7 @@ impl Store for RedisStore {
         invocation
             .key(RESIDENTS)
             .key(changes::RESIDENT_CHANGES)
-            .arg(changes::kept_ms());
+            .arg(self.changes_kept_ms());
         for (ticket, json) in &fields {
             invocation.arg(ticket).arg(json);
         }
@@ -1002,6 +1025,10 @@ impl Store for RedisStore {
         .await
         .map_err(unavailable)?;
         Ok((locked_ms > 0).then(|| Duration::from_millis(locked_ms)))
+    }
+
+    fn changes_kept(&self) -> Duration {
+        self.changes_kept
     }
 
     async fn change_cursor(&self) -> Result<super::ChangeCursor, StoreError> {

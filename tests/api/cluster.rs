@@ -834,12 +834,13 @@ async fn a_check_in_on_another_process_never_gives_dose_2_first() {
     }
 }
 
-/// One resident's bookings of one dose sent at once to different processes,
-/// for venue-days with different owners: exactly one `201` per resident, the
-/// store holds one reservation each, and a cancellation through either
-/// process frees the dose for a booking through the other.
+/// A herd over three processes in which each resident's bookings of one
+/// dose go at once to all three, for venue-days with different owners:
+/// exactly one `201` per resident, the store holds one reservation each,
+/// and a cancellation through one process frees the dose for a booking
+/// through another.
 #[tokio::test]
-async fn one_residents_dose_booked_at_once_through_two_processes_books_once() {
+async fn one_residents_dose_booked_at_once_through_three_processes_books_once() {
     const RESIDENTS: u64 = 40;
     const DAYS: usize = 8;
     let a = TestApp::spawn(Backend::RedisCluster).await;
@@ -850,45 +851,48 @@ async fn one_residents_dose_booked_at_once_through_two_processes_books_once() {
     }
     a.import_residents(4_900_000_000, RESIDENTS).await;
     let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
-    let apps = Arc::new([a, b]);
+    let c = a.spawn_second().await;
+    for app in [&a, &b, &c] {
+        until_processes(app, 3).await;
+    }
+    let apps = Arc::new([a, b, c]);
     let mut tokens = Vec::new();
     for i in 0..RESIDENTS {
-        tokens.push((
-            apps[0].login(4_900_000_000 + i).await,
-            apps[1].login(4_900_000_000 + i).await,
-        ));
+        let mut mine = Vec::new();
+        for app in apps.iter() {
+            mine.push(app.login(4_900_000_000 + i).await);
+        }
+        tokens.push(mine);
     }
     let answers: Vec<Vec<(u16, Value)>> =
-        futures::future::join_all(tokens.iter().enumerate().map(|(i, (token_a, token_b))| {
+        futures::future::join_all(tokens.iter().enumerate().map(|(i, mine)| {
             let (apps, date) = (Arc::clone(&apps), date.clone());
             async move {
-                // Two different venue-days, so two actors (often in two
-                // processes) decide at once: only the resident's claim can
-                // tell them apart.
-                let (first, second) = (
-                    format!("venue-{}", i % DAYS),
-                    format!("venue-{}", (i + 1) % DAYS),
+                // Three different venue-days, so three actors (often in
+                // three processes) decide at once: only the resident's claim
+                // can tell them apart.
+                let days: Vec<String> = (0..3)
+                    .map(|k| format!("venue-{}", (i + k) % DAYS))
+                    .collect();
+                let (one, two, three) = tokio::join!(
+                    apps[0].book(&mine[0], &days[0], &date, "10:00"),
+                    apps[1].book(&mine[1], &days[1], &date, "10:00"),
+                    apps[2].book(&mine[2], &days[2], &date, "10:00"),
                 );
-                let (one, two) = tokio::join!(
-                    apps[0].book(token_a, &first, &date, "10:00"),
-                    apps[1].book(token_b, &second, &date, "10:00"),
-                );
-                vec![one, two]
+                vec![one, two, three]
             }
         }))
         .await;
     let mut created = HashSet::new();
-    for (i, pair) in answers.iter().enumerate() {
-        let booked: Vec<&Value> = pair
+    for (i, tried) in answers.iter().enumerate() {
+        let booked: Vec<&Value> = tried
             .iter()
             .filter(|(s, _)| *s == 201)
             .map(|(_, b)| b)
             .collect();
-        assert_eq!(booked.len(), 1, "resident {i}: {pair:?}");
+        assert_eq!(booked.len(), 1, "resident {i}: {tried:?}");
         created.insert(booked[0]["reservation_id"].as_str().unwrap().to_owned());
-        for (status, body) in pair {
+        for (status, body) in tried {
             assert!(
                 *status == 201
                     || ["already_reserved", "change_in_progress"]
@@ -904,29 +908,28 @@ async fn one_residents_dose_booked_at_once_through_two_processes_books_once() {
     );
 
     // Cancelled through the process that booked it, the dose books again
-    // through the other: the shared record no longer holds it.
+    // through another: the shared record no longer holds it.
     let (booked_through, id) = answers[0]
         .iter()
         .enumerate()
         .find(|(_, (s, _))| *s == 201)
         .map(|(p, (_, b))| (p, b["reservation_id"].as_str().unwrap().to_owned()))
         .unwrap();
-    let token = |p: usize| if p == 0 { &tokens[0].0 } else { &tokens[0].1 };
     let (status, body) = apps[booked_through]
         .send(
             Method::DELETE,
             &format!("/v1/reservations/{id}"),
-            Some(token(booked_through)),
+            Some(&tokens[0][booked_through]),
             None,
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let other = 1 - booked_through;
+    let other = (booked_through + 1) % 3;
     let (status, body) = apps[other]
         .send(
             Method::POST,
             "/v1/reservations",
-            Some(token(other)),
+            Some(&tokens[0][other]),
             Some(&json!({"venue_id": "venue-3", "date": date, "time": "10:00", "dose": 1})),
         )
         .await;
@@ -1202,4 +1205,60 @@ async fn a_keyed_refusal_through_one_process_is_the_answer_on_the_others() {
         0,
         "no booking made by a retry"
     );
+}
+
+/// A process that could not read the change streams for longer than they
+/// keep their entries (2 s here; the process is paused) reloads everything
+/// from the store when it runs again: what was changed meanwhile through
+/// the other process is there, whether or not the streams still hold it.
+#[tokio::test]
+async fn a_process_that_missed_the_change_streams_reloads_everything() {
+    const FIRST: u64 = 4_400_000_000;
+    let keep = [("VAXSLOT_CHANGE_STREAMS_KEEP_S", "2")];
+    let a = TestApp::spawn_with_env(Backend::RedisCluster, &keep).await;
+    let b = a.spawn_second_with_env(&keep).await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let signal = |pid: u32, signal: &'static str| async move {
+        let status = tokio::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    };
+    signal(b.pid(), "STOP").await;
+    // B's lease ends: A owns every day meanwhile.
+    until_processes(&a, 1).await;
+    let date = future_date(30);
+    a.venue_day("while-away", &date, &[("10:00", 5)]).await;
+    for i in 0..2 {
+        a.import_residents(FIRST + i, 1).await;
+        let token = a.login(FIRST + i).await;
+        let (status, body) = a.book(&token, "while-away", &date, "10:00").await;
+        assert_eq!(status, 201, "{body}");
+        // Past what the streams keep, then writes that trim them.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+    }
+    signal(b.pid(), "CONT").await;
+    within_3_s("B's reload", Duration::from_millis(100), || async {
+        let log = std::fs::read_to_string(&b.log_path).unwrap_or_default();
+        match log.contains("reloaded from the store") {
+            true => Ok(()),
+            false => Err(b.log_tail()),
+        }
+    })
+    .await;
+    let (status, body) = b
+        .send(
+            Method::GET,
+            &format!("/v1/availability?date={date}&venue_id=while-away"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["days"][0]["slots"][0]["remaining"], 3, "{body}");
+    b.login(FIRST).await;
 }

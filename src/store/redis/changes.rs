@@ -16,13 +16,12 @@ use super::{
 };
 use crate::domain::{ReservationId, Resident};
 use crate::store::{
-    CHANGES_KEPT_FOR, CHANGES_READ_MAX, Change, ChangeCursor, ChangesRead, KILL_SWITCH_PARTITIONS,
-    StoreError,
+    CHANGES_READ_MAX, Change, ChangeCursor, ChangesRead, KILL_SWITCH_PARTITIONS, StoreError,
 };
 
 /// Imports: each entry the tickets of one call (`tickets`, one per line;
 /// followers read the residents from the hash), written by
-/// `put_residents.lua` and kept for `CHANGES_KEPT_FOR`, like a partition's.
+/// `put_residents.lua` and kept as long as a partition's.
 /// In the slot of `vaxslot:residents` (the tag is its key name).
 pub(super) const RESIDENT_CHANGES: &str = "vaxslot:{vaxslot:residents}:changes";
 const VENUE_CHANGES: &str = "vaxslot:{vaxslot:venues}:changes";
@@ -42,9 +41,11 @@ pub(super) fn of_partition(partition: u32) -> String {
     format!("vaxslot:{{vx{partition}}}:changes")
 }
 
-/// How long a partition stream keeps an entry, for `commit.lua`'s `MINID`.
-pub(super) fn kept_ms() -> u64 {
-    u64::try_from(CHANGES_KEPT_FOR.as_millis()).unwrap_or(u64::MAX)
+impl RedisStore {
+    /// How long a stream keeps an entry, for the scripts' `MINID`.
+    pub(super) fn changes_kept_ms(&self) -> u64 {
+        u64::try_from(self.changes_kept.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 fn catalog_entry(stream: &str) -> Cmd {
@@ -106,7 +107,7 @@ impl RedisStore {
                 .arg(to)
                 .arg("COUNT")
                 .arg(count)
-                .query_async(&mut self.connection()),
+                .query_async(&mut self.following.clone()),
         )
         .await
     }
@@ -206,7 +207,7 @@ impl RedisStore {
                 ::redis::cmd("HMGET")
                     .arg(RESIDENTS)
                     .arg(chunk)
-                    .query_async(&mut self.connection()),
+                    .query_async(&mut self.following.clone()),
             )
             .await
             .map_err(unavailable)?;
