@@ -18,8 +18,8 @@ use chrono::{DateTime, FixedOffset};
 use crate::actors::{CancelNotice, KillSwitchHandle, Registry};
 use crate::catalog::Catalog;
 use crate::domain::{
-    BookingError, BookingMode, BookingRequest, FingerprintScheme, IdempotencyTag, MailPolicy,
-    Reservation, ReservationId, VenueDayKey,
+    BookingError, BookingMode, BookingRequest, Dose, FingerprintScheme, IdempotencyTag,
+    IneligibleReason, MailPolicy, Reservation, ReservationId, VenueDayKey,
 };
 use crate::residents::{ClaimRequest, FirstAnswer, KeyedBooking, Residents};
 use crate::store::{SharedClaimAnswer, SharedDoseClaim, Store};
@@ -230,27 +230,52 @@ impl BookingService {
         // Only days that exist get an actor: unknown days never start one.
         let day = self.catalog.day(&key).ok_or(BookingError::NotFound)?;
         let now = now();
-        let claim = self.residents.claim(
-            &caller.ticket,
-            &ClaimRequest {
-                dose: booking.dose,
-                vaccine: day.plan.vaccine,
-                slot_date: key.date,
-                today: now.date_naive(),
-            },
-        )?;
-        let shared = match &self.shared_claims {
-            Some(store) => Some(
-                self.claim_shared(
+        let request = ClaimRequest {
+            dose: booking.dose,
+            vaccine: day.plan.vaccine,
+            slot_date: key.date,
+            today: now.date_naive(),
+        };
+        // With several processes this process's view of the resident may be
+        // a moment behind the store (a cancellation through another): a
+        // refusal or a prior dose that rests on a reservation the store no
+        // longer holds active is checked there, the view mended, and the
+        // claim taken again, once.
+        let mut refreshed = false;
+        let (claim, shared) = loop {
+            let claim = match self.residents.claim(&caller.ticket, &request) {
+                Err(BookingError::AlreadyReserved) if !refreshed => {
+                    let dose = booking.dose.expect("only an asked-for dose is refused so");
+                    if self.refresh_if_stale(caller, dose).await? {
+                        refreshed = true;
+                        continue;
+                    }
+                    return Err(BookingError::AlreadyReserved.into());
+                }
+                other => other?,
+            };
+            let Some(store) = &self.shared_claims else {
+                break (claim, None);
+            };
+            let shared = self
+                .claim_shared(
                     store.as_ref(),
                     caller,
                     claim.dose(),
                     &key,
                     idempotency.as_ref(),
                 )
-                .await?,
-            ),
-            None => None,
+                .await;
+            match shared {
+                Err(Refused::Error(BookingError::NotEligible(IneligibleReason::NoPriorDose)))
+                    if !refreshed =>
+                {
+                    refreshed = true;
+                    drop(claim);
+                }
+                Err(refused) => return Err(refused),
+                Ok(shared) => break (claim, Some(shared)),
+            }
         };
         let request = BookingRequest {
             ticket_number: caller.ticket,
@@ -303,12 +328,23 @@ impl BookingService {
         key: &VenueDayKey,
         idempotency: Option<&IdempotencyTag>,
     ) -> Result<SharedDoseClaim, Refused> {
-        let claim = SharedDoseClaim {
+        // A prior dose this process knows only as a reservation must still be
+        // booked (or given) in the shared record: a cancellation through
+        // another process may not have reached this one yet.
+        let prior = dose.number().checked_sub(1).and_then(|n| Dose::new(n).ok());
+        let prior_booking = prior.and_then(|prior| {
+            self.residents
+                .reservations_of(&caller.ticket)
+                .into_iter()
+                .find(|r| r.dose == prior && r.status.is_active())
+        });
+        let mut claim = SharedDoseClaim {
             ticket: caller.ticket,
             dose,
             id: rand::random(),
             day: key.clone(),
             idempotency_key: idempotency.map(|tag| tag.key.clone()),
+            prior: prior_booking.as_ref().map(|r| r.dose),
         };
         let mut replacing: Option<String> = None;
         for _ in 0..SHARED_CLAIM_ATTEMPTS {
@@ -319,6 +355,24 @@ impl BookingService {
             let (day, value) = match answer {
                 SharedClaimAnswer::Claimed => return Ok(claim),
                 SharedClaimAnswer::InFlight => return Err(BookingError::ChangeInProgress.into()),
+                SharedClaimAnswer::PriorGone => {
+                    let prior = prior_booking
+                        .as_ref()
+                        .expect("asked only with a prior booking");
+                    let stored = store
+                        .active_reservation_on(&prior.venue_day(), &caller.ticket, prior.dose)
+                        .await
+                        .map_err(|_| BookingError::StoreUnavailable)?;
+                    if stored.is_none() {
+                        // Cancelled through another process: mend the view.
+                        self.refresh_if_stale(caller, prior.dose).await?;
+                        return Err(BookingError::NotEligible(IneligibleReason::NoPriorDose).into());
+                    }
+                    // Held, only not in the record (booked before it was
+                    // kept): the store says the prior dose stands.
+                    claim.prior = None;
+                    continue;
+                }
                 SharedClaimAnswer::Refused(kept) => {
                     // Refused before through some process: that answer
                     // again, or a reused key if the request differs.
@@ -354,6 +408,45 @@ impl BookingService {
             replacing = Some(value);
         }
         Err(BookingError::ChangeInProgress.into())
+    }
+
+    /// Checks the caller's active reservation of `dose` that this process
+    /// knows against its day in the store; when the store no longer holds
+    /// it active, this process's view takes the stored version (`true`).
+    async fn refresh_if_stale(
+        &self,
+        caller: &Caller,
+        dose: crate::domain::Dose,
+    ) -> Result<bool, BookingError> {
+        let Some(store) = &self.shared_claims else {
+            return Ok(false);
+        };
+        let Some(known) = self
+            .residents
+            .reservations_of(&caller.ticket)
+            .into_iter()
+            .find(|r| r.dose == dose && r.status.is_active())
+        else {
+            return Ok(false);
+        };
+        let unavailable = |_| BookingError::StoreUnavailable;
+        let day = known.venue_day();
+        let stored = store
+            .stored_reservation(&day, known.id)
+            .await
+            .map_err(unavailable)?;
+        match stored {
+            Some(stored) if stored.status.is_active() => Ok(false),
+            Some(stored) => {
+                self.residents.apply_stored(stored, false, now());
+                Ok(true)
+            }
+            // Undone (an abandoned batch): gone from the store.
+            None => {
+                self.residents.forget_reservation(&caller.ticket, known.id);
+                Ok(true)
+            }
+        }
     }
 
     /// Cancels one of the caller's reservations and every booked later dose,

@@ -8,7 +8,8 @@
 -- ARGV[1] dose, ARGV[2] claim id, ARGV[3] lease ms, ARGV[4] the venue-day it
 -- books ("<venue>/<date>"), ARGV[5] the value this claim may replace (a
 -- stale one its caller checked against the store), or "", ARGV[6] "1" for
--- a keyed booking, else "".
+-- a keyed booking, else "", ARGV[7] the prior dose the caller knows as a
+-- reservation (answered "prior_gone" when the record does not hold it), or "".
 -- Returns "OK" (claimed), or the value standing in the way, with "expired "
 -- in front of a pending claim whose lease has ended.
 local time = redis.call('TIME')
@@ -24,6 +25,10 @@ end
 local cascade = redis.call('HGET', KEYS[1], 'cascade')
 if cascade and tonumber(cascade) >= now then
   return 'pending cascade ' .. cascade .. ' -'
+end
+-- The prior dose the caller knows as a reservation must still be held.
+if ARGV[7] ~= '' and not redis.call('HGET', KEYS[1], 'dose:' .. ARGV[7]) then
+  return 'prior_gone'
 end
 local field = 'dose:' .. ARGV[1]
 local current = redis.call('HGET', KEYS[1], field)

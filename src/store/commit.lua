@@ -41,12 +41,13 @@ local mail_end = audit_end + 4 * tonumber(ARGV[6])
 local changed = {}
 for i = 10, reservations_end, 2 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
-  changed[#changed + 1] = ARGV[i + 1]
+  changed[#changed + 1] = ARGV[i]
 end
 if #changed > 0 then
-  -- One entry per batch: its reservations as stored, one JSON per line.
+  -- One entry per batch: its reservation ids, one per line (followers read
+  -- the records from the day's hash: the entry stays small in the AOF).
   redis.call('XADD', KEYS[11], 'MINID', '~', oldest_kept(ARGV[9]), '*',
-    'day', ARGV[8], 'put', table.concat(changed, '\n'))
+    'day', ARGV[8], 'ids', table.concat(changed, '\n'))
 end
 for i = reservations_end + 1, audit_end, 2 do
   redis.call('ZADD', KEYS[5], ARGV[i], ARGV[i + 1])

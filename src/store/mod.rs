@@ -77,6 +77,9 @@ pub struct SharedDoseClaim {
     /// The booking's `Idempotency-Key`: a first refusal kept under it
     /// (`remember_refusal`) is answered instead of a claim.
     pub idempotency_key: Option<String>,
+    /// The prior dose, when the caller knows it as a reservation: the record
+    /// must still hold it (else `PriorGone`).
+    pub prior: Option<Dose>,
 }
 
 /// What a shared claim found.
@@ -85,6 +88,9 @@ pub enum SharedClaimAnswer {
     Claimed,
     /// Another booking of this dose is in flight (its lease runs).
     InFlight,
+    /// The record does not hold the prior dose the caller named: cancelled
+    /// through another process, or booked before the record was kept.
+    PriorGone,
     /// The record says this reservation holds the dose; `value` is the
     /// record, which a claim may replace once the store says otherwise.
     Booked {
@@ -630,6 +636,17 @@ pub trait Store: Send + Sync + 'static {
             cursor: after.clone(),
             lost: false,
         })
+    }
+
+    /// One reservation as its day stores it (read only: the day's owner is
+    /// not changed); `None` when the day holds no such reservation.
+    async fn stored_reservation(
+        &self,
+        day: &VenueDayKey,
+        id: ReservationId,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let _ = (day, id);
+        Ok(None)
     }
 
     /// Appends one audit entry, durably, before its answer is sent.

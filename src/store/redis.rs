@@ -854,6 +854,11 @@ impl Store for RedisStore {
                 } else {
                     ""
                 })
+                .arg(
+                    claim
+                        .prior
+                        .map_or_else(String::new, |d| d.number().to_string()),
+                )
                 .invoke_async(&mut connection),
         )
         .await
@@ -863,6 +868,7 @@ impl Store for RedisStore {
         Ok(
             match (words.next(), words.next(), words.next(), words.next()) {
                 (Some("OK"), ..) => SharedClaimAnswer::Claimed,
+                (Some("prior_gone"), ..) => SharedClaimAnswer::PriorGone,
                 (Some("refused"), ..) => {
                     SharedClaimAnswer::Refused(answer.trim_start_matches("refused ").to_owned())
                 }
@@ -1040,6 +1046,20 @@ impl Store for RedisStore {
         after: &super::ChangeCursor,
     ) -> Result<super::ChangesRead, StoreError> {
         self.read_changes_after(after).await
+    }
+
+    async fn stored_reservation(
+        &self,
+        day: &VenueDayKey,
+        id: ReservationId,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let json: Option<String> = limited(
+            self.connection()
+                .hget(VenueDayKeys::of(day).reservations, id.to_string()),
+        )
+        .await
+        .map_err(unavailable)?;
+        json.map(|json| decode(&json, "reservation")).transpose()
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {

@@ -1262,3 +1262,66 @@ async fn a_process_that_missed_the_change_streams_reloads_everything() {
     assert_eq!(body["days"][0]["slots"][0]["remaining"], 3, "{body}");
     b.login(FIRST).await;
 }
+
+/// Right after dose 1 is cancelled through A, B (which still knows it as
+/// booked for a moment) refuses dose 2, and books dose 1 again: the shared
+/// dose record, not B's view, decides.
+#[tokio::test]
+async fn right_after_a_cancellation_through_one_process_another_follows_the_store() {
+    const FIRST: u64 = 4_300_000_000;
+    const RESIDENTS: u64 = 6;
+    let a = TestApp::spawn(Backend::RedisCluster).await;
+    let (first_day, second_day) = (future_date(3), future_date(3 + 28));
+    for v in 0..RESIDENTS {
+        for day in [&first_day, &second_day] {
+            a.venue_day(&format!("again-{v}"), day, &[("10:00", 5)])
+                .await;
+        }
+    }
+    a.import_residents(FIRST, RESIDENTS).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    for i in 0..RESIDENTS {
+        let (token_a, token_b) = (a.login(FIRST + i).await, b.login(FIRST + i).await);
+        let venue = format!("again-{i}");
+        let (status, dose_1) = a.book(&token_a, &venue, &first_day, "10:00").await;
+        assert_eq!(status, 201, "{dose_1}");
+        within_3_s("B knowing dose 1", Duration::from_millis(50), || async {
+            let (_, body) = b
+                .send(Method::GET, "/v1/reservations", Some(&token_b), None)
+                .await;
+            match body["reservations"].as_array().map(Vec::len) {
+                Some(1) => Ok(()),
+                _ => Err(body.to_string()),
+            }
+        })
+        .await;
+        let (status, body) = cancel(&a, &token_a, &dose_1).await;
+        assert_eq!(status, 200, "{body}");
+        let dose_2 = json!({"venue_id": venue, "date": second_day, "time": "10:00", "dose": 2});
+        let (status, body) = b
+            .send(
+                Method::POST,
+                "/v1/reservations",
+                Some(&token_b),
+                Some(&dose_2),
+            )
+            .await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (422, Some("no_prior_dose")),
+            "resident {i}: dose 2 without dose 1: {body}"
+        );
+        let again = json!({"venue_id": venue, "date": first_day, "time": "10:00", "dose": 1});
+        let (status, body) = b
+            .send(
+                Method::POST,
+                "/v1/reservations",
+                Some(&token_b),
+                Some(&again),
+            )
+            .await;
+        assert_eq!(status, 201, "resident {i}: dose 1 again: {body}");
+    }
+}

@@ -3,18 +3,21 @@
 //! an entry on its own stream, in one transaction on its hash's slot; every
 //! venue-day batch with an entry on its partition's stream, by `commit.lua`
 //! (and its undoing by `abandon.lua`), in the same script call. Entries
-//! carry the records as stored, one JSON per line (compact JSON has no raw
-//! newline), so a follower needs no second read; an import's entry names
-//! its tickets only (a whole call's residents would be megabytes).
+//! name what changed: a batch's reservation ids, an import's tickets (one
+//! per line), and a follower reads the records from where they are stored
+//! (in the AOF, a batch's entry is 2 KB, not its 25 KB of records again);
+//! venues, day plans and an undone batch's records are carried as JSON
+//! (compact JSON has no raw newline).
 
 use std::collections::BTreeMap;
 
 use ::redis::{Cmd, RedisError};
 
 use super::{
-    REDIS_SCAN_PAGE, RESIDENTS, RedisStore, decode, limited, parse_day_field, unavailable,
+    REDIS_SCAN_PAGE, RESIDENTS, RedisStore, VenueDayKeys, decode, limited, parse_day_field,
+    unavailable,
 };
-use crate::domain::{ReservationId, Resident};
+use crate::domain::{ReservationId, Resident, VenueDayKey};
 use crate::store::{
     CHANGES_READ_MAX, Change, ChangeCursor, ChangesRead, KILL_SWITCH_PARTITIONS, StoreError,
 };
@@ -182,15 +185,11 @@ impl RedisStore {
                 if let Some((last, _)) = entries.last() {
                     read.cursor.0.insert(stream.clone(), last.clone());
                 }
-                for (_, fields) in entries {
-                    let change = match change_of(&stream, fields)? {
-                        Parsed::Change(change) => change,
-                        Parsed::Imported(tickets) => {
-                            Change::Residents(self.residents_named(&tickets).await?)
-                        }
-                    };
-                    read.changes.push(change);
-                }
+                let parsed = entries
+                    .into_iter()
+                    .map(|(_, fields)| change_of(&stream, fields))
+                    .collect::<Result<Vec<_>, _>>()?;
+                read.changes.extend(self.resolve(parsed).await?);
             }
         }
         Ok(read)
@@ -198,6 +197,52 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The changes `parsed` records, with the records their entries name
+    /// read from the store: one pipeline for a stream's committed batches
+    /// (one slot), one read per import.
+    async fn resolve(&self, parsed: Vec<Parsed>) -> Result<Vec<Change>, StoreError> {
+        let mut reads = ::redis::pipe();
+        for entry in &parsed {
+            if let Parsed::Committed { day, ids } = entry {
+                reads
+                    .cmd("HMGET")
+                    .arg(VenueDayKeys::of(day).reservations)
+                    .arg(ids);
+            }
+        }
+        let mut found: std::vec::IntoIter<Vec<Option<String>>> = if reads.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            limited(reads.query_async::<Vec<Vec<Option<String>>>>(&mut self.following.clone()))
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+        };
+        let mut changes = Vec::with_capacity(parsed.len());
+        for entry in parsed {
+            changes.push(match entry {
+                Parsed::Change(change) => change,
+                Parsed::Imported(tickets) => {
+                    Change::Residents(self.residents_named(&tickets).await?)
+                }
+                Parsed::Committed { day, .. } => Change::Reservations {
+                    day,
+                    // As stored now: a later change may be in already, and a
+                    // record an undone batch removed is gone (its undoing
+                    // follows).
+                    stored: found
+                        .next()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .flatten()
+                        .map(|json| decode(&json, "reservation"))
+                        .collect::<Result<_, _>>()?,
+                },
+            });
+        }
+        Ok(changes)
+    }
+
     /// The residents an import entry names, as the hash holds them now (a
     /// later import may have replaced some: the newer is what counts).
     async fn residents_named(&self, tickets: &[String]) -> Result<Vec<Resident>, StoreError> {
@@ -219,10 +264,16 @@ impl RedisStore {
     }
 }
 
-/// A stream entry read: a change, or an import's tickets to read.
+/// A stream entry read: a change, or what names the records to read.
 enum Parsed {
     Change(Change),
+    /// An import's tickets.
     Imported(Vec<String>),
+    /// A committed batch's reservation ids, on its day.
+    Committed {
+        day: VenueDayKey,
+        ids: Vec<String>,
+    },
 }
 
 fn lines(text: &str) -> impl Iterator<Item = &str> {
@@ -250,13 +301,11 @@ fn change_of(stream: &str, fields: Vec<(String, String)>) -> Result<Parsed, Stor
         ),
         _ => {
             let day = parse_day_field(field("day")?)?;
-            match fields.get("put") {
-                Some(put) => Change::Reservations {
-                    day,
-                    stored: lines(put)
-                        .map(|line| decode(line, "reservation"))
-                        .collect::<Result<_, _>>()?,
-                },
+            match fields.get("ids") {
+                Some(ids) => {
+                    let ids = lines(ids).map(str::to_owned).collect();
+                    return Ok(Parsed::Committed { day, ids });
+                }
                 None => Change::Reverted {
                     day,
                     forgotten: lines(field("forget")?)
