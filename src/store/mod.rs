@@ -121,8 +121,8 @@ pub struct LoginLimits {
 /// How long the change streams keep what they carry by default
 /// (`--change-streams-keep-s`): a process that has not read them for about
 /// this long may have lost changes, and reloads everything. Their memory is
-/// at most this long's commits (a whole 600,000-booking launch is about
-/// 250 MB: BENCHMARKS.md).
+/// at most this long's commits (about 80 B a booking: a whole
+/// 600,000-booking launch is 50 MB, BENCHMARKS.md).
 pub const CHANGES_KEPT_FOR: std::time::Duration =
     std::time::Duration::from_secs(crate::settings::CHANGE_STREAMS_KEEP_S_DEFAULT);
 /// Most entries read from one change stream in one read.
