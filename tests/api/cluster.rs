@@ -1325,3 +1325,87 @@ async fn right_after_a_cancellation_through_one_process_another_follows_the_stor
         assert_eq!(status, 201, "resident {i}: dose 1 again: {body}");
     }
 }
+
+/// Each resident's dose 1 cancelled through A while dose 2 is booked
+/// through B, at once: whichever goes first, no dose 2 is left booked on a
+/// cancelled dose 1 (the cascade marks the shared record; a booking meanwhile
+/// is `409 change_in_progress`, and so is a cascade during a booking).
+#[tokio::test]
+async fn a_cascade_and_a_booking_of_the_next_dose_at_once_through_two_processes() {
+    const FIRST: u64 = 4_200_000_000;
+    const RESIDENTS: u64 = 24;
+    let a = TestApp::spawn(Backend::RedisCluster).await;
+    let (first_day, second_day) = (future_date(3), future_date(3 + 28));
+    for v in 0..4 {
+        for day in [&first_day, &second_day] {
+            a.venue_day(&format!("race-{v}"), day, &[("10:00", 50)])
+                .await;
+        }
+    }
+    a.import_residents(FIRST, RESIDENTS).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let mut residents = Vec::new();
+    for i in 0..RESIDENTS {
+        let (token_a, token_b) = (a.login(FIRST + i).await, b.login(FIRST + i).await);
+        let venue = format!("race-{}", i % 4);
+        let (status, dose_1) = a.book(&token_a, &venue, &first_day, "10:00").await;
+        assert_eq!(status, 201, "{dose_1}");
+        residents.push((token_a, token_b, venue, dose_1));
+    }
+    // B knows every dose 1 before the race.
+    within_3_s(
+        "B knowing the doses 1",
+        Duration::from_millis(50),
+        || async {
+            let (_, body) = b
+                .send(
+                    Method::GET,
+                    "/v1/reservations",
+                    Some(&residents[RESIDENTS as usize - 1].1),
+                    None,
+                )
+                .await;
+            match body["reservations"].as_array().map(Vec::len) {
+                Some(1) => Ok(()),
+                _ => Err(body.to_string()),
+            }
+        },
+    )
+    .await;
+    let answers =
+        futures::future::join_all(residents.iter().map(|(token_a, token_b, venue, dose_1)| {
+            let body = json!({"venue_id": venue, "date": second_day, "time": "10:00", "dose": 2});
+            let (a, b) = (&a, &b);
+            async move {
+                tokio::join!(
+                    cancel(a, token_a, dose_1),
+                    b.send(Method::POST, "/v1/reservations", Some(token_b), Some(&body)),
+                )
+            }
+        }))
+        .await;
+    for (i, ((cancelled, _), (booked, body))) in answers.iter().enumerate() {
+        // 409 change_in_progress for whichever found the other in flight.
+        assert!(
+            [200, 409].contains(cancelled) && [201, 409, 422].contains(booked),
+            "resident {i}: cancel {cancelled}, book {booked} {body}"
+        );
+    }
+    let stored = a.stored_reservations().await;
+    for i in 0..RESIDENTS {
+        let ticket =
+            vaxslot::domain::TicketNumber::parse(&crate::helpers::ticket(FIRST + i)).unwrap();
+        let active = |dose: u8| {
+            stored.iter().any(|r| {
+                r.ticket_number == ticket && r.dose.number() == dose && r.status.is_active()
+            })
+        };
+        assert!(
+            !active(2) || active(1),
+            "resident {i}: dose 2 booked on a cancelled dose 1 ({:?})",
+            answers[i as usize]
+        );
+    }
+}
