@@ -36,7 +36,7 @@ fn count_login(outcome: &'static str) {
 /// toward the lockout; a match clears the ticket's failures. With several
 /// processes the ticket's lockout is also kept in the store, so that it
 /// counts the failures made through every process (the per-address limit
-/// stays per process; README "Several processes").
+/// stays per process; README "Running several processes").
 pub async fn check_identity(
     state: &AppState,
     ticket: &TicketNumber,
