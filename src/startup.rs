@@ -1,6 +1,5 @@
 //! Wiring: open the store, load the indexes, start the actors, bind, serve.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -101,21 +100,12 @@ impl Application {
         }
         // Publish every day's snapshot from one pass over the reservations,
         // so availability is complete before any actor starts.
-        let mut by_day: HashMap<_, Vec<_>> = HashMap::new();
-        for reservation in &reservations {
-            by_day
-                .entry(reservation.venue_day())
-                .or_default()
-                .push(reservation.clone());
-        }
-        let mut days = HashMap::new();
-        for (key, plan) in store.load_day_plans().await.context("loading day plans")? {
-            let stored = by_day.remove(&key).unwrap_or_default();
-            let day = VenueDay::restore(key.clone(), Some(plan), stored);
-            if let Some(snapshot) = day.snapshot() {
-                catalog.publish(snapshot);
-            }
-            days.insert(key, day);
+        let days = VenueDay::restore_all(
+            store.load_day_plans().await.context("loading day plans")?,
+            &reservations,
+        );
+        for snapshot in days.values().filter_map(VenueDay::snapshot) {
+            catalog.publish(snapshot);
         }
         let resident_count = residents.len();
         let reservation_count = reservations.len();
@@ -182,7 +172,7 @@ impl Application {
             settings.venue_day_queue_max,
             settings.venue_day_idle_max,
         ));
-        if registry.placement().is_some() {
+        if registry.shares_state() {
             // The days loaded above stay as the mirrors of what others commit.
             crate::cluster::Follower::new(
                 Arc::clone(&store),

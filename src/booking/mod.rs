@@ -332,12 +332,7 @@ impl BookingService {
         // booked (or given) in the shared record: a cancellation through
         // another process may not have reached this one yet.
         let prior = dose.number().checked_sub(1).and_then(|n| Dose::new(n).ok());
-        let prior_booking = prior.and_then(|prior| {
-            self.residents
-                .reservations_of(&caller.ticket)
-                .into_iter()
-                .find(|r| r.dose == prior && r.status.is_active())
-        });
+        let prior_booking = prior.and_then(|prior| self.known_active(caller, prior));
         let mut claim = SharedDoseClaim {
             ticket: caller.ticket,
             dose,
@@ -410,23 +405,22 @@ impl BookingService {
         Err(BookingError::ChangeInProgress.into())
     }
 
-    /// Checks the caller's active reservation of `dose` that this process
-    /// knows against its day in the store; when the store no longer holds
-    /// it active, this process's view takes the stored version (`true`).
-    async fn refresh_if_stale(
-        &self,
-        caller: &Caller,
-        dose: crate::domain::Dose,
-    ) -> Result<bool, BookingError> {
-        let Some(store) = &self.shared_claims else {
-            return Ok(false);
-        };
-        let Some(known) = self
-            .residents
+    /// The caller's active reservation of `dose`, as this process knows it.
+    fn known_active(&self, caller: &Caller, dose: Dose) -> Option<Reservation> {
+        self.residents
             .reservations_of(&caller.ticket)
             .into_iter()
             .find(|r| r.dose == dose && r.status.is_active())
-        else {
+    }
+
+    /// Checks the caller's active reservation of `dose` that this process
+    /// knows against its day in the store; when the store no longer holds
+    /// it active, this process's view takes the stored version (`true`).
+    async fn refresh_if_stale(&self, caller: &Caller, dose: Dose) -> Result<bool, BookingError> {
+        let Some(store) = &self.shared_claims else {
+            return Ok(false);
+        };
+        let Some(known) = self.known_active(caller, dose) else {
             return Ok(false);
         };
         let unavailable = |_| BookingError::StoreUnavailable;

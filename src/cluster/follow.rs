@@ -202,25 +202,13 @@ impl Follower {
         for venue in self.store.load_venues().await? {
             self.catalog.put_venue(venue);
         }
+        let reservations = self.store.load_reservations().await?;
+        self.mirrors = VenueDay::restore_all(self.store.load_day_plans().await?, &reservations);
         let now = crate::clock::now();
-        let mut by_day: HashMap<VenueDayKey, Vec<_>> = HashMap::new();
-        for reservation in self.store.load_reservations().await? {
-            by_day
-                .entry(reservation.venue_day())
-                .or_default()
-                .push(reservation.clone());
+        for reservation in reservations {
             self.residents.apply_stored(reservation, true, now);
         }
-        self.mirrors.clear();
-        let mut touched = HashSet::new();
-        for (key, plan) in self.store.load_day_plans().await? {
-            let stored = by_day.remove(&key).unwrap_or_default();
-            self.mirrors.insert(
-                key.clone(),
-                VenueDay::restore(key.clone(), Some(plan), stored),
-            );
-            touched.insert(key);
-        }
+        let touched = self.mirrors.keys().cloned().collect();
         self.cursor = cursor;
         self.read_at = started;
         self.publish(touched);

@@ -146,6 +146,28 @@ impl VenueDay {
         day
     }
 
+    /// Every day with a plan, rebuilt from the stored reservations of all
+    /// days in one pass (start-up, and a follower's reload).
+    pub fn restore_all(
+        plans: Vec<(VenueDayKey, DayPlan)>,
+        reservations: &[Reservation],
+    ) -> HashMap<VenueDayKey, VenueDay> {
+        let mut by_day: HashMap<VenueDayKey, Vec<Reservation>> = HashMap::new();
+        for reservation in reservations {
+            by_day
+                .entry(reservation.venue_day())
+                .or_default()
+                .push(reservation.clone());
+        }
+        plans
+            .into_iter()
+            .map(|(key, plan)| {
+                let stored = by_day.remove(&key).unwrap_or_default();
+                (key.clone(), VenueDay::restore(key, Some(plan), stored))
+            })
+            .collect()
+    }
+
     pub fn key(&self) -> &VenueDayKey {
         &self.key
     }

@@ -35,6 +35,15 @@ struct ResidentEntry {
 }
 
 impl ResidentEntry {
+    /// Holds `reservation` in place of the version held, and remembers its
+    /// `Idempotency-Key` unless this process knows the key already.
+    fn keep(&mut self, reservation: Reservation, now: DateTime<FixedOffset>) {
+        if let Some(record) = idempotency::from_stored(&reservation, now) {
+            idempotency::remember_if_new(&mut self.idempotency, record, now);
+        }
+        put(&mut self.reservations, reservation);
+    }
+
     fn new(resident: Resident) -> Self {
         Self {
             resident,
@@ -162,10 +171,7 @@ impl ResidentState for InMemoryResidents {
         if let Some(mut entry) = self.entries.get_mut(&reservation.ticket_number) {
             // A booking another process forwarded here: its key answers a
             // retry here too.
-            if let Some(record) = idempotency::from_stored(&reservation, crate::clock::now()) {
-                idempotency::remember_if_new(&mut entry.idempotency, record, crate::clock::now());
-            }
-            put(&mut entry.reservations, reservation);
+            entry.keep(reservation, crate::clock::now());
         }
     }
 
@@ -180,10 +186,7 @@ impl ResidentState for InMemoryResidents {
         if held_newer && !revert {
             return;
         }
-        if let Some(record) = idempotency::from_stored(&reservation, now) {
-            idempotency::remember_if_new(&mut entry.idempotency, record, now);
-        }
-        put(&mut entry.reservations, reservation);
+        entry.keep(reservation, now);
     }
 
     fn forget_reservation(&self, ticket: &TicketNumber, id: ReservationId) {

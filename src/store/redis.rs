@@ -257,6 +257,11 @@ fn parse_day_field(text: &str) -> Result<VenueDayKey, StoreError> {
     })
 }
 
+/// A duration as the milliseconds a script or command takes.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Runs one Redis call under `REDIS_CALL_TIMEOUT`.
 async fn limited<T>(
     call: impl std::future::Future<Output = Result<T, RedisError>>,
@@ -396,10 +401,7 @@ impl RedisStore {
         let ReplicaWait { replicas, timeout } = self.durability;
         let mut pipeline = writes.clone();
         if replicas > 0 {
-            pipeline
-                .cmd("WAIT")
-                .arg(replicas)
-                .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+            pipeline.cmd("WAIT").arg(replicas).arg(millis(timeout));
         }
         let mut connection = self.waiting[partition as usize % self.waiting.len()].clone();
         let limit = REDIS_CALL_TIMEOUT + timeout;
@@ -822,7 +824,7 @@ impl Store for RedisStore {
             self.heartbeat
                 .key(MEMBERS)
                 .arg(member)
-                .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+                .arg(millis(lease))
                 .invoke_async(&mut connection),
         )
         .await
@@ -846,7 +848,7 @@ impl Store for RedisStore {
                 .key(&refused)
                 .arg(claim.dose.number())
                 .arg(format!("{:016x}", claim.id))
-                .arg(u64::try_from(SHARED_CLAIM_LEASE.as_millis()).unwrap_or(u64::MAX))
+                .arg(millis(SHARED_CLAIM_LEASE))
                 .arg(day_field(&claim.day))
                 .arg(replacing.unwrap_or(""))
                 .arg(if claim.idempotency_key.is_some() {
@@ -943,7 +945,7 @@ impl Store for RedisStore {
         let answer: Vec<String> = limited(
             self.start_cascade
                 .key(&key)
-                .arg(u64::try_from(SHARED_CLAIM_LEASE.as_millis()).unwrap_or(u64::MAX))
+                .arg(millis(SHARED_CLAIM_LEASE))
                 .invoke_async(&mut self.resident_connection(&key)),
         )
         .await
@@ -1016,15 +1018,14 @@ impl Store for RedisStore {
         limits: super::LoginLimits,
     ) -> Result<Option<Duration>, StoreError> {
         let failures = resident_key(ticket, "login_failures");
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let locked_ms: u64 = limited(
             self.login_attempt
                 .key(&failures)
                 .key(resident_key(ticket, "login_lock"))
                 .arg(if matched { "1" } else { "0" })
                 .arg(limits.failures)
-                .arg(ms(limits.window))
-                .arg(ms(limits.lock))
+                .arg(millis(limits.window))
+                .arg(millis(limits.lock))
                 .arg(format!("{:08x}", rand::random::<u32>()))
                 .invoke_async(&mut self.resident_connection(&failures)),
         )

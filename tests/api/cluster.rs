@@ -620,11 +620,7 @@ async fn a_sigkilled_process_s_days_are_served_by_the_others_within_5_s() {
     while done.load(Ordering::SeqCst) < (RESIDENTS / 3) as usize {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &apps[2].pid().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    apps[2].signal("KILL").await;
     killed.store(true, Ordering::SeqCst);
     let killed_at = chrono::Utc::now();
     let kill = Instant::now();
@@ -1219,16 +1215,7 @@ async fn a_process_that_missed_the_change_streams_reloads_everything() {
     let b = a.spawn_second_with_env(&keep).await;
     until_processes(&a, 2).await;
     until_processes(&b, 2).await;
-    let signal = |pid: u32, signal: &'static str| async move {
-        let status = tokio::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .await
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
-    };
-    signal(b.pid(), "STOP").await;
+    b.signal("STOP").await;
     // B's lease ends: A owns every day meanwhile.
     until_processes(&a, 1).await;
     let date = future_date(30);
@@ -1241,7 +1228,7 @@ async fn a_process_that_missed_the_change_streams_reloads_everything() {
         // Past what the streams keep, then writes that trim them.
         tokio::time::sleep(Duration::from_millis(2_500)).await;
     }
-    signal(b.pid(), "CONT").await;
+    b.signal("CONT").await;
     within_3_s("B's reload", Duration::from_millis(100), || async {
         let log = std::fs::read_to_string(&b.log_path).unwrap_or_default();
         match log.contains("reloaded from the store") {

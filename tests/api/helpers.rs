@@ -301,6 +301,12 @@ impl TestApp {
         .await
     }
 
+    /// Sends this server `signal`: `STOP` and `CONT` (a machine that
+    /// freezes), `KILL` while another holds it (see `kill` otherwise).
+    pub async fn signal(&self, signal: &str) {
+        send_signal(self.pid(), signal).await;
+    }
+
     /// The server's process id (to signal it while others hold this app).
     pub fn pid(&self) -> u32 {
         self.child.id().expect("server running")
@@ -755,4 +761,15 @@ pub fn ticket(number: u64) -> String {
 /// A date `days` ahead of today in Tokyo, as `YYYY-MM-DD`.
 pub fn future_date(days: i64) -> String {
     (vaxslot::domain::local_date(chrono::Utc::now()) + chrono::Duration::days(days)).to_string()
+}
+
+/// Sends `signal` (`STOP`, `CONT`, …) to the process `pid`, with kill(1).
+pub async fn send_signal(pid: u32, signal: &str) {
+    let status = tokio::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
 }

@@ -218,13 +218,7 @@ impl RedisCluster {
             .as_ref()
             .and_then(Child::id)
             .expect("a running node");
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .await
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
+        crate::helpers::send_signal(pid, signal).await;
     }
 
     /// Waits until the node on `replica` has been promoted to master, as the

@@ -47,7 +47,7 @@ pub(super) fn of_partition(partition: u32) -> String {
 impl RedisStore {
     /// How long a stream keeps an entry, for the scripts' `MINID`.
     pub(super) fn changes_kept_ms(&self) -> u64 {
-        u64::try_from(self.changes_kept.as_millis()).unwrap_or(u64::MAX)
+        super::millis(self.changes_kept)
     }
 }
 
