@@ -65,6 +65,7 @@ fn bench_store(
                     mail: vec![],
                     withdraw: vec![],
                     reminded: false,
+                    commit_by: None,
                 };
                 async move { store.commit_reservations(batch).await.unwrap() }
             })

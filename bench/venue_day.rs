@@ -31,6 +31,7 @@ fn decisions(c: &mut Criterion) {
         channel: Channel::Web,
         now: chrono::Utc::now().fixed_offset(),
         idempotency: None,
+        commit_by: None,
     };
     let mut group = c.benchmark_group("venue_day");
     group.throughput(Throughput::Elements(1));

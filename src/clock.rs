@@ -24,6 +24,13 @@ pub fn now_utc() -> DateTime<Utc> {
     Utc::now() + Duration::microseconds(OFFSET_MICROS.load(Ordering::Relaxed))
 }
 
+/// The real time, never moved by `--clock-start`: what deadlines shared with
+/// other processes and with Redis (whose `TIME` is real) are set and
+/// checked by.
+pub fn real_now_utc() -> DateTime<Utc> {
+    Utc::now()
+}
+
 /// Now, in the municipality's time zone.
 pub fn now() -> DateTime<FixedOffset> {
     now_utc().with_timezone(&municipality_offset())

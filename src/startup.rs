@@ -156,7 +156,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
-        let placement = placement(&settings, store.as_ref(), address);
+        let placement = placement(&settings, store.as_ref(), address)?;
         if let Some(placement) = &placement {
             placement.membership.keep_alive(Arc::clone(&store));
         }
@@ -283,30 +283,29 @@ fn placement(
     settings: &Settings,
     store: &dyn Store,
     address: SocketAddr,
-) -> Option<crate::actors::Placement> {
+) -> anyhow::Result<Option<crate::actors::Placement>> {
     if store.kind() != "redis" {
-        return None;
+        return Ok(None);
     }
+    // A process that did not coordinate would commit beside the others with
+    // no owner for its days, no shared dose claims and no following: it
+    // refuses to start instead (DESIGN: coordinate or refuse).
     let Some(secret) = &settings.token_secret else {
-        tracing::warn!(
-            "VAXSLOT_TOKEN_SECRET is not set: this process does not share venue-days with others on the same Redis"
+        anyhow::bail!(
+            "VAXSLOT_TOKEN_SECRET is not set: on Redis it is required (every process on one Redis shares it, to sign tokens and to call each other)"
         );
-        return None;
     };
     let url = match &settings.advertise_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None if address.ip().is_unspecified() => {
-            tracing::warn!(
-                "listening on {address} without VAXSLOT_ADVERTISE_URL: this process does not share venue-days with others on the same Redis"
-            );
-            return None;
-        }
+        None if address.ip().is_unspecified() => anyhow::bail!(
+            "listening on {address} on Redis needs VAXSLOT_ADVERTISE_URL (--advertise-url): the address other processes reach this one at"
+        ),
         None => format!("http://{address}"),
     };
-    Some(crate::actors::Placement {
+    Ok(Some(crate::actors::Placement {
         membership: Arc::new(crate::cluster::Membership::new(url)),
         forwarder: Arc::new(crate::cluster::Forwarder::new(secret)),
-    })
+    }))
 }
 
 fn demo_keys(settings: &mut Settings, banner: &mut Vec<String>) {

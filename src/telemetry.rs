@@ -54,6 +54,18 @@ pub const MAIL_SENT_TOTAL: &str = "vaxslot_mail_sent_total";
 /// Counter, labels `kind` and `outcome`: `retry` (a temporary failure; tried
 /// again later) or `failed` (never sent: refused for good, no address, given up).
 pub const MAIL_FAILURES_TOTAL: &str = "vaxslot_mail_failures_total";
+/// Counter, label `when`: a worker's claim on a mail was found taken by
+/// another worker (its lease ran out while this one was paused or slow):
+/// `before_send` (not sent here) or `after_send` (sent here, recorded there).
+pub const MAIL_CLAIMS_LOST_TOTAL: &str = "vaxslot_mail_claims_lost_total";
+/// Counter, label `what` (`change_entry`, `reservation`, `resident`):
+/// records changed by another process that this one could not read from
+/// the change streams, and skipped.
+pub const CHANGE_RECORDS_SKIPPED_TOTAL: &str = "vaxslot_change_records_skipped_total";
+/// Counter, by `when` (`decided`, `committed`): bookings refused because
+/// their deadline had passed (their dose claim ended, or the process that
+/// forwarded them stopped waiting), before deciding or by the store.
+pub const BOOKINGS_PAST_DEADLINE_TOTAL: &str = "vaxslot_bookings_past_deadline_total";
 /// Gauge: mail due and not sent yet (whatever process sends it).
 pub const MAIL_OUTBOX_PENDING: &str = "vaxslot_mail_outbox_pending";
 /// Gauge: how long the oldest unsent mail has been due, in seconds (0: none).
@@ -218,6 +230,28 @@ const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         "Mail not delivered on a try, by kind and outcome: retry (tried again later) or failed (never sent).",
         &[("outcome", "retry"), ("outcome", "failed")],
+    ),
+    (
+        MAIL_CLAIMS_LOST_TOTAL,
+        Kind::Counter,
+        "Claims on mail found taken by another worker after a lease ran out: before_send (not sent here) or after_send.",
+        &[("when", "before_send"), ("when", "after_send")],
+    ),
+    (
+        CHANGE_RECORDS_SKIPPED_TOTAL,
+        Kind::Counter,
+        "Records changed by another process that could not be read from the change streams and were skipped.",
+        &[
+            ("what", "change_entry"),
+            ("what", "reservation"),
+            ("what", "resident"),
+        ],
+    ),
+    (
+        BOOKINGS_PAST_DEADLINE_TOTAL,
+        Kind::Counter,
+        "Bookings refused because their deadline had passed (dose claim ended, or the forwarding process stopped waiting).",
+        &[("when", "decided"), ("when", "committed")],
     ),
     (
         MAIL_OUTBOX_PENDING,

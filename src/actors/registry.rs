@@ -21,7 +21,9 @@ use super::messages::{
 use super::venue_day::{VENUE_DAY_MAILBOX_MAX, VenueDayActor};
 use crate::catalog::VENUE_DAYS_MAX;
 use crate::cluster::wire::{BookWire, CancelWire, CheckInWire, audit_to_wire};
-use crate::cluster::{Forwarder, MEMBERS_MAX, Member, Membership, Owner, Unanswered};
+use crate::cluster::{
+    FORWARDED_COMMIT_WINDOW, Forwarder, MEMBERS_MAX, Member, Membership, Owner, Unanswered,
+};
 use crate::domain::{
     BookingError, BookingRequest, CheckInError, DayPlan, DayPlanError, DaySnapshot, MailPolicy,
     Reservation, ReservationId, TicketNumber, VenueDayKey,
@@ -220,10 +222,17 @@ impl Registry {
         forget(&self.actors, key, generation);
     }
 
-    /// Whether an actor of this process runs the venue-day now (it then
-    /// publishes the day's availability itself).
+    /// Whether an actor of this process runs the venue-day now as its owner
+    /// (it then publishes the day's availability itself). An actor left on
+    /// a day that moved to another process (it is retiring) does not count:
+    /// what the owner commits is shown from the followed changes instead.
     pub fn runs_actor_for(&self, key: &VenueDayKey) -> bool {
-        self.actors.get(key).is_some_and(|handle| handle.is_open())
+        self.actors.get(key).is_some_and(|handle| handle.is_open()) && !self.owned_elsewhere(key)
+    }
+
+    /// Whether another live process owns the venue-day, by this one's view.
+    fn owned_elsewhere(&self, key: &VenueDayKey) -> bool {
+        owned_elsewhere(self.placement.as_ref().map(|p| &p.membership), key)
     }
 
     pub fn placement(&self) -> Option<&Placement> {
@@ -281,7 +290,9 @@ impl Registry {
     ) -> Result<Reservation, BookingError> {
         let forwarded = self
             .at_owner(key, |forwarder, owner| {
-                let wire = BookWire::new(&request, audit.as_ref(), mail.is_some());
+                let mut wire = BookWire::new(&request, audit.as_ref(), mail.is_some());
+                let given_up_at = crate::clock::real_now_utc() + FORWARDED_COMMIT_WINDOW;
+                wire.commit_by = Some(wire.commit_by.map_or(given_up_at, |by| by.min(given_up_at)));
                 async move { forwarder.book(&owner, key, &wire).await }
             })
             .await;
@@ -374,20 +385,21 @@ impl Registry {
     }
 
     /// Queues the day's reminders if its moment has passed and they are not
-    /// queued yet; answers how many were queued (0: already, not due, or the
-    /// day is another process's, whose own scheduler queues them).
+    /// queued yet; answers how many were queued (0: already, or not due), or
+    /// `None` when the day is another process's, whose own scheduler queues
+    /// them (ask again: if that process dies first, the day comes here).
     pub async fn queue_reminders(
         &self,
         key: &VenueDayKey,
         policy: MailPolicy,
         now: chrono::DateTime<chrono::FixedOffset>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Option<usize>, StoreError> {
         let owned_elsewhere = self
             .placement
             .as_ref()
             .is_some_and(|placement| placement.membership.owner_of(key) != Owner::Here);
         if owned_elsewhere {
-            return Ok(0);
+            return Ok(None);
         }
         let (reply, answer) = oneshot::channel();
         self.deliver(key, QueueReminders { policy, now, reply })
@@ -395,6 +407,7 @@ impl Registry {
         answer
             .await
             .unwrap_or(Err(StoreError::Unavailable("the venue-day stopped".into())))
+            .map(Some)
     }
 
     /// Checks the owner in at this venue-day; answers after the commit.
@@ -524,6 +537,7 @@ impl Registry {
                 actors: Arc::clone(&self.actors),
                 generation,
                 idle_max: self.idle_max,
+                membership: self.placement.as_ref().map(|p| Arc::clone(&p.membership)),
             },
         );
         let index = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
@@ -570,9 +584,23 @@ pub(super) struct Lifecycle {
     actors: Arc<DashMap<VenueDayKey, VenueDayHandle>>,
     generation: u64,
     pub(super) idle_max: Duration,
+    /// With several processes: who owns which day now.
+    membership: Option<Arc<Membership>>,
 }
 
 impl Lifecycle {
+    /// Whether another live process owns the venue-day now, by this
+    /// process's view: its actor here is to stop as soon as it is quiet.
+    pub(super) fn owned_elsewhere(&self, key: &VenueDayKey) -> bool {
+        owned_elsewhere(self.membership.as_ref(), key)
+    }
+
+    /// Whether this process shares venue-days with others (has a place
+    /// among them).
+    pub(super) fn shares_days(&self) -> bool {
+        self.membership.is_some()
+    }
+
     /// Removes this actor's entry (not a newer actor's of the same day).
     pub(super) fn forget(&self, key: &VenueDayKey) {
         forget(&self.actors, key, self.generation);
@@ -582,4 +610,8 @@ impl Lifecycle {
 /// Removes the entry of actor `generation` of a venue-day (not a newer one's).
 fn forget(actors: &DashMap<VenueDayKey, VenueDayHandle>, key: &VenueDayKey, generation: u64) {
     actors.remove_if(key, |_, handle| handle.generation == generation);
+}
+
+fn owned_elsewhere(membership: Option<&Arc<Membership>>, key: &VenueDayKey) -> bool {
+    membership.is_some_and(|membership| membership.owner_of(key) != Owner::Here)
 }

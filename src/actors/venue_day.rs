@@ -49,6 +49,10 @@ pub const PAST_DAY_IDLE_MAX: Duration = Duration::from_secs(10);
 /// Bounds of how often an actor checks whether it is idle.
 const IDLE_CHECK_MIN: Duration = Duration::from_millis(100);
 const IDLE_CHECK_MAX: Duration = Duration::from_secs(30);
+/// With several processes, how often at least an actor checks that its day
+/// is still this process's (`retire_if_moved`): how long at most an actor
+/// outlives its day's move when no `Retire` reached it.
+const OWNERSHIP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 enum Pending {
     Book(Book),
@@ -140,6 +144,8 @@ struct Decided {
     withdraw: Option<MailId>,
     /// The booking's dose claim: settled on commit, released on failure.
     claim: Option<DoseClaim>,
+    /// The booking's deadline (`BookingRequest::commit_by`).
+    commit_by: Option<chrono::DateTime<chrono::Utc>>,
     reply: Reply,
 }
 
@@ -170,6 +176,9 @@ pub struct VenueDayActor {
     lifecycle: Lifecycle,
     /// When the last message arrived (or the actor started).
     last_active: Instant,
+    /// Another process owns the day now: stop as soon as nothing is in
+    /// flight (sticky, so a `Retire` that arrives while busy is not lost).
+    retiring: bool,
 }
 
 impl VenueDayActor {
@@ -192,6 +201,17 @@ impl VenueDayActor {
             reminded: false,
             lifecycle,
             last_active: Instant::now(),
+            retiring: false,
+        }
+    }
+
+    /// Stops once quiet if the day is another process's now (told so by a
+    /// `Retire`, or seen in the members at start, after a batch, or at an
+    /// idle check): an actor left on a moved day would serve a stale view.
+    fn retire_if_moved(&mut self, ctx: &mut Context<Self>) {
+        self.retiring |= self.lifecycle.owned_elsewhere(&self.key);
+        if self.retiring {
+            self.stop_if_quiet(ctx, "venue-day owned by another process now; actor stops");
         }
     }
 
@@ -214,6 +234,8 @@ impl VenueDayActor {
     fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
         if self.last_active.elapsed() >= self.idle_max() {
             self.stop_if_quiet(ctx, "venue-day idle; actor stops");
+        } else {
+            self.retire_if_moved(ctx);
         }
     }
 
@@ -257,7 +279,14 @@ impl VenueDayActor {
     }
 
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flush_scheduled || self.waiting.is_empty() {
+        if self.waiting.is_empty() {
+            // Every batch ends here: a retiring actor stops once drained.
+            if !self.flush_scheduled && self.retiring {
+                self.stop_if_quiet(ctx, "venue-day owned by another process now; actor stops");
+            }
+            return;
+        }
+        if self.flush_scheduled {
             return;
         }
         self.flush_scheduled = true;
@@ -305,6 +334,18 @@ impl VenueDayActor {
                         mail,
                         reply,
                     } = message;
+                    if past_deadline(request.commit_by) {
+                        // Its dose claim ended, or whoever forwarded it
+                        // stopped waiting (this process was paused, or its
+                        // queue long): committed now, it could take a dose
+                        // booked elsewhere meanwhile, or turn the 503 its
+                        // caller answered into a booking.
+                        metrics::counter!(telemetry::BOOKINGS_PAST_DEADLINE_TOTAL, "when" => "decided")
+                            .increment(1);
+                        drop(claim);
+                        let _ = reply.send(Err(BookingError::StoreUnavailable));
+                        continue;
+                    }
                     match self.day().decide_booking(&request, today) {
                         Ok(reservation) => decided.push(Decided {
                             audit: audit.map(|draft| draft.complete(reservation.id)),
@@ -316,6 +357,7 @@ impl VenueDayActor {
                             withdraw: None,
                             decision: Decision::Created(reservation),
                             claim: Some(claim),
+                            commit_by: request.commit_by,
                             reply: Reply::Booking(reply),
                         }),
                         Err(refusal) => {
@@ -350,6 +392,7 @@ impl VenueDayActor {
                                 previous: before.expect("a cancelled reservation existed before"),
                             },
                             claim: None,
+                            commit_by: None,
                             reply: Reply::Booking(message.reply),
                         }),
                         Err(refusal) => {
@@ -375,6 +418,7 @@ impl VenueDayActor {
                                     reservation: attended,
                                 },
                                 claim: None,
+                                commit_by: None,
                                 reply: Reply::CheckIn(reply),
                             });
                         }
@@ -410,6 +454,7 @@ impl VenueDayActor {
                 .collect(),
             withdraw: decided.iter().filter_map(|d| d.withdraw).collect(),
             reminded: false,
+            commit_by: decided.iter().filter_map(|d| d.commit_by).min(),
         }
     }
 
@@ -486,6 +531,15 @@ impl VenueDayActor {
                 let refusal = match &error {
                     CommitError::KillSwitchEngaged => BookingError::BookingClosed,
                     CommitError::Fenced => BookingError::StoreUnavailable,
+                    CommitError::PastDeadline => {
+                        // Paused between deciding and the store's answer:
+                        // certain, nothing was written.
+                        metrics::counter!(telemetry::BOOKINGS_PAST_DEADLINE_TOTAL, "when" => "committed")
+                            .increment(decided.iter().filter(|d| d.commit_by.is_some()).count() as u64);
+                        tracing::warn!(venue_day = %self.key, decisions = decided.len(),
+                            "batch refused by the store: a booking's deadline had passed; undone in memory");
+                        BookingError::StoreUnavailable
+                    }
                     CommitError::Store(cause) => {
                         tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
                             "batch commit failed; undone in memory");
@@ -599,6 +653,7 @@ impl VenueDayActor {
             mail,
             withdraw: Vec::new(),
             reminded: true,
+            commit_by: None,
         };
         let abandon = batch.to_abandon();
         let store = Arc::clone(&self.shared.store);
@@ -618,9 +673,13 @@ impl VenueDayActor {
                             Err(cause)
                         }
                         Err(CommitError::Store(cause)) => Err(cause),
-                        Err(CommitError::Fenced | CommitError::KillSwitchEngaged) => Err(
-                            StoreError::Unavailable("another process owns the venue-day".into()),
-                        ),
+                        Err(
+                            CommitError::Fenced
+                            | CommitError::KillSwitchEngaged
+                            | CommitError::PastDeadline,
+                        ) => Err(StoreError::Unavailable(
+                            "another process owns the venue-day".into(),
+                        )),
                     };
                     let _ = reply.send(answer);
                     if fenced {
@@ -669,7 +728,10 @@ impl Actor for VenueDayActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let check_every = (self.idle_max() / 2).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX);
+        let mut check_every = (self.idle_max() / 2).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX);
+        if self.lifecycle.shares_days() {
+            check_every = check_every.min(OWNERSHIP_CHECK_INTERVAL);
+        }
         ctx.run_interval(check_every, Self::stop_if_idle);
         let store = Arc::clone(&self.shared.store);
         let key = self.key.clone();
@@ -694,6 +756,10 @@ impl Actor for VenueDayActor {
                             stored.reservations,
                         ));
                         act.publish();
+                        // Started for a message from a process whose view
+                        // said this one owns the day: it serves what it was
+                        // sent (fenced if stale), then stops if it does not.
+                        act.retiring |= act.lifecycle.owned_elsewhere(&act.key);
                     }
                     Err(error) => {
                         // Queued requests are dropped with the mailbox; their
@@ -766,7 +832,8 @@ impl Handler<Retire> for VenueDayActor {
 
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
-        self.stop_if_quiet(ctx, "venue-day owned by another process now; actor stops");
+        self.retiring = true;
+        self.retire_if_moved(ctx);
     }
 }
 
@@ -783,6 +850,12 @@ impl Handler<ReplaceDayPlan> for VenueDayActor {
     fn handle(&mut self, message: ReplaceDayPlan, ctx: &mut Context<Self>) {
         self.enqueue(Pending::Plan(message), ctx);
     }
+}
+
+/// Whether a booking's deadline has passed (by this process's real clock;
+/// the store checks it again at the commit, by its own).
+fn past_deadline(commit_by: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    commit_by.is_some_and(|by| crate::clock::real_now_utc() >= by)
 }
 
 #[cfg(test)]
@@ -824,6 +897,7 @@ mod tests {
             channel: Channel::Web,
             now: chrono::Utc::now().with_timezone(&municipality_offset()),
             idempotency: None,
+            commit_by: None,
         }
     }
 
@@ -899,6 +973,46 @@ mod tests {
         fn remaining(&self) -> u32 {
             self.catalog.day(&self.key).unwrap().slots[0].remaining
         }
+    }
+
+    /// A booking whose deadline passed before its actor decided it (its dose
+    /// claim ended, or whoever forwarded it stopped waiting), or while the
+    /// store committed it (the process paused), is answered `503`, never
+    /// committed, and its place and dose are free again.
+    #[actix_rt::test]
+    async fn a_booking_past_its_deadline_is_answered_503_and_never_committed() {
+        let fixture = fixture(1, Duration::from_secs(600)).await;
+        let (store, residents, key) = (&fixture.store, &fixture.residents, &fixture.key);
+        let book_by = |deadline: chrono::Duration| {
+            let claim = residents
+                .claim(&ticket(1), &claim_request(key.date))
+                .unwrap();
+            let mut request = request(1, claim.dose());
+            request.commit_by = Some(crate::clock::real_now_utc() + deadline);
+            fixture.registry.book(key, request, claim, None, None)
+        };
+
+        let passed = book_by(chrono::Duration::seconds(-1)).await;
+        assert_eq!(passed.err(), Some(BookingError::StoreUnavailable));
+        assert_eq!(fixture.remaining(), 1);
+        assert!(store.load_reservations().await.unwrap().is_empty());
+
+        // Decided in time, and at the store a minute late: the store refuses.
+        store.late_commits.store(true, SeqCst);
+        let late = book_by(chrono::Duration::seconds(30)).await;
+        assert_eq!(late.err(), Some(BookingError::StoreUnavailable));
+        assert_eq!(fixture.remaining(), 1);
+        assert!(store.load_reservations().await.unwrap().is_empty());
+
+        // In time: booked, with the same dose.
+        store.late_commits.store(false, SeqCst);
+        let booked = book_by(chrono::Duration::seconds(30)).await.unwrap();
+        assert_eq!(fixture.remaining(), 0);
+        let stored = store.load_reservations().await.unwrap();
+        assert_eq!(
+            stored.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![booked.id]
+        );
     }
 
     #[actix_rt::test]

@@ -125,19 +125,26 @@ impl BookingService {
         key: String,
     ) -> Result<Outcome, BookingError> {
         let fingerprint = |scheme| booking.fingerprint(scheme);
-        let guard =
+        let mut confirmed = false;
+        let guard = loop {
             match self
                 .residents
                 .begin_keyed_booking(&caller.ticket, &key, &fingerprint, now())
             {
-                KeyedBooking::New(guard) => guard,
+                KeyedBooking::New(guard) => break guard,
                 KeyedBooking::Replay(FirstAnswer::Booked(reservation)) => {
-                    return Ok(Outcome::Replayed(*reservation));
+                    if confirmed || self.still_held(caller, &reservation).await? {
+                        return Ok(Outcome::Replayed(*reservation));
+                    }
+                    // Undone since (an abandoned batch): the key went with
+                    // it, and this request books as if new.
+                    confirmed = true;
                 }
                 KeyedBooking::Replay(FirstAnswer::Refused(refusal)) => return Err(refusal),
                 KeyedBooking::InProgress => return Err(BookingError::IdempotencyKeyInUse),
                 KeyedBooking::Mismatch => return Err(BookingError::IdempotencyKeyReused),
-            };
+            }
+        };
         let fingerprint = booking.fingerprint(FingerprintScheme::Canonical);
         let tag_key = key.clone();
         let tag = IdempotencyTag {
@@ -166,6 +173,32 @@ impl BookingService {
                 Err(failure)
             }
         }
+    }
+
+    /// Whether a booking about to be replayed still exists. Alone on its
+    /// store a process's memory is the truth. With several, the record may
+    /// come from another process's commit whose outcome that process did
+    /// not know and is undoing (`abandon.lua`), so the day's owner is asked:
+    /// its actor holds the day's committed state, an uncertain batch
+    /// already undone in it, and answering it makes whoever asks the owner
+    /// (a takeover fences a stale one, whose undoing then never happens).
+    /// Not held: this process forgets it (and its key), and `false`.
+    async fn still_held(
+        &self,
+        caller: &Caller,
+        reservation: &Reservation,
+    ) -> Result<bool, BookingError> {
+        if self.shared_claims.is_none() {
+            return Ok(true);
+        }
+        let day = self.registry.reservations(&reservation.venue_day()).await?;
+        if day.iter().any(|r| r.id == reservation.id) {
+            return Ok(true);
+        }
+        tracing::warn!("a keyed booking learnt from another process was undone; booking again");
+        self.residents
+            .forget_reservation(&caller.ticket, reservation.id);
+        Ok(false)
     }
 
     /// With several processes: keeps a keyed booking's final refusal in the
@@ -277,6 +310,13 @@ impl BookingService {
                 Ok(shared) => break (claim, Some(shared)),
             }
         };
+        // Commits before its shared claim's lease ends (with room for the
+        // clocks of the resident's shard and the day's to differ), or never:
+        // past it another booking may hold the dose.
+        let commit_by = shared.as_ref().and_then(|(_, lease_ends)| {
+            lease_ends.map(|ends| ends - crate::domain::CLOCKS_AGREE_WITHIN)
+        });
+        let shared = shared.map(|(shared, _)| shared);
         let request = BookingRequest {
             ticket_number: caller.ticket,
             time: booking.time,
@@ -285,6 +325,7 @@ impl BookingService {
             channel: caller.channel,
             now,
             idempotency,
+            commit_by,
         };
         let booked = self
             .registry
@@ -327,7 +368,7 @@ impl BookingService {
         dose: crate::domain::Dose,
         key: &VenueDayKey,
         idempotency: Option<&IdempotencyTag>,
-    ) -> Result<SharedDoseClaim, Refused> {
+    ) -> Result<(SharedDoseClaim, Option<chrono::DateTime<chrono::Utc>>), Refused> {
         // A prior dose this process knows only as a reservation must still be
         // booked (or given) in the shared record: a cancellation through
         // another process may not have reached this one yet.
@@ -348,7 +389,7 @@ impl BookingService {
                 .await
                 .map_err(|_| BookingError::StoreUnavailable)?;
             let (day, value) = match answer {
-                SharedClaimAnswer::Claimed => return Ok(claim),
+                SharedClaimAnswer::Claimed { lease_ends } => return Ok((claim, lease_ends)),
                 SharedClaimAnswer::InFlight => return Err(BookingError::ChangeInProgress.into()),
                 SharedClaimAnswer::PriorGone => {
                     let prior = prior_booking

@@ -23,6 +23,13 @@ use crate::store::records::ReservationV1;
 /// Longest wait for an owner's answer: its queue, its commit and the
 /// replicas' acknowledgement fit well inside.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long after sending a booking its owner may still commit it: the
+/// forwarding process waits `FORWARD_TIMEOUT`, longer by twice the clocks'
+/// disagreement, so once it answers `503` for a booking that got no answer
+/// the owner can no longer commit it (`BookingRequest::commit_by`).
+pub const FORWARDED_COMMIT_WINDOW: Duration = Duration::from_secs(
+    FORWARD_TIMEOUT.as_secs() - 2 * crate::domain::CLOCKS_AGREE_WITHIN.as_secs(),
+);
 /// Longest wait to connect to an owner (a dead one refuses at once).
 pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle connections kept to each other process.
@@ -38,6 +45,19 @@ pub enum Unanswered {
     NoAnswer,
 }
 
+/// The bearer key of the processes' internal calls: derived from the token
+/// secret that every process of one deployment shares.
+pub fn internal_key(token_secret: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(token_secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"vaxslot internal calls v1");
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub struct Forwarder {
     client: reqwest::Client,
     /// The bearer key of internal calls, derived from the token secret that
@@ -47,15 +67,7 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(token_secret: &str) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(token_secret.as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(b"vaxslot internal calls v1");
-        let key = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key = internal_key(token_secret);
         let client = reqwest::Client::builder()
             .timeout(FORWARD_TIMEOUT)
             .connect_timeout(FORWARD_CONNECT_TIMEOUT)

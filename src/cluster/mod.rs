@@ -24,7 +24,7 @@ mod forward;
 pub mod wire;
 
 pub use follow::{FOLLOW_INTERVAL, Follower};
-pub use forward::{Forwarder, Unanswered};
+pub use forward::{FORWARDED_COMMIT_WINDOW, Forwarder, Unanswered, internal_key};
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -116,11 +116,7 @@ impl Membership {
     /// Who owns `key` by this process's view.
     pub fn owner_of(&self, key: &VenueDayKey) -> Owner {
         let live = self.live();
-        let day = format!("{}/{}", key.venue_id, key.date);
-        let owner = live
-            .iter()
-            .max_by_key(|member| (weight(&member.id, &day), member.id.clone()))
-            .expect("this process is always live");
+        let owner = owner_among(&live, key).expect("this process is always live");
         if owner.id == self.me.id {
             Owner::Here
         } else {
@@ -191,6 +187,16 @@ impl Membership {
             }
         });
     }
+}
+
+/// The owner of `key` among `members` (by id and URL, as the store lists
+/// them): the one with the highest rendezvous weight for it, whatever their
+/// order; `None` for no members.
+pub fn owner_among<'a>(members: &'a [Member], key: &VenueDayKey) -> Option<&'a Member> {
+    let day = format!("{}/{}", key.venue_id, key.date);
+    members
+        .iter()
+        .max_by_key(|member| (weight(&member.id, &day), member.id.clone()))
 }
 
 /// The rendezvous weight of `member` for `day`: FNV-1a over both, stable

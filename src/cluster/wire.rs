@@ -34,6 +34,9 @@ pub struct BookWire {
     pub audit: Option<AuditRecord>,
     /// The resident gets mail (the owner applies its own mail settings).
     pub mail: bool,
+    /// `BookingRequest::commit_by` (absent from a process before it).
+    #[serde(default)]
+    pub commit_by: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -315,6 +318,7 @@ impl BookWire {
             }),
             audit: audit.map(audit_to_wire),
             mail,
+            commit_by: request.commit_by,
         }
     }
 
@@ -326,6 +330,7 @@ impl BookWire {
             access_code: self.access_code.clone(),
             channel: parse_channel(&self.channel)?,
             now: self.now,
+            commit_by: self.commit_by,
             idempotency: match &self.idempotency {
                 None => None,
                 Some(tag) => Some(IdempotencyTag {

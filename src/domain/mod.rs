@@ -37,7 +37,7 @@ pub use venue::{
     ACCESS_CODE_LENGTH_MAX, BookingMode, BookingWindow, DayPlan, SLOT_CAPACITY_MAX,
     SLOTS_PER_DAY_MAX, SlotPlan, VENUE_TEXT_CHARS_MAX, Venue, VenueKind,
 };
-pub use venue_day::{BookingRequest, DaySnapshot, SlotAvailability, VenueDay};
+pub use venue_day::{BookingRequest, CLOCKS_AGREE_WITHIN, DaySnapshot, SlotAvailability, VenueDay};
 
 use chrono::{FixedOffset, NaiveDate};
 

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, NaiveDate};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use subtle::ConstantTimeEq;
 
 use super::{
@@ -30,7 +30,17 @@ pub struct BookingRequest {
     pub channel: Channel,
     pub now: DateTime<FixedOffset>,
     pub idempotency: Option<IdempotencyTag>,
+    /// The last moment this booking may commit (by the shared clock: see
+    /// `CLOCKS_AGREE_WITHIN`): when its shared dose claim's lease ends, or
+    /// when a process that forwarded it stops waiting. Past it, nothing of
+    /// it is written; `None`: no deadline (a process alone).
+    pub commit_by: Option<DateTime<Utc>>,
 }
+
+/// How far apart the clocks of the processes and the Redis nodes of one
+/// deployment may be (NTP keeps them far closer): a deadline set by one
+/// clock and checked by another is set this much early.
+pub const CLOCKS_AGREE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct SlotCounter {
@@ -501,6 +511,7 @@ mod tests {
             channel: Channel::Web,
             now: chrono::Utc::now().fixed_offset(),
             idempotency: None,
+            commit_by: None,
         }
     }
 

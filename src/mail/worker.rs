@@ -20,20 +20,31 @@ use lettre::AsyncTransport;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 
-use super::{MailContext, Mailer, ReservationView};
+use super::{MailContext, Mailer, ReservationView, SMTP_TIMEOUT};
 use crate::actors::Registry;
 use crate::catalog::Catalog;
 use crate::domain::{Delivery, MailKind, OutboxMail, Venue, VenueDayKey};
 use crate::residents::Residents;
-use crate::store::Store;
+use crate::store::{MAIL_LEASE, MailClaimToken, Store};
 use crate::telemetry;
 
 /// How often the worker looks for due mail when the last look found little.
 pub const MAIL_POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// Most mails claimed at once.
-pub const MAIL_CLAIM_BATCH_MAX: usize = 64;
 /// Most mails being sent at once (and SMTP connections kept open).
 pub const MAIL_SENDS_IN_FLIGHT_MAX: usize = 8;
+/// Most mails claimed at once: what `MAIL_SENDS_IN_FLIGHT_MAX` sends get
+/// through within one `MAIL_LEASE` even when each takes the whole
+/// `SMTP_TIMEOUT` (16). A larger batch waits past its lease behind a slow
+/// server, and another worker claims its tail (each mail's claim is
+/// renewed right before its send, so that tail is not sent twice, only
+/// claimed back and forth).
+pub const MAIL_CLAIM_BATCH_MAX: usize =
+    MAIL_SENDS_IN_FLIGHT_MAX * (MAIL_LEASE.as_secs() / SMTP_TIMEOUT.as_secs()) as usize;
+const _: () = assert!(
+    SMTP_TIMEOUT.as_secs() < MAIL_LEASE.as_secs(),
+    "a mail's lease must outlast one send, renewed right before it"
+);
+const _: () = assert!(MAIL_CLAIM_BATCH_MAX >= MAIL_SENDS_IN_FLIGHT_MAX);
 /// The wait after a mail's first failed try; it doubles up to `--mail-retry-max-s`.
 pub const MAIL_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// A mail that still fails this long after it was due is given up (`gave_up`).
@@ -144,7 +155,8 @@ impl Worker {
                 1
             };
             let now = crate::clock::now();
-            let claimed = match self.store.claim_due_mail(now, limit).await {
+            let token = MailClaimToken::random();
+            let claimed = match self.store.claim_due_mail(now, limit, token).await {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::warn!(error = %error, "mail outbox not read; trying again");
@@ -152,29 +164,8 @@ impl Worker {
                 }
             };
             let full = claimed.len() == MAIL_CLAIM_BATCH_MAX;
-            let reached = AtomicBool::new(false);
-            let unreachable = AtomicBool::new(false);
-            // One resident's mail in order (a confirmation before the
-            // reminder queued with it), different residents' at once.
-            futures::stream::iter(by_resident(claimed))
-                .for_each_concurrent(MAIL_SENDS_IN_FLIGHT_MAX, |mails| {
-                    let (reached, unreachable) = (&reached, &unreachable);
-                    async move {
-                        for mail in mails {
-                            let (settled, reach) = self.deliver(mail).await;
-                            match reach {
-                                Reach::Reached => reached.store(true, Ordering::Relaxed),
-                                Reach::Unreachable => unreachable.store(true, Ordering::Relaxed),
-                            }
-                            if let Err(error) = self.store.settle_mail(settled).await {
-                                // Still claimed: sent again after the lease (same Message-ID).
-                                tracing::warn!(error = %error, "a mail's delivery was not recorded");
-                            }
-                        }
-                    }
-                })
-                .await;
-            if unreachable.into_inner() && !reached.into_inner() {
+            let (reached, unreachable) = self.send_claimed(claimed, token).await;
+            if unreachable && !reached {
                 let most = self.mailer.settings.retry_max.min(MAIL_PROBE_PAUSE_MAX);
                 unreachable_pause = (unreachable_pause * 2).clamp(MAIL_POLL_INTERVAL, most);
                 tokio::time::sleep(unreachable_pause).await;
@@ -185,6 +176,60 @@ impl Worker {
                 tokio::time::sleep(MAIL_POLL_INTERVAL).await;
             }
         }
+    }
+
+    /// Sends mail claimed under `token`: one resident's in order (a
+    /// confirmation before the reminder queued with it), different
+    /// residents' at once. Each mail's claim is renewed right before its
+    /// send; a mail whose claim was lost (this worker was paused past the
+    /// lease, and another claimed it) is left to that one. Answers whether
+    /// the server was reached, and whether it was unreachable.
+    async fn send_claimed(&self, claimed: Vec<OutboxMail>, token: MailClaimToken) -> (bool, bool) {
+        let reached = AtomicBool::new(false);
+        let unreachable = AtomicBool::new(false);
+        futures::stream::iter(by_resident(claimed))
+            .for_each_concurrent(MAIL_SENDS_IN_FLIGHT_MAX, |mails| {
+                let (reached, unreachable) = (&reached, &unreachable);
+                async move {
+                    for mail in mails {
+                        match self.store.hold_mail(&mail, token, crate::clock::now()).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                metrics::counter!(telemetry::MAIL_CLAIMS_LOST_TOTAL, "when" => "before_send")
+                                    .increment(1);
+                                tracing::info!("a claimed mail was taken by another worker; not sent here");
+                                continue;
+                            }
+                            Err(error) => {
+                                // Not known to be ours: its lease decides.
+                                tracing::warn!(error = %error, "a claimed mail's lease not renewed; not sent now");
+                                continue;
+                            }
+                        }
+                        let (settled, reach) = self.deliver(mail).await;
+                        match reach {
+                            Reach::Reached => reached.store(true, Ordering::Relaxed),
+                            Reach::Unreachable => unreachable.store(true, Ordering::Relaxed),
+                        }
+                        match self.store.settle_mail(settled, token).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                // Paused past the lease during the send
+                                // itself: the other worker's try counts.
+                                metrics::counter!(telemetry::MAIL_CLAIMS_LOST_TOTAL, "when" => "after_send")
+                                    .increment(1);
+                                tracing::warn!("a mail's claim was lost during its send; its delivery is recorded by the worker that holds it");
+                            }
+                            Err(error) => {
+                                // Still claimed: sent again after the lease (same Message-ID).
+                                tracing::warn!(error = %error, "a mail's delivery was not recorded");
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+        (reached.into_inner(), unreachable.into_inner())
     }
 
     /// One try of `mail`; returns it with what became of it.
@@ -256,10 +301,14 @@ impl Worker {
     /// The message, from the resident and venues as they are now.
     fn message(&self, mail: &OutboxMail) -> Result<Message, Failure> {
         let permanent = |reason: &str| Failure::Permanent(reason.to_owned());
+        // Not known here yet: with several processes, a booking can reach
+        // the outbox before this process has followed the import or the
+        // venue it names. Tried again later (and given up after a day).
+        let not_known_yet = |reason: &str| Failure::Temporary(reason.to_owned());
         let resident = self
             .residents
             .resident(&mail.ticket_number)
-            .ok_or_else(|| permanent("no_resident"))?;
+            .ok_or_else(|| not_known_yet("no_resident"))?;
         let address = resident
             .email
             .as_deref()
@@ -274,7 +323,7 @@ impl Worker {
             .map(|r| {
                 self.catalog
                     .venue(&r.venue_id)
-                    .ok_or_else(|| permanent("unknown_venue"))
+                    .ok_or_else(|| not_known_yet("unknown_venue"))
             })
             .collect::<Result<_, _>>()?;
         let views: Vec<ReservationView<'_>> = mail
@@ -314,16 +363,20 @@ impl Worker {
     /// Asks each of tomorrow's venue-days, once its reminder moment has
     /// passed, to queue its reminders (its actor does, in one commit, and
     /// marks the day, so a day is reminded once whatever restarts; this
-    /// process asks each day until it has answered once).
+    /// process asks each day until its own actor has answered once, or the
+    /// store says it is reminded: a day owned by another process is asked
+    /// again, so it is reminded here if its owner dies first).
     async fn keep_reminding(&self, registry: &Registry) {
         let policy = self.mailer.settings.policy();
         let mut asked: HashSet<VenueDayKey> = HashSet::new();
+        let mut left_to_owner: HashSet<VenueDayKey> = HashSet::new();
         let mut asked_for = crate::clock::today();
         loop {
             let now = crate::clock::now();
             let tomorrow = now.date_naive() + chrono::Duration::days(1);
             if asked_for != tomorrow {
                 asked.clear();
+                left_to_owner.clear();
                 asked_for = tomorrow;
             }
             if policy.reminders_due(tomorrow, now) {
@@ -338,7 +391,12 @@ impl Worker {
                         continue;
                     }
                     match registry.queue_reminders(&key, policy, now).await {
-                        Ok(queued) => {
+                        Ok(None) => {
+                            if left_to_owner.insert(key.clone()) {
+                                tracing::info!(venue_day = %key, "reminders left to the venue-day's owner");
+                            }
+                        }
+                        Ok(Some(queued)) => {
                             if queued > 0 {
                                 tracing::info!(venue_day = %key, queued, "reminders queued");
                             }
@@ -381,7 +439,164 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{MailId, ReservationId, TicketNumber};
+    use crate::domain::{
+        Channel, DayPlan, Dose, MailId, MailPolicy, Reservation, ReservationId, ReservationStatus,
+        Resident, SlotPlan, SlotTime, TicketNumber, Vaccine, parse_date,
+    };
+    use crate::residents::InMemoryResidents;
+    use crate::store::{BatchKind, Decision, EmbeddedStore, ReservationBatch};
+
+    /// A worker on an embedded store holding one booking's confirmation,
+    /// mailing to an "SMTP server" that is only a listener: whoever
+    /// connects to it is seen, and never answered.
+    struct Fixture {
+        worker: Worker,
+        listener: std::net::TcpListener,
+        now: DateTime<FixedOffset>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture(resident_known: bool) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let venue = crate::demo::venues().remove(0);
+        let key = VenueDayKey {
+            venue_id: venue.id.clone(),
+            date: parse_date("2030-07-07").unwrap(),
+        };
+        let time = SlotTime::parse("10:30").unwrap();
+        let plan = DayPlan::new(
+            Vaccine::Moderna,
+            vec![SlotPlan {
+                time,
+                capacity: 5,
+                operator_hold: 0,
+            }],
+            None,
+        )
+        .unwrap();
+        store.put_day_plan(key.clone(), plan).await.unwrap();
+        let epoch = store.load_venue_day(key.clone()).await.unwrap().owner_epoch;
+        let now = DateTime::parse_from_rfc3339("2030-07-01T09:00:00+09:00").unwrap();
+        let ticket = TicketNumber::parse("1311480001").unwrap();
+        let booked = Reservation {
+            id: ReservationId::random(),
+            ticket_number: ticket,
+            venue_id: key.venue_id.clone(),
+            date: key.date,
+            time,
+            dose: Dose::FIRST,
+            vaccine: Vaccine::Moderna,
+            status: ReservationStatus::Booked,
+            channel: Channel::Web,
+            created_at: now,
+            updated_at: now,
+            idempotency: None,
+        };
+        let policy = MailPolicy {
+            reminder_at: chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+        };
+        let mail = policy.on_booking(&booked, now, false);
+        store
+            .commit_reservations(ReservationBatch {
+                kind: BatchKind::Reservations,
+                venue_day: key,
+                owner_epoch: epoch,
+                sequence: 1,
+                decisions: vec![Decision::Created(booked)],
+                audit: vec![],
+                mail,
+                withdraw: vec![],
+                reminded: false,
+                commit_by: None,
+            })
+            .await
+            .unwrap();
+        let residents = Residents::new(InMemoryResidents::new(crate::tokens::TokenKey::random()));
+        if resident_known {
+            residents.upsert_residents(vec![Resident {
+                ticket_number: ticket,
+                birth_date: parse_date("1950-04-01").unwrap(),
+                name: "中野 太郎".into(),
+                email: Some("taro@example.jp".into()),
+                phone: None,
+                high_risk: false,
+                history: vec![],
+            }]);
+        }
+        let catalog = Arc::new(Catalog::default());
+        catalog.put_venue(venue);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mailer = Mailer::build(super::super::MailSettings {
+            smtp_url: format!("smtp://{}", listener.local_addr().unwrap()),
+            from: "vaccine@city.example.jp".into(),
+            reminder_at: policy.reminder_at,
+            templates: None,
+            retry_max: Duration::from_secs(300),
+            site_url: "https://vaccine.example.jp/".into(),
+            call_centre_phone: "0120-000-000".into(),
+        })
+        .unwrap();
+        Fixture {
+            worker: Worker {
+                mailer,
+                store,
+                residents,
+                catalog,
+            },
+            listener,
+            now,
+            _dir: dir,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_whose_claim_was_taken_sends_nothing_and_records_nothing() {
+        let fixture = fixture(true).await;
+        let store = &fixture.worker.store;
+        let claimed = store
+            .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, MailClaimToken(1))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        // This worker's claim (token 2) is not the one that holds the mail:
+        // as after a pause past its lease, when another worker claimed it.
+        let (reached, unreachable) = fixture
+            .worker
+            .send_claimed(claimed, MailClaimToken(2))
+            .await;
+        assert!(!reached && !unreachable);
+        assert!(
+            fixture.listener.accept().is_err(),
+            "the SMTP server was contacted for a mail another worker holds"
+        );
+        assert_eq!(
+            store
+                .mail_outbox_figures(fixture.now)
+                .await
+                .unwrap()
+                .pending,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn mail_for_a_resident_not_known_here_yet_is_tried_again_later() {
+        let fixture = fixture(false).await;
+        let claimed = fixture
+            .worker
+            .store
+            .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, MailClaimToken(1))
+            .await
+            .unwrap();
+        let (tried, _) = fixture.worker.deliver(claimed[0].clone()).await;
+        assert!(
+            matches!(tried.delivery, Delivery::Pending { attempts: 1, .. }),
+            "with several processes, the import may not have been followed here yet"
+        );
+        assert!(fixture.listener.accept().is_err());
+    }
 
     fn mail(ticket: &str, kind: MailKind, reservation_id: ReservationId) -> OutboxMail {
         let due_at = DateTime::parse_from_rfc3339("2030-07-01T09:00:00+09:00").unwrap();

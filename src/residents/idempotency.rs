@@ -135,6 +135,12 @@ pub fn finish(records: &mut Vec<IdempotencyRecord>, key: &str, answer: Option<Fi
     }
 }
 
+/// Forgets the key whose first answer was `id`'s booking (its batch was
+/// undone: the booking never happened).
+pub fn forget_booking(records: &mut Vec<IdempotencyRecord>, id: crate::domain::ReservationId) {
+    records.retain(|r| !matches!(&r.answer, Some(FirstAnswer::Booked(booked)) if booked.id == id));
+}
+
 /// Forgets keys older than the window (records are kept in arrival order).
 fn trim(records: &mut Vec<IdempotencyRecord>, now: DateTime<FixedOffset>) {
     records.retain(|r| now - r.at <= IDEMPOTENCY_WINDOW || r.answer.is_none());

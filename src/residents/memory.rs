@@ -192,6 +192,9 @@ impl ResidentState for InMemoryResidents {
     fn forget_reservation(&self, ticket: &TicketNumber, id: ReservationId) {
         if let Some(mut entry) = self.entries.get_mut(ticket) {
             entry.reservations.retain(|r| r.id != id);
+            // Its key goes with it: a retry must book again, never be told
+            // "booked" from a reservation that is gone.
+            idempotency::forget_booking(&mut entry.idempotency, id);
         }
     }
 
@@ -386,6 +389,44 @@ mod tests {
                 .login(&TicketNumber::parse("9999999999").unwrap(), right)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_booking_learnt_from_another_process_and_then_undone_replays_nothing() {
+        let (residents, ticket) = state_with_one();
+        let now = chrono::Utc::now().fixed_offset();
+        let booked = Reservation {
+            id: ReservationId::random(),
+            ticket_number: ticket,
+            venue_id: crate::domain::VenueId::parse("clinic-001").unwrap(),
+            date: parse_date("2030-07-07").unwrap(),
+            time: crate::domain::SlotTime::parse("10:30").unwrap(),
+            dose: Dose::FIRST,
+            vaccine: Vaccine::Pfizer,
+            status: ReservationStatus::Booked,
+            channel: crate::domain::Channel::Web,
+            created_at: now,
+            updated_at: now,
+            idempotency: Some(crate::domain::IdempotencyTag {
+                key: "k1".into(),
+                fingerprint: 7,
+                scheme: FingerprintScheme::Canonical,
+            }),
+        };
+        // Another process's commit, followed here: its key replays it.
+        residents.apply_stored(booked.clone(), false, now);
+        assert!(matches!(
+            residents.begin_keyed_booking(&ticket, "k1", &|_| 7, now),
+            super::super::KeyedBooking::Replay(FirstAnswer::Booked(_))
+        ));
+        // Its batch was undone (abandoned): the key goes with it, so a retry
+        // books again instead of hearing "booked" for nothing.
+        residents.forget_reservation(&ticket, booked.id);
+        assert!(residents.reservations_of(&ticket).is_empty());
+        assert!(matches!(
+            residents.begin_keyed_booking(&ticket, "k1", &|_| 7, now),
+            super::super::KeyedBooking::New(_)
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 -- stale one its caller checked against the store), or "", ARGV[6] "1" for
 -- a keyed booking, else "", ARGV[7] the prior dose the caller knows as a
 -- reservation (answered "prior_gone" when the record does not hold it), or "".
--- Returns "OK" (claimed), or the value standing in the way, with "expired "
+-- Returns "OK <until ms>" (claimed, until its lease ends), or the value standing in the way, with "expired "
 -- in front of a pending claim whose lease has ended.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -39,6 +39,6 @@ if current and current ~= ARGV[5] then
   end
   return current
 end
-redis.call('HSET', KEYS[1], field,
-  'pending ' .. ARGV[2] .. ' ' .. (now + tonumber(ARGV[3])) .. ' ' .. ARGV[4])
-return 'OK'
+local until_ms = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], field, 'pending ' .. ARGV[2] .. ' ' .. until_ms .. ' ' .. ARGV[4])
+return 'OK ' .. until_ms

@@ -15,13 +15,15 @@
 -- of reservations, ARGV[5] a = number of audit entries, ARGV[6] m = number of
 -- mails, ARGV[7] "1" when the batch queues the day's reminders (mark the
 -- day), ARGV[8] the venue-day ("<venue>/<date>"), ARGV[9] how long the change
--- stream keeps an entry (ms, by Redis's clock; trimmed about then); then n id, JSON pairs, a score, member
+-- stream keeps an entry (ms, by Redis's clock; trimmed about then), ARGV[10]
+-- the batch's commit deadline (unix ms, by Redis's clock: the earliest of its
+-- bookings'), or ""; then n id, JSON pairs, a score, member
 -- pairs, m (id, JSON, next ms, due ms) quadruples, then the ids of reminders
 -- to withdraw. Checks come first and nothing is written unless all pass.
 -- The oldest stream entry id to keep: `kept_ms` before Redis's now.
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local function oldest_kept(kept_ms)
-  local now = redis.call('TIME')
-  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
   return tostring(now_ms - tonumber(kept_ms)) .. '-0'
 end
 if ARGV[3] == '1' and redis.call('GET', KEYS[1]) == '1' then
@@ -35,11 +37,16 @@ if tonumber(ARGV[2]) <= applied then
   -- This batch (or a later one) is already applied: a retry is a no-op.
   return 'OK'
 end
-local reservations_end = 9 + 2 * tonumber(ARGV[4])
+-- A booking's dose claim has ended, or whoever forwarded it gave up: the
+-- batch is too late (a retry of an applied batch is answered above).
+if ARGV[10] ~= '' and now_ms > tonumber(ARGV[10]) then
+  return 'PAST_DEADLINE'
+end
+local reservations_end = 10 + 2 * tonumber(ARGV[4])
 local audit_end = reservations_end + 2 * tonumber(ARGV[5])
 local mail_end = audit_end + 4 * tonumber(ARGV[6])
 local changed = {}
-for i = 10, reservations_end, 2 do
+for i = 11, reservations_end, 2 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
   changed[#changed + 1] = ARGV[i]
 end

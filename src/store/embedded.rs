@@ -22,8 +22,8 @@ mod outbox;
 use super::records::{Stored, decode, decode_all, encode, encode_all};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
-    CommitError, KillSwitchState, MAIL_LEASE, OutboxFigures, ReservationBatch, Store, StoreError,
-    StoredVenueDay, page_of,
+    CommitError, KillSwitchState, MAIL_LEASE, MailClaimToken, OutboxFigures, ReservationBatch,
+    Store, StoreError, StoredVenueDay, page_of,
 };
 use crate::domain::{
     Account, AccountId, DayPlan, MailId, OutboxMail, Reservation, Resident, Venue, VenueDayKey,
@@ -97,7 +97,7 @@ pub struct EmbeddedStore {
     day_index: DayIndex,
     /// Mail claimed and not settled yet, with when: one process owns the
     /// file, so the lease lives here (a restart starts with none).
-    mail_claims: Arc<std::sync::Mutex<HashMap<MailId, Instant>>>,
+    mail_claims: Arc<std::sync::Mutex<HashMap<MailId, (Instant, MailClaimToken)>>>,
     /// Every pending mail, by id and by next try (in memory; see `outbox`).
     mail_index: outbox::MailIndex,
 }
@@ -162,7 +162,10 @@ impl EmbeddedStore {
             Ok(outcome) => Ok(outcome),
             Err(CommitError::Store(e)) => Err(e),
             Err(
-                CommitError::KillSwitchEngaged | CommitError::Fenced | CommitError::Uncertain(_),
+                CommitError::KillSwitchEngaged
+                | CommitError::Fenced
+                | CommitError::PastDeadline
+                | CommitError::Uncertain(_),
             ) => {
                 unreachable!("only reservation batches are refused, and never uncertainly")
             }
@@ -399,6 +402,11 @@ fn apply_in_one_transaction(
                 WriteOp::Reservations(batch) => {
                     if kill_switch_engaged && batch.kind == BatchKind::Reservations {
                         Err(CommitError::KillSwitchEngaged)
+                    } else if batch
+                        .commit_by
+                        .is_some_and(|by| crate::clock::real_now_utc() > by)
+                    {
+                        Err(CommitError::PastDeadline)
                     } else {
                         logged_records
                             .extend(batch.decisions.iter().map(|d| d.reservation().clone()));
@@ -669,34 +677,58 @@ impl Store for EmbeddedStore {
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,
         limit: usize,
+        token: MailClaimToken,
     ) -> Result<Vec<OutboxMail>, StoreError> {
         let claims = Arc::clone(&self.mail_claims);
         let index = Arc::clone(&self.mail_index);
         self.read(move |db| {
             // Held from the read to the marking, so no two claims overlap.
             let mut claims = claims.lock().expect("mail claims lock poisoned");
-            claims.retain(|_, at| at.elapsed() < MAIL_LEASE);
+            claims.retain(|_, (at, _)| at.elapsed() < MAIL_LEASE);
             let claimed =
                 outbox::due_mail(db, &index, now, limit, &mut |id| claims.contains_key(id))?;
             for mail in &claimed {
-                claims.insert(mail.id, Instant::now());
+                claims.insert(mail.id, (Instant::now(), token));
             }
             Ok(claimed)
         })
         .await
     }
 
-    async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
+    async fn hold_mail(
+        &self,
+        mail: &OutboxMail,
+        token: MailClaimToken,
+        _now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<bool, StoreError> {
+        let mut claims = self.mail_claims.lock().expect("mail claims lock poisoned");
+        Ok(match claims.get_mut(&mail.id) {
+            Some((at, held)) if *held == token => {
+                *at = Instant::now();
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn settle_mail(
+        &self,
+        mail: OutboxMail,
+        token: MailClaimToken,
+    ) -> Result<bool, StoreError> {
         let id = mail.id;
-        let written = self
-            .write_plain(WriteOp::SettleMail(mail))
-            .await
-            .map(|_| ());
-        self.mail_claims
-            .lock()
-            .expect("mail claims lock poisoned")
-            .remove(&id);
-        written
+        let ours = |claims: &HashMap<MailId, (Instant, MailClaimToken)>| {
+            claims.get(&id).is_some_and(|(_, held)| *held == token)
+        };
+        if !ours(&self.mail_claims.lock().expect("mail claims lock poisoned")) {
+            return Ok(false);
+        }
+        self.write_plain(WriteOp::SettleMail(mail)).await?;
+        let mut claims = self.mail_claims.lock().expect("mail claims lock poisoned");
+        if ours(&claims) {
+            claims.remove(&id);
+        }
+        Ok(true)
     }
 
     async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {

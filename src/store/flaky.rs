@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{
     AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, CommitError, KillSwitchState,
-    OutboxFigures, ReservationBatch, Store, StoreError, StoredVenueDay,
+    MailClaimToken, OutboxFigures, ReservationBatch, Store, StoreError, StoredVenueDay,
 };
 use crate::domain::{
     Account, AccountId, DayPlan, OutboxMail, Reservation, Resident, Venue, VenueDayKey,
@@ -24,6 +24,9 @@ pub struct FlakyStore<S> {
     /// While set, commits are applied by the inner store and then reported
     /// uncertain (the reply was lost).
     pub lose_commit_replies: AtomicBool,
+    /// While set, each commit reaches the inner store as if a minute late
+    /// (the process was paused): its deadline is checked as of then.
+    pub late_commits: AtomicBool,
     /// While set, each abandonment waits for a permit of `abandon_permits`.
     pub gate_abandons: AtomicBool,
     pub abandon_permits: tokio::sync::Semaphore,
@@ -37,6 +40,7 @@ impl<S> FlakyStore<S> {
             uncertain_commits: AtomicBool::new(false),
             fence_abandons: AtomicBool::new(false),
             lose_commit_replies: AtomicBool::new(false),
+            late_commits: AtomicBool::new(false),
             gate_abandons: AtomicBool::new(false),
             abandon_permits: tokio::sync::Semaphore::new(0),
         }
@@ -74,11 +78,24 @@ impl<S: Store> Store for FlakyStore<S> {
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,
         limit: usize,
+        token: MailClaimToken,
     ) -> Result<Vec<OutboxMail>, StoreError> {
-        self.inner.claim_due_mail(now, limit).await
+        self.inner.claim_due_mail(now, limit, token).await
     }
-    async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
-        self.inner.settle_mail(mail).await
+    async fn hold_mail(
+        &self,
+        mail: &OutboxMail,
+        token: MailClaimToken,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<bool, StoreError> {
+        self.inner.hold_mail(mail, token, now).await
+    }
+    async fn settle_mail(
+        &self,
+        mail: OutboxMail,
+        token: MailClaimToken,
+    ) -> Result<bool, StoreError> {
+        self.inner.settle_mail(mail, token).await
     }
     async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {
         self.inner.day_reminded(key).await
@@ -89,7 +106,10 @@ impl<S: Store> Store for FlakyStore<S> {
     ) -> Result<OutboxFigures, StoreError> {
         self.inner.mail_outbox_figures(now).await
     }
-    async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
+    async fn commit_reservations(&self, mut batch: ReservationBatch) -> Result<(), CommitError> {
+        if self.late_commits.load(Ordering::SeqCst) {
+            batch.commit_by = batch.commit_by.map(|by| by - chrono::Duration::minutes(1));
+        }
         if self.fail_commits.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("injected commit failure".into()).into());
         }

@@ -42,6 +42,11 @@ pub enum CommitError {
     /// Refused: another process owns this venue-day now; nothing was written.
     #[error("another process owns this venue-day")]
     Fenced,
+    /// Refused: the batch's `commit_by` had passed by the store's clock (a
+    /// booking's dose claim ended, or whoever forwarded it stopped waiting);
+    /// nothing was written.
+    #[error("the batch's commit deadline has passed")]
+    PastDeadline,
     /// Nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -85,7 +90,12 @@ pub struct SharedDoseClaim {
 /// What a shared claim found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SharedClaimAnswer {
-    Claimed,
+    /// Claimed until its lease ends (by the resident's shard's clock; `None`
+    /// for a store that shares nothing): a booking under it commits before
+    /// then or not at all.
+    Claimed {
+        lease_ends: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Another booking of this dose is in flight (its lease runs).
     InFlight,
     /// The record does not hold the prior dose the caller named: cancelled
@@ -103,10 +113,7 @@ pub enum SharedClaimAnswer {
     Refused(String),
     /// A claim whose taker never ended it (it died, or its outcome was
     /// unknown): what its day stores decides.
-    Expired {
-        day: VenueDayKey,
-        value: String,
-    },
+    Expired { day: VenueDayKey, value: String },
 }
 
 /// The per-ticket login lockout (`login_guard`), as the store applies it
@@ -400,6 +407,9 @@ pub struct ReservationBatch {
     /// This batch queues the day's reminders: the day is marked reminded in
     /// the same commit, so they are queued once.
     pub reminded: bool,
+    /// The earliest `commit_by` of its bookings: past it (by the store's
+    /// clock) the store refuses the whole batch (`PastDeadline`).
+    pub commit_by: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ReservationBatch {
@@ -451,7 +461,22 @@ pub struct AbandonedBatch {
 
 /// How long a claimed mail is held by the worker that claimed it: one that
 /// dies mid-send lets go by then, and another (or its restart) sends it.
+/// Renewed right before each send (`Store::hold_mail`), so it must outlast
+/// one send (`mail::SMTP_TIMEOUT`, asserted there).
 pub const MAIL_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One `claim_due_mail` call's hold on the mail it took: random, so that
+/// only that claim's own renewal (`hold_mail`) and settlement
+/// (`settle_mail`) count. A worker paused past its lease finds its claim
+/// taken by another and neither sends nor records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MailClaimToken(pub u64);
+
+impl MailClaimToken {
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+}
 
 /// The outbox as the SRE sees it: mail due and not yet sent, and since when.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -538,7 +563,7 @@ pub trait Store: Send + Sync + 'static {
         replacing: Option<&str>,
     ) -> Result<SharedClaimAnswer, StoreError> {
         let _ = (claim, replacing);
-        Ok(SharedClaimAnswer::Claimed)
+        Ok(SharedClaimAnswer::Claimed { lease_ends: None })
     }
 
     /// Ends this shared claim: with the reservation that now holds the dose,
@@ -655,15 +680,32 @@ pub trait Store: Send + Sync + 'static {
     async fn read_audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError>;
 
     /// Up to `limit` mails whose next try is due at `now` and that no worker
-    /// holds, oldest first; each is then held by this caller for `MAIL_LEASE`.
+    /// holds, oldest first; each is then held under `token` for `MAIL_LEASE`.
     async fn claim_due_mail(
         &self,
         now: DateTime<FixedOffset>,
         limit: usize,
+        token: MailClaimToken,
     ) -> Result<Vec<OutboxMail>, StoreError>;
-    /// Records what became of a claimed mail (its `delivery`): delivered,
-    /// failed for good, or pending its next try; and lets go of it.
-    async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError>;
+    /// Right before `mail` is sent: renews the claim under `token` for
+    /// `MAIL_LEASE` from `now`, and answers whether it was still this
+    /// claim's (`false`: its lease ran out and another worker claimed it,
+    /// or it was settled or withdrawn meanwhile; it must not be sent).
+    async fn hold_mail(
+        &self,
+        mail: &OutboxMail,
+        token: MailClaimToken,
+        now: DateTime<FixedOffset>,
+    ) -> Result<bool, StoreError>;
+    /// Records what became of a mail claimed under `token` (its `delivery`):
+    /// delivered, failed for good, or pending its next try; and lets go of
+    /// it. `false`: the claim was not this one's any more (see `hold_mail`),
+    /// and nothing was written.
+    async fn settle_mail(
+        &self,
+        mail: OutboxMail,
+        token: MailClaimToken,
+    ) -> Result<bool, StoreError>;
     /// Were the day's reminders queued? Read without taking the day over
     /// (the scheduler asks first, so it does not move a day between
     /// processes only to hear that they were).

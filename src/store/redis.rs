@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use super::records::{self, Stored};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
-    CommitError, Decision, KillSwitchState, MAIL_LEASE, OutboxFigures, ReservationBatch,
-    SharedClaimAnswer, SharedDoseClaim, Store, StoreError, StoredVenueDay, page_of,
+    CommitError, Decision, KillSwitchState, MAIL_LEASE, MailClaimToken, OutboxFigures,
+    ReservationBatch, SharedClaimAnswer, SharedDoseClaim, Store, StoreError, StoredVenueDay,
+    page_of,
 };
 mod changes;
 mod connection;
@@ -93,6 +94,7 @@ pub struct RedisStore {
     take_ownership: Script,
     abandon: Script,
     claim_mail: Script,
+    hold_mail: Script,
     settle_mail: Script,
     heartbeat: Script,
     claim_dose: Script,
@@ -131,6 +133,8 @@ struct MailKeys {
     /// Withdrawn reminders → `"<next ms> <due ms>"`, to put back if the
     /// cancelling batch is abandoned.
     withdrawn: String,
+    /// Claimed mail → the token of the claim that holds it.
+    claims: String,
 }
 
 impl MailKeys {
@@ -141,6 +145,7 @@ impl MailKeys {
             due: format!("{prefix}_due"),
             waiting: format!("{prefix}_waiting"),
             withdrawn: format!("{prefix}_withdrawn"),
+            claims: format!("{prefix}_claims"),
         }
     }
 
@@ -221,6 +226,17 @@ impl VenueDayKeys {
             changes: changes::of_partition(partition),
         }
     }
+}
+
+/// A commit call that failed: always uncertain. Even "connection refused"
+/// may come after the call was sent and applied, because the client
+/// retries by itself (a cluster's `.retries(3)`, a single server's
+/// reconnect) and answers the last try's error; and the batch's
+/// abandonment is idempotent, so taking a certain failure for an uncertain
+/// one costs one script call, while the reverse undoes in memory what the
+/// store holds.
+fn commit_failure(error: RedisError) -> CommitError {
+    CommitError::Uncertain(unavailable(error))
 }
 
 /// A write the master applied but its replicas did not acknowledge in time.
@@ -356,6 +372,7 @@ impl RedisStore {
             take_ownership: Script::new(include_str!("take_ownership.lua")),
             abandon: Script::new(include_str!("abandon.lua")),
             claim_mail: Script::new(include_str!("claim_mail.lua")),
+            hold_mail: Script::new(include_str!("hold_mail.lua")),
             settle_mail: Script::new(include_str!("settle_mail.lua")),
             heartbeat: Script::new(include_str!("heartbeat.lua")),
             claim_dose: Script::new(include_str!("claim_dose.lua")),
@@ -634,7 +651,12 @@ impl Store for RedisStore {
             .arg(batch.mail.len())
             .arg(if batch.reminded { "1" } else { "0" })
             .arg(day_field(&batch.venue_day))
-            .arg(self.changes_kept_ms());
+            .arg(self.changes_kept_ms())
+            .arg(
+                batch
+                    .commit_by
+                    .map_or_else(String::new, |by| by.timestamp_millis().to_string()),
+            );
         for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation
                 .arg(reservation.id.to_string())
@@ -665,16 +687,12 @@ impl Store for RedisStore {
                 Some("OK") => Err(CommitError::Uncertain(not_replicated())),
                 Some("KILL_SWITCH") => Err(CommitError::KillSwitchEngaged),
                 Some("FENCED") => Err(CommitError::Fenced),
+                Some("PAST_DEADLINE") => Err(CommitError::PastDeadline),
                 other => Err(CommitError::Uncertain(StoreError::Corrupt(format!(
                     "unexpected commit answer {other:?}"
                 )))),
             },
-            // Refused before anything was sent: certainly not applied.
-            Err(error) if error.is_connection_refusal() => {
-                Err(CommitError::Store(unavailable(error)))
-            }
-            // Sent, or maybe sent: the outcome is unknown.
-            Err(error) => Err(CommitError::Uncertain(unavailable(error))),
+            Err(error) => Err(commit_failure(error)),
         }
     }
 
@@ -869,7 +887,15 @@ impl Store for RedisStore {
         let mut words = answer.split(' ');
         Ok(
             match (words.next(), words.next(), words.next(), words.next()) {
-                (Some("OK"), ..) => SharedClaimAnswer::Claimed,
+                (Some("OK"), Some(until), None, None) => SharedClaimAnswer::Claimed {
+                    lease_ends: Some(
+                        until
+                            .parse()
+                            .ok()
+                            .and_then(chrono::DateTime::from_timestamp_millis)
+                            .ok_or_else(corrupt)?,
+                    ),
+                },
                 (Some("prior_gone"), ..) => SharedClaimAnswer::PriorGone,
                 (Some("refused"), ..) => {
                     SharedClaimAnswer::Refused(answer.trim_start_matches("refused ").to_owned())
@@ -1137,6 +1163,7 @@ impl Store for RedisStore {
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,
         limit: usize,
+        token: MailClaimToken,
     ) -> Result<Vec<OutboxMail>, StoreError> {
         let lease_ms = i64::try_from(MAIL_LEASE.as_millis()).expect("the lease is short");
         let mut connection = self.connection();
@@ -1169,9 +1196,11 @@ impl Store for RedisStore {
             invocation
                 .key(&keys.due)
                 .key(&keys.outbox)
+                .key(&keys.claims)
                 .arg(now.timestamp_millis())
                 .arg(limit - claimed.len())
-                .arg(lease_ms);
+                .arg(lease_ms)
+                .arg(token.0);
             let page: Vec<String> = limited(invocation.invoke_async(&mut connection))
                 .await
                 .map_err(unavailable)?;
@@ -1182,25 +1211,54 @@ impl Store for RedisStore {
         Ok(claimed)
     }
 
-    async fn settle_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
+    async fn hold_mail(
+        &self,
+        mail: &OutboxMail,
+        token: MailClaimToken,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<bool, StoreError> {
+        let keys = MailKeys::of(mail);
+        let until = now + chrono::Duration::from_std(MAIL_LEASE).expect("the lease is short");
+        let held: i64 = limited(
+            self.hold_mail
+                .key(&keys.due)
+                .key(&keys.waiting)
+                .key(&keys.claims)
+                .arg(mail.id.to_string())
+                .arg(token.0)
+                .arg(until.timestamp_millis())
+                .invoke_async(&mut self.connection()),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn settle_mail(
+        &self,
+        mail: OutboxMail,
+        token: MailClaimToken,
+    ) -> Result<bool, StoreError> {
         let keys = MailKeys::of(&mail);
         let mut invocation = self.settle_mail.prepare_invoke();
         invocation
             .key(&keys.outbox)
             .key(&keys.due)
             .key(&keys.waiting)
+            .key(&keys.claims)
             .arg(mail.id.to_string())
             .arg(encode(&mail))
             .arg(
                 next_try_ms(&mail)
                     .map(|ms| ms.to_string())
                     .unwrap_or_default(),
-            );
+            )
+            .arg(token.0);
         let mut connection = self.connection();
-        let _: String = limited(invocation.invoke_async(&mut connection))
+        let answer: String = limited(invocation.invoke_async(&mut connection))
             .await
             .map_err(unavailable)?;
-        Ok(())
+        Ok(answer != "LOST")
     }
 
     async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {
@@ -1323,6 +1381,13 @@ fn decode_audit_member(member: &str) -> Result<AuditEntry, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_connection_after_the_clients_own_retries_is_an_uncertain_commit() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(refused.is_connection_refusal());
+        assert!(matches!(commit_failure(refused), CommitError::Uncertain(_)));
+    }
 
     #[test]
     fn a_venue_day_and_its_kill_switch_flag_share_one_hash_tag() {

@@ -1,10 +1,17 @@
 -- Record what became of a claimed mail.
 -- KEYS[1] the partition's mail outbox (hash), KEYS[2] pending by next try,
--- KEYS[3] pending by due time (sorted sets, unix ms).
+-- KEYS[3] pending by due time (sorted sets, unix ms), KEYS[4] its claims
+-- (hash: id -> token; claim_mail.lua).
 -- ARGV[1] mail id, ARGV[2] its JSON, ARGV[3] next try (unix ms) if it is
--- still pending, or "" when it is settled (delivered, failed).
--- A mail no longer pending (settled by another worker, or withdrawn) stays
--- as it is.
+-- still pending, or "" when it is settled (delivered, failed), ARGV[4] the
+-- token of the claim that tried it.
+-- A mail claimed since by another worker (this claim's lease ran out) is
+-- left to that one: 'LOST'. A mail no longer pending (withdrawn) stays as
+-- it is.
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[4] then
+  return 'LOST'
+end
+redis.call('HDEL', KEYS[4], ARGV[1])
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
   return 'SETTLED'
 end

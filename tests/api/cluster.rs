@@ -433,6 +433,51 @@ async fn bad_cluster_settings_stop_the_start_and_say_which() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// A process on a shared Redis either coordinates with the others or does
+/// not start: without the shared token secret, or listening on every
+/// address without saying where the others reach it, it stops with one
+/// line naming what is missing (it used to warn, then commit beside the
+/// others with no owner, no shared claims and no following).
+#[tokio::test]
+async fn a_process_on_redis_without_what_coordination_needs_refuses_to_start() {
+    let redis = crate::helpers::RedisServer::start().await;
+    let run = |listen: &'static str, env: Vec<(&'static str, &'static str)>| {
+        let url = redis.url();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vaxslot"))
+                .args([
+                    "serve",
+                    "--listen",
+                    listen,
+                    "--redis-url",
+                    &url,
+                    "--data-dir",
+                ])
+                .arg(dir.path())
+                .env_remove("VAXSLOT_TOKEN_SECRET")
+                .env_remove("VAXSLOT_ADVERTISE_URL")
+                .envs(env)
+                .kill_on_drop(true)
+                .output();
+            let output = tokio::time::timeout(Duration::from_secs(20), output)
+                .await
+                .expect("it stops instead of serving")
+                .unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, stderr) = run("127.0.0.1:0", vec![]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("VAXSLOT_TOKEN_SECRET"), "{stderr}");
+    let (code, stderr) = run("0.0.0.0:0", vec![("VAXSLOT_TOKEN_SECRET", "shared")]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("VAXSLOT_ADVERTISE_URL"), "{stderr}");
+}
+
 /// Three processes, a herd spread over them (each resident through its own
 /// process), more residents than places: every day is served by one actor
 /// in one process (the others forward to it), capacity is exact across the
@@ -514,7 +559,7 @@ async fn a_herd_over_three_processes_books_each_day_through_its_one_owner() {
 }
 
 /// Waits until `app` sees `n` live processes (its status document).
-async fn until_processes(app: &TestApp, n: u64) {
+pub async fn until_processes(app: &TestApp, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, status) = app
@@ -720,6 +765,124 @@ async fn internal_calls_need_the_deployments_key() {
         (404, Some("not_found")),
         "{body}"
     );
+}
+
+/// A process sent a day's message by a process whose view says it owns the
+/// day (views differ for a moment when members come and go) starts an
+/// actor for it. That actor serves what it was sent and stops; meanwhile
+/// the day's seats there follow what the owner commits (they stayed frozen
+/// at that actor's view until its 600 s idle stop).
+#[tokio::test]
+async fn a_process_that_does_not_own_a_day_shows_the_owners_seats() {
+    const FIRST: u64 = 4_600_000_000;
+    let a = TestApp::spawn(Backend::Redis).await;
+    let date = future_date(30);
+    a.venue_day("moved", &date, &[("10:00", 5)]).await;
+    a.import_residents(FIRST, 4).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    // Both are asked as its owner: the one that is not runs a stray actor.
+    let key = vaxslot::cluster::internal_key(crate::helpers::TOKEN_SECRET);
+    let path = format!("/internal/v1/venue-days/moved/{date}/reservations");
+    for app in [&a, &b] {
+        let (status, body) = app.send(Method::GET, &path, Some(&key), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The stray actor's load fenced the owner's actor if it came second:
+    // its first commit is then refused, answered 503 (nothing written; the
+    // resident's dose claim waits out its lease), and the next reloads the day.
+    let mut booked = 0;
+    for i in 0..4 {
+        let token = a.login(FIRST + i).await;
+        let (status, body) = a.book(&token, "moved", &date, "10:00").await;
+        match status {
+            201 => booked += 1,
+            503 if i == 0 => {}
+            _ => panic!("{status} {body}"),
+        }
+        if booked == 3 {
+            break;
+        }
+    }
+    assert_eq!(booked, 3);
+    for app in [&a, &b] {
+        within_3_s("the owner's seats", Duration::from_millis(100), || async {
+            let slots = app.slots("moved", &date).await;
+            match slots.first() {
+                Some((_, _, 2)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+}
+
+/// A booking forwarded to an owner that froze (SIGSTOP) is answered `503`
+/// when the forwarding process stops waiting; when the owner wakes and
+/// reads the request, it is past its deadline and never commits (it did, 13
+/// seconds late, turning a 503 into a booking behind the caller's back).
+/// The retry with the key books it, once.
+#[tokio::test]
+async fn a_forwarded_booking_answered_503_never_commits_afterwards() {
+    const FIRST: u64 = 4_700_000_000;
+    let a = TestApp::spawn_with_env(Backend::Redis, &[("VAXSLOT_ACCESS_LOG", "all")]).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let date = future_date(30);
+    let venue = a.venue_owned_by(&a, "frozen", &date).await;
+    a.venue_day(&venue, &date, &[("10:00", 1)]).await;
+    a.import_residents(FIRST, 1).await;
+    let token = a.login(FIRST).await;
+    let body = json!({"venue_id": venue, "date": date, "time": "10:00"});
+    // B has followed the import (a token is good on any process).
+    within_3_s(
+        "B knows the resident",
+        Duration::from_millis(100),
+        || async {
+            match b.send(Method::GET, "/v1/me", Some(&token), None).await {
+                (200, _) => Ok(()),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        },
+    )
+    .await;
+
+    a.signal("STOP").await;
+    let (status, answer) = b.send_keyed(&token, &body, "frozen-owner").await;
+    assert_eq!(status, 503, "{answer}");
+    a.signal("CONT").await;
+    // A reads the forwarded request and answers it (to nobody).
+    within_3_s(
+        "the owner answers the late request",
+        Duration::from_millis(100),
+        || async {
+            let answered = a.logs().lines().any(|line| {
+                line.contains("route=/internal/v1/venue-days/{venue_id}/{date}/bookings")
+            });
+            if answered {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
+            }
+        },
+    )
+    .await;
+    assert!(
+        a.stored_reservations().await.is_empty(),
+        "a booking answered 503 was committed afterwards"
+    );
+    // The retry waits out the first try's dose claim (`change_in_progress`
+    // for at most its 10 s lease: README), then books.
+    within_3_s("the retry books", Duration::from_millis(200), || async {
+        match b.send_keyed(&token, &body, "frozen-owner").await {
+            (201, _) => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        }
+    })
+    .await;
+    assert_eq!(a.stored_reservations().await.len(), 1);
 }
 
 /// `deploy/cluster/redis-node.conf` is a configuration redis-server accepts,

@@ -301,6 +301,47 @@ impl TestApp {
         .await
     }
 
+    /// A venue name (`<prefix>-<n>`) whose day on `date` the process
+    /// `owner` owns, by the live members as this app's Redis lists them
+    /// (the same rendezvous choice every process makes).
+    pub async fn venue_owned_by(&self, owner: &TestApp, prefix: &str, date: &str) -> String {
+        let url = self.redis.as_ref().expect("an app on its own Redis").url();
+        let mut raw = ::redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let records: Vec<String> = ::redis::cmd("ZRANGE")
+            .arg("vaxslot:members")
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let members: Vec<vaxslot::cluster::Member> = records
+            .iter()
+            .map(|record| {
+                let (id, url) = record.split_once(' ').expect("<id> <url>");
+                vaxslot::cluster::Member {
+                    id: id.to_owned(),
+                    url: url.to_owned(),
+                }
+            })
+            .collect();
+        let date = vaxslot::domain::parse_date(date).unwrap();
+        (0..)
+            .map(|i| format!("{prefix}-{i}"))
+            .find(|venue| {
+                let key = vaxslot::domain::VenueDayKey {
+                    venue_id: vaxslot::domain::VenueId::parse(venue).unwrap(),
+                    date,
+                };
+                let chosen = vaxslot::cluster::owner_among(&members, &key).expect("members");
+                chosen.url.trim_end_matches('/') == owner.url("")
+            })
+            .expect("some venue")
+    }
+
     /// Sends this server `signal`: `STOP` and `CONT` (a machine that
     /// freezes), `KILL` while another holds it (see `kill` otherwise).
     pub async fn signal(&self, signal: &str) {

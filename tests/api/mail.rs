@@ -534,6 +534,55 @@ async fn on_redis_two_processes_never_send_the_same_mail() {
     drop(second);
 }
 
+/// A day whose owner died at its reminder moment, before queuing its
+/// reminders, is reminded by the process that takes it over: a scheduler
+/// that found the day owned elsewhere asks again (it took the other's
+/// answer for its own and never asked again: the reminders never went).
+/// The owner here runs without mail, so it never queues them itself.
+#[tokio::test]
+async fn a_day_whose_owner_dies_before_its_reminders_is_reminded_by_the_next_owner() {
+    let sink = SmtpSink::start().await;
+    let owner = TestApp::spawn(Backend::Redis).await;
+    let today = vaxslot::domain::local_date(chrono::Utc::now());
+    let start = format!("{today}T10:00:05+09:00");
+    let env = mail_env(
+        &sink,
+        &[
+            ("VAXSLOT_CLOCK_START", &start),
+            ("VAXSLOT_REMINDER_AT", "10:00"),
+        ],
+    );
+    let next = owner.spawn_second_with_env(&as_refs(&env)).await;
+    for app in [&owner, &next] {
+        crate::cluster::until_processes(app, 2).await;
+    }
+    let tomorrow = future_date(1);
+    let venue = owner.venue_owned_by(&owner, "reminded", &tomorrow).await;
+    owner.venue_day(&venue, &tomorrow, &[("11:00", 5)]).await;
+    let number = 1_800_000_021;
+    resident(&owner, number, Some(&address(number))).await;
+    let booker = owner.booker(Via::Web, &ticket(number), BIRTH).await;
+    let (status, booked) = owner
+        .book_slot_via(&booker, &venue, &tomorrow, "11:00")
+        .await;
+    assert_eq!(status, 201, "{booked}");
+    // The next owner's scheduler has found the day due, and owned by the other.
+    let left = "reminders left to the venue-day's owner";
+    for _ in 0..100 {
+        if next.logs().contains(left) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(next.logs().contains(left), "the scheduler never looked");
+    owner.signal("KILL").await;
+    let messages = sink.wait_for(1, ARRIVAL).await;
+    let reminders = of_kind(&messages, "reminder");
+    assert_eq!(reminders.len(), 1, "{messages:#?}");
+    let id = booked["reservation_id"].as_str().unwrap();
+    assert_eq!(reminders[0]["message_id"], message_id(id, "reminder"));
+}
+
 on_both_stores_and_channels!(each_change_is_mailed_once_in_japanese);
 on_both_stores!(
     a_days_reminders_are_queued_at_its_moment_once_across_restarts_and_not_for_a_cancelled_booking,

@@ -10,10 +10,14 @@ use vaxslot::domain::{
     VenueId, parse_date,
 };
 use vaxslot::store::{
-    AbandonedBatch, BatchKind, Decision, EmbeddedStore, RedisStore, ReservationBatch, Store,
+    AbandonedBatch, BatchKind, Decision, EmbeddedStore, MailClaimToken, RedisStore,
+    ReservationBatch, Store,
 };
 
 use crate::helpers::RedisServer;
+
+/// The one worker of most of these tests.
+const WORKER: MailClaimToken = MailClaimToken(1);
 
 fn key() -> VenueDayKey {
     VenueDayKey {
@@ -76,6 +80,7 @@ fn batch(epoch: u64, sequence: u64, decisions: Vec<Decision>) -> ReservationBatc
         mail,
         withdraw,
         reminded: false,
+        commit_by: None,
     }
 }
 
@@ -94,6 +99,7 @@ fn reminders(epoch: u64, sequence: u64, booked: &[&Reservation], due: &str) -> R
             .collect(),
         withdraw: vec![],
         reminded: true,
+        commit_by: None,
     }
 }
 
@@ -163,7 +169,7 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
     let figures = store.mail_outbox_figures(now).await.unwrap();
     assert_eq!(figures.pending, 3);
     assert_eq!(figures.oldest_due, Some(at(BOOKED_AT)));
-    let claimed = store.claim_due_mail(now, 10).await.unwrap();
+    let claimed = store.claim_due_mail(now, 10, WORKER).await.unwrap();
     assert_eq!(kinds(&claimed), {
         let mut want = vec![
             (kept.id, MailKind::Confirmation),
@@ -174,17 +180,23 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
         want
     });
     // Held: nobody claims them again meanwhile.
-    assert!(store.claim_due_mail(now, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due_mail(now, 10, WORKER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     for mut mail in claimed {
         mail.delivery = Delivery::Delivered { at: now };
-        store.settle_mail(mail).await.unwrap();
+        assert!(store.settle_mail(mail, WORKER).await.unwrap());
     }
     assert_eq!(store.mail_outbox_figures(now).await.unwrap().pending, 0);
 
     // On the day before: the kept reservation's reminder only (the
     // cancelled one's was withdrawn with the cancellation).
     let day_before = at("2030-07-06T10:00:01+09:00");
-    let claimed = store.claim_due_mail(day_before, 10).await.unwrap();
+    let claimed = store.claim_due_mail(day_before, 10, WORKER).await.unwrap();
     assert_eq!(kinds(&claimed), vec![(kept.id, MailKind::Reminder)]);
     assert_eq!(claimed[0].due_at, at(REMINDED_AT));
     assert!(store.load_venue_day(key()).await.unwrap().reminded);
@@ -194,7 +206,7 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
         attempts: 1,
         next_at: day_before + Duration::seconds(60),
     };
-    store.settle_mail(retry).await.unwrap();
+    assert!(store.settle_mail(retry, WORKER).await.unwrap());
     let figures = store.mail_outbox_figures(day_before).await.unwrap();
     assert_eq!(
         (figures.pending, figures.oldest_due),
@@ -202,13 +214,13 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
     );
     assert!(
         store
-            .claim_due_mail(day_before, 10)
+            .claim_due_mail(day_before, 10, WORKER)
             .await
             .unwrap()
             .is_empty()
     );
     let later = day_before + Duration::seconds(61);
-    let claimed = store.claim_due_mail(later, 10).await.unwrap();
+    let claimed = store.claim_due_mail(later, 10, WORKER).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert!(matches!(
         claimed[0].delivery,
@@ -220,16 +232,22 @@ async fn the_outbox_claims_each_due_mail_once_until_settled(store: &dyn Store) {
         at: later,
         reason: "smtp_550".into(),
     };
-    store.settle_mail(failed.clone()).await.unwrap();
+    assert!(store.settle_mail(failed.clone(), WORKER).await.unwrap());
     // A late settle by a worker whose lease ran out changes nothing.
     let mut stale = failed;
     stale.delivery = Delivery::Pending {
         attempts: 2,
         next_at: later,
     };
-    store.settle_mail(stale).await.unwrap();
+    assert!(!store.settle_mail(stale, WORKER).await.unwrap());
     let far = later + Duration::days(30);
-    assert!(store.claim_due_mail(far, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due_mail(far, 10, WORKER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.mail_outbox_figures(far).await.unwrap().pending, 0);
 }
 
@@ -244,7 +262,7 @@ async fn a_confirmation_and_a_reminder_due_together_are_both_claimed(store: &dyn
     decided.mail = policy().on_booking(&booked, late, true);
     store.commit_reservations(decided).await.unwrap();
     assert_eq!(store.mail_outbox_figures(late).await.unwrap().pending, 2);
-    let claimed = store.claim_due_mail(late, 10).await.unwrap();
+    let claimed = store.claim_due_mail(late, 10, WORKER).await.unwrap();
     let mut want = vec![
         (booked.id, MailKind::Confirmation),
         (booked.id, MailKind::Reminder),
@@ -276,7 +294,13 @@ async fn the_outbox_contract_holds_on_the_embedded_store() {
     drop(store);
     let store = reopen(dir.path()).await;
     let far = at("2030-08-30T00:00:00+09:00");
-    assert!(store.claim_due_mail(far, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due_mail(far, 10, WORKER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.mail_outbox_figures(far).await.unwrap().pending, 0);
 
     let dir = tempfile::tempdir().unwrap();
@@ -284,23 +308,23 @@ async fn the_outbox_contract_holds_on_the_embedded_store() {
     a_confirmation_and_a_reminder_due_together_are_both_claimed(&store).await;
     // Claimed but not settled when the process ended: due again after a
     // restart, with a failed try's count kept.
-    let claimed = store.claim_due_mail(far, 10).await.unwrap();
+    let claimed = store.claim_due_mail(far, 10, WORKER).await.unwrap();
     assert!(claimed.is_empty(), "still held by this process");
     let late = at("2030-07-06T12:00:00+09:00");
     drop(store);
     let store = reopen(dir.path()).await;
-    let mut claimed = store.claim_due_mail(late, 10).await.unwrap();
+    let mut claimed = store.claim_due_mail(late, 10, WORKER).await.unwrap();
     assert_eq!(claimed.len(), 2);
     let mut retry = claimed.pop().unwrap();
     retry.delivery = Delivery::Pending {
         attempts: 3,
         next_at: late + Duration::seconds(30),
     };
-    store.settle_mail(retry.clone()).await.unwrap();
+    assert!(store.settle_mail(retry.clone(), WORKER).await.unwrap());
     drop(store);
     let store = reopen(dir.path()).await;
     let again = store
-        .claim_due_mail(late + Duration::seconds(31), 10)
+        .claim_due_mail(late + Duration::seconds(31), 10, WORKER)
         .await
         .unwrap();
     let tried = again.iter().find(|m| m.id == retry.id).unwrap();
@@ -334,7 +358,13 @@ async fn on_redis_an_abandoned_batch_takes_its_mail_and_gives_back_its_withdrawn
     store.abandon_batch(abandoned_booking).await.unwrap();
     let far = at("2030-08-01T00:00:00+09:00");
     assert_eq!(store.mail_outbox_figures(far).await.unwrap().pending, 0);
-    assert!(store.claim_due_mail(far, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due_mail(far, 10, WORKER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Booked again (committed); the day's reminders are queued, but that
     // batch's outcome is unknown and it is abandoned: no reminder, and the
@@ -369,7 +399,7 @@ async fn on_redis_an_abandoned_batch_takes_its_mail_and_gives_back_its_withdrawn
     let abandoned_cancel: AbandonedBatch = cancelling.to_abandon();
     store.commit_reservations(cancelling).await.unwrap();
     store.abandon_batch(abandoned_cancel).await.unwrap();
-    let claimed = store.claim_due_mail(far, 10).await.unwrap();
+    let claimed = store.claim_due_mail(far, 10, WORKER).await.unwrap();
     let mut want = vec![
         (booked.id, MailKind::Confirmation),
         (booked.id, MailKind::Reminder),
@@ -382,4 +412,86 @@ async fn on_redis_an_abandoned_batch_takes_its_mail_and_gives_back_its_withdrawn
         .unwrap();
     assert_eq!(reminder.due_at, at(REMINDED_AT));
     assert!(store.load_venue_day(key()).await.unwrap().reminded);
+}
+
+/// A worker paused past its lease (`first`) finds its claim taken by
+/// another (`second`): it may neither renew it before sending nor record
+/// a delivery, and the one that holds it does both. On Redis the lease
+/// runs by the claimers' clocks (`now`), so it runs out here by claiming
+/// 31 s later; a store one process owns has one worker, so only a claim
+/// token that is not the holder's is shown refused.
+async fn a_claim_lost_to_another_worker_neither_sends_nor_records(
+    store: &dyn Store,
+    lease_runs_out: bool,
+) {
+    let (first, second) = (MailClaimToken(7), MailClaimToken(8));
+    let epoch = owned_day(store).await;
+    let booked = reservation(4);
+    store
+        .commit_reservations(batch(epoch, 1, vec![Decision::Created(booked.clone())]))
+        .await
+        .unwrap();
+    let now = at("2030-07-01T09:00:01+09:00");
+    let claimed = store.claim_due_mail(now, 10, first).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let mail = claimed[0].clone();
+    assert!(store.hold_mail(&mail, first, now).await.unwrap());
+    assert!(!store.hold_mail(&mail, second, now).await.unwrap());
+    let holder = if lease_runs_out {
+        // The first worker is paused past its renewed lease: the second claims it.
+        let later = now + Duration::seconds(31);
+        assert!(
+            store
+                .claim_due_mail(later - Duration::seconds(2), 10, second)
+                .await
+                .unwrap()
+                .is_empty(),
+            "held while the renewed lease runs"
+        );
+        let taken = store.claim_due_mail(later, 10, second).await.unwrap();
+        assert_eq!(kinds(&taken), kinds(&claimed));
+        assert!(
+            !store.hold_mail(&mail, first, later).await.unwrap(),
+            "the first worker must not send it now"
+        );
+        second
+    } else {
+        first
+    };
+    let stranger = if holder == first { second } else { first };
+    let mut delivered = mail.clone();
+    delivered.delivery = Delivery::Delivered { at: now };
+    assert!(
+        !store
+            .settle_mail(delivered.clone(), stranger)
+            .await
+            .unwrap(),
+        "a claim that is not the holder's records nothing"
+    );
+    assert_eq!(store.mail_outbox_figures(now).await.unwrap().pending, 1);
+    assert!(store.hold_mail(&mail, holder, now).await.unwrap());
+    assert!(store.settle_mail(delivered, holder).await.unwrap());
+    assert_eq!(store.mail_outbox_figures(now).await.unwrap().pending, 0);
+    let far = now + Duration::days(30);
+    let confirmation: Vec<_> = store
+        .claim_due_mail(far, 10, stranger)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.id.kind == MailKind::Confirmation)
+        .collect();
+    assert!(
+        confirmation.is_empty(),
+        "delivered once, never claimed again"
+    );
+}
+
+#[tokio::test]
+async fn a_mail_claim_lost_to_another_worker_neither_sends_nor_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    a_claim_lost_to_another_worker_neither_sends_nor_records(&store, false).await;
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    a_claim_lost_to_another_worker_neither_sends_nor_records(&store, true).await;
 }

@@ -49,6 +49,7 @@ fn batch(owner_epoch: u64, sequence: u64, reservations: Vec<Reservation>) -> Res
         mail: vec![],
         withdraw: vec![],
         reminded: false,
+        commit_by: None,
     }
 }
 
@@ -64,10 +65,8 @@ async fn stored_ids(store: &RedisStore) -> Vec<ReservationId> {
     ids
 }
 
-#[tokio::test]
-async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
-    let redis = RedisServer::start().await;
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
+/// Puts the test's day (one slot of 10) and takes it over: the owner epoch.
+async fn planned_day(store: &RedisStore) -> u64 {
     store
         .put_day_plan(
             key(),
@@ -84,7 +83,14 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
         )
         .await
         .unwrap();
-    let epoch = store.load_venue_day(key()).await.unwrap().owner_epoch;
+    store.load_venue_day(key()).await.unwrap().owner_epoch
+}
+
+#[tokio::test]
+async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let epoch = planned_day(&store).await;
 
     // A retry of the same batch (same epoch and sequence) changes nothing.
     let first = reservation(1);
@@ -194,4 +200,116 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
     assert!(matches!(refused, Err(CommitError::KillSwitchEngaged)));
     assert_eq!(stored_ids(&store).await, vec![first.id]);
     assert!(store.load_kill_switch().await.unwrap().engaged);
+}
+
+/// A batch whose deadline has passed by Redis's clock (a booking's dose
+/// claim ended, or whoever forwarded it stopped waiting, while its owner was
+/// paused) is refused and writes nothing; one within it commits; a retry of
+/// a batch already applied is still a no-op, late or not.
+#[tokio::test]
+async fn the_commit_script_refuses_a_batch_past_its_deadline() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let epoch = planned_day(&store).await;
+    let now = chrono::Utc::now();
+
+    let mut late = batch(epoch, 1, vec![reservation(1)]);
+    late.commit_by = Some(now - chrono::Duration::seconds(1));
+    let refused = store.commit_reservations(late).await;
+    assert!(
+        matches!(refused, Err(CommitError::PastDeadline)),
+        "{refused:?}"
+    );
+    assert!(stored_ids(&store).await.is_empty());
+
+    let on_time_reservation = reservation(2);
+    let mut on_time = batch(epoch, 1, vec![on_time_reservation.clone()]);
+    on_time.commit_by = Some(now + chrono::Duration::seconds(30));
+    store.commit_reservations(on_time).await.unwrap();
+    assert_eq!(stored_ids(&store).await, vec![on_time_reservation.id]);
+
+    let mut retried = batch(epoch, 1, vec![on_time_reservation.clone()]);
+    retried.commit_by = Some(now - chrono::Duration::seconds(1));
+    store.commit_reservations(retried).await.unwrap();
+    assert_eq!(stored_ids(&store).await, vec![on_time_reservation.id]);
+}
+
+/// One change entry or record that cannot be read (a bug, a hand edit, a
+/// record written by a newer release) is skipped by whoever follows the
+/// change streams: what comes after it is still followed, instead of the
+/// read failing, and failing again, for every process.
+#[tokio::test]
+async fn a_change_that_cannot_be_read_is_skipped_and_the_rest_followed() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let mut raw = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let cursor = store.change_cursor().await.unwrap();
+    let _: String = ::redis::cmd("XADD")
+        .arg("vaxslot:{vaxslot:venues}:changes")
+        .arg("*")
+        .arg("put")
+        .arg("{not a venue")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let venue = vaxslot::demo::venues().remove(0);
+    store.put_venue(venue.clone()).await.unwrap();
+    let epoch = planned_day(&store).await;
+    let (good, bad) = (reservation(1), reservation(2));
+    store
+        .commit_reservations(batch(epoch, 1, vec![good.clone(), bad.clone()]))
+        .await
+        .unwrap();
+    let hashes: Vec<String> = ::redis::cmd("KEYS")
+        .arg("vaxslot:*:day:nakano-sunplaza/2030-07-07:reservations")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: i64 = ::redis::cmd("HSET")
+        .arg(&hashes[0])
+        .arg(bad.id.to_string())
+        .arg("{\"broken\":")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    let read = store
+        .read_changes(&cursor)
+        .await
+        .expect("an unreadable change does not fail the read");
+    let venues: Vec<String> = read
+        .changes
+        .iter()
+        .filter_map(|change| match change {
+            vaxslot::store::Change::Venue(v) => Some(v.id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        venues,
+        vec![venue.id.to_string()],
+        "the good venue after the bad one"
+    );
+    let followed: Vec<ReservationId> = read
+        .changes
+        .iter()
+        .flat_map(|change| match change {
+            vaxslot::store::Change::Reservations { stored, .. } => {
+                stored.iter().map(|r| r.id).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(
+        followed,
+        vec![good.id],
+        "the readable reservation of the batch"
+    );
+    // Read past: the next read starts after the bad entry.
+    let again = store.read_changes(&read.cursor).await.unwrap();
+    assert!(again.changes.is_empty());
 }

@@ -185,10 +185,12 @@ impl RedisStore {
                 if let Some((last, _)) = entries.last() {
                     read.cursor.0.insert(stream.clone(), last.clone());
                 }
+                // One entry that cannot be read is skipped (counted and
+                // logged), never a stall of every change behind it.
                 let parsed = entries
                     .into_iter()
-                    .map(|(_, fields)| change_of(&stream, fields))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .filter_map(|(_, fields)| readable(change_of(&stream, fields), "change_entry"))
+                    .collect();
                 read.changes.extend(self.resolve(parsed).await?);
             }
         }
@@ -235,8 +237,8 @@ impl RedisStore {
                         .unwrap_or_default()
                         .into_iter()
                         .flatten()
-                        .map(|json| decode(&json, "reservation"))
-                        .collect::<Result<_, _>>()?,
+                        .filter_map(|json| readable(decode(&json, "reservation"), "reservation"))
+                        .collect(),
                 },
             });
         }
@@ -256,11 +258,32 @@ impl RedisStore {
             )
             .await
             .map_err(unavailable)?;
-            for json in found.into_iter().flatten() {
-                residents.push(decode(&json, "resident")?);
-            }
+            residents.extend(
+                found
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|json| readable(decode(&json, "resident"), "resident")),
+            );
         }
         Ok(residents)
+    }
+}
+
+/// What a follower does with a change entry or record it cannot read: it
+/// skips it, counted (`vaxslot_change_records_skipped_total`) and logged
+/// by kind only (the error may quote the record, which may name a
+/// resident), so that one bad record never stops every process from
+/// following the others. Whoever owns the record still serves it from the
+/// store (a venue-day's owner loads its day from there).
+fn readable<T>(read: Result<T, StoreError>, what: &'static str) -> Option<T> {
+    match read {
+        Ok(value) => Some(value),
+        Err(_) => {
+            metrics::counter!(crate::telemetry::CHANGE_RECORDS_SKIPPED_TOTAL, "what" => what)
+                .increment(1);
+            tracing::error!(what, "a changed record could not be read; skipped");
+            None
+        }
     }
 }
 
