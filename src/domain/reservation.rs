@@ -24,6 +24,17 @@ impl ReservationStatus {
     pub fn is_active(self) -> bool {
         matches!(self, Self::Booked | Self::Attended)
     }
+
+    /// A reservation's version: how far along its one-way life it is (booked,
+    /// then cancelled or attended, never back but by an undone batch). Of
+    /// two records of one reservation the further along is the newer,
+    /// whatever the clocks of the processes that wrote them said.
+    pub fn step(self) -> u8 {
+        match self {
+            Self::Booked => 0,
+            Self::Cancelled | Self::Attended => 1,
+        }
+    }
 }
 
 /// Who entered the reservation.

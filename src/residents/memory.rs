@@ -182,7 +182,7 @@ impl ResidentState for InMemoryResidents {
         let held_newer = entry
             .reservations
             .iter()
-            .any(|r| r.id == reservation.id && r.updated_at > reservation.updated_at);
+            .any(|r| r.id == reservation.id && r.status.step() > reservation.status.step());
         if held_newer && !revert {
             return;
         }
@@ -391,11 +391,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_booking_learnt_from_another_process_and_then_undone_replays_nothing() {
-        let (residents, ticket) = state_with_one();
-        let now = chrono::Utc::now().fixed_offset();
-        let booked = Reservation {
+    fn booked_by_another_process(ticket: TicketNumber, now: DateTime<FixedOffset>) -> Reservation {
+        Reservation {
             id: ReservationId::random(),
             ticket_number: ticket,
             venue_id: crate::domain::VenueId::parse("clinic-001").unwrap(),
@@ -412,7 +409,34 @@ mod tests {
                 fingerprint: 7,
                 scheme: FingerprintScheme::Canonical,
             }),
-        };
+        }
+    }
+
+    /// Of two records of one reservation, the one further along its life is
+    /// kept, whatever the clocks of their writers said: a cancellation by a
+    /// process whose clock runs ahead is not undone by a booking record
+    /// read late from a process whose clock runs behind (it was, by
+    /// `updated_at`).
+    #[test]
+    fn a_later_record_wins_by_its_step_not_by_its_writers_clock() {
+        let (residents, ticket) = state_with_one();
+        let now = chrono::Utc::now().fixed_offset();
+        let booked = booked_by_another_process(ticket, now - chrono::Duration::seconds(5));
+        let mut cancelled = booked.clone();
+        cancelled.status = ReservationStatus::Cancelled;
+        cancelled.updated_at = now - chrono::Duration::seconds(10);
+        residents.apply_stored(cancelled, false, now);
+        residents.apply_stored(booked.clone(), false, now);
+        let held = residents.reservations_of(&ticket);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].status, ReservationStatus::Cancelled);
+    }
+
+    #[test]
+    fn a_booking_learnt_from_another_process_and_then_undone_replays_nothing() {
+        let (residents, ticket) = state_with_one();
+        let now = chrono::Utc::now().fixed_offset();
+        let booked = booked_by_another_process(ticket, now);
         // Another process's commit, followed here: its key replays it.
         residents.apply_stored(booked.clone(), false, now);
         assert!(matches!(

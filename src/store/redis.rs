@@ -575,15 +575,27 @@ impl Store for RedisStore {
         let plan: Option<String> = limited(connection.hget(DAYS, day_field(&key)))
             .await
             .map_err(unavailable)?;
-        let reply: Vec<Value> = limited(
-            self.take_ownership
-                .key(&keys.owner)
-                .key(&keys.applied)
-                .key(&keys.reservations)
-                .invoke_async(&mut connection),
-        )
-        .await
-        .map_err(unavailable)?;
+        // The new epoch counts only once the replicas hold it: a failover
+        // that lost it would hand the next loader the same epoch as this
+        // owner, and two owners with one epoch both commit.
+        let mut invocation = self.take_ownership.prepare_invoke();
+        invocation
+            .key(&keys.owner)
+            .key(&keys.applied)
+            .key(&keys.reservations);
+        let mut write = ::redis::pipe();
+        write.invoke_script(&invocation);
+        let (mut replies, replicated) = self
+            .durably(keys.partition, &write, &[&self.take_ownership])
+            .await
+            .map_err(unavailable)?;
+        if !replicated {
+            return Err(StoreError::Unavailable(
+                "the venue-day's new owner epoch was not replicated in time".into(),
+            ));
+        }
+        let reply: Vec<Value> = ::redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))
+            .map_err(|e| StoreError::Corrupt(format!("owner epoch: {e}")))?;
         let mut values = reply.into_iter();
         let owner_epoch = match values.next() {
             Some(Value::Int(epoch)) => {

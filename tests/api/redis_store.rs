@@ -234,6 +234,34 @@ async fn the_commit_script_refuses_a_batch_past_its_deadline() {
     assert_eq!(stored_ids(&store).await, vec![on_time_reservation.id]);
 }
 
+/// Taking a venue-day over counts only once the replicas hold the new owner
+/// epoch: a failover that lost it would give the next loader the same epoch
+/// as this owner, and both would commit. With a replica asked for and none
+/// there, the load fails (and is retried) instead of serving on it.
+#[tokio::test]
+async fn a_takeover_counts_only_once_replicated() {
+    let redis = RedisServer::start().await;
+    let plain = RedisStore::connect(&redis.url()).await.unwrap();
+    let epoch = planned_day(&plain).await;
+    let waiting = RedisStore::open(
+        &vaxslot::store::RedisTarget::Single(redis.url()),
+        vaxslot::store::ReplicaWait {
+            replicas: 1,
+            timeout: std::time::Duration::from_millis(100),
+        },
+    )
+    .await
+    .unwrap();
+    let refused = waiting.load_venue_day(key()).await;
+    assert!(
+        matches!(refused, Err(vaxslot::store::StoreError::Unavailable(_))),
+        "{:?}",
+        refused.map(|day| day.owner_epoch)
+    );
+    // The epoch written on the master alone is behind whatever loads next.
+    assert!(plain.load_venue_day(key()).await.unwrap().owner_epoch > epoch);
+}
+
 /// One change entry or record that cannot be read (a bug, a hand edit, a
 /// record written by a newer release) is skipped by whoever follows the
 /// change streams: what comes after it is still followed, instead of the
