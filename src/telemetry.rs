@@ -66,6 +66,9 @@ pub const CHANGE_RECORDS_SKIPPED_TOTAL: &str = "vaxslot_change_records_skipped_t
 /// their deadline had passed (their dose claim ended, or the process that
 /// forwarded them stopped waiting), before deciding or by the store.
 pub const BOOKINGS_PAST_DEADLINE_TOTAL: &str = "vaxslot_bookings_past_deadline_total";
+/// Counter: Redis Cluster connections built again after answering nothing
+/// for `CLUSTER_WEDGED_AFTER` although asked.
+pub const REDIS_CLUSTER_RECONNECTS_TOTAL: &str = "vaxslot_redis_cluster_reconnects_total";
 /// Gauge: mail due and not sent yet (whatever process sends it).
 pub const MAIL_OUTBOX_PENDING: &str = "vaxslot_mail_outbox_pending";
 /// Gauge: how long the oldest unsent mail has been due, in seconds (0: none).
@@ -252,6 +255,12 @@ const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         "Bookings refused because their deadline had passed (dose claim ended, or the forwarding process stopped waiting).",
         &[("when", "decided"), ("when", "committed")],
+    ),
+    (
+        REDIS_CLUSTER_RECONNECTS_TOTAL,
+        Kind::Counter,
+        "Redis Cluster connections built again after answering nothing for 10 s although asked.",
+        &[],
     ),
     (
         MAIL_OUTBOX_PENDING,

@@ -46,6 +46,11 @@ const _: () = assert!(
 );
 const _: () = assert!(MAIL_CLAIM_BATCH_MAX >= MAIL_SENDS_IN_FLIGHT_MAX);
 /// The wait after a mail's first failed try; it doubles up to `--mail-retry-max-s`.
+/// The first wait before recording a delivery again when the store did not
+/// answer (a failover); it doubles to `SETTLE_RETRY_MAX`, for as long as
+/// the claim's lease runs: unrecorded, the mail is sent again after it.
+const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const SETTLE_RETRY_MAX: Duration = Duration::from_secs(2);
 pub const MAIL_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// A mail that still fails this long after it was due is given up (`gave_up`).
 pub const MAIL_GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
@@ -192,6 +197,7 @@ impl Worker {
                 let (reached, unreachable) = (&reached, &unreachable);
                 async move {
                     for mail in mails {
+                        let held_at = std::time::Instant::now();
                         match self.store.hold_mail(&mail, token, crate::clock::now()).await {
                             Ok(true) => {}
                             Ok(false) => {
@@ -211,7 +217,7 @@ impl Worker {
                             Reach::Reached => reached.store(true, Ordering::Relaxed),
                             Reach::Unreachable => unreachable.store(true, Ordering::Relaxed),
                         }
-                        match self.store.settle_mail(settled, token).await {
+                        match self.settle(settled, token, held_at).await {
                             Ok(true) => {}
                             Ok(false) => {
                                 // Paused past the lease during the send
@@ -221,7 +227,8 @@ impl Worker {
                                 tracing::warn!("a mail's claim was lost during its send; its delivery is recorded by the worker that holds it");
                             }
                             Err(error) => {
-                                // Still claimed: sent again after the lease (same Message-ID).
+                                // Still claimed when its lease ended: sent
+                                // again (with the same Message-ID).
                                 tracing::warn!(error = %error, "a mail's delivery was not recorded");
                             }
                         }
@@ -230,6 +237,28 @@ impl Worker {
             })
             .await;
         (reached.into_inner(), unreachable.into_inner())
+    }
+
+    /// Records what became of a mail under `token`, trying again while the
+    /// store does not answer (a failover takes seconds) and the claim's
+    /// lease, renewed at `held_at`, still runs.
+    async fn settle(
+        &self,
+        settled: OutboxMail,
+        token: MailClaimToken,
+        held_at: std::time::Instant,
+    ) -> Result<bool, crate::store::StoreError> {
+        let mut pause = SETTLE_RETRY_FIRST;
+        loop {
+            match self.store.settle_mail(settled.clone(), token).await {
+                Err(error) if held_at.elapsed() + pause < MAIL_LEASE => {
+                    tracing::info!(error = %error, "a mail's delivery not recorded yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(SETTLE_RETRY_MAX);
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// One try of `mail`; returns it with what became of it.
@@ -451,6 +480,8 @@ mod tests {
     /// connects to it is seen, and never answered.
     struct Fixture {
         worker: Worker,
+        /// The worker's store, to inject faults.
+        flaky: Arc<crate::store::flaky::FlakyStore<EmbeddedStore>>,
         listener: std::net::TcpListener,
         now: DateTime<FixedOffset>,
         _dir: tempfile::TempDir,
@@ -458,7 +489,10 @@ mod tests {
 
     async fn fixture(resident_known: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let flaky = Arc::new(crate::store::flaky::FlakyStore::new(
+            EmbeddedStore::open(dir.path()).unwrap(),
+        ));
+        let store: Arc<dyn Store> = Arc::clone(&flaky) as Arc<dyn Store>;
         let venue = crate::demo::venues().remove(0);
         let key = VenueDayKey {
             venue_id: venue.id.clone(),
@@ -545,6 +579,7 @@ mod tests {
                 residents,
                 catalog,
             },
+            flaky,
             listener,
             now,
             _dir: dir,
@@ -578,6 +613,40 @@ mod tests {
                 .unwrap()
                 .pending,
             1
+        );
+    }
+
+    /// A delivery the store did not record at first (a failover) is
+    /// recorded on a later try within the claim's lease: unrecorded, the
+    /// mail would be sent again once the lease ended (seen by the nemesis:
+    /// every mail in flight at a master's failure, twice).
+    #[tokio::test]
+    async fn a_delivery_the_store_did_not_record_at_first_is_recorded_on_a_later_try() {
+        let fixture = fixture(true).await;
+        let store = &fixture.worker.store;
+        let token = MailClaimToken(1);
+        let claimed = store
+            .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, token)
+            .await
+            .unwrap();
+        let mut delivered = claimed[0].clone();
+        delivered.delivery = Delivery::Delivered { at: fixture.now };
+        fixture
+            .flaky
+            .failing_settles
+            .store(3, std::sync::atomic::Ordering::SeqCst);
+        let recorded = fixture
+            .worker
+            .settle(delivered, token, std::time::Instant::now())
+            .await;
+        assert!(matches!(recorded, Ok(true)), "{recorded:?}");
+        let later = fixture.now + chrono::Duration::hours(1);
+        assert!(
+            store
+                .claim_due_mail(later, 10, MailClaimToken(2))
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 

@@ -27,6 +27,8 @@ pub struct FlakyStore<S> {
     /// While set, each commit reaches the inner store as if a minute late
     /// (the process was paused): its deadline is checked as of then.
     pub late_commits: AtomicBool,
+    /// This many next mail settlements fail (the store did not answer).
+    pub failing_settles: std::sync::atomic::AtomicUsize,
     /// While set, each abandonment waits for a permit of `abandon_permits`.
     pub gate_abandons: AtomicBool,
     pub abandon_permits: tokio::sync::Semaphore,
@@ -41,6 +43,7 @@ impl<S> FlakyStore<S> {
             fence_abandons: AtomicBool::new(false),
             lose_commit_replies: AtomicBool::new(false),
             late_commits: AtomicBool::new(false),
+            failing_settles: std::sync::atomic::AtomicUsize::new(0),
             gate_abandons: AtomicBool::new(false),
             abandon_permits: tokio::sync::Semaphore::new(0),
         }
@@ -95,6 +98,14 @@ impl<S: Store> Store for FlakyStore<S> {
         mail: OutboxMail,
         token: MailClaimToken,
     ) -> Result<bool, StoreError> {
+        let failing = self
+            .failing_settles
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::Unavailable(
+                "injected settlement failure".into(),
+            ));
+        }
         self.inner.settle_mail(mail, token).await
     }
     async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {

@@ -135,6 +135,7 @@ struct MailKeys {
     withdrawn: String,
     /// Claimed mail → the token of the claim that holds it.
     claims: String,
+    partition: u32,
 }
 
 impl MailKeys {
@@ -146,6 +147,7 @@ impl MailKeys {
             waiting: format!("{prefix}_waiting"),
             withdrawn: format!("{prefix}_withdrawn"),
             claims: format!("{prefix}_claims"),
+            partition,
         }
     }
 
@@ -442,6 +444,25 @@ impl RedisStore {
         Ok((replies, replicated))
     }
 
+    /// One script call (keys of one slot), counted once the replicas hold it
+    /// (`durably`): its reply, and whether they do.
+    async fn durable_call<T: ::redis::FromRedisValue>(
+        &self,
+        partition: u32,
+        invocation: &::redis::ScriptInvocation<'_>,
+        script: &Script,
+    ) -> Result<(T, bool), StoreError> {
+        let mut write = ::redis::pipe();
+        write.invoke_script(invocation);
+        let (mut replies, replicated) = self
+            .durably(partition, &write, &[script])
+            .await
+            .map_err(unavailable)?;
+        let reply = ::redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))
+            .map_err(|e| StoreError::Corrupt(format!("script reply: {e}")))?;
+        Ok((reply, replicated))
+    }
+
     /// `call` once for every partition, all sent at once (each goes to its
     /// own shard), answers in partition order.
     async fn per_partition<T, F, Fut>(&self, call: F) -> Result<Vec<T>, StoreError>
@@ -583,19 +604,14 @@ impl Store for RedisStore {
             .key(&keys.owner)
             .key(&keys.applied)
             .key(&keys.reservations);
-        let mut write = ::redis::pipe();
-        write.invoke_script(&invocation);
-        let (mut replies, replicated) = self
-            .durably(keys.partition, &write, &[&self.take_ownership])
-            .await
-            .map_err(unavailable)?;
+        let (reply, replicated): (Vec<Value>, bool) = self
+            .durable_call(keys.partition, &invocation, &self.take_ownership)
+            .await?;
         if !replicated {
             return Err(StoreError::Unavailable(
                 "the venue-day's new owner epoch was not replicated in time".into(),
             ));
         }
-        let reply: Vec<Value> = ::redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))
-            .map_err(|e| StoreError::Corrupt(format!("owner epoch: {e}")))?;
         let mut values = reply.into_iter();
         let owner_epoch = match values.next() {
             Some(Value::Int(epoch)) => {
@@ -1178,7 +1194,6 @@ impl Store for RedisStore {
         token: MailClaimToken,
     ) -> Result<Vec<OutboxMail>, StoreError> {
         let lease_ms = i64::try_from(MAIL_LEASE.as_millis()).expect("the lease is short");
-        let mut connection = self.connection();
         // Which partitions have due mail: one count per partition, all sent
         // at once (each to its shard), so an idle outbox costs one round
         // trip per look, not a script call per partition.
@@ -1213,9 +1228,15 @@ impl Store for RedisStore {
                 .arg(limit - claimed.len())
                 .arg(lease_ms)
                 .arg(token.0);
-            let page: Vec<String> = limited(invocation.invoke_async(&mut connection))
-                .await
-                .map_err(unavailable)?;
+            // A claim counts once a replica holds it: one lost in a failover
+            // would let another worker claim, and send, the same mail.
+            let (page, replicated): (Vec<String>, bool) = self
+                .durable_call(partition, &invocation, &self.claim_mail)
+                .await?;
+            if !replicated {
+                tracing::warn!("a mail claim was not replicated in time; left to its lease");
+                continue;
+            }
             for json in &page {
                 claimed.push(decode(json, "mail")?);
             }
@@ -1231,19 +1252,19 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let keys = MailKeys::of(mail);
         let until = now + chrono::Duration::from_std(MAIL_LEASE).expect("the lease is short");
-        let held: i64 = limited(
-            self.hold_mail
-                .key(&keys.due)
-                .key(&keys.waiting)
-                .key(&keys.claims)
-                .arg(mail.id.to_string())
-                .arg(token.0)
-                .arg(until.timestamp_millis())
-                .invoke_async(&mut self.connection()),
-        )
-        .await
-        .map_err(unavailable)?;
-        Ok(held == 1)
+        let mut invocation = self.hold_mail.prepare_invoke();
+        invocation
+            .key(&keys.due)
+            .key(&keys.waiting)
+            .key(&keys.claims)
+            .arg(mail.id.to_string())
+            .arg(token.0)
+            .arg(until.timestamp_millis());
+        // Renewed only once a replica holds it (see `claim_due_mail`).
+        let (held, replicated): (i64, bool) = self
+            .durable_call(keys.partition, &invocation, &self.hold_mail)
+            .await?;
+        Ok(held == 1 && replicated)
     }
 
     async fn settle_mail(
@@ -1266,10 +1287,14 @@ impl Store for RedisStore {
                     .unwrap_or_default(),
             )
             .arg(token.0);
-        let mut connection = self.connection();
-        let answer: String = limited(invocation.invoke_async(&mut connection))
-            .await
-            .map_err(unavailable)?;
+        let (answer, replicated): (String, bool) = self
+            .durable_call(keys.partition, &invocation, &self.settle_mail)
+            .await?;
+        if !replicated {
+            // Written on the master: a failover before its replica copies
+            // it could send the mail once more (with the same Message-ID).
+            tracing::warn!("a mail's settlement was not replicated in time");
+        }
         Ok(answer != "LOST")
     }
 

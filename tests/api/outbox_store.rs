@@ -495,3 +495,43 @@ async fn a_mail_claim_lost_to_another_worker_neither_sends_nor_records() {
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     a_claim_lost_to_another_worker_neither_sends_nor_records(&store, true).await;
 }
+
+/// What a failover could lose counts only once a replica holds it: a mail
+/// claim (lost, another worker would claim and send the same mail while the
+/// first sends it; seen by the nemesis) and its renewal. With a replica
+/// asked for and none there, nothing is claimed or held, so nothing is sent
+/// (the claim on the master alone runs out with its lease).
+#[tokio::test]
+async fn on_redis_a_mail_claim_counts_only_once_replicated() {
+    let redis = RedisServer::start().await;
+    let plain = RedisStore::connect(&redis.url()).await.unwrap();
+    let epoch = owned_day(&plain).await;
+    plain
+        .commit_reservations(batch(epoch, 1, vec![Decision::Created(reservation(5))]))
+        .await
+        .unwrap();
+    let waiting = RedisStore::open(
+        &vaxslot::store::RedisTarget::Single(redis.url()),
+        vaxslot::store::ReplicaWait {
+            replicas: 1,
+            timeout: std::time::Duration::from_millis(100),
+        },
+    )
+    .await
+    .unwrap();
+    let now = at("2030-07-01T09:00:01+09:00");
+    assert!(
+        waiting
+            .claim_due_mail(now, 10, WORKER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once the master-only claim ran out, claimed where it counts; then a
+    // renewal that no replica holds is refused.
+    let later = now + Duration::seconds(31);
+    let claimed = plain.claim_due_mail(later, 10, WORKER).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(!waiting.hold_mail(&claimed[0], WORKER, later).await.unwrap());
+    assert!(plain.hold_mail(&claimed[0], WORKER, later).await.unwrap());
+}

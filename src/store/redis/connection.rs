@@ -9,10 +9,11 @@
 //! partition's tag), so nothing depends on cross-slot commands; a pipeline is
 //! used only for keys of one slot.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
@@ -65,7 +66,101 @@ impl RedisTarget {
 #[derive(Clone)]
 pub enum Connection {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<HealingCluster>),
+}
+
+/// How long a cluster connection may go without any answer, while calls
+/// are made on it, before it is taken for wedged and built again. Longer
+/// than a failover (node timeout and election, a few seconds), during which
+/// calls fail or wait; a process that was paused past a failover was seen
+/// to time out every call for minutes after it woke up, because redis-rs
+/// refreshes its slot map on errors and `MOVED`, never on timeouts.
+pub const CLUSTER_WEDGED_AFTER: Duration = Duration::from_secs(10);
+
+/// redis-rs's cluster connection, built again from its client when it has
+/// answered nothing for `CLUSTER_WEDGED_AFTER` although asked.
+pub struct HealingCluster {
+    client: ClusterClient,
+    current: RwLock<ClusterConnection>,
+    health: Mutex<Health>,
+    connect_timeout: Duration,
+}
+
+struct Health {
+    /// When the first call made since the last answer started.
+    unanswered_since: Option<Instant>,
+    rebuilding: bool,
+}
+
+impl HealingCluster {
+    fn connection(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .expect("cluster connection lock")
+            .clone()
+    }
+
+    /// Notes a call starting; builds the connection again (in the
+    /// background) when calls have gone unanswered for too long.
+    fn starting(self: &Arc<Self>) {
+        let wedged = {
+            let mut health = self.health.lock().expect("cluster health lock");
+            let since = *health.unanswered_since.get_or_insert_with(Instant::now);
+            let wedged = since.elapsed() >= CLUSTER_WEDGED_AFTER && !health.rebuilding;
+            if wedged {
+                health.rebuilding = true;
+            }
+            wedged
+        };
+        if wedged {
+            let cluster = Arc::clone(self);
+            tokio::spawn(async move { cluster.rebuild().await });
+        }
+    }
+
+    fn answered(&self) {
+        self.health
+            .lock()
+            .expect("cluster health lock")
+            .unanswered_since = None;
+    }
+
+    async fn rebuild(&self) {
+        metrics::counter!(crate::telemetry::REDIS_CLUSTER_RECONNECTS_TOTAL).increment(1);
+        tracing::warn!(
+            "the Redis Cluster connection answered nothing for {CLUSTER_WEDGED_AFTER:?}; connecting again"
+        );
+        let built =
+            tokio::time::timeout(2 * self.connect_timeout, self.client.get_async_connection())
+                .await;
+        let mut health = self.health.lock().expect("cluster health lock");
+        health.rebuilding = false;
+        match built {
+            Ok(Ok(connection)) => {
+                *self.current.write().expect("cluster connection lock") = connection;
+                // A fresh start for the new connection's patience.
+                health.unanswered_since = None;
+            }
+            _ => tracing::warn!("connecting to the Redis Cluster again failed; trying again later"),
+        }
+    }
+
+    async fn call<T>(
+        self: &Arc<Self>,
+        send: impl AsyncFnOnce(&mut ClusterConnection) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        self.starting();
+        let mut connection = self.connection();
+        let result = send(&mut connection).await;
+        // An error the server sent (a script's, `CLUSTERDOWN`) is an answer.
+        let unanswered = result
+            .as_ref()
+            .is_err_and(|e| e.is_timeout() || e.is_io_error() || e.is_connection_dropped());
+        if !unanswered {
+            self.answered();
+        }
+        result
+    }
 }
 
 impl Connection {
@@ -98,7 +193,16 @@ impl Connection {
                     .min_retry_wait(50)
                     .max_retry_wait(500)
                     .build()?;
-                Ok(Self::Cluster(client.get_async_connection().await?))
+                let connection = client.get_async_connection().await?;
+                Ok(Self::Cluster(Arc::new(HealingCluster {
+                    client,
+                    current: RwLock::new(connection),
+                    health: Mutex::new(Health {
+                        unanswered_since: None,
+                        rebuilding: false,
+                    }),
+                    connect_timeout,
+                })))
             }
         }
     }
@@ -108,7 +212,14 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(connection) => connection.req_packed_command(cmd),
-            Self::Cluster(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(cluster) => {
+                let cluster = Arc::clone(cluster);
+                Box::pin(async move {
+                    cluster
+                        .call(async |connection| connection.req_packed_command(cmd).await)
+                        .await
+                })
+            }
         }
     }
 
@@ -120,14 +231,25 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(cluster) => {
+                let cluster = Arc::clone(cluster);
+                Box::pin(async move {
+                    cluster
+                        .call(async |connection| {
+                            connection
+                                .req_packed_commands(pipeline, offset, count)
+                                .await
+                        })
+                        .await
+                })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(connection) => connection.get_db(),
-            Self::Cluster(connection) => connection.get_db(),
+            Self::Cluster(cluster) => cluster.connection().get_db(),
         }
     }
 }
