@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The nemesis (issue 22): seeded faults against several vaxslot processes on
+# a six-node loopback Redis Cluster, and a checker over every request's
+# answer and the state read straight from Redis.
+#
+#   loadtest/nemesis.sh [vaxslot-nemesis options]
+#   loadtest/nemesis.sh --seed 1000 --schedules 200 --summary nemesis.jsonl   # the long run
+#   loadtest/nemesis.sh --seed 7 --schedules 1                                # replay one schedule
+#
+# Needs redis-server and redis-cli, and Debian's python3 with aiosmtpd (the
+# slow SMTP server). Exit 1 when a schedule shows an anomaly: its seed, its
+# faults and how to replay it are printed, and its work folder is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet --release -p vaxslot -p vaxslot-loadtest
+exec target/release/vaxslot-nemesis --binary target/release/vaxslot "$@"
