@@ -4,6 +4,7 @@
 //! through that process's internal calls instead; the `…_here` methods are
 //! what the owner runs for them.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -135,6 +136,8 @@ pub struct Registry {
     mailbox_max: usize,
     /// How long an actor may sit idle before it stops (`--venue-day-idle-s`).
     idle_max: Duration,
+    /// Days whose actor stopped since the follower last looked.
+    stopped: Arc<std::sync::Mutex<HashSet<VenueDayKey>>>,
 }
 
 impl Registry {
@@ -162,6 +165,7 @@ impl Registry {
             next_generation: AtomicU64::new(1),
             mailbox_max: mailbox_max.clamp(1, VENUE_DAY_MAILBOX_MAX),
             idle_max,
+            stopped: Arc::default(),
         }
     }
 
@@ -233,6 +237,13 @@ impl Registry {
     /// Whether another live process owns the venue-day, by this one's view.
     fn owned_elsewhere(&self, key: &VenueDayKey) -> bool {
         owned_elsewhere(self.placement.as_ref().map(|p| &p.membership), key)
+    }
+
+    /// The days whose actor stopped since the last call: the follower
+    /// publishes their seats from what it followed.
+    pub fn stopped_days(&self) -> Vec<VenueDayKey> {
+        let mut stopped = self.stopped.lock().expect("stopped days lock poisoned");
+        stopped.drain().collect()
     }
 
     pub fn placement(&self) -> Option<&Placement> {
@@ -538,6 +549,8 @@ impl Registry {
                 generation,
                 idle_max: self.idle_max,
                 membership: self.placement.as_ref().map(|p| Arc::clone(&p.membership)),
+                lapses_at_start: self.placement.as_ref().map_or(0, |p| p.membership.lapses()),
+                stopped: Arc::clone(&self.stopped),
             },
         );
         let index = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
@@ -586,13 +599,23 @@ pub(super) struct Lifecycle {
     pub(super) idle_max: Duration,
     /// With several processes: who owns which day now.
     membership: Option<Arc<Membership>>,
+    /// This process's lease lapses when the actor started.
+    lapses_at_start: u64,
+    /// Days whose actor stopped, for the follower to publish (`stopped_days`).
+    stopped: Arc<std::sync::Mutex<HashSet<VenueDayKey>>>,
 }
 
 impl Lifecycle {
-    /// Whether another live process owns the venue-day now, by this
-    /// process's view: its actor here is to stop as soon as it is quiet.
-    pub(super) fn owned_elsewhere(&self, key: &VenueDayKey) -> bool {
+    /// Whether the actor is to stop as soon as it is quiet: another live
+    /// process owns the day now, by this process's view, or this process's
+    /// lease lapsed since the actor started (another may have owned the day
+    /// meanwhile and committed on it: what the actor holds may be stale).
+    pub(super) fn must_retire(&self, key: &VenueDayKey) -> bool {
         owned_elsewhere(self.membership.as_ref(), key)
+            || self
+                .membership
+                .as_ref()
+                .is_some_and(|m| m.lapses() != self.lapses_at_start)
     }
 
     /// Whether this process shares venue-days with others (has a place
@@ -601,9 +624,17 @@ impl Lifecycle {
         self.membership.is_some()
     }
 
-    /// Removes this actor's entry (not a newer actor's of the same day).
+    /// Removes this actor's entry (not a newer actor's of the same day);
+    /// with several processes, the follower then publishes the day's seats
+    /// as the store has them (what the actor published may be stale).
     pub(super) fn forget(&self, key: &VenueDayKey) {
         forget(&self.actors, key, self.generation);
+        if self.membership.is_some() {
+            let mut stopped = self.stopped.lock().expect("stopped days lock poisoned");
+            if stopped.len() < STOPPED_DAYS_MAX {
+                stopped.insert(key.clone());
+            }
+        }
     }
 }
 
@@ -611,6 +642,10 @@ impl Lifecycle {
 fn forget(actors: &DashMap<VenueDayKey, VenueDayHandle>, key: &VenueDayKey, generation: u64) {
     actors.remove_if(key, |_, handle| handle.generation == generation);
 }
+
+/// Most days kept for the follower to publish after their actor stopped
+/// (more are published at their next change).
+pub const STOPPED_DAYS_MAX: usize = 100_000;
 
 fn owned_elsewhere(membership: Option<&Arc<Membership>>, key: &VenueDayKey) -> bool {
     membership.is_some_and(|membership| membership.owner_of(key) != Owner::Here)

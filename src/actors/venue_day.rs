@@ -209,7 +209,7 @@ impl VenueDayActor {
     /// `Retire`, or seen in the members at start, after a batch, or at an
     /// idle check): an actor left on a moved day would serve a stale view.
     fn retire_if_moved(&mut self, ctx: &mut Context<Self>) {
-        self.retiring |= self.lifecycle.owned_elsewhere(&self.key);
+        self.retiring |= self.lifecycle.must_retire(&self.key);
         if self.retiring {
             self.stop_if_quiet(ctx, "venue-day owned by another process now; actor stops");
         }
@@ -759,7 +759,7 @@ impl Actor for VenueDayActor {
                         // Started for a message from a process whose view
                         // said this one owns the day: it serves what it was
                         // sent (fenced if stale), then stops if it does not.
-                        act.retiring |= act.lifecycle.owned_elsewhere(&act.key);
+                        act.retiring |= act.lifecycle.must_retire(&act.key);
                     }
                     Err(error) => {
                         // Queued requests are dropped with the mailbox; their

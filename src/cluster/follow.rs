@@ -104,7 +104,9 @@ impl Follower {
             }
             self.read_at = started;
             let count = read.changes.len();
-            let mut touched = HashSet::new();
+            // Days whose actor here stopped: their seats as followed.
+            let mut touched: HashSet<VenueDayKey> =
+                self.registry.stopped_days().into_iter().collect();
             for change in read.changes {
                 self.apply(change, &mut touched);
             }

@@ -84,6 +84,10 @@ pub struct Membership {
     /// dead although their lease runs (a process SIGKILLed, or restarted on
     /// another port, leaves a lease behind for up to `MEMBER_LEASE`).
     suspected: std::sync::Mutex<Vec<(String, std::time::Instant)>>,
+    /// Counts this process's own lapses: renewals that came after its lease
+    /// had ended (it was paused, or cut off from the store), during which
+    /// others may have taken its days over and committed on them.
+    lapses: std::sync::atomic::AtomicU64,
 }
 
 impl Membership {
@@ -97,6 +101,7 @@ impl Membership {
             me,
             changes: tokio::sync::watch::Sender::new(0),
             suspected: std::sync::Mutex::new(Vec::new()),
+            lapses: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -108,7 +113,13 @@ impl Membership {
         Arc::clone(&self.live.read().expect("members lock poisoned"))
     }
 
-    /// Wakes up after each change of the live members.
+    /// How many times this process's lease lapsed (see `lapses`): an actor
+    /// that started before the last one may hold a stale day.
+    pub fn lapses(&self) -> u64 {
+        self.lapses.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Wakes up after each change of the live members, and after a lapse.
     pub fn follow_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -178,10 +189,27 @@ impl Membership {
             let record = membership.me.record();
             let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut renewed = std::time::Instant::now();
             loop {
                 every.tick().await;
+                let asked = std::time::Instant::now();
                 match store.heartbeat(&record, MEMBER_LEASE).await {
-                    Ok(records) => membership.set_live(&records),
+                    Ok(records) => {
+                        // Measured from the last renewal to this one's
+                        // asking: past the lease, this process was gone for
+                        // the others, which may have taken its days over.
+                        if asked.duration_since(renewed) >= MEMBER_LEASE {
+                            membership
+                                .lapses
+                                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                            tracing::warn!(
+                                "this process's lease lapsed (paused, or cut off from the store): its venue-days are loaded again"
+                            );
+                            membership.changes.send_modify(|n| *n += 1);
+                        }
+                        renewed = asked;
+                        membership.set_live(&records);
+                    }
                     Err(error) => tracing::warn!(error = %error, "member lease not renewed"),
                 }
             }

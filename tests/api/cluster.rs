@@ -885,6 +885,47 @@ async fn a_forwarded_booking_answered_503_never_commits_afterwards() {
     assert_eq!(a.stored_reservations().await.len(), 1);
 }
 
+/// A process paused past its lease (SIGSTOP) loses its days to the others,
+/// which commit on them; when it wakes it owns them again, and its actors
+/// from before the pause held a stale day: it showed the seats as they were
+/// before the pause until those actors' idle stop (seen by the nemesis).
+/// A renewal after a lapsed lease retires every actor, and the day's seats
+/// are shown as the store has them.
+#[tokio::test]
+async fn a_process_paused_past_its_lease_shows_what_others_committed_meanwhile() {
+    const FIRST: u64 = 4_800_000_000;
+    let a = TestApp::spawn(Backend::Redis).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let date = future_date(30);
+    let venue = a.venue_owned_by(&a, "lapsed", &date).await;
+    a.venue_day(&venue, &date, &[("10:00", 5)]).await;
+    a.import_residents(FIRST, 2).await;
+    let first = a.login(FIRST).await;
+    let (status, body) = a.book(&first, &venue, &date, "10:00").await;
+    assert_eq!(status, 201, "{body}");
+
+    a.signal("STOP").await;
+    until_processes(&b, 1).await;
+    let second = b.login(FIRST + 1).await;
+    let (status, body) = b.book(&second, &venue, &date, "10:00").await;
+    assert_eq!(status, 201, "{body}");
+    a.signal("CONT").await;
+    until_processes(&a, 2).await;
+    within_3_s(
+        "the woken process's seats",
+        Duration::from_millis(100),
+        || async {
+            match a.slots(&venue, &date).await.first() {
+                Some((_, _, 3)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
 /// `deploy/cluster/redis-node.conf` is a configuration redis-server accepts,
 /// with the settings the README promises (cluster mode, AOF fsynced before
 /// every reply, no eviction, partial coverage).
