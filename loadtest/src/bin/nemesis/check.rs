@@ -137,7 +137,7 @@ async fn scan(
 }
 
 /// Every anomaly kind the checker knows, in the order it reports them.
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "over_capacity",
     "dose_held_twice",
     "refusal_left_booked",
@@ -146,6 +146,7 @@ pub const KINDS: [&str; 12] = [
     "acknowledged_booking_lost",
     "acknowledged_cancel_lost",
     "5xx_left_standing",
+    "process_stuck",
     "stale_seats",
     "process_disagrees_with_store",
     "mail_sent_twice",

@@ -77,6 +77,9 @@ struct Args {
 /// Clients keep booking this long after the stop's `PUT` is sent: what they
 /// send then must all be refused.
 const AFTER_STOP: Duration = Duration::from_secs(3);
+/// Longest wait for one process's answer while checking (a stuck process
+/// is an anomaly, not a reason to wait).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long processes may take to show what the store holds after healing
 /// (they follow the store within about a second).
 const AGREE_WITHIN: Duration = Duration::from_secs(15);
@@ -352,7 +355,8 @@ async fn run(args: &Args, seed: u64) -> anyhow::Result<Report> {
         *urls.write().expect("urls lock") = processes.urls();
     }
     let urls_now = urls.read().expect("urls lock").clone();
-    until(
+    let mut anomalies = Anomalies::default();
+    let healed = until(
         Duration::from_secs(60),
         "every process sees the others after healing",
         || {
@@ -368,11 +372,16 @@ async fn run(args: &Args, seed: u64) -> anyhow::Result<Report> {
             }
         },
     )
-    .await?;
+    .await;
+    if let Err(error) = healed {
+        anomalies.add(
+            "process_stuck",
+            format!("{error} (see the processes' logs)"),
+        );
+    }
 
     let ports = world.cluster.lock().await.ports();
     let store = check::read_store(&ports).await?;
-    let mut anomalies = Anomalies::default();
     check::check_history(&history, &store, &days, stopped_at_ms, &mut anomalies);
     check_processes(&http, &urls_now, &store, &days, &residents, &mut anomalies).await?;
     wait_for_outbox(&http, &urls_now, Duration::from_secs(args.mail_wait_s)).await;
@@ -583,9 +592,11 @@ async fn check_processes(
                         "{url}/v1/availability?date={}&venue_id={}",
                         day.date, day.venue
                     ))
-                    .bearer_auth(ADMIN_KEY),
+                    .bearer_auth(ADMIN_KEY)
+                    .timeout(CHECK_TIMEOUT),
                 )
-                .await?;
+                .await
+                .unwrap_or(Value::Null);
                 let remaining = shown["days"][0]["slots"][0]["remaining"].as_u64();
                 let truth = by_store[&(day.venue.clone(), day.date.clone())];
                 if remaining != Some(truth) {
@@ -611,7 +622,7 @@ async fn check_processes(
         .iter()
         .step_by((residents.len() / 100).max(1))
         .collect();
-    for (p, url) in urls.iter().enumerate() {
+    'processes: for (p, url) in urls.iter().enumerate() {
         for resident in &sample {
             let truth: HashSet<&str> = store
                 .reservations
@@ -623,9 +634,18 @@ async fn check_processes(
             loop {
                 let me = expect_ok(
                     http.get(format!("{url}/v1/me"))
-                        .bearer_auth(&resident.token),
+                        .bearer_auth(&resident.token)
+                        .timeout(CHECK_TIMEOUT),
                 )
-                .await?;
+                .await
+                .unwrap_or(Value::Null);
+                if me.is_null() && started.elapsed() > AGREE_WITHIN {
+                    anomalies.add(
+                        "process_disagrees_with_store",
+                        format!("process {p}: does not answer /v1/me"),
+                    );
+                    continue 'processes;
+                }
                 let shown: HashSet<String> = me["reservations"]
                     .as_array()
                     .map(|list| {
