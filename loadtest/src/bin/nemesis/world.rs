@@ -364,8 +364,21 @@ impl Processes {
         self.list.iter().map(|p| p.url.clone()).collect()
     }
 
-    /// Starts process `n` (again) unless it runs; answers once it listens.
+    /// Starts process `n` (again) unless it runs, as systemd's
+    /// `Restart=always` with `RestartSec=1` would (deploy/): a process that
+    /// exits at start (its store unreachable) is started again.
     pub async fn restart(&mut self, n: usize) -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.start_once(n).await {
+                Ok(()) => return Ok(()),
+                Err(error) if started.elapsed() > UP_WITHIN => return Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+
+    async fn start_once(&mut self, n: usize) -> anyhow::Result<()> {
         if self.list[n].child.is_some() {
             return Ok(());
         }
