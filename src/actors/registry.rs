@@ -405,11 +405,7 @@ impl Registry {
         policy: MailPolicy,
         now: chrono::DateTime<chrono::FixedOffset>,
     ) -> Result<Option<usize>, StoreError> {
-        let owned_elsewhere = self
-            .placement
-            .as_ref()
-            .is_some_and(|placement| placement.membership.owner_of(key) != Owner::Here);
-        if owned_elsewhere {
+        if self.owned_elsewhere(key) {
             return Ok(None);
         }
         let (reply, answer) = oneshot::channel();

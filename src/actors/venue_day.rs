@@ -205,13 +205,17 @@ impl VenueDayActor {
         }
     }
 
-    /// Stops once quiet if the day is another process's now (told so by a
-    /// `Retire`, or seen in the members at start, after a batch, or at an
-    /// idle check): an actor left on a moved day would serve a stale view.
+    /// Stops once quiet if the day is another process's now, or this
+    /// process's lease lapsed since the actor started (`must_retire`; told
+    /// so by a `Retire`, or seen at start, after a batch, or at an idle
+    /// check): an actor left on a moved day would serve a stale view.
     fn retire_if_moved(&mut self, ctx: &mut Context<Self>) {
         self.retiring |= self.lifecycle.must_retire(&self.key);
         if self.retiring {
-            self.stop_if_quiet(ctx, "venue-day owned by another process now; actor stops");
+            self.stop_if_quiet(
+                ctx,
+                "venue-day moved, or this process's lease lapsed; actor stops",
+            );
         }
     }
 

@@ -510,15 +510,7 @@ async fn on_redis_a_mail_claim_counts_only_once_replicated() {
         .commit_reservations(batch(epoch, 1, vec![Decision::Created(reservation(5))]))
         .await
         .unwrap();
-    let waiting = RedisStore::open(
-        &vaxslot::store::RedisTarget::Single(redis.url()),
-        vaxslot::store::ReplicaWait {
-            replicas: 1,
-            timeout: std::time::Duration::from_millis(100),
-        },
-    )
-    .await
-    .unwrap();
+    let waiting = redis.store_waiting_for_a_replica().await;
     let now = at("2030-07-01T09:00:01+09:00");
     assert!(
         waiting

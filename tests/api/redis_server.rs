@@ -47,6 +47,20 @@ impl RedisServer {
         server
     }
 
+    /// The server as a store that counts a write only once one replica
+    /// holds it (this server has none: nothing such ever counts).
+    pub async fn store_waiting_for_a_replica(&self) -> vaxslot::store::RedisStore {
+        vaxslot::store::RedisStore::open(
+            &vaxslot::store::RedisTarget::Single(self.url()),
+            vaxslot::store::ReplicaWait {
+                replicas: 1,
+                timeout: std::time::Duration::from_millis(100),
+            },
+        )
+        .await
+        .expect("the server opens as a store")
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }

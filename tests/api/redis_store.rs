@@ -243,15 +243,7 @@ async fn a_takeover_counts_only_once_replicated() {
     let redis = RedisServer::start().await;
     let plain = RedisStore::connect(&redis.url()).await.unwrap();
     let epoch = planned_day(&plain).await;
-    let waiting = RedisStore::open(
-        &vaxslot::store::RedisTarget::Single(redis.url()),
-        vaxslot::store::ReplicaWait {
-            replicas: 1,
-            timeout: std::time::Duration::from_millis(100),
-        },
-    )
-    .await
-    .unwrap();
+    let waiting = redis.store_waiting_for_a_replica().await;
     let refused = waiting.load_venue_day(key()).await;
     assert!(
         matches!(refused, Err(vaxslot::store::StoreError::Unavailable(_))),
