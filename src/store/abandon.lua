@@ -22,25 +22,25 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
 local sequence = tonumber(ARGV[2])
+local created_end = 9 + tonumber(ARGV[3])
+local previous_end = created_end + 2 * tonumber(ARGV[4])
+local audit_end = previous_end + tonumber(ARGV[5])
+local mail_end = audit_end + tonumber(ARGV[6])
+local forgotten, restored = {}, {}
+for i = 10, created_end do
+  forgotten[#forgotten + 1] = ARGV[i]
+end
+for i = created_end + 1, previous_end, 2 do
+  restored[#restored + 1] = ARGV[i + 1]
+end
 if applied >= sequence then
   -- It was applied: revert it.
-  local created_end = 9 + tonumber(ARGV[3])
-  local previous_end = created_end + 2 * tonumber(ARGV[4])
-  local audit_end = previous_end + tonumber(ARGV[5])
-  local mail_end = audit_end + tonumber(ARGV[6])
-  local forgotten, restored = {}, {}
   for i = 10, created_end do
     redis.call('HDEL', KEYS[3], ARGV[i])
-    forgotten[#forgotten + 1] = ARGV[i]
   end
   for i = created_end + 1, previous_end, 2 do
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-    restored[#restored + 1] = ARGV[i + 1]
   end
-  -- Followers undo what they learnt of the batch: created ids (one per
-  -- line) are forgotten, changed records are put back as they were.
-  redis.call('XADD', KEYS[10], 'MINID', '~', oldest_kept(ARGV[9]), '*', 'day', ARGV[8],
-    'forget', table.concat(forgotten, '\n'), 'revert', table.concat(restored, '\n'))
   for i = previous_end + 1, audit_end do
     redis.call('ZREM', KEYS[4], ARGV[i])
   end
@@ -64,5 +64,15 @@ if applied >= sequence then
 else
   -- It was not: consume its sequence so a late delivery is a no-op.
   redis.call('SET', KEYS[2], ARGV[2])
+end
+-- Either way followers undo what they may have learnt of the batch:
+-- created ids (one per line) are forgotten, changed records are put back
+-- as they were. Even when it was not applied here, it may have been on a
+-- master that died before its replica copied it, and followers may have
+-- read its entry there (seen by the nemesis: a process counting seats a
+-- failover had given back).
+if #forgotten > 0 or #restored > 0 then
+  redis.call('XADD', KEYS[10], 'MINID', '~', oldest_kept(ARGV[9]), '*', 'day', ARGV[8],
+    'forget', table.concat(forgotten, '\n'), 'revert', table.concat(restored, '\n'))
 end
 return 'OK'

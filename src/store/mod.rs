@@ -153,8 +153,10 @@ pub enum Change {
         day: VenueDayKey,
         stored: Vec<Reservation>,
     },
-    /// A batch abandoned after it was applied: what it created is gone,
-    /// what it changed is back as it was.
+    /// A batch abandoned (its commit's outcome was unknown): what it
+    /// created is gone, what it changed is back as it was. Sent whether or
+    /// not the store applied it: a follower may have read it from a master
+    /// that died before its replica copied it.
     Reverted {
         day: VenueDayKey,
         forgotten: Vec<ReservationId>,
@@ -515,7 +517,8 @@ pub trait Store: Send + Sync + 'static {
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError>;
 
     /// After `CommitError::Uncertain`: makes sure the batch is not applied and
-    /// never will be (reverting it if it was). `Ok` only when that is certain.
+    /// never will be (reverting it if it was), and that followers forget
+    /// it either way (`Change::Reverted`). `Ok` only when that is certain.
     async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError>;
 
     /// Inserts or replaces residents (by ticket number), all in one transaction.

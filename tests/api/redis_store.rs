@@ -333,3 +333,74 @@ async fn a_change_that_cannot_be_read_is_skipped_and_the_rest_followed() {
     let again = store.read_changes(&read.cursor).await.unwrap();
     assert!(again.changes.is_empty());
 }
+
+/// A batch that a follower read from a master which then died before its
+/// replica copied it: the promoted replica never applied it, so its owner,
+/// unsure of the outcome, abandons a batch the store does not hold. The
+/// followers must still forget what they read of it (seen by the nemesis: a
+/// process showing a day full where the store held places free).
+#[tokio::test]
+async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let mut raw = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let epoch = planned_day(&store).await;
+    let cursor = store.change_cursor().await.unwrap();
+    let lost = reservation(1);
+    store
+        .commit_reservations(batch(epoch, 1, vec![lost.clone()]))
+        .await
+        .unwrap();
+    let followed = store.read_changes(&cursor).await.unwrap();
+    assert!(
+        followed.changes.iter().any(|change| matches!(
+            change,
+            vaxslot::store::Change::Reservations { stored, .. } if stored.iter().any(|r| r.id == lost.id)
+        )),
+        "the follower read the batch"
+    );
+    // The failover: the new master holds neither the batch nor its sequence.
+    let day_keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("vaxslot:*:day:nakano-sunplaza/2030-07-07:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    for key in &day_keys {
+        if key.ends_with(":reservations") || key.ends_with(":applied") {
+            let _: i64 = ::redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+        }
+    }
+
+    store
+        .abandon_batch(AbandonedBatch {
+            venue_day: key(),
+            owner_epoch: epoch,
+            sequence: 1,
+            created: vec![lost.id],
+            previous: vec![],
+            audit: vec![],
+            mail: vec![],
+            withdrawn: vec![],
+            reminded: false,
+        })
+        .await
+        .unwrap();
+    let after = store.read_changes(&followed.cursor).await.unwrap();
+    let forgotten: Vec<ReservationId> = after
+        .changes
+        .iter()
+        .flat_map(|change| match change {
+            vaxslot::store::Change::Reverted { forgotten, .. } => forgotten.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(forgotten, vec![lost.id], "followers are told to forget it");
+}

@@ -326,6 +326,7 @@ async fn run(args: &Args, seed: u64) -> anyhow::Result<Report> {
         processes: Arc::new(Mutex::new(processes)),
         urls: Arc::clone(&urls),
         kills: Arc::default(),
+        store_faults: Arc::default(),
     };
     let mut healing = Vec::new();
     for planned in &schedule {
@@ -388,9 +389,11 @@ async fn run(args: &Args, seed: u64) -> anyhow::Result<Report> {
     // What the last send left: a message accepted but not yet recorded.
     tokio::time::sleep(Duration::from_millis(args.smtp_delay_ms + 1000)).await;
     let kills = world.kills.lock().await.clone();
+    let store_faults = world.store_faults.lock().await.clone();
     let resent_after_crash = check::check_mail(
         &smtp.messages(),
         &kills,
+        &store_faults,
         &store,
         &with_email,
         &mut anomalies,
@@ -415,11 +418,15 @@ struct World {
     urls: Arc<RwLock<Vec<String>>>,
     /// When processes were SIGKILLed (unix ms).
     kills: Arc<Mutex<Vec<i64>>>,
+    /// When a master was killed, paused or held by `CLIENT PAUSE`, and when
+    /// that ended (unix ms).
+    store_faults: Arc<Mutex<Vec<(i64, i64)>>>,
 }
 
 /// Starts one fault and heals it when it ends.
 async fn inflict(world: World, fault: Fault) -> anyhow::Result<()> {
     let lasts = Duration::from_millis(fault.lasts_ms());
+    let began_ms = workload::now_ms();
     match fault {
         Fault::PauseProcess { process, .. } => {
             world.processes.lock().await.signal(process, "STOP").await?;
@@ -468,6 +475,13 @@ async fn inflict(world: World, fault: Fault) -> anyhow::Result<()> {
                 cluster.client_pause(node, for_ms).await?;
             }
         }
+    }
+    if matches!(
+        fault,
+        Fault::KillMaster { .. } | Fault::PauseMaster { .. } | Fault::ClientPause { .. }
+    ) {
+        let ended_ms = workload::now_ms().max(began_ms + fault.lasts_ms() as i64);
+        world.store_faults.lock().await.push((began_ms, ended_ms));
     }
     Ok(())
 }
