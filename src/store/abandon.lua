@@ -17,23 +17,44 @@ local function oldest_kept(kept_ms)
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
   return tostring(now_ms - tonumber(kept_ms)) .. '-0'
 end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 'FENCED'
-end
-local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
-local sequence = tonumber(ARGV[2])
 local created_end = 9 + tonumber(ARGV[3])
 local previous_end = created_end + 2 * tonumber(ARGV[4])
 local audit_end = previous_end + tonumber(ARGV[5])
 local mail_end = audit_end + tonumber(ARGV[6])
-local forgotten, restored = {}, {}
-for i = 10, created_end do
-  forgotten[#forgotten + 1] = ARGV[i]
+-- Followers undo what they may have learnt of the batch: each record it
+-- touched as the store holds it now (an id it does not hold, one per line,
+-- is forgotten; a record it holds is put back as stored). Sent whatever
+-- this call finds: the batch may have been read by followers from a master
+-- that died before its replica copied it (seen by the nemesis: a process
+-- showing a day full where the store held places free), and when another
+-- owner took the day over meanwhile, what that owner loaded is the truth.
+local function tell_followers()
+  local forgotten, restored = {}, {}
+  local function told(id)
+    local json = redis.call('HGET', KEYS[3], id)
+    if json then
+      restored[#restored + 1] = json
+    else
+      forgotten[#forgotten + 1] = id
+    end
+  end
+  for i = 10, created_end do
+    told(ARGV[i])
+  end
+  for i = created_end + 1, previous_end, 2 do
+    told(ARGV[i])
+  end
+  if #forgotten > 0 or #restored > 0 then
+    redis.call('XADD', KEYS[10], 'MINID', '~', oldest_kept(ARGV[9]), '*', 'day', ARGV[8],
+      'forget', table.concat(forgotten, '\n'), 'revert', table.concat(restored, '\n'))
+  end
 end
-for i = created_end + 1, previous_end, 2 do
-  restored[#restored + 1] = ARGV[i + 1]
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  tell_followers()
+  return 'FENCED'
 end
-if applied >= sequence then
+local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
+if applied >= tonumber(ARGV[2]) then
   -- It was applied: revert it.
   for i = 10, created_end do
     redis.call('HDEL', KEYS[3], ARGV[i])
@@ -65,14 +86,5 @@ else
   -- It was not: consume its sequence so a late delivery is a no-op.
   redis.call('SET', KEYS[2], ARGV[2])
 end
--- Either way followers undo what they may have learnt of the batch:
--- created ids (one per line) are forgotten, changed records are put back
--- as they were. Even when it was not applied here, it may have been on a
--- master that died before its replica copied it, and followers may have
--- read its entry there (seen by the nemesis: a process counting seats a
--- failover had given back).
-if #forgotten > 0 or #restored > 0 then
-  redis.call('XADD', KEYS[10], 'MINID', '~', oldest_kept(ARGV[9]), '*', 'day', ARGV[8],
-    'forget', table.concat(forgotten, '\n'), 'revert', table.concat(restored, '\n'))
-end
+tell_followers()
 return 'OK'

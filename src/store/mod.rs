@@ -153,10 +153,11 @@ pub enum Change {
         day: VenueDayKey,
         stored: Vec<Reservation>,
     },
-    /// A batch abandoned (its commit's outcome was unknown): what it
-    /// created is gone, what it changed is back as it was. Sent whether or
-    /// not the store applied it: a follower may have read it from a master
-    /// that died before its replica copied it.
+    /// A batch abandoned (its commit's outcome was unknown): each record it
+    /// touched as the store holds it now, gone (`forgotten`) or as stored
+    /// (`restored`). Sent whether or not the store applied it, and even when
+    /// the abandonment was fenced: a follower may have read the batch from a
+    /// master that died before its replica copied it.
     Reverted {
         day: VenueDayKey,
         forgotten: Vec<ReservationId>,
@@ -517,8 +518,9 @@ pub trait Store: Send + Sync + 'static {
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError>;
 
     /// After `CommitError::Uncertain`: makes sure the batch is not applied and
-    /// never will be (reverting it if it was), and that followers forget
-    /// it either way (`Change::Reverted`). `Ok` only when that is certain.
+    /// never will be (reverting it if it was), and tells followers what the
+    /// store holds of it in every case, fenced too (`Change::Reverted`).
+    /// `Ok` only when that is certain.
     async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError>;
 
     /// Inserts or replaces residents (by ticket number), all in one transaction.

@@ -1291,9 +1291,12 @@ impl Store for RedisStore {
             .durable_call(keys.partition, &invocation, &self.settle_mail)
             .await?;
         if !replicated {
-            // Written on the master: a failover before its replica copies
-            // it could send the mail once more (with the same Message-ID).
-            tracing::warn!("a mail's settlement was not replicated in time");
+            // Written on the master only: a failover before its replica
+            // copies it would bring the claim back, and the mail would be
+            // sent again after its lease (seen by the nemesis's review). The
+            // worker tries again while the lease runs; that try finds it
+            // written (`SETTLED`) and waits for the replica once more.
+            return Err(not_replicated());
         }
         Ok(answer != "LOST")
     }

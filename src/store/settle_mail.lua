@@ -7,8 +7,14 @@
 -- token of the claim that tried it.
 -- A mail claimed since by another worker (this claim's lease ran out) is
 -- left to that one: 'LOST'. A mail no longer pending (withdrawn) stays as
--- it is.
-if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[4] then
+-- it is. A try again of a settlement that was written but not known to be
+-- replicated finds it written: 'SETTLED' (it writes nothing, and the
+-- caller's WAIT on the same connection covers the first write).
+local claim = redis.call('HGET', KEYS[4], ARGV[1])
+if claim ~= ARGV[4] then
+  if not claim and redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+    return 'SETTLED'
+  end
   return 'LOST'
 end
 redis.call('HDEL', KEYS[4], ARGV[1])

@@ -501,16 +501,22 @@ async fn a_mail_claim_lost_to_another_worker_neither_sends_nor_records() {
 /// first sends it; seen by the nemesis) and its renewal. With a replica
 /// asked for and none there, nothing is claimed or held, so nothing is sent
 /// (the claim on the master alone runs out with its lease).
-#[tokio::test]
-async fn on_redis_a_mail_claim_counts_only_once_replicated() {
-    let redis = RedisServer::start().await;
+/// A Redis store with one booking's confirmation due, and a store on the
+/// same server that asks for a replica (it has none).
+async fn one_mail_due_on_redis(redis: &RedisServer) -> (RedisStore, RedisStore) {
     let plain = RedisStore::connect(&redis.url()).await.unwrap();
     let epoch = owned_day(&plain).await;
     plain
         .commit_reservations(batch(epoch, 1, vec![Decision::Created(reservation(5))]))
         .await
         .unwrap();
-    let waiting = redis.store_waiting_for_a_replica().await;
+    (plain, redis.store_waiting_for_a_replica().await)
+}
+
+#[tokio::test]
+async fn on_redis_a_mail_claim_counts_only_once_replicated() {
+    let redis = RedisServer::start().await;
+    let (plain, waiting) = one_mail_due_on_redis(&redis).await;
     let now = at("2030-07-01T09:00:01+09:00");
     assert!(
         waiting
@@ -526,4 +532,46 @@ async fn on_redis_a_mail_claim_counts_only_once_replicated() {
     assert_eq!(claimed.len(), 1);
     assert!(!waiting.hold_mail(&claimed[0], WORKER, later).await.unwrap());
     assert!(plain.hold_mail(&claimed[0], WORKER, later).await.unwrap());
+}
+
+/// A settlement no replica acknowledged is not counted: a failover could
+/// bring the claim back and the mail would be sent again after its lease.
+/// The worker's try again (the master kept the write) finds it settled by
+/// this claim, and a claim another worker holds is still refused.
+#[tokio::test]
+async fn on_redis_a_mail_settlement_counts_only_once_replicated() {
+    let redis = RedisServer::start().await;
+    let (plain, waiting) = one_mail_due_on_redis(&redis).await;
+    let now = at("2030-07-01T09:00:01+09:00");
+    let mut mail = plain
+        .claim_due_mail(now, 10, WORKER)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(plain.hold_mail(&mail, WORKER, now).await.unwrap());
+    mail.delivery = Delivery::Delivered { at: now };
+    assert!(
+        waiting.settle_mail(mail.clone(), WORKER).await.is_err(),
+        "written on the master only: not yet known to count"
+    );
+    assert!(
+        plain.settle_mail(mail.clone(), WORKER).await.unwrap(),
+        "tried again: found settled by this claim"
+    );
+    assert!(
+        plain
+            .claim_due_mail(now + Duration::seconds(31), 10, WORKER)
+            .await
+            .unwrap()
+            .is_empty(),
+        "never due again"
+    );
+    let mut other = mail.clone();
+    other.delivery = Delivery::Delivered {
+        at: now + Duration::seconds(1),
+    };
+    assert!(
+        !plain.settle_mail(other, MailClaimToken(2)).await.unwrap(),
+        "another claim's settlement is refused"
+    );
 }

@@ -65,6 +65,15 @@ async fn stored_ids(store: &RedisStore) -> Vec<ReservationId> {
     ids
 }
 
+/// The test day's keys in the store whose names end with `suffix`.
+async fn day_keys(raw: &mut ::redis::aio::MultiplexedConnection, suffix: &str) -> Vec<String> {
+    ::redis::cmd("KEYS")
+        .arg(format!("vaxslot:*:day:nakano-sunplaza/2030-07-07:{suffix}"))
+        .query_async(raw)
+        .await
+        .unwrap()
+}
+
 /// Puts the test's day (one slot of 10) and takes it over: the owner epoch.
 async fn planned_day(store: &RedisStore) -> u64 {
     store
@@ -284,11 +293,7 @@ async fn a_change_that_cannot_be_read_is_skipped_and_the_rest_followed() {
         .commit_reservations(batch(epoch, 1, vec![good.clone(), bad.clone()]))
         .await
         .unwrap();
-    let hashes: Vec<String> = ::redis::cmd("KEYS")
-        .arg("vaxslot:*:day:nakano-sunplaza/2030-07-07:reservations")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let hashes = day_keys(&mut raw, "reservations").await;
     let _: i64 = ::redis::cmd("HSET")
         .arg(&hashes[0])
         .arg(bad.id.to_string())
@@ -364,13 +369,8 @@ async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
         "the follower read the batch"
     );
     // The failover: the new master holds neither the batch nor its sequence.
-    let day_keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg("vaxslot:*:day:nakano-sunplaza/2030-07-07:*")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    for key in &day_keys {
-        if key.ends_with(":reservations") || key.ends_with(":applied") {
+    for suffix in ["reservations", "applied"] {
+        for key in day_keys(&mut raw, suffix).await {
             let _: i64 = ::redis::cmd("DEL")
                 .arg(key)
                 .query_async(&mut raw)
@@ -403,4 +403,44 @@ async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
         })
         .collect();
     assert_eq!(forgotten, vec![lost.id], "followers are told to forget it");
+
+    // The same while another process took the day over meanwhile (the
+    // owner's lease lapsed in the outage): its abandonment is fenced, and
+    // followers still learn what the store holds.
+    let lost_again = reservation(2);
+    store
+        .commit_reservations(batch(epoch, 2, vec![lost_again.clone()]))
+        .await
+        .unwrap();
+    let followed = store.read_changes(&after.cursor).await.unwrap();
+    let hash = day_keys(&mut raw, "reservations").await;
+    let _: i64 = ::redis::cmd("HDEL")
+        .arg(&hash[0])
+        .arg(lost_again.id.to_string())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    store.load_venue_day(key()).await.unwrap();
+    let fenced = store
+        .abandon_batch(AbandonedBatch {
+            venue_day: key(),
+            owner_epoch: epoch,
+            sequence: 2,
+            created: vec![lost_again.id],
+            previous: vec![],
+            audit: vec![],
+            mail: vec![],
+            withdrawn: vec![],
+            reminded: false,
+        })
+        .await;
+    assert!(matches!(fenced, Err(AbandonError::Fenced)));
+    let after = store.read_changes(&followed.cursor).await.unwrap();
+    assert!(
+        after.changes.iter().any(|change| matches!(
+            change,
+            vaxslot::store::Change::Reverted { forgotten, .. } if forgotten == &vec![lost_again.id]
+        )),
+        "followers are told to forget it though the day has another owner"
+    );
 }

@@ -357,16 +357,16 @@ const RECORDED_WITHIN_MS: i64 = 2_000;
 const STORE_BACK_WITHIN_MS: i64 = 15_000;
 
 /// Mail: every stored reservation of a resident with an address got its
-/// confirmation once; no message arrived twice, but one whose sender was
-/// SIGKILLed before it could record the delivery: the one repeat the
-/// README admits, with the same `Message-ID`, only after the first copy's
-/// lease, and counted in `resent_after_crash`. "Before it could record" is
-/// while the server took it, or soon after, or (when a master fault was
-/// under way as the server accepted it) while the sender retried the store
-/// within the mail's lease.
+/// confirmation once; no message arrived twice, but one whose sender (the
+/// process that sent the first copy) was SIGKILLed before it could record
+/// the delivery: the one repeat the README admits, with the same
+/// `Message-ID`, only after the first copy's lease, and counted in
+/// `resent_after_crash`. "Before it could record" is while the server took
+/// it, or soon after, or (when a master fault was under way as the server
+/// accepted it) while the sender retried the store within the mail's lease.
 pub fn check_mail(
     messages: &[Accepted],
-    process_kills_ms: &[i64],
+    process_kills_ms: &[(usize, i64)],
     store_faults_ms: &[(i64, i64)],
     store: &StoreState,
     with_email: &HashSet<String>,
@@ -391,9 +391,9 @@ pub fn check_mail(
         } else {
             first.accepted_ms + RECORDED_WITHIN_MS
         };
-        let crashed = process_kills_ms
-            .iter()
-            .any(|kill| (first.received_ms..=unrecorded_until).contains(kill));
+        let crashed = process_kills_ms.iter().any(|(process, kill)| {
+            *process == first.sender && (first.received_ms..=unrecorded_until).contains(kill)
+        });
         if crashed && sent.len() == 2 && again.received_ms >= lease_end {
             resent_after_crash += 1;
         } else {
@@ -539,36 +539,39 @@ mod tests {
         let with_email: HashSet<String> = ["1".to_owned(), "2".to_owned()].into();
         let copy = |received_ms| Accepted {
             message_id: "<r1.confirmation@city.example.jp>".to_owned(),
+            sender: 0,
             received_ms,
             accepted_ms: received_ms + 5_000,
         };
         let twice = [copy(1_000), copy(40_000)];
-        let sent_twice = |messages: &[Accepted], kills: &[i64], store_faults: &[(i64, i64)]| {
-            let mut anomalies = Anomalies::default();
-            let excused = check_mail(
-                messages,
-                kills,
-                store_faults,
-                &store,
-                &with_email,
-                &mut anomalies,
-            );
-            assert_eq!(anomalies.count("mail_missing"), 1);
-            (anomalies.count("mail_sent_twice"), excused)
-        };
+        let sent_twice =
+            |messages: &[Accepted], kills: &[(usize, i64)], store_faults: &[(i64, i64)]| {
+                let mut anomalies = Anomalies::default();
+                let excused = check_mail(
+                    messages,
+                    kills,
+                    store_faults,
+                    &store,
+                    &with_email,
+                    &mut anomalies,
+                );
+                assert_eq!(anomalies.count("mail_missing"), 1);
+                (anomalies.count("mail_sent_twice"), excused)
+            };
         assert_eq!(sent_twice(&twice, &[], &[]), (1, 0));
-        // The sender was killed while the server took the first copy.
-        assert_eq!(sent_twice(&twice, &[3_000], &[]), (0, 1));
+        // The sender was killed while the server took the first copy; not
+        // another process.
+        assert_eq!(sent_twice(&twice, &[(0, 3_000)], &[]), (0, 1));
+        assert_eq!(sent_twice(&twice, &[(1, 3_000)], &[]), (1, 0));
         // Killed after, while a master fault kept it from recording it.
-        assert_eq!(sent_twice(&twice, &[20_000], &[(4_000, 8_000)]), (0, 1));
+        let fault = [(4_000, 8_000)];
+        assert_eq!(sent_twice(&twice, &[(0, 20_000)], &fault), (0, 1));
         // Killed after, with the store answering: it had recorded it.
-        assert_eq!(sent_twice(&twice, &[20_000], &[]), (1, 0));
+        assert_eq!(sent_twice(&twice, &[(0, 20_000)], &[]), (1, 0));
         // A kill after the first copy's lease ended explains nothing; nor
         // does one when the second copy came within that lease.
-        assert_eq!(sent_twice(&twice, &[35_000], &[(4_000, 8_000)]), (1, 0));
-        assert_eq!(
-            sent_twice(&[copy(1_000), copy(20_000)], &[3_000], &[]),
-            (1, 0)
-        );
+        assert_eq!(sent_twice(&twice, &[(0, 35_000)], &fault), (1, 0));
+        let early = [copy(1_000), copy(20_000)];
+        assert_eq!(sent_twice(&early, &[(0, 3_000)], &[]), (1, 0));
     }
 }

@@ -206,14 +206,13 @@ async fn run(args: &Args, seed: u64) -> anyhow::Result<Report> {
     let work = std::env::temp_dir().join(format!("vaxslot-nemesis-{seed}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let smtp = Smtp::start(&work, args.smtp_delay_ms).await?;
+    let smtp = Smtp::start_each(&work, args.smtp_delay_ms, args.processes).await?;
     let cluster = Cluster::start(&work).await?;
     let processes = Processes::start(
         &args.binary,
         &work,
         cluster.seeds(),
-        smtp.port,
-        args.processes,
+        smtp.iter().map(|server| server.port).collect(),
     )
     .await?;
     let http = reqwest::Client::builder()
@@ -391,7 +390,7 @@ async fn run(args: &Args, seed: u64) -> anyhow::Result<Report> {
     let kills = world.kills.lock().await.clone();
     let store_faults = world.store_faults.lock().await.clone();
     let resent_after_crash = check::check_mail(
-        &smtp.messages(),
+        &Smtp::messages(&smtp),
         &kills,
         &store_faults,
         &store,
@@ -416,8 +415,8 @@ struct World {
     cluster: Arc<Mutex<Cluster>>,
     processes: Arc<Mutex<Processes>>,
     urls: Arc<RwLock<Vec<String>>>,
-    /// When processes were SIGKILLed (unix ms).
-    kills: Arc<Mutex<Vec<i64>>>,
+    /// Which process was SIGKILLed, and when (unix ms).
+    kills: Arc<Mutex<Vec<(usize, i64)>>>,
     /// When a master was killed, paused or held by `CLIENT PAUSE`, and when
     /// that ended (unix ms).
     store_faults: Arc<Mutex<Vec<(i64, i64)>>>,
@@ -434,7 +433,7 @@ async fn inflict(world: World, fault: Fault) -> anyhow::Result<()> {
             world.processes.lock().await.signal(process, "CONT").await?;
         }
         Fault::KillProcess { process, .. } => {
-            world.kills.lock().await.push(workload::now_ms());
+            world.kills.lock().await.push((process, workload::now_ms()));
             world.processes.lock().await.kill(process).await?;
             tokio::time::sleep(lasts).await;
             let mut processes = world.processes.lock().await;

@@ -256,7 +256,8 @@ impl Cluster {
 }
 
 /// A slow SMTP server: `tests/support/smtp_sink.py`, answering each message
-/// `delay_ms` after its data; what it accepted is one JSON line each.
+/// `delay_ms` after its data; what it accepted is one JSON line each. Each
+/// process sends to its own, so that a message's sender is known.
 pub struct Smtp {
     pub port: u16,
     pub out: PathBuf,
@@ -264,9 +265,22 @@ pub struct Smtp {
 }
 
 impl Smtp {
-    pub async fn start(work: &Path, delay_ms: u64) -> anyhow::Result<Self> {
+    /// One server for each of `processes`.
+    pub async fn start_each(
+        work: &Path,
+        delay_ms: u64,
+        processes: usize,
+    ) -> anyhow::Result<Vec<Self>> {
+        let mut servers = Vec::new();
+        for n in 0..processes {
+            servers.push(Self::start(work, delay_ms, n).await?);
+        }
+        Ok(servers)
+    }
+
+    async fn start(work: &Path, delay_ms: u64, process: usize) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let out = work.join("mail.jsonl");
+        let out = work.join(format!("mail-{process}.jsonl"));
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/smtp_sink.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
@@ -291,28 +305,39 @@ impl Smtp {
         })
     }
 
-    /// Every message accepted so far, in order.
-    pub fn messages(&self) -> Vec<Accepted> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter_map(|mail| {
-                Some(Accepted {
-                    message_id: mail["message_id"].as_str()?.to_owned(),
-                    received_ms: mail["received_ms"].as_i64()?,
-                    accepted_ms: mail["accepted_ms"].as_i64()?,
-                })
+    /// Every message the servers of `each` accepted so far, in the order
+    /// their data arrived.
+    pub fn messages(each: &[Smtp]) -> Vec<Accepted> {
+        let mut all: Vec<Accepted> = each
+            .iter()
+            .enumerate()
+            .flat_map(|(sender, server)| {
+                std::fs::read_to_string(&server.out)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                    .filter_map(|mail| {
+                        Some(Accepted {
+                            message_id: mail["message_id"].as_str()?.to_owned(),
+                            sender,
+                            received_ms: mail["received_ms"].as_i64()?,
+                            accepted_ms: mail["accepted_ms"].as_i64()?,
+                        })
+                    })
+                    .collect::<Vec<_>>()
             })
-            .collect()
+            .collect();
+        all.sort_by_key(|mail| mail.received_ms);
+        all
     }
 }
 
-/// One message the SMTP server accepted: its data arrived at
-/// `received_ms`, and was accepted at `accepted_ms` (unix ms).
+/// One message an SMTP server accepted from process `sender`: its data
+/// arrived at `received_ms`, and was accepted at `accepted_ms` (unix ms).
 #[derive(Clone, Debug)]
 pub struct Accepted {
     pub message_id: String,
+    pub sender: usize,
     pub received_ms: i64,
     pub accepted_ms: i64,
 }
@@ -328,7 +353,8 @@ pub struct Processes {
     binary: PathBuf,
     work: PathBuf,
     seeds: String,
-    smtp_port: u16,
+    /// Each process's own SMTP server.
+    smtp_ports: Vec<u16>,
     list: Vec<Process>,
 }
 
@@ -337,14 +363,14 @@ impl Processes {
         binary: &Path,
         work: &Path,
         seeds: String,
-        smtp_port: u16,
-        count: usize,
+        smtp_ports: Vec<u16>,
     ) -> anyhow::Result<Self> {
+        let count = smtp_ports.len();
         let mut processes = Self {
             binary: binary.to_owned(),
             work: work.to_owned(),
             seeds,
-            smtp_port,
+            smtp_ports,
             list: Vec::new(),
         };
         for _ in 0..count {
@@ -399,7 +425,7 @@ impl Processes {
             .env("VAXSLOT_CHANGE_STREAMS_KEEP_S", "3600")
             .env(
                 "VAXSLOT_SMTP_URL",
-                format!("smtp://127.0.0.1:{}", self.smtp_port),
+                format!("smtp://127.0.0.1:{}", self.smtp_ports[n]),
             )
             .env("VAXSLOT_MAIL_FROM", "vaccine@city.example.jp")
             .env("VAXSLOT_PUBLIC_URL", "https://vaccine.city.example.jp/")
