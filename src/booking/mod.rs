@@ -283,6 +283,16 @@ impl BookingService {
                         refreshed = true;
                         continue;
                     }
+                    // Held, as the store confirmed, by this very key's
+                    // booking: learnt here (an abandonment's undoing told
+                    // followers what the store kept) while this try's key
+                    // was in progress, so the key's record was not (seen by
+                    // the nemesis). Its answer, never "already reserved".
+                    if let Some(held) = self.known_active(caller, dose)
+                        && let Some(answer) = answer_of_own_key(idempotency.as_ref(), &held)
+                    {
+                        return Err(answer);
+                    }
                     return Err(BookingError::AlreadyReserved.into());
                 }
                 other => other?,
@@ -427,19 +437,8 @@ impl BookingService {
             if let Some(stored) = stored {
                 // Booked through another process under this request's key:
                 // its answer, before this process has heard of it.
-                return Err(match (idempotency, &stored.idempotency) {
-                    (Some(asked), Some(first)) if asked.key == first.key => {
-                        if asked.scheme == first.scheme && asked.fingerprint == first.fingerprint {
-                            let mut answer = stored.clone();
-                            answer.status = crate::domain::ReservationStatus::Booked;
-                            answer.updated_at = answer.created_at;
-                            Refused::Replay(Box::new(answer))
-                        } else {
-                            Refused::Error(BookingError::IdempotencyKeyReused)
-                        }
-                    }
-                    _ => Refused::Error(BookingError::AlreadyReserved),
-                });
+                return Err(answer_of_own_key(idempotency, &stored)
+                    .unwrap_or(Refused::Error(BookingError::AlreadyReserved)));
             }
             replacing = Some(value);
         }
@@ -627,6 +626,27 @@ fn kept_refusal(kept: &str, fingerprint: u64) -> Option<BookingError> {
     }
     let wire: crate::cluster::wire::BookingErrorWire = serde_json::from_str(json).ok()?;
     Some(wire.into())
+}
+
+/// When `held` (the caller's active reservation of the dose asked for) was
+/// booked under the request's own `Idempotency-Key`: that booking's first
+/// answer, or a reused key when the request differs. `None`: another
+/// booking holds the dose.
+fn answer_of_own_key(idempotency: Option<&IdempotencyTag>, held: &Reservation) -> Option<Refused> {
+    let (asked, first) = (idempotency?, held.idempotency.as_ref()?);
+    if asked.key != first.key {
+        return None;
+    }
+    Some(
+        if asked.scheme == first.scheme && asked.fingerprint == first.fingerprint {
+            let mut answer = held.clone();
+            answer.status = crate::domain::ReservationStatus::Booked;
+            answer.updated_at = answer.created_at;
+            Refused::Replay(Box::new(answer))
+        } else {
+            Refused::Error(BookingError::IdempotencyKeyReused)
+        },
+    )
 }
 
 /// Why `book` made no new reservation.

@@ -78,8 +78,34 @@ async fn keys_are_per_resident(backend: Backend, via: Via) {
     assert_eq!(app.slots("clinic-001", &date).await[0].2, 3);
 }
 
+/// A key whose record this process no longer holds (pushed out by the
+/// resident's later keys; on several processes, also a record not taken
+/// in while a try of the key was in flight, seen by the nemesis) still
+/// gets its booking's answer, never "already reserved" by its own booking.
+async fn a_key_forgotten_here_still_gets_its_own_booking(backend: Backend, via: Via) {
+    let app = TestApp::spawn(backend).await;
+    let date = future_date(30);
+    app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
+    app.import_residents(1_830_000_000, 1).await;
+    let token = app.booker(via, &ticket(1_830_000_000), BIRTH_DATE).await;
+    let body = json!({"venue_id": "clinic-001", "date": date, "time": "14:00", "dose": 1});
+    let first = keyed_book(&app, &token, "first-try", &body).await;
+    assert_eq!(first.0, 201, "{}", first.1);
+    for n in 0..vaxslot::residents::IDEMPOTENCY_KEYS_PER_RESIDENT_MAX {
+        let (status, answer) = keyed_book(&app, &token, &format!("later-{n}"), &body).await;
+        assert_eq!(status, 409, "{answer}");
+    }
+    let again = keyed_book(&app, &token, "first-try", &body).await;
+    assert_eq!(again.0, 201, "{}", again.1);
+    let id =
+        |answer: &str| serde_json::from_str::<Value>(answer).unwrap()["reservation_id"].clone();
+    assert_eq!(id(&again.1), id(&first.1));
+    assert_eq!(app.reservations_via(&token).await.len(), 1);
+}
+
 on_both_stores_and_channels!(
     the_same_key_twice_gives_one_reservation_and_the_same_answer,
     a_refusal_is_replayed_too_even_after_the_slot_frees,
     keys_are_per_resident,
+    a_key_forgotten_here_still_gets_its_own_booking,
 );

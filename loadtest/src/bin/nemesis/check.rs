@@ -27,8 +27,10 @@ pub struct Stored {
 #[derive(Default)]
 pub struct StoreState {
     pub reservations: HashMap<String, Stored>,
-    /// Reservation id → the times (unix ms, Redis's clock) of the change
-    /// entries that wrote it, or undid it.
+    /// Reservation id → the times (unix ms, Redis's clock) of the commits
+    /// that wrote it. An abandoned batch's undoing (`forget`, `revert`:
+    /// what the store holds, told to followers, even after the stop) is
+    /// not a commit.
     pub changed_at: HashMap<String, Vec<i64>>,
 }
 
@@ -90,22 +92,8 @@ pub async fn read_store(ports: &[u16]) -> anyhow::Result<StoreState> {
                     .next()
                     .and_then(|ms| ms.parse().ok())
                     .unwrap_or(0);
-                for field in ["ids", "forget"] {
-                    for id in fields.get(field).map(String::as_str).unwrap_or("").lines() {
-                        state.changed_at.entry(id.to_owned()).or_default().push(at);
-                    }
-                }
-                for json in fields
-                    .get("revert")
-                    .map(String::as_str)
-                    .unwrap_or("")
-                    .lines()
-                {
-                    if let Ok(record) = serde_json::from_str::<Value>(json)
-                        && let Some(id) = record["id"].as_str()
-                    {
-                        state.changed_at.entry(id.to_owned()).or_default().push(at);
-                    }
+                for id in fields.get("ids").map(String::as_str).unwrap_or("").lines() {
+                    state.changed_at.entry(id.to_owned()).or_default().push(at);
                 }
             }
         }
@@ -182,6 +170,26 @@ fn final_refusal(event: &Event) -> bool {
         )
 }
 
+/// One key's tries, for a report: process, answer and when (ms after the
+/// first was sent).
+fn tries(events: &[&Event]) -> String {
+    let first = events.first().map_or(0, |e| e.sent_ms);
+    let each: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "p{} {} {} at +{}..{} ms",
+                e.via,
+                e.status,
+                e.code.as_deref().unwrap_or("-"),
+                e.sent_ms - first,
+                e.answered_ms - first
+            )
+        })
+        .collect();
+    each.join(", ")
+}
+
 /// Checks the history and the store (the part that needs no process).
 pub fn check_history(
     history: &[Event],
@@ -253,8 +261,11 @@ pub fn check_history(
             anomalies.add(
                 "refusal_left_booked",
                 format!(
-                    "{ticket} key {key}: answered {} {:?}, store holds {}",
-                    refusal.status, refusal.code, held[0].id
+                    "{ticket} key {key}: answered {} {:?}, store holds {}; tries: {}",
+                    refusal.status,
+                    refusal.code,
+                    held[0].id,
+                    tries(events)
                 ),
             );
         }
@@ -450,6 +461,7 @@ mod tests {
     ) -> Event {
         Event {
             ticket: ticket.into(),
+            via: 0,
             op: Op::Book,
             key: Some(key.into()),
             target: None,

@@ -46,6 +46,8 @@ pub enum Op {
 #[derive(Clone, Debug)]
 pub struct Event {
     pub ticket: String,
+    /// The process it was sent to.
+    pub via: usize,
     pub op: Op,
     /// The booking's `Idempotency-Key`.
     pub key: Option<String>,
@@ -112,9 +114,11 @@ impl Client {
         }
     }
 
-    fn process_url(&mut self) -> String {
+    /// A process at random: its number, and its base URL.
+    fn process_url(&mut self) -> (usize, String) {
         let urls = self.shared.urls.read().expect("urls lock").clone();
-        urls[self.rng.random_range(0..urls.len())].clone()
+        let via = self.rng.random_range(0..urls.len());
+        (via, urls[via].clone())
     }
 
     fn new_key(&mut self) -> String {
@@ -213,7 +217,8 @@ impl Client {
         let body = json!({"venue_id": day.venue, "date": day.date, "time": day.time, "dose": dose});
         let started = Instant::now();
         loop {
-            let url = format!("{}/v1/reservations", self.process_url());
+            let (via, url) = self.process_url();
+            let url = format!("{url}/v1/reservations");
             let request = self
                 .shared
                 .http
@@ -222,7 +227,7 @@ impl Client {
                 .header("Idempotency-Key", &key)
                 .json(&body);
             let event = self
-                .send(request, resident, Op::Book, Some(key.clone()), None)
+                .send(request, via, resident, Op::Book, Some(key.clone()), None)
                 .await;
             let again = retried(event.status, event.code.as_deref());
             let booked = (event.status == 201)
@@ -239,10 +244,18 @@ impl Client {
     async fn cancel(&mut self, resident: &Resident, id: &str) {
         let started = Instant::now();
         loop {
-            let url = format!("{}/v1/reservations/{id}", self.process_url());
+            let (via, url) = self.process_url();
+            let url = format!("{url}/v1/reservations/{id}");
             let request = self.shared.http.delete(url).bearer_auth(&resident.token);
             let event = self
-                .send(request, resident, Op::Cancel, None, Some(id.to_owned()))
+                .send(
+                    request,
+                    via,
+                    resident,
+                    Op::Cancel,
+                    None,
+                    Some(id.to_owned()),
+                )
                 .await;
             let again = retried(event.status, event.code.as_deref());
             self.history.push(event);
@@ -261,6 +274,7 @@ impl Client {
     async fn send(
         &mut self,
         request: reqwest::RequestBuilder,
+        via: usize,
         resident: &Resident,
         op: Op,
         key: Option<String>,
@@ -279,6 +293,7 @@ impl Client {
         let (status, body) = answer.unwrap_or((0, Value::Null));
         Event {
             ticket: resident.ticket.clone(),
+            via,
             op,
             key,
             target,
