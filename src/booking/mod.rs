@@ -201,6 +201,36 @@ impl BookingService {
         Ok(false)
     }
 
+    /// When `held` (the caller's active reservation of the dose asked for)
+    /// was booked under the request's own `Idempotency-Key`: that booking's
+    /// first answer once its day's owner confirms it (`still_held`: the
+    /// store may hold a batch whose outcome its owner does not know yet,
+    /// and will undo; then "in progress", retried), or a reused key when
+    /// the request differs. `None`: another booking holds the dose.
+    async fn answer_of_own_key(
+        &self,
+        caller: &Caller,
+        idempotency: Option<&IdempotencyTag>,
+        held: &Reservation,
+    ) -> Result<Option<Refused>, BookingError> {
+        let (Some(asked), Some(first)) = (idempotency, held.idempotency.as_ref()) else {
+            return Ok(None);
+        };
+        if asked.key != first.key {
+            return Ok(None);
+        }
+        if asked.scheme != first.scheme || asked.fingerprint != first.fingerprint {
+            return Ok(Some(Refused::Error(BookingError::IdempotencyKeyReused)));
+        }
+        if !self.still_held(caller, held).await? {
+            return Ok(Some(Refused::Error(BookingError::ChangeInProgress)));
+        }
+        let mut answer = held.clone();
+        answer.status = crate::domain::ReservationStatus::Booked;
+        answer.updated_at = answer.created_at;
+        Ok(Some(Refused::Replay(Box::new(answer))))
+    }
+
     /// With several processes: keeps a keyed booking's final refusal in the
     /// store, so that a retry through any process answers it again; when a
     /// first refusal is kept already (the retry came here, and was refused
@@ -283,13 +313,15 @@ impl BookingService {
                         refreshed = true;
                         continue;
                     }
-                    // Held, as the store confirmed, by this very key's
-                    // booking: learnt here (an abandonment's undoing told
-                    // followers what the store kept) while this try's key
-                    // was in progress, so the key's record was not (seen by
-                    // the nemesis). Its answer, never "already reserved".
+                    // Held by this very key's booking: learnt here (an
+                    // abandonment's undoing told followers what the store
+                    // kept) while a try of the key was in progress, so the
+                    // key's record was not (seen by the nemesis). Its
+                    // answer, never "already reserved".
                     if let Some(held) = self.known_active(caller, dose)
-                        && let Some(answer) = answer_of_own_key(idempotency.as_ref(), &held)
+                        && let Some(answer) = self
+                            .answer_of_own_key(caller, idempotency.as_ref(), &held)
+                            .await?
                     {
                         return Err(answer);
                     }
@@ -437,7 +469,9 @@ impl BookingService {
             if let Some(stored) = stored {
                 // Booked through another process under this request's key:
                 // its answer, before this process has heard of it.
-                return Err(answer_of_own_key(idempotency, &stored)
+                return Err(self
+                    .answer_of_own_key(caller, idempotency, &stored)
+                    .await?
                     .unwrap_or(Refused::Error(BookingError::AlreadyReserved)));
             }
             replacing = Some(value);
@@ -626,27 +660,6 @@ fn kept_refusal(kept: &str, fingerprint: u64) -> Option<BookingError> {
     }
     let wire: crate::cluster::wire::BookingErrorWire = serde_json::from_str(json).ok()?;
     Some(wire.into())
-}
-
-/// When `held` (the caller's active reservation of the dose asked for) was
-/// booked under the request's own `Idempotency-Key`: that booking's first
-/// answer, or a reused key when the request differs. `None`: another
-/// booking holds the dose.
-fn answer_of_own_key(idempotency: Option<&IdempotencyTag>, held: &Reservation) -> Option<Refused> {
-    let (asked, first) = (idempotency?, held.idempotency.as_ref()?);
-    if asked.key != first.key {
-        return None;
-    }
-    Some(
-        if asked.scheme == first.scheme && asked.fingerprint == first.fingerprint {
-            let mut answer = held.clone();
-            answer.status = crate::domain::ReservationStatus::Booked;
-            answer.updated_at = answer.created_at;
-            Refused::Replay(Box::new(answer))
-        } else {
-            Refused::Error(BookingError::IdempotencyKeyReused)
-        },
-    )
 }
 
 /// Why `book` made no new reservation.
