@@ -65,6 +65,30 @@ async fn stored_ids(store: &RedisStore) -> Vec<ReservationId> {
     ids
 }
 
+/// A batch of the test day to abandon: what it created, nothing else.
+fn abandoned(owner_epoch: u64, sequence: u64, created: Vec<ReservationId>) -> AbandonedBatch {
+    AbandonedBatch {
+        venue_day: key(),
+        owner_epoch,
+        sequence,
+        created,
+        previous: vec![],
+        audit: vec![],
+        mail: vec![],
+        withdrawn: vec![],
+        reminded: false,
+    }
+}
+
+/// A plain connection to `redis`, to read or change keys behind the store.
+async fn raw_connection(redis: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// The test day's keys in the store whose names end with `suffix`.
 async fn day_keys(raw: &mut ::redis::aio::MultiplexedConnection, suffix: &str) -> Vec<String> {
     ::redis::cmd("KEYS")
@@ -125,19 +149,7 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
     );
     assert_eq!(stored_ids(&store).await, vec![first.id]);
     // So is abandoning one of its batches: the old owner must stop.
-    let fenced = store
-        .abandon_batch(AbandonedBatch {
-            venue_day: key(),
-            owner_epoch: epoch,
-            sequence: 2,
-            created: vec![],
-            previous: vec![],
-            audit: vec![],
-            mail: vec![],
-            withdrawn: vec![],
-            reminded: false,
-        })
-        .await;
+    let fenced = store.abandon_batch(abandoned(epoch, 2, vec![])).await;
     assert!(
         matches!(fenced, Err(AbandonError::Fenced)),
         "a stale owner's abandonment is fenced, not 'unavailable'"
@@ -150,34 +162,14 @@ async fn the_commit_script_is_idempotent_fenced_and_switch_checked() {
         .await
         .unwrap();
     store
-        .abandon_batch(AbandonedBatch {
-            venue_day: key(),
-            owner_epoch: newer,
-            sequence: 1,
-            created: vec![applied.id],
-            previous: vec![],
-            audit: vec![],
-            mail: vec![],
-            withdrawn: vec![],
-            reminded: false,
-        })
+        .abandon_batch(abandoned(newer, 1, vec![applied.id]))
         .await
         .unwrap();
     assert_eq!(stored_ids(&store).await, vec![first.id]);
     // …and one that was not can never apply later.
     let late = reservation(5);
     store
-        .abandon_batch(AbandonedBatch {
-            venue_day: key(),
-            owner_epoch: newer,
-            sequence: 2,
-            created: vec![late.id],
-            previous: vec![],
-            audit: vec![],
-            mail: vec![],
-            withdrawn: vec![],
-            reminded: false,
-        })
+        .abandon_batch(abandoned(newer, 2, vec![late.id]))
         .await
         .unwrap();
     store
@@ -271,11 +263,7 @@ async fn a_takeover_counts_only_once_replicated() {
 async fn a_change_that_cannot_be_read_is_skipped_and_the_rest_followed() {
     let redis = RedisServer::start().await;
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let mut raw = ::redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = raw_connection(&redis).await;
     let cursor = store.change_cursor().await.unwrap();
     let _: String = ::redis::cmd("XADD")
         .arg("vaxslot:{vaxslot:venues}:changes")
@@ -348,11 +336,7 @@ async fn a_change_that_cannot_be_read_is_skipped_and_the_rest_followed() {
 async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
     let redis = RedisServer::start().await;
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let mut raw = ::redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = raw_connection(&redis).await;
     let epoch = planned_day(&store).await;
     let cursor = store.change_cursor().await.unwrap();
     let lost = reservation(1);
@@ -380,17 +364,7 @@ async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
     }
 
     store
-        .abandon_batch(AbandonedBatch {
-            venue_day: key(),
-            owner_epoch: epoch,
-            sequence: 1,
-            created: vec![lost.id],
-            previous: vec![],
-            audit: vec![],
-            mail: vec![],
-            withdrawn: vec![],
-            reminded: false,
-        })
+        .abandon_batch(abandoned(epoch, 1, vec![lost.id]))
         .await
         .unwrap();
     let after = store.read_changes(&followed.cursor).await.unwrap();
@@ -422,17 +396,7 @@ async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
         .unwrap();
     store.load_venue_day(key()).await.unwrap();
     let fenced = store
-        .abandon_batch(AbandonedBatch {
-            venue_day: key(),
-            owner_epoch: epoch,
-            sequence: 2,
-            created: vec![lost_again.id],
-            previous: vec![],
-            audit: vec![],
-            mail: vec![],
-            withdrawn: vec![],
-            reminded: false,
-        })
+        .abandon_batch(abandoned(epoch, 2, vec![lost_again.id]))
         .await;
     assert!(matches!(fenced, Err(AbandonError::Fenced)));
     let after = store.read_changes(&followed.cursor).await.unwrap();
