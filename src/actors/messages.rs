@@ -121,3 +121,14 @@ pub struct Retire;
 impl Message for Retire {
     type Result = ();
 }
+
+/// The store changed the day under `owner_epoch` (a batch followed from the
+/// change streams): an actor that loaded it under an earlier epoch holds a
+/// stale day, and stops as `Retire` says.
+pub struct Superseded {
+    pub owner_epoch: u64,
+}
+
+impl Message for Superseded {
+    type Result = ();
+}

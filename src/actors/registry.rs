@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use super::Shared;
 use super::messages::{
     Book, Cancel, CancelNotice, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan, Retire,
+    Superseded,
 };
 use super::venue_day::{VENUE_DAY_MAILBOX_MAX, VenueDayActor};
 use crate::catalog::VENUE_DAYS_MAX;
@@ -237,6 +238,17 @@ impl Registry {
     /// Whether another live process owns the venue-day, by this one's view.
     fn owned_elsewhere(&self, key: &VenueDayKey) -> bool {
         owned_elsewhere(self.placement.as_ref().map(|p| &p.membership), key)
+    }
+
+    /// Tells the venue-day's actor, if one runs here, that the store changed
+    /// the day under `owner_epoch` (see `Superseded`). A full mailbox is
+    /// busy: its next batch is fenced, and the actor stops then.
+    pub fn superseded(&self, key: &VenueDayKey, owner_epoch: u64) {
+        if let Some(handle) = self.actors.get(key).map(|h| h.clone())
+            && handle.is_open()
+        {
+            let _ = handle.try_send(Superseded { owner_epoch });
+        }
     }
 
     /// The days whose actor stopped since the last call: the follower

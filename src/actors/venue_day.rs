@@ -17,7 +17,7 @@ use actix::prelude::*;
 
 use super::Shared;
 use super::messages::{
-    Book, Cancel, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan, Retire,
+    Book, Cancel, CheckIn, ListReservations, QueueReminders, ReplaceDayPlan, Retire, Superseded,
 };
 use super::registry::{Lifecycle, MAILBOX_CLOSED};
 use crate::domain::{
@@ -838,6 +838,19 @@ impl Handler<Retire> for VenueDayActor {
         self.queued.fetch_sub(1, Ordering::AcqRel);
         self.retiring = true;
         self.retire_if_moved(ctx);
+    }
+}
+
+impl Handler<Superseded> for VenueDayActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Superseded, ctx: &mut Context<Self>) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        if message.owner_epoch > self.owner_epoch {
+            tracing::warn!(venue_day = %self.key, "another process committed on this venue-day after it was loaded here; actor stops");
+            self.retiring = true;
+            self.retire_if_moved(ctx);
+        }
     }
 }
 

@@ -10,7 +10,9 @@
 //!   eligibility and check-ins, cascades, the next dose, `Idempotency-Key`
 //!   replays), and into a **mirror** of its venue-day: a read-only copy
 //!   whose availability is published while no actor of this process runs
-//!   the day (its owner's commits are what this process shows).
+//!   the day (its owner's commits are what this process shows); a batch
+//!   committed under a later owner epoch than this process's actor of the
+//!   day loaded it retires that actor (`Registry::superseded`).
 //!
 //! A process that has not read the streams for about as long as they keep
 //! their entries (`--change-streams-keep-s`, 5 min), or is further behind than a
@@ -138,7 +140,12 @@ impl Follower {
                 );
                 touched.insert(key);
             }
-            Change::Reservations { day, stored } => {
+            Change::Reservations {
+                day,
+                stored,
+                owner_epoch,
+            } => {
+                self.superseded(&day, owner_epoch);
                 let mirror = self.mirror(&day);
                 for reservation in &stored {
                     mirror.apply_stored(reservation.clone());
@@ -152,7 +159,9 @@ impl Follower {
                 day,
                 forgotten,
                 restored,
+                owner_epoch,
             } => {
+                self.superseded(&day, owner_epoch);
                 let mirror = self.mirror(&day);
                 // The mirror had it from the batch's own entry, with its owner.
                 let owners: Vec<_> = forgotten
@@ -173,6 +182,17 @@ impl Follower {
                 }
                 touched.insert(day);
             }
+        }
+    }
+
+    /// The store changed the day under `owner_epoch`: an actor of this
+    /// process that loaded it under an earlier epoch was fenced without
+    /// knowing (another process took the day over and committed, their views
+    /// of the members differing for a moment) and retires, so that the day's
+    /// seats are shown as followed, and the next request loads the day again.
+    fn superseded(&self, day: &VenueDayKey, owner_epoch: Option<u64>) {
+        if let Some(owner_epoch) = owner_epoch {
+            self.registry.superseded(day, owner_epoch);
         }
     }
 

@@ -28,7 +28,9 @@ local mail_end = audit_end + tonumber(ARGV[6])
 -- that died before its replica copied it (seen by the nemesis: a process
 -- showing a day full where the store held places free), and when another
 -- owner took the day over meanwhile, what that owner loaded is the truth.
-local function tell_followers()
+-- `epoch`: the owner epoch the store changed under (nil when fenced: the
+-- store is unchanged).
+local function tell_followers(epoch)
   local forgotten, restored = {}, {}
   local function told(id)
     local json = redis.call('HGET', KEYS[3], id)
@@ -45,12 +47,17 @@ local function tell_followers()
     told(ARGV[i])
   end
   if #forgotten > 0 or #restored > 0 then
-    redis.call('XADD', KEYS[10], 'MINID', '~', oldest_kept(ARGV[9]), '*', 'day', ARGV[8],
-      'forget', table.concat(forgotten, '\n'), 'revert', table.concat(restored, '\n'))
+    local entry = {'day', ARGV[8], 'forget', table.concat(forgotten, '\n'),
+      'revert', table.concat(restored, '\n')}
+    if epoch then
+      entry[#entry + 1] = 'epoch'
+      entry[#entry + 1] = epoch
+    end
+    redis.call('XADD', KEYS[10], 'MINID', '~', oldest_kept(ARGV[9]), '*', unpack(entry))
   end
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  tell_followers()
+  tell_followers(nil)
   return 'FENCED'
 end
 local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -86,5 +93,5 @@ else
   -- It was not: consume its sequence so a late delivery is a no-op.
   redis.call('SET', KEYS[2], ARGV[2])
 end
-tell_followers()
+tell_followers(ARGV[1])
 return 'OK'

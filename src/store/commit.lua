@@ -52,9 +52,11 @@ for i = 11, reservations_end, 2 do
 end
 if #changed > 0 then
   -- One entry per batch: its reservation ids, one per line (followers read
-  -- the records from the day's hash: the entry stays small in the AOF).
+  -- the records from the day's hash: the entry stays small in the AOF), and
+  -- the owner epoch it was committed under (an actor of another process
+  -- that loaded the day under an earlier one holds a stale day).
   redis.call('XADD', KEYS[11], 'MINID', '~', oldest_kept(ARGV[9]), '*',
-    'day', ARGV[8], 'ids', table.concat(changed, '\n'))
+    'day', ARGV[8], 'ids', table.concat(changed, '\n'), 'epoch', ARGV[1])
 end
 for i = reservations_end + 1, audit_end, 2 do
   redis.call('ZADD', KEYS[5], ARGV[i], ARGV[i + 1])

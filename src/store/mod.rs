@@ -152,6 +152,10 @@ pub enum Change {
     Reservations {
         day: VenueDayKey,
         stored: Vec<Reservation>,
+        /// The owner epoch it was committed under (`None` in entries written
+        /// before epochs were recorded): an actor that loaded the day under
+        /// an earlier one holds a stale day.
+        owner_epoch: Option<u64>,
     },
     /// A batch abandoned (its commit's outcome was unknown): each record it
     /// touched as the store holds it now, gone (`forgotten`) or as stored
@@ -162,6 +166,9 @@ pub enum Change {
         day: VenueDayKey,
         forgotten: Vec<ReservationId>,
         restored: Vec<Reservation>,
+        /// The owner epoch the store was changed under; `None` when the
+        /// abandonment was fenced (the store is unchanged).
+        owner_epoch: Option<u64>,
     },
 }
 

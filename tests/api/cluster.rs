@@ -926,6 +926,103 @@ async fn a_process_paused_past_its_lease_shows_what_others_committed_meanwhile()
     .await;
 }
 
+/// An owner whose day another process took over and committed on, without
+/// its lease lapsing: two processes whose views of the members differ for a
+/// moment (one woke from a pause and loaded the day; the other, still taking
+/// it for dead, was fenced, loaded the day again and committed) both think
+/// they own it, and the one that loaded first showed the day as it loaded
+/// it until its actor's idle stop, 10 minutes (seen by the nemesis in CI: a
+/// process showing a place free that the store had booked). A commit under a
+/// later owner epoch, followed from the change streams, retires the actor:
+/// the day's seats are shown as the store has them, and the next booking
+/// loads the day again.
+#[tokio::test]
+async fn an_owner_whose_day_another_took_over_shows_what_that_one_committed() {
+    use vaxslot::domain::{
+        Channel, Dose, Reservation, ReservationId, ReservationStatus, SlotTime, TicketNumber,
+        Vaccine, VenueDayKey, VenueId, parse_date,
+    };
+    use vaxslot::store::{BatchKind, Decision, RedisStore, ReservationBatch, Store};
+    const FIRST: u64 = 4_900_000_000;
+    let a = TestApp::spawn(Backend::Redis).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let date = future_date(30);
+    let venue = a.venue_owned_by(&a, "taken-over", &date).await;
+    a.venue_day(&venue, &date, &[("10:00", 3)]).await;
+    a.import_residents(FIRST, 4).await;
+    let first = a.login(FIRST).await;
+    let (status, body) = a.book(&first, &venue, &date, "10:00").await;
+    assert_eq!(status, 201, "{body}");
+
+    // The other process (as `b` would with a stale view of the members):
+    // loads the day, under a later owner epoch, and commits.
+    let other = RedisStore::connect(&a.redis.as_ref().expect("own Redis").url())
+        .await
+        .unwrap();
+    let key = VenueDayKey {
+        venue_id: VenueId::parse(&venue).unwrap(),
+        date: parse_date(&date).unwrap(),
+    };
+    let owner_epoch = other.load_venue_day(key.clone()).await.unwrap().owner_epoch;
+    let now = chrono::Utc::now().fixed_offset();
+    let reservation = Reservation {
+        id: ReservationId::random(),
+        ticket_number: TicketNumber::parse(&crate::helpers::ticket(FIRST + 1)).unwrap(),
+        venue_id: key.venue_id.clone(),
+        date: key.date,
+        time: SlotTime::parse("10:00").unwrap(),
+        dose: Dose::FIRST,
+        vaccine: Vaccine::Moderna,
+        status: ReservationStatus::Booked,
+        channel: Channel::Web,
+        created_at: now,
+        updated_at: now,
+        idempotency: None,
+    };
+    other
+        .commit_reservations(ReservationBatch {
+            kind: BatchKind::Reservations,
+            venue_day: key,
+            owner_epoch,
+            sequence: 1,
+            decisions: vec![Decision::Created(reservation)],
+            audit: vec![],
+            mail: vec![],
+            withdraw: vec![],
+            reminded: false,
+            commit_by: None,
+        })
+        .await
+        .unwrap();
+
+    within_3_s(
+        "the other owner's commit shows",
+        Duration::from_millis(100),
+        || async {
+            match a.slots(&venue, &date).await.first() {
+                Some((_, _, 1)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // The last place books through the first process, and then none is left.
+    let third = a.login(FIRST + 2).await;
+    let (status, body) = a.book(&third, &venue, &date, "10:00").await;
+    assert_eq!(status, 201, "{body}");
+    let fourth = a.login(FIRST + 3).await;
+    let (status, body) = a.book(&fourth, &venue, &date, "10:00").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (409, &json!("slot_full")),
+        "{body}"
+    );
+    assert_eq!(a.slots(&venue, &date).await.first().map(|s| s.2), Some(0));
+    assert_eq!(a.stored_reservations().await.len(), 3);
+}
+
 /// `deploy/cluster/redis-node.conf` is a configuration redis-server accepts,
 /// with the settings the README promises (cluster mode, AOF fsynced before
 /// every reply, no eviction, partial coverage).

@@ -348,9 +348,10 @@ async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
     assert!(
         followed.changes.iter().any(|change| matches!(
             change,
-            vaxslot::store::Change::Reservations { stored, .. } if stored.iter().any(|r| r.id == lost.id)
+            vaxslot::store::Change::Reservations { stored, owner_epoch, .. }
+                if stored.iter().any(|r| r.id == lost.id) && *owner_epoch == Some(epoch)
         )),
-        "the follower read the batch"
+        "the follower read the batch, and the owner epoch it was committed under"
     );
     // The failover: the new master holds neither the batch nor its sequence.
     for suffix in ["reservations", "applied"] {
@@ -368,15 +369,23 @@ async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
         .await
         .unwrap();
     let after = store.read_changes(&followed.cursor).await.unwrap();
-    let forgotten: Vec<ReservationId> = after
+    let forgotten: Vec<(ReservationId, Option<u64>)> = after
         .changes
         .iter()
         .flat_map(|change| match change {
-            vaxslot::store::Change::Reverted { forgotten, .. } => forgotten.clone(),
+            vaxslot::store::Change::Reverted {
+                forgotten,
+                owner_epoch,
+                ..
+            } => forgotten.iter().map(|id| (*id, *owner_epoch)).collect(),
             _ => Vec::new(),
         })
         .collect();
-    assert_eq!(forgotten, vec![lost.id], "followers are told to forget it");
+    assert_eq!(
+        forgotten,
+        vec![(lost.id, Some(epoch))],
+        "followers are told to forget it, under the owner's epoch"
+    );
 
     // The same while another process took the day over meanwhile (the
     // owner's lease lapsed in the outage): its abandonment is fenced, and
@@ -403,8 +412,10 @@ async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
     assert!(
         after.changes.iter().any(|change| matches!(
             change,
-            vaxslot::store::Change::Reverted { forgotten, .. } if forgotten == &vec![lost_again.id]
+            vaxslot::store::Change::Reverted { forgotten, owner_epoch: None, .. }
+                if forgotten == &vec![lost_again.id]
         )),
-        "followers are told to forget it though the day has another owner"
+        "followers are told to forget it though the day has another owner \
+         (under no epoch: the fenced abandonment changed nothing)"
     );
 }

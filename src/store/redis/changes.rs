@@ -205,7 +205,7 @@ impl RedisStore {
     async fn resolve(&self, parsed: Vec<Parsed>) -> Result<Vec<Change>, StoreError> {
         let mut reads = ::redis::pipe();
         for entry in &parsed {
-            if let Parsed::Committed { day, ids } = entry {
+            if let Parsed::Committed { day, ids, .. } = entry {
                 reads
                     .cmd("HMGET")
                     .arg(VenueDayKeys::of(day).reservations)
@@ -227,8 +227,11 @@ impl RedisStore {
                 Parsed::Imported(tickets) => {
                     Change::Residents(self.residents_named(&tickets).await?)
                 }
-                Parsed::Committed { day, .. } => Change::Reservations {
+                Parsed::Committed {
+                    day, owner_epoch, ..
+                } => Change::Reservations {
                     day,
+                    owner_epoch,
                     // As stored now: a later change may be in already, and a
                     // record an undone batch removed is gone (its undoing
                     // follows).
@@ -296,6 +299,7 @@ enum Parsed {
     Committed {
         day: VenueDayKey,
         ids: Vec<String>,
+        owner_epoch: Option<u64>,
     },
 }
 
@@ -324,13 +328,26 @@ fn change_of(stream: &str, fields: Vec<(String, String)>) -> Result<Parsed, Stor
         ),
         _ => {
             let day = parse_day_field(field("day")?)?;
+            let owner_epoch = match fields.get("epoch") {
+                Some(epoch) => Some(
+                    epoch
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("owner epoch".into()))?,
+                ),
+                None => None,
+            };
             match fields.get("ids") {
                 Some(ids) => {
                     let ids = lines(ids).map(str::to_owned).collect();
-                    return Ok(Parsed::Committed { day, ids });
+                    return Ok(Parsed::Committed {
+                        day,
+                        ids,
+                        owner_epoch,
+                    });
                 }
                 None => Change::Reverted {
                     day,
+                    owner_epoch,
                     forgotten: lines(field("forget")?)
                         .map(|id| {
                             ReservationId::parse(id)
@@ -368,5 +385,48 @@ mod tests {
             assert!(stream.starts_with(&format!("vaxslot:{{{hash}}}")));
         }
         assert_eq!(of_partition(7), "vaxslot:{vx7}:changes");
+    }
+
+    fn entry(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_entry_names_its_owner_epoch_when_written_with_one() {
+        let stream = of_partition(3);
+        let day = "nakano/2030-07-07";
+        match change_of(
+            &stream,
+            entry(&[("day", day), ("ids", "a\nb"), ("epoch", "42")]),
+        ) {
+            Ok(Parsed::Committed {
+                ids, owner_epoch, ..
+            }) => assert_eq!((ids, owner_epoch), (vec!["a".into(), "b".into()], Some(42))),
+            _ => panic!("a committed batch"),
+        }
+        // Entries written before epochs were recorded.
+        assert!(matches!(
+            change_of(&stream, entry(&[("day", day), ("ids", "a")])),
+            Ok(Parsed::Committed {
+                owner_epoch: None,
+                ..
+            })
+        ));
+        let undone = entry(&[("day", day), ("forget", ""), ("revert", ""), ("epoch", "7")]);
+        assert!(matches!(
+            change_of(&stream, undone),
+            Ok(Parsed::Change(Change::Reverted {
+                owner_epoch: Some(7),
+                ..
+            }))
+        ));
+        let bad = entry(&[("day", day), ("ids", "a"), ("epoch", "x")]);
+        assert!(matches!(
+            change_of(&stream, bad),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

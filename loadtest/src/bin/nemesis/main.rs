@@ -129,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::to_string(&report.schedule)?,
                 report.work.display()
             );
+            print_log_warnings(&report.work);
             failed.push(seed);
         } else {
             let _ = std::fs::remove_dir_all(&report.work);
@@ -139,6 +140,44 @@ async fn main() -> anyhow::Result<()> {
         bail!("anomalies in the schedules with seeds {failed:?}");
     }
     Ok(())
+}
+
+/// Most warnings and errors printed from each process's log after a
+/// schedule with an anomaly (CI keeps no work folder: this is what is left
+/// to read there). The logs hold no personal data.
+const LOG_WARNINGS_PRINTED: usize = 40;
+
+/// Prints the last warnings and errors of each vaxslot log in `work`.
+fn print_log_warnings(work: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("vaxslot-") && name.ends_with(".log"))
+        })
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let warnings: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            .collect();
+        let shown = &warnings[warnings.len().saturating_sub(LOG_WARNINGS_PRINTED)..];
+        println!(
+            "  {} ({} warnings and errors, the last {}):",
+            log.file_name().unwrap_or_default().to_string_lossy(),
+            warnings.len(),
+            shown.len()
+        );
+        for line in shown {
+            println!("    {line}");
+        }
+    }
 }
 
 struct Report {
