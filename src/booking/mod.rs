@@ -22,7 +22,7 @@ use crate::domain::{
     IneligibleReason, MailPolicy, Reservation, ReservationId, VenueDayKey,
 };
 use crate::residents::{ClaimRequest, FirstAnswer, KeyedBooking, Residents};
-use crate::store::{SharedClaimAnswer, SharedDoseClaim, Store};
+use crate::store::{RefusalKept, RefusalToKeep, SharedClaimAnswer, SharedDoseClaim, Store};
 
 /// Tries at a shared dose claim, each after finding the record in its way
 /// stale (see `BookingService::claim_shared`).
@@ -146,13 +146,13 @@ impl BookingService {
             }
         };
         let fingerprint = booking.fingerprint(FingerprintScheme::Canonical);
-        let tag_key = key.clone();
+        let dose = booking.dose;
         let tag = IdempotencyTag {
             key,
             fingerprint,
             scheme: FingerprintScheme::Canonical,
         };
-        match self.book(caller, booking, Some(tag)).await {
+        match self.book(caller, booking, Some(tag.clone())).await {
             Ok(reservation) => {
                 guard.finish(Some(FirstAnswer::Booked(Box::new(reservation.clone()))));
                 Ok(Outcome::Booked(reservation))
@@ -162,11 +162,20 @@ impl BookingService {
                 Ok(Outcome::Replayed(*first))
             }
             Err(Refused::Error(refusal)) if is_final(refusal) => {
-                let first = self
-                    .first_refusal(caller, &tag_key, fingerprint, refusal)
-                    .await;
-                guard.finish(Some(FirstAnswer::Refused(first)));
-                Err(first)
+                match self.first_refusal(caller, &tag, dose, refusal).await {
+                    Refused::Replay(first) => {
+                        guard.finish(Some(FirstAnswer::Booked(first.clone())));
+                        Ok(Outcome::Replayed(*first))
+                    }
+                    Refused::Error(first) if is_final(first) => {
+                        guard.finish(Some(FirstAnswer::Refused(first)));
+                        Err(first)
+                    }
+                    Refused::Error(failure) => {
+                        guard.finish(None);
+                        Err(failure)
+                    }
+                }
             }
             Err(Refused::Error(failure)) => {
                 guard.finish(None);
@@ -234,28 +243,69 @@ impl BookingService {
     /// With several processes: keeps a keyed booking's final refusal in the
     /// store, so that a retry through any process answers it again; when a
     /// first refusal is kept already (the retry came here, and was refused
-    /// again, maybe otherwise), that one is the answer. Without the store's
-    /// answer, this process's refusal stands.
+    /// again, maybe otherwise), that one is the answer. A refusal rests on
+    /// this process's view, which may be a moment behind the store: while
+    /// the resident's shared record has a booking of the dose in flight
+    /// (maybe an earlier try of this key, its outcome unknown) the answer is
+    /// "in progress", and where it names a reservation of the dose made
+    /// under this key, that booking is the answer (`answer_of_own_key`).
+    /// Without the store's answer, this process's refusal stands.
     async fn first_refusal(
         &self,
         caller: &Caller,
-        key: &str,
-        fingerprint: u64,
+        tag: &IdempotencyTag,
+        dose: Option<Dose>,
         refusal: BookingError,
-    ) -> BookingError {
+    ) -> Refused {
         let Some(store) = &self.shared_claims else {
-            return refusal;
+            return refusal.into();
         };
-        let value = refusal_record(fingerprint, refusal);
-        match store
-            .remember_refusal(&caller.ticket, key, &value, shared_refusal_window())
-            .await
-        {
-            Ok(Some(kept)) => kept_refusal(&kept, fingerprint).unwrap_or(refusal),
-            Ok(None) => refusal,
-            Err(error) => {
-                tracing::warn!(error = %error, "a keyed refusal was not shared");
-                refusal
+        let value = refusal_record(tag.fingerprint, refusal);
+        let mut unless_dose_recorded = true;
+        loop {
+            let kept = store
+                .remember_refusal(RefusalToKeep {
+                    ticket: &caller.ticket,
+                    idempotency_key: &tag.key,
+                    value: &value,
+                    window: shared_refusal_window(),
+                    dose,
+                    unless_dose_recorded,
+                })
+                .await;
+            match kept {
+                Ok(RefusalKept::Now) => return refusal.into(),
+                Ok(RefusalKept::Before(kept)) => {
+                    return kept_refusal(&kept, tag.fingerprint)
+                        .unwrap_or(refusal)
+                        .into();
+                }
+                Ok(RefusalKept::DoseInFlight) => return BookingError::ChangeInProgress.into(),
+                Ok(RefusalKept::DoseRecorded(recorded)) if unless_dose_recorded => {
+                    for (dose, day) in recorded {
+                        let stored = match store
+                            .active_reservation_on(&day, &caller.ticket, dose)
+                            .await
+                        {
+                            Ok(stored) => stored,
+                            Err(_) => return BookingError::StoreUnavailable.into(),
+                        };
+                        if let Some(stored) = stored {
+                            match self.answer_of_own_key(caller, Some(tag), &stored).await {
+                                Ok(Some(answer)) => return answer,
+                                Ok(None) => {}
+                                Err(failure) => return failure.into(),
+                            }
+                        }
+                    }
+                    // Nothing of this key's: the refusal is kept after all.
+                    unless_dose_recorded = false;
+                }
+                Ok(RefusalKept::DoseRecorded(_)) => return refusal.into(),
+                Err(error) => {
+                    tracing::warn!(error = %error, "a keyed refusal was not shared");
+                    return refusal.into();
+                }
             }
         }
     }

@@ -116,6 +116,37 @@ pub enum SharedClaimAnswer {
     Expired { day: VenueDayKey, value: String },
 }
 
+/// A keyed booking's final refusal to keep for every process
+/// (`Store::remember_refusal`).
+pub struct RefusalToKeep<'a> {
+    pub ticket: &'a TicketNumber,
+    pub idempotency_key: &'a str,
+    /// The refusal, as the booking service writes it.
+    pub value: &'a str,
+    /// How long it is kept.
+    pub window: Duration,
+    /// The dose the booking asks for (`None`: the next one, any dose).
+    pub dose: Option<Dose>,
+    /// Kept only while the resident's shared dose record names nothing of
+    /// `dose` (`false` once the caller checked what it names).
+    pub unless_dose_recorded: bool,
+}
+
+/// What became of a refusal to keep.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefusalKept {
+    /// Kept: it is the key's first answer.
+    Now,
+    /// Another refusal was kept under the key before: that one is the answer.
+    Before(String),
+    /// A booking of the dose is in flight (a shared claim whose lease runs),
+    /// maybe the key's own: nothing kept, the answer is "in progress".
+    DoseInFlight,
+    /// The shared record names these doses (booked, or a claim never ended)
+    /// on these days: nothing kept, the key's own booking may be there.
+    DoseRecorded(Vec<(Dose, VenueDayKey)>),
+}
+
 /// The per-ticket login lockout (`login_guard`), as the store applies it
 /// across processes.
 #[derive(Clone, Copy, Debug)]
@@ -589,18 +620,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Keeps a keyed booking's final refusal (`value`, as the booking service
-    /// writes it) for every process, for `window`, unless one is kept under
-    /// that key already: that one is answered (the first refusal stands).
+    /// Keeps a keyed booking's final refusal for every process, unless one
+    /// is kept under that key already (the first refusal stands), or the
+    /// resident's shared dose record says a booking of the dose is in flight
+    /// or held (see `RefusalKept`). A store one process owns shares nothing.
     async fn remember_refusal(
         &self,
-        ticket: &TicketNumber,
-        idempotency_key: &str,
-        value: &str,
-        window: Duration,
-    ) -> Result<Option<String>, StoreError> {
-        let _ = (ticket, idempotency_key, value, window);
-        Ok(None)
+        refusal: RefusalToKeep<'_>,
+    ) -> Result<RefusalKept, StoreError> {
+        let _ = refusal;
+        Ok(RefusalKept::Now)
     }
 
     /// Starts a cancellation cascade on the resident's shared dose record

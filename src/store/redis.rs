@@ -99,6 +99,7 @@ pub struct RedisStore {
     heartbeat: Script,
     claim_dose: Script,
     end_dose_claim: Script,
+    remember_refusal: Script,
     login_attempt: Script,
     start_cascade: Script,
     put_residents: Script,
@@ -379,6 +380,7 @@ impl RedisStore {
             heartbeat: Script::new(include_str!("heartbeat.lua")),
             claim_dose: Script::new(include_str!("claim_dose.lua")),
             end_dose_claim: Script::new(include_str!("end_dose_claim.lua")),
+            remember_refusal: Script::new(include_str!("remember_refusal.lua")),
             login_attempt: Script::new(include_str!("login_attempt.lua")),
             start_cascade: Script::new(include_str!("start_cascade.lua")),
             put_residents: Script::new(include_str!("put_residents.lua")),
@@ -971,24 +973,52 @@ impl Store for RedisStore {
 
     async fn remember_refusal(
         &self,
-        ticket: &crate::domain::TicketNumber,
-        idempotency_key: &str,
-        value: &str,
-        window: Duration,
-    ) -> Result<Option<String>, StoreError> {
-        let key = refusal_key(ticket, idempotency_key);
-        limited(
-            ::redis::cmd("SET")
-                .arg(&key)
-                .arg(value)
-                .arg("NX")
-                .arg("GET")
-                .arg("EX")
-                .arg(window.as_secs())
-                .query_async(&mut self.resident_connection(&key)),
+        refusal: super::RefusalToKeep<'_>,
+    ) -> Result<super::RefusalKept, StoreError> {
+        use super::RefusalKept;
+        let key = refusal_key(refusal.ticket, refusal.idempotency_key);
+        let answer: Vec<String> = limited(
+            self.remember_refusal
+                .key(&key)
+                .key(resident_doses(refusal.ticket))
+                .arg(refusal.value)
+                .arg(refusal.window.as_secs())
+                .arg(
+                    refusal
+                        .dose
+                        .map_or_else(String::new, |d| d.number().to_string()),
+                )
+                .arg(if refusal.unless_dose_recorded {
+                    "1"
+                } else {
+                    ""
+                })
+                .invoke_async(&mut self.resident_connection(&key)),
         )
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        let corrupt = || StoreError::Corrupt("kept refusal".into());
+        let mut answer = answer.into_iter();
+        Ok(match answer.next().as_deref() {
+            Some("new") => RefusalKept::Now,
+            Some("kept") => RefusalKept::Before(answer.next().ok_or_else(corrupt)?),
+            Some("in_flight") => RefusalKept::DoseInFlight,
+            Some("recorded") => {
+                let mut recorded = Vec::new();
+                while let (Some(dose), Some(value)) = (answer.next(), answer.next()) {
+                    // "booked <id> <day>" or "pending <claim> <until> <day>".
+                    let day = value.rsplit(' ').next().ok_or_else(corrupt)?;
+                    let dose = dose
+                        .parse::<u8>()
+                        .ok()
+                        .and_then(|n| crate::domain::Dose::new(n).ok())
+                        .ok_or_else(corrupt)?;
+                    recorded.push((dose, parse_day_field(day)?));
+                }
+                RefusalKept::DoseRecorded(recorded)
+            }
+            _ => return Err(corrupt()),
+        })
     }
 
     async fn start_shared_cascade(

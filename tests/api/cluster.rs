@@ -1023,6 +1023,119 @@ async fn an_owner_whose_day_another_took_over_shows_what_that_one_committed() {
     assert_eq!(a.stored_reservations().await.len(), 3);
 }
 
+/// A retry refused by a process whose view is behind the store, while the
+/// key's first try stands there: the first try of a dose-2 booking went
+/// through another process, its outcome unknown (answered 503, its shared
+/// claim left to its lease), and its batch was kept; the retry came through
+/// a process that had not yet followed dose 1, which answered a final
+/// `422 not_eligible` and kept it for the key (seen by the nemesis, seed
+/// 5019: a refusal left booked). A final refusal is not kept while the
+/// resident's shared record has a booking of the dose in flight ("in
+/// progress"), nor where it names the key's own booking (its answer).
+#[tokio::test]
+async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking() {
+    use vaxslot::booking::Booking;
+    use vaxslot::domain::{
+        Channel, Dose, FingerprintScheme, IdempotencyTag, Reservation, ReservationId,
+        ReservationStatus, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId, parse_date,
+    };
+    use vaxslot::store::{RedisStore, SharedDoseClaim, Store};
+    const TICKET: u64 = 4_950_000_000;
+    const KEY: &str = "dose-2-first-try";
+    let a = TestApp::spawn(Backend::Redis).await;
+    let b = a.spawn_second().await;
+    until_processes(&a, 2).await;
+    until_processes(&b, 2).await;
+    let date = future_date(60);
+    let venue = a.venue_owned_by(&b, "behind", &date).await;
+    a.import_residents(TICKET, 1).await;
+    let token = a.login(TICKET).await;
+    let body = json!({"venue_id": venue, "date": date, "time": "10:00", "dose": 2});
+    let day = VenueDayKey {
+        venue_id: VenueId::parse(&venue).unwrap(),
+        date: parse_date(&date).unwrap(),
+    };
+    let ticket = TicketNumber::parse(&crate::helpers::ticket(TICKET)).unwrap();
+    let dose_2 = Dose::new(2).unwrap();
+
+    // The first try's batch, kept in the store (its owner loaded it when it
+    // took the day over), and not followed by `a` (written behind the
+    // change streams: `a` is behind).
+    let other = RedisStore::connect(&a.redis.as_ref().expect("own Redis").url())
+        .await
+        .unwrap();
+    let booking = Booking {
+        venue_id: day.venue_id.clone(),
+        date: day.date,
+        time: SlotTime::parse("10:00").unwrap(),
+        dose: Some(dose_2),
+        access_code: None,
+    };
+    let now = chrono::Utc::now().fixed_offset();
+    let kept = Reservation {
+        id: ReservationId::random(),
+        ticket_number: ticket,
+        venue_id: day.venue_id.clone(),
+        date: day.date,
+        time: booking.time,
+        dose: dose_2,
+        vaccine: Vaccine::Moderna,
+        status: ReservationStatus::Booked,
+        channel: Channel::Web,
+        created_at: now,
+        updated_at: now,
+        idempotency: Some(IdempotencyTag {
+            key: KEY.to_owned(),
+            fingerprint: booking.fingerprint(FingerprintScheme::Canonical),
+            scheme: FingerprintScheme::Canonical,
+        }),
+    };
+    other.load_venue_day(day.clone()).await.unwrap();
+    let mut raw = ::redis::Client::open(a.redis.as_ref().unwrap().url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let owner: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("vaxslot:*:day:{venue}/{date}:owner"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: i64 = ::redis::cmd("HSET")
+        .arg(owner[0].replace(":owner", ":reservations"))
+        .arg(kept.id.to_string())
+        .arg(String::from_utf8(vaxslot::store::records::encode(&kept)).unwrap())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // The day is planned: its owner `b` loads it, with the kept batch.
+    a.venue_day(&venue, &date, &[("10:00", 5)]).await;
+
+    // While the first try's shared claim on dose 2 runs (its outcome was
+    // unknown), the retry through `a`, which knows no dose 1: in progress.
+    let claim = SharedDoseClaim {
+        ticket,
+        dose: dose_2,
+        id: 7,
+        day: day.clone(),
+        idempotency_key: Some(KEY.to_owned()),
+        prior: None,
+    };
+    other.claim_dose(&claim, None).await.unwrap();
+    let (status, answer) = a.send_keyed(&token, &body, KEY).await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (409, &json!("change_in_progress")),
+        "{answer}"
+    );
+
+    // Once the record names the kept booking: that booking is the answer.
+    other.end_dose_claim(&claim, Some(kept.id)).await.unwrap();
+    let (status, answer) = a.send_keyed(&token, &body, KEY).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["reservation_id"], json!(kept.id.to_string()));
+}
+
 /// `deploy/cluster/redis-node.conf` is a configuration redis-server accepts,
 /// with the settings the README promises (cluster mode, AOF fsynced before
 /// every reply, no eviction, partial coverage).

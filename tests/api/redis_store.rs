@@ -419,3 +419,64 @@ async fn an_abandoned_batch_the_store_lost_is_still_forgotten_by_followers() {
          (under no epoch: the fenced abandonment changed nothing)"
     );
 }
+
+/// A keyed refusal is kept for every process only where the resident's
+/// shared dose record names nothing the key's own booking could be: a claim
+/// whose lease runs answers "in flight", a recorded dose its day (for the
+/// caller to check), and once the caller checked, the refusal is kept and
+/// is the answer from then on.
+#[tokio::test]
+async fn a_keyed_refusal_is_kept_only_where_the_dose_record_names_nothing() {
+    use vaxslot::store::{RefusalKept, RefusalToKeep, SharedDoseClaim};
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let ticket = TicketNumber::parse("0000000042").unwrap();
+    let refusal = |dose: Option<Dose>, unless_dose_recorded: bool| RefusalToKeep {
+        ticket: &ticket,
+        idempotency_key: "retry-me",
+        value: "first refusal",
+        window: std::time::Duration::from_secs(60),
+        dose,
+        unless_dose_recorded,
+    };
+    let claim = SharedDoseClaim {
+        ticket,
+        dose: Dose::FIRST,
+        id: 1,
+        day: key(),
+        idempotency_key: None,
+        prior: None,
+    };
+    store.claim_dose(&claim, None).await.unwrap();
+    for dose in [Some(Dose::FIRST), None] {
+        assert_eq!(
+            store.remember_refusal(refusal(dose, true)).await.unwrap(),
+            RefusalKept::DoseInFlight
+        );
+    }
+    // Booked: the dose and its day, for the caller to check.
+    store
+        .end_dose_claim(&claim, Some(ReservationId::random()))
+        .await
+        .unwrap();
+    for dose in [Some(Dose::FIRST), None] {
+        assert_eq!(
+            store.remember_refusal(refusal(dose, true)).await.unwrap(),
+            RefusalKept::DoseRecorded(vec![(Dose::FIRST, key())])
+        );
+    }
+    // Another dose's record is not this booking's concern: kept, and then
+    // the answer whatever is asked.
+    let second = Some(Dose::new(2).unwrap());
+    assert_eq!(
+        store.remember_refusal(refusal(second, true)).await.unwrap(),
+        RefusalKept::Now
+    );
+    assert_eq!(
+        store
+            .remember_refusal(refusal(Some(Dose::FIRST), false))
+            .await
+            .unwrap(),
+        RefusalKept::Before("first refusal".into())
+    );
+}
