@@ -844,12 +844,24 @@ impl Handler<Retire> for VenueDayActor {
 impl Handler<Superseded> for VenueDayActor {
     type Result = ();
 
+    /// A stale day decides nothing more: what waits (and what is still in
+    /// the mailbox) is answered `503` and retried against a fresh actor,
+    /// which loads the day (a refusal such as `slot_full` from the stale
+    /// day would be final). Only an unconfirmed abandonment keeps the actor
+    /// until it is settled; a commit in flight is never interrupted (the
+    /// actor reads no message meanwhile).
     fn handle(&mut self, message: Superseded, ctx: &mut Context<Self>) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
-        if message.owner_epoch > self.owner_epoch {
-            tracing::warn!(venue_day = %self.key, "another process committed on this venue-day after it was loaded here; actor stops");
-            self.retiring = true;
+        if message.owner_epoch <= self.owner_epoch || self.retiring && self.abandoned.is_some() {
+            return;
+        }
+        tracing::warn!(venue_day = %self.key, "another process committed on this venue-day after it was loaded here; actor stops");
+        self.retiring = true;
+        if self.abandoned.is_some() {
             self.retire_if_moved(ctx);
+        } else {
+            self.queued.store(MAILBOX_CLOSED, Ordering::Release);
+            ctx.stop();
         }
     }
 }
@@ -1207,6 +1219,36 @@ mod tests {
             )),
             "dose 1 is taken; dose 2 is not due yet"
         );
+    }
+
+    /// An actor told that the store changed its day under a later owner
+    /// epoch (another process took it over and committed) decides nothing
+    /// more on its stale day: a booking that waited behind its commit is
+    /// answered `503` (a refusal such as `slot_full` from a stale day would
+    /// be final), and the next one goes to a fresh actor, which loads it.
+    #[actix_rt::test]
+    async fn a_superseded_actor_decides_nothing_more_on_its_stale_day() {
+        let fixture = fixture(2, Duration::from_secs(600)).await;
+        let store = &fixture.store;
+        store.gate_commits.store(true, SeqCst);
+        let mut first = Box::pin(fixture.book(1));
+        assert!(futures::poll!(&mut first).is_pending());
+        while store.commits_at_gate.load(SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Behind the commit in the mailbox: a booking, then the news.
+        let mut second = Box::pin(fixture.book(2));
+        assert!(futures::poll!(&mut second).is_pending());
+        fixture.registry.superseded(&fixture.key, u64::MAX);
+        // Two permits: a second commit (of the stale day) would not wait.
+        store.commit_permits.add_permits(2);
+        assert!(first.await.is_ok());
+        assert_eq!(second.await.err(), Some(BookingError::StoreUnavailable));
+        until_actor_count(&fixture.registry, 0).await;
+        store.gate_commits.store(false, SeqCst);
+        assert!(fixture.book(2).await.is_ok());
+        assert_eq!(fixture.remaining(), 0);
+        assert_eq!(store.load_reservations().await.unwrap().len(), 2);
     }
 
     #[actix_rt::test]

@@ -161,13 +161,21 @@ impl BookingService {
                 guard.finish(Some(FirstAnswer::Booked(first.clone())));
                 Ok(Outcome::Replayed(*first))
             }
+            // The key is another request's: never this request's answer
+            // under the key (a retry of that request gets its own).
+            Err(Refused::Error(BookingError::IdempotencyKeyReused)) => {
+                guard.finish(None);
+                Err(BookingError::IdempotencyKeyReused)
+            }
             Err(Refused::Error(refusal)) if is_final(refusal) => {
                 match self.first_refusal(caller, &tag, dose, refusal).await {
                     Refused::Replay(first) => {
                         guard.finish(Some(FirstAnswer::Booked(first.clone())));
                         Ok(Outcome::Replayed(*first))
                     }
-                    Refused::Error(first) if is_final(first) => {
+                    Refused::Error(first)
+                        if is_final(first) && first != BookingError::IdempotencyKeyReused =>
+                    {
                         guard.finish(Some(FirstAnswer::Refused(first)));
                         Err(first)
                     }

@@ -32,6 +32,11 @@ pub struct FlakyStore<S> {
     /// While set, each abandonment waits for a permit of `abandon_permits`.
     pub gate_abandons: AtomicBool,
     pub abandon_permits: tokio::sync::Semaphore,
+    /// While set, each reservation commit waits for a permit of
+    /// `commit_permits`; `commits_at_gate` counts those that reached it.
+    pub gate_commits: AtomicBool,
+    pub commit_permits: tokio::sync::Semaphore,
+    pub commits_at_gate: std::sync::atomic::AtomicUsize,
 }
 
 impl<S> FlakyStore<S> {
@@ -46,6 +51,9 @@ impl<S> FlakyStore<S> {
             failing_settles: std::sync::atomic::AtomicUsize::new(0),
             gate_abandons: AtomicBool::new(false),
             abandon_permits: tokio::sync::Semaphore::new(0),
+            gate_commits: AtomicBool::new(false),
+            commit_permits: tokio::sync::Semaphore::new(0),
+            commits_at_gate: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -118,6 +126,14 @@ impl<S: Store> Store for FlakyStore<S> {
         self.inner.mail_outbox_figures(now).await
     }
     async fn commit_reservations(&self, mut batch: ReservationBatch) -> Result<(), CommitError> {
+        if self.gate_commits.load(Ordering::SeqCst) {
+            self.commits_at_gate.fetch_add(1, Ordering::SeqCst);
+            self.commit_permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed")
+                .forget();
+        }
         if self.late_commits.load(Ordering::SeqCst) {
             batch.commit_by = batch.commit_by.map(|by| by - chrono::Duration::minutes(1));
         }

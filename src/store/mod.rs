@@ -128,7 +128,9 @@ pub struct RefusalToKeep<'a> {
     /// The dose the booking asks for (`None`: the next one, any dose).
     pub dose: Option<Dose>,
     /// Kept only while the resident's shared dose record names nothing of
-    /// `dose` (`false` once the caller checked what it names).
+    /// `dose` (`false` once the caller checked what it names; a claim on it
+    /// whose lease runs still keeps nothing, since one may have started
+    /// since the check).
     pub unless_dose_recorded: bool,
 }
 

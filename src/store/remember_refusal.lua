@@ -9,7 +9,8 @@
 -- claim_dose.lua; the same slot).
 -- ARGV[1] the refusal record, ARGV[2] how long it is kept (s), ARGV[3] the
 -- dose asked ("" when the booking names none: every dose), ARGV[4] "1" to
--- check the dose record first ("" when the caller checked what it names).
+-- answer what the record names ("" when the caller checked it: a claim
+-- whose lease runs is still answered, since one may have started since).
 -- Returns {'kept', <record>} (an earlier refusal), {'in_flight'} (a claim on
 -- the dose whose lease runs), {'recorded', <dose>, <value>, ...} (what the
 -- record names, for the caller to check against its days; nothing kept), or
@@ -18,31 +19,29 @@ local kept = redis.call('GET', KEYS[1])
 if kept then
   return {'kept', kept}
 end
-if ARGV[4] == '1' then
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  local fields
-  if ARGV[3] ~= '' then
-    fields = {'dose:' .. ARGV[3], redis.call('HGET', KEYS[2], 'dose:' .. ARGV[3])}
-  else
-    fields = redis.call('HGETALL', KEYS[2])
-  end
-  local recorded = {'recorded'}
-  for i = 1, #fields, 2 do
-    local dose = string.match(fields[i], '^dose:(%d+)$')
-    local value = fields[i + 1]
-    if dose and value then
-      local kind, _, until_ms = string.match(value, '^(%S+) (%S+) (%S+)')
-      if kind == 'pending' and tonumber(until_ms) >= now then
-        return {'in_flight'}
-      end
-      recorded[#recorded + 1] = dose
-      recorded[#recorded + 1] = value
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local fields
+if ARGV[3] ~= '' then
+  fields = {'dose:' .. ARGV[3], redis.call('HGET', KEYS[2], 'dose:' .. ARGV[3])}
+else
+  fields = redis.call('HGETALL', KEYS[2])
+end
+local recorded = {'recorded'}
+for i = 1, #fields, 2 do
+  local dose = string.match(fields[i], '^dose:(%d+)$')
+  local value = fields[i + 1]
+  if dose and value then
+    local kind, _, until_ms = string.match(value, '^(%S+) (%S+) (%S+)')
+    if kind == 'pending' and tonumber(until_ms) >= now then
+      return {'in_flight'}
     end
+    recorded[#recorded + 1] = dose
+    recorded[#recorded + 1] = value
   end
-  if #recorded > 1 then
-    return recorded
-  end
+end
+if ARGV[4] == '1' and #recorded > 1 then
+  return recorded
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return {'new'}

@@ -85,7 +85,8 @@ async fn keys_are_per_resident(backend: Backend, via: Via) {
 async fn a_key_forgotten_here_still_gets_its_own_booking(backend: Backend, via: Via) {
     let app = TestApp::spawn(backend).await;
     let date = future_date(30);
-    app.venue_day("clinic-001", &date, &[("14:00", 5)]).await;
+    app.venue_day("clinic-001", &date, &[("14:00", 5), ("15:00", 5)])
+        .await;
     app.import_residents(1_830_000_000, 1).await;
     let token = app.booker(via, &ticket(1_830_000_000), BIRTH_DATE).await;
     let body = json!({"venue_id": "clinic-001", "date": date, "time": "14:00", "dose": 1});
@@ -95,6 +96,12 @@ async fn a_key_forgotten_here_still_gets_its_own_booking(backend: Backend, via: 
         let (status, answer) = keyed_book(&app, &token, &format!("later-{n}"), &body).await;
         assert_eq!(status, 409, "{answer}");
     }
+    // Another request under the key is refused, and that refusal is not
+    // what the key's own request gets next.
+    let other = json!({"venue_id": "clinic-001", "date": date, "time": "15:00", "dose": 1});
+    let reused = keyed_book(&app, &token, "first-try", &other).await;
+    assert_eq!(reused.0, 422, "{}", reused.1);
+    assert!(reused.1.contains("idempotency_key_reused"), "{}", reused.1);
     let again = keyed_book(&app, &token, "first-try", &body).await;
     assert_eq!(again.0, 201, "{}", again.1);
     let id =

@@ -465,9 +465,26 @@ async fn a_keyed_refusal_is_kept_only_where_the_dose_record_names_nothing() {
             RefusalKept::DoseRecorded(vec![(Dose::FIRST, key())])
         );
     }
+    // A claim that started after the caller's check: still nothing kept.
+    let second = Some(Dose::new(2).unwrap());
+    let claim_2 = SharedDoseClaim {
+        ticket,
+        dose: Dose::new(2).unwrap(),
+        id: 2,
+        day: key(),
+        idempotency_key: None,
+        prior: None,
+    };
+    store.claim_dose(&claim_2, None).await.unwrap();
+    for dose in [second, None] {
+        assert_eq!(
+            store.remember_refusal(refusal(dose, false)).await.unwrap(),
+            RefusalKept::DoseInFlight
+        );
+    }
+    store.end_dose_claim(&claim_2, None).await.unwrap();
     // Another dose's record is not this booking's concern: kept, and then
     // the answer whatever is asked.
-    let second = Some(Dose::new(2).unwrap());
     assert_eq!(
         store.remember_refusal(refusal(second, true)).await.unwrap(),
         RefusalKept::Now

@@ -107,7 +107,44 @@ impl Node {
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }
+
+    /// Starts a new node on free ports and waits until it answers. A port
+    /// picked free can be taken before the node binds it (by another
+    /// program, or as an outgoing connection's): a node that exits is
+    /// started again on other ports, `NODE_STARTS_MAX` times at most.
+    async fn start_fresh(dir: PathBuf) -> anyhow::Result<Node> {
+        for _ in 0..NODE_STARTS_MAX {
+            let mut node = Node {
+                port: free_port()?,
+                bus: free_port()?,
+                dir: dir.clone(),
+                child: None,
+            };
+            node.start()?;
+            let started = tokio::time::Instant::now();
+            loop {
+                if cli(node.port, &["PING"]).await?.trim() == "PONG" {
+                    return Ok(node);
+                }
+                let exited = node
+                    .child
+                    .as_mut()
+                    .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+                if exited {
+                    break;
+                }
+                if started.elapsed() > UP_WITHIN {
+                    bail!("redis node {} does not answer", node.port);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        bail!("no redis node started in {NODE_STARTS_MAX} tries (see redis.log in the work folder)")
+    }
 }
+
+/// Most starts of one new node on fresh ports (see `Node::start_fresh`).
+const NODE_STARTS_MAX: usize = 5;
 
 pub struct Cluster {
     nodes: Vec<Node>,
@@ -119,19 +156,9 @@ impl Cluster {
         for n in 0..6 {
             let dir = work.join(format!("node{n}"));
             std::fs::create_dir_all(&dir)?;
-            let mut node = Node {
-                port: free_port()?,
-                bus: free_port()?,
-                dir,
-                child: None,
-            };
-            node.start()?;
-            nodes.push(node);
+            nodes.push(Node::start_fresh(dir).await?);
         }
         let cluster = Cluster { nodes };
-        for node in &cluster.nodes {
-            cluster.until_answers(node.port).await?;
-        }
         let addresses: Vec<String> = cluster
             .nodes
             .iter()
