@@ -938,10 +938,7 @@ async fn a_process_paused_past_its_lease_shows_what_others_committed_meanwhile()
 /// loads the day again.
 #[tokio::test]
 async fn an_owner_whose_day_another_took_over_shows_what_that_one_committed() {
-    use vaxslot::domain::{
-        Channel, Dose, Reservation, ReservationId, ReservationStatus, SlotTime, TicketNumber,
-        Vaccine, VenueDayKey, VenueId, parse_date,
-    };
+    use vaxslot::domain::{Dose, VenueDayKey, VenueId, parse_date};
     use vaxslot::store::{BatchKind, Decision, RedisStore, ReservationBatch, Store};
     const FIRST: u64 = 4_900_000_000;
     let a = TestApp::spawn(Backend::Redis).await;
@@ -966,21 +963,7 @@ async fn an_owner_whose_day_another_took_over_shows_what_that_one_committed() {
         date: parse_date(&date).unwrap(),
     };
     let owner_epoch = other.load_venue_day(key.clone()).await.unwrap().owner_epoch;
-    let now = chrono::Utc::now().fixed_offset();
-    let reservation = Reservation {
-        id: ReservationId::random(),
-        ticket_number: TicketNumber::parse(&crate::helpers::ticket(FIRST + 1)).unwrap(),
-        venue_id: key.venue_id.clone(),
-        date: key.date,
-        time: SlotTime::parse("10:00").unwrap(),
-        dose: Dose::FIRST,
-        vaccine: Vaccine::Moderna,
-        status: ReservationStatus::Booked,
-        channel: Channel::Web,
-        created_at: now,
-        updated_at: now,
-        idempotency: None,
-    };
+    let reservation = crate::helpers::booked_reservation(&key, FIRST + 1, "10:00", Dose::FIRST);
     other
         .commit_reservations(ReservationBatch {
             kind: BatchKind::Reservations,
@@ -1036,8 +1019,8 @@ async fn an_owner_whose_day_another_took_over_shows_what_that_one_committed() {
 async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking() {
     use vaxslot::booking::Booking;
     use vaxslot::domain::{
-        Channel, Dose, FingerprintScheme, IdempotencyTag, Reservation, ReservationId,
-        ReservationStatus, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId, parse_date,
+        Dose, FingerprintScheme, IdempotencyTag, Reservation, SlotTime, TicketNumber, VenueDayKey,
+        VenueId, parse_date,
     };
     use vaxslot::store::{RedisStore, SharedDoseClaim, Store};
     const TICKET: u64 = 4_950_000_000;
@@ -1071,24 +1054,13 @@ async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking(
         dose: Some(dose_2),
         access_code: None,
     };
-    let now = chrono::Utc::now().fixed_offset();
     let kept = Reservation {
-        id: ReservationId::random(),
-        ticket_number: ticket,
-        venue_id: day.venue_id.clone(),
-        date: day.date,
-        time: booking.time,
-        dose: dose_2,
-        vaccine: Vaccine::Moderna,
-        status: ReservationStatus::Booked,
-        channel: Channel::Web,
-        created_at: now,
-        updated_at: now,
         idempotency: Some(IdempotencyTag {
             key: KEY.to_owned(),
             fingerprint: booking.fingerprint(FingerprintScheme::Canonical),
             scheme: FingerprintScheme::Canonical,
         }),
+        ..crate::helpers::booked_reservation(&day, TICKET, "10:00", dose_2)
     };
     other.load_venue_day(day.clone()).await.unwrap();
     let mut raw = ::redis::Client::open(a.redis.as_ref().unwrap().url())

@@ -795,6 +795,32 @@ pub fn fits_route(pattern: &str, path: &str) -> bool {
             .all(|(w, g)| w == g || (w.starts_with('{') && w.ends_with('}')))
 }
 
+/// A booked web reservation of resident `ticket` on `day` at `time`, as a
+/// store holds it (for tests that write behind a process's back).
+pub fn booked_reservation(
+    day: &vaxslot::domain::VenueDayKey,
+    ticket: u64,
+    time: &str,
+    dose: vaxslot::domain::Dose,
+) -> vaxslot::domain::Reservation {
+    use vaxslot::domain::{Channel, ReservationId, ReservationStatus, SlotTime, Vaccine};
+    let now = chrono::Utc::now().fixed_offset();
+    vaxslot::domain::Reservation {
+        id: ReservationId::random(),
+        ticket_number: vaxslot::domain::TicketNumber::parse(&self::ticket(ticket)).unwrap(),
+        venue_id: day.venue_id.clone(),
+        date: day.date,
+        time: SlotTime::parse(time).unwrap(),
+        dose,
+        vaccine: Vaccine::Moderna,
+        status: ReservationStatus::Booked,
+        channel: Channel::Web,
+        created_at: now,
+        updated_at: now,
+        idempotency: None,
+    }
+}
+
 pub fn ticket(number: u64) -> String {
     format!("{number:010}")
 }

@@ -3,8 +3,8 @@
 //! reverted if it was applied and can never apply later if it was not.
 
 use vaxslot::domain::{
-    Channel, Dose, Reservation, ReservationId, ReservationStatus, SlotTime, TicketNumber, Vaccine,
-    VenueDayKey, VenueId, parse_date,
+    Dose, Reservation, ReservationId, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId,
+    parse_date,
 };
 use vaxslot::store::{
     AbandonError, AbandonedBatch, AuditEntry, CommitError, Decision, KillSwitchState, RedisStore,
@@ -21,21 +21,7 @@ fn key() -> VenueDayKey {
 }
 
 fn reservation(ticket: u64) -> Reservation {
-    let now = chrono::Utc::now().fixed_offset();
-    Reservation {
-        id: ReservationId::random(),
-        ticket_number: TicketNumber::parse(&format!("{ticket:010}")).unwrap(),
-        venue_id: key().venue_id,
-        date: key().date,
-        time: SlotTime::parse("10:30").unwrap(),
-        dose: Dose::FIRST,
-        vaccine: Vaccine::Moderna,
-        status: ReservationStatus::Booked,
-        channel: Channel::Web,
-        created_at: now,
-        updated_at: now,
-        idempotency: None,
-    }
+    crate::helpers::booked_reservation(&key(), ticket, "10:30", Dose::FIRST)
 }
 
 fn batch(owner_epoch: u64, sequence: u64, reservations: Vec<Reservation>) -> ReservationBatch {
