@@ -1014,7 +1014,9 @@ async fn an_owner_whose_day_another_took_over_shows_what_that_one_committed() {
 /// `422 not_eligible` and kept it for the key (seen by the nemesis, seed
 /// 5019: a refusal left booked). A final refusal is not kept while the
 /// resident's shared record has a booking of the dose in flight ("in
-/// progress"), nor where it names the key's own booking (its answer).
+/// progress"), nor where it names the key's own booking (its answer, once
+/// the day's owner holds it: a booking the store holds and the owner does
+/// not, a batch it is undoing, is "in progress", never `201`).
 #[tokio::test]
 async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking() {
     use vaxslot::booking::Booking;
@@ -1031,7 +1033,7 @@ async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking(
     until_processes(&b, 2).await;
     let date = future_date(60);
     let venue = a.venue_owned_by(&b, "behind", &date).await;
-    a.import_residents(TICKET, 1).await;
+    a.import_residents(TICKET, 2).await;
     let token = a.login(TICKET).await;
     let body = json!({"venue_id": venue, "date": date, "time": "10:00", "dose": 2});
     let day = VenueDayKey {
@@ -1073,8 +1075,9 @@ async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking(
         .query_async(&mut raw)
         .await
         .unwrap();
+    let reservations = owner[0].replace(":owner", ":reservations");
     let _: i64 = ::redis::cmd("HSET")
-        .arg(owner[0].replace(":owner", ":reservations"))
+        .arg(&reservations)
         .arg(kept.id.to_string())
         .arg(String::from_utf8(vaxslot::store::records::encode(&kept)).unwrap())
         .query_async(&mut raw)
@@ -1106,6 +1109,47 @@ async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking(
     let (status, answer) = a.send_keyed(&token, &body, KEY).await;
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["reservation_id"], json!(kept.id.to_string()));
+
+    // A booking under a key that the store holds and the day's owner does
+    // not (a batch its owner is undoing): never `201` from the store, but
+    // "in progress" until the owner settles it.
+    let second = a.login(TICKET + 1).await;
+    let dose_1 = json!({"venue_id": venue, "date": date, "time": "10:00", "dose": 1});
+    let undoing = Reservation {
+        idempotency: Some(IdempotencyTag {
+            key: KEY.to_owned(),
+            fingerprint: Booking {
+                dose: Some(Dose::FIRST),
+                ..booking
+            }
+            .fingerprint(FingerprintScheme::Canonical),
+            scheme: FingerprintScheme::Canonical,
+        }),
+        ..crate::helpers::booked_reservation(&day, TICKET + 1, "10:00", Dose::FIRST)
+    };
+    let _: i64 = ::redis::cmd("HSET")
+        .arg(&reservations)
+        .arg(undoing.id.to_string())
+        .arg(String::from_utf8(vaxslot::store::records::encode(&undoing)).unwrap())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let claim = SharedDoseClaim {
+        ticket: undoing.ticket_number,
+        dose: Dose::FIRST,
+        ..claim
+    };
+    other.claim_dose(&claim, None).await.unwrap();
+    other
+        .end_dose_claim(&claim, Some(undoing.id))
+        .await
+        .unwrap();
+    let (status, answer) = a.send_keyed(&second, &dose_1, KEY).await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (409, &json!("change_in_progress")),
+        "{answer}"
+    );
 }
 
 /// `deploy/cluster/redis-node.conf` is a configuration redis-server accepts,
