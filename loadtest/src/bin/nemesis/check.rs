@@ -340,6 +340,23 @@ pub fn check_history(
     }
 }
 
+/// How much of `from..to` none of `intervals` covers.
+fn uncovered_ms(intervals: &mut [(i64, i64)], from: i64, to: i64) -> i64 {
+    intervals.sort_unstable();
+    let mut uncovered = 0;
+    let mut reached = from;
+    for &(began, ended) in intervals.iter() {
+        if began > reached {
+            uncovered += began.min(to) - reached;
+        }
+        reached = reached.max(ended);
+        if reached >= to {
+            return uncovered;
+        }
+    }
+    uncovered + (to - reached).max(0)
+}
+
 /// The remaining seats per (venue, date, time) by the store.
 pub fn remaining_by_store(store: &StoreState, days: &[Day]) -> HashMap<(String, String), u64> {
     let mut remaining: HashMap<(String, String), u64> = days
@@ -375,9 +392,13 @@ const STORE_BACK_WITHIN_MS: i64 = 15_000;
 /// `resent_after_crash`. "Before it could record" is while the server took
 /// it, or soon after, or (when a master fault was under way as the server
 /// accepted it) while the sender retried the store within the mail's lease.
+/// A sender SIGSTOPped while the server took it is the same as one killed
+/// when it could not act for the rest of the lease: its pauses, its kill
+/// and the store's faults leave it at most `RECORDED_WITHIN_MS` of it.
 pub fn check_mail(
     messages: &[Accepted],
     process_kills_ms: &[(usize, i64)],
+    process_pauses_ms: &[(usize, i64, i64)],
     store_faults_ms: &[(i64, i64)],
     store: &StoreState,
     with_email: &HashSet<String>,
@@ -402,9 +423,34 @@ pub fn check_mail(
         } else {
             first.accepted_ms + RECORDED_WITHIN_MS
         };
-        let crashed = process_kills_ms.iter().any(|(process, kill)| {
+        let killed = process_kills_ms.iter().any(|(process, kill)| {
             *process == first.sender && (first.received_ms..=unrecorded_until).contains(kill)
         });
+        let paused_while_sent = process_pauses_ms.iter().any(|(process, began, ended)| {
+            *process == first.sender
+                && *began <= first.accepted_ms + RECORDED_WITHIN_MS
+                && *ended >= first.received_ms
+        });
+        let crashed = killed
+            || paused_while_sent && {
+                let mut unable: Vec<(i64, i64)> = process_pauses_ms
+                    .iter()
+                    .filter(|(process, ..)| *process == first.sender)
+                    .map(|(_, began, ended)| (*began, *ended))
+                    .chain(
+                        process_kills_ms
+                            .iter()
+                            .filter(|(process, _)| *process == first.sender)
+                            .map(|(_, kill)| (*kill, i64::MAX)),
+                    )
+                    .chain(
+                        store_faults_ms
+                            .iter()
+                            .map(|(began, ended)| (*began, ended + STORE_BACK_WITHIN_MS)),
+                    )
+                    .collect();
+                uncovered_ms(&mut unable, first.accepted_ms, lease_end) <= RECORDED_WITHIN_MS
+            };
         if crashed && sent.len() == 2 && again.received_ms >= lease_end {
             resent_after_crash += 1;
         } else {
@@ -556,12 +602,29 @@ mod tests {
             accepted_ms: received_ms + 5_000,
         };
         let twice = [copy(1_000), copy(40_000)];
+        let sent_twice_paused = |messages: &[Accepted],
+                                 kills: &[(usize, i64)],
+                                 pauses: &[(usize, i64, i64)],
+                                 store_faults: &[(i64, i64)]| {
+            let mut anomalies = Anomalies::default();
+            let excused = check_mail(
+                messages,
+                kills,
+                pauses,
+                store_faults,
+                &store,
+                &with_email,
+                &mut anomalies,
+            );
+            (anomalies.count("mail_sent_twice"), excused)
+        };
         let sent_twice =
             |messages: &[Accepted], kills: &[(usize, i64)], store_faults: &[(i64, i64)]| {
                 let mut anomalies = Anomalies::default();
                 let excused = check_mail(
                     messages,
                     kills,
+                    &[],
                     store_faults,
                     &store,
                     &with_email,
@@ -585,5 +648,30 @@ mod tests {
         assert_eq!(sent_twice(&twice, &[(0, 35_000)], &fault), (1, 0));
         let early = [copy(1_000), copy(20_000)];
         assert_eq!(sent_twice(&early, &[(0, 3_000)], &[]), (1, 0));
+        // Paused while the server took it (seed 7003), then kept from the
+        // store by master faults and paused again past the lease: excused.
+        let pauses = [(0, 5_500, 19_100), (0, 19_200, 33_000)];
+        let faults = [(7_200, 14_500), (18_600, 23_000)];
+        assert_eq!(sent_twice_paused(&twice, &[], &pauses, &faults), (0, 1));
+        // Not when it had time to record it: woke with the store up.
+        let short = [(0, 5_500, 8_000)];
+        assert_eq!(sent_twice_paused(&twice, &[], &short, &[]), (1, 0));
+        assert_eq!(
+            sent_twice_paused(&twice, &[], &short, &[(7_200, 9_000)]),
+            (1, 0)
+        );
+        // Nor another process's pause, nor a pause only after the send.
+        let other = [(1, 5_500, 19_100), (1, 19_200, 33_000)];
+        assert_eq!(sent_twice_paused(&twice, &[], &other, &faults), (1, 0));
+        let later = [(0, 9_000, 33_000)];
+        assert_eq!(sent_twice_paused(&twice, &[], &later, &[]), (1, 0));
+    }
+
+    #[test]
+    fn uncovered_time_is_what_no_interval_covers() {
+        assert_eq!(uncovered_ms(&mut [], 0, 10), 10);
+        assert_eq!(uncovered_ms(&mut [(2, 4), (3, 6), (8, 20)], 0, 10), 4);
+        assert_eq!(uncovered_ms(&mut [(-5, 50)], 0, 10), 0);
+        assert_eq!(uncovered_ms(&mut [(0, 3), (5, i64::MAX)], 0, 10), 2);
     }
 }

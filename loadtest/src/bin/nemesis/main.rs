@@ -147,7 +147,16 @@ async fn main() -> anyhow::Result<()> {
 /// to read there). The logs hold no personal data.
 const LOG_WARNINGS_PRINTED: usize = 40;
 
-/// Prints the last warnings and errors of each vaxslot log in `work`.
+/// The Redis client's own warnings while a node is down: many a second,
+/// they would hide vaxslot's.
+const REDIS_CLIENT_CHATTER: [&str; 3] = [
+    "Failed to connect to node",
+    "beginning slot refresh",
+    "repairing in background",
+];
+
+/// Prints the last warnings and errors of each vaxslot log in `work`
+/// (without the Redis client's chatter).
 fn print_log_warnings(work: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(work) else {
         return;
@@ -166,6 +175,11 @@ fn print_log_warnings(work: &std::path::Path) {
         let warnings: Vec<&str> = text
             .lines()
             .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            .filter(|line| {
+                !REDIS_CLIENT_CHATTER
+                    .iter()
+                    .any(|chatter| line.contains(chatter))
+            })
             .collect();
         let shown = &warnings[warnings.len().saturating_sub(LOG_WARNINGS_PRINTED)..];
         println!(
@@ -365,6 +379,7 @@ async fn run(args: &Args, seed: u64) -> anyhow::Result<Report> {
         urls: Arc::clone(&urls),
         kills: Arc::default(),
         store_faults: Arc::default(),
+        pauses: Arc::default(),
     };
     let mut healing = Vec::new();
     for planned in &schedule {
@@ -427,10 +442,12 @@ async fn run(args: &Args, seed: u64) -> anyhow::Result<Report> {
     // What the last send left: a message accepted but not yet recorded.
     tokio::time::sleep(Duration::from_millis(args.smtp_delay_ms + 1000)).await;
     let kills = world.kills.lock().await.clone();
+    let pauses = world.pauses.lock().await.clone();
     let store_faults = world.store_faults.lock().await.clone();
     let resent_after_crash = check::check_mail(
         &Smtp::messages(&smtp),
         &kills,
+        &pauses,
         &store_faults,
         &store,
         &with_email,
@@ -456,6 +473,8 @@ struct World {
     urls: Arc<RwLock<Vec<String>>>,
     /// Which process was SIGKILLed, and when (unix ms).
     kills: Arc<Mutex<Vec<(usize, i64)>>>,
+    /// Which process was SIGSTOPped, from when until its SIGCONT (unix ms).
+    pauses: Arc<Mutex<Vec<(usize, i64, i64)>>>,
     /// When a master was killed, paused or held by `CLIENT PAUSE`, and when
     /// that ended (unix ms).
     store_faults: Arc<Mutex<Vec<(i64, i64)>>>,
@@ -470,6 +489,12 @@ async fn inflict(world: World, fault: Fault) -> anyhow::Result<()> {
             world.processes.lock().await.signal(process, "STOP").await?;
             tokio::time::sleep(lasts).await;
             world.processes.lock().await.signal(process, "CONT").await?;
+            let ended_ms = workload::now_ms();
+            world
+                .pauses
+                .lock()
+                .await
+                .push((process, began_ms, ended_ms));
         }
         Fault::KillProcess { process, .. } => {
             world.kills.lock().await.push((process, workload::now_ms()));
