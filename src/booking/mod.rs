@@ -161,21 +161,13 @@ impl BookingService {
                 guard.finish(Some(FirstAnswer::Booked(first.clone())));
                 Ok(Outcome::Replayed(*first))
             }
-            // The key is another request's: never this request's answer
-            // under the key (a retry of that request gets its own).
-            Err(Refused::Error(BookingError::IdempotencyKeyReused)) => {
-                guard.finish(None);
-                Err(BookingError::IdempotencyKeyReused)
-            }
-            Err(Refused::Error(refusal)) if is_final(refusal) => {
+            Err(Refused::Error(refusal)) if is_kept_for_key(refusal) => {
                 match self.first_refusal(caller, &tag, dose, refusal).await {
                     Refused::Replay(first) => {
                         guard.finish(Some(FirstAnswer::Booked(first.clone())));
                         Ok(Outcome::Replayed(*first))
                     }
-                    Refused::Error(first)
-                        if is_final(first) && first != BookingError::IdempotencyKeyReused =>
-                    {
+                    Refused::Error(first) if is_kept_for_key(first) => {
                         guard.finish(Some(FirstAnswer::Refused(first)));
                         Err(first)
                     }
@@ -734,9 +726,11 @@ impl From<BookingError> for Refused {
     }
 }
 
-/// A refusal that is the answer (replayed for its `Idempotency-Key`), as
-/// opposed to a failure after which a retry may succeed.
-fn is_final(error: BookingError) -> bool {
+/// A refusal that is the answer, kept and replayed for its
+/// `Idempotency-Key`, as opposed to a failure after which a retry may
+/// succeed; and not "key reused": the key is another request's, whose
+/// retry gets its own answer.
+fn is_kept_for_key(error: BookingError) -> bool {
     !matches!(
         error,
         BookingError::BookingClosed
@@ -744,6 +738,7 @@ fn is_final(error: BookingError) -> bool {
             | BookingError::StoreUnavailable
             | BookingError::ChangeInProgress
             | BookingError::IdempotencyKeyInUse
+            | BookingError::IdempotencyKeyReused
             | BookingError::NotOpenYet(_)
     )
 }
