@@ -181,6 +181,20 @@ fn resident_doses(ticket: &crate::domain::TicketNumber) -> String {
     resident_key(ticket, "doses")
 }
 
+/// A dose of a resident's shared dose record (`dose`, its number) and the
+/// venue-day its `record` names: the last word of "booked <id> <day>" and
+/// of "pending <claim> <until ms> <day>".
+fn dose_on_day(dose: &str, record: &str) -> Result<(crate::domain::Dose, VenueDayKey), StoreError> {
+    let corrupt = || StoreError::Corrupt("shared dose record".into());
+    let dose = dose
+        .parse::<u8>()
+        .ok()
+        .and_then(|n| crate::domain::Dose::new(n).ok())
+        .ok_or_else(corrupt)?;
+    let day = record.rsplit(' ').next().ok_or_else(corrupt)?;
+    Ok((dose, parse_day_field(day)?))
+}
+
 /// Where a keyed booking's first refusal is kept: named by a hash of the
 /// `Idempotency-Key` (any visible ASCII) on the resident's slot.
 fn refusal_key(ticket: &crate::domain::TicketNumber, idempotency_key: &str) -> String {
@@ -1006,14 +1020,7 @@ impl Store for RedisStore {
             Some("recorded") => {
                 let mut recorded = Vec::new();
                 while let (Some(dose), Some(value)) = (answer.next(), answer.next()) {
-                    // "booked <id> <day>" or "pending <claim> <until> <day>".
-                    let day = value.rsplit(' ').next().ok_or_else(corrupt)?;
-                    let dose = dose
-                        .parse::<u8>()
-                        .ok()
-                        .and_then(|n| crate::domain::Dose::new(n).ok())
-                        .ok_or_else(corrupt)?;
-                    recorded.push((dose, parse_day_field(day)?));
+                    recorded.push(dose_on_day(&dose, &value)?);
                 }
                 RefusalKept::DoseRecorded(recorded)
             }
@@ -1039,17 +1046,11 @@ impl Store for RedisStore {
         if answer.next().as_deref() != Some("OK") {
             return Ok(None);
         }
-        // "<dose> booked <id> <day>" or "<dose> pending <claim> <until> <day>":
-        // the day is the last word of each.
+        // "<dose> <record>" each.
         answer
             .map(|held| {
-                let dose = held.split(' ').next().and_then(|n| n.parse::<u8>().ok());
-                let day = held.rsplit(' ').next().ok_or_else(corrupt)?;
-                Ok((
-                    dose.and_then(|n| crate::domain::Dose::new(n).ok())
-                        .ok_or_else(corrupt)?,
-                    parse_day_field(day)?,
-                ))
+                let (dose, record) = held.split_once(' ').ok_or_else(corrupt)?;
+                dose_on_day(dose, record)
             })
             .collect::<Result<_, _>>()
             .map(Some)
