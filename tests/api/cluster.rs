@@ -559,6 +559,14 @@ async fn a_herd_over_three_processes_books_each_day_through_its_one_owner() {
 }
 
 /// Waits until `app` sees `n` live processes (its status document).
+/// A second process on `a`'s store, once both see two processes.
+async fn second_process(a: &TestApp) -> TestApp {
+    let b = a.spawn_second().await;
+    until_processes(a, 2).await;
+    until_processes(&b, 2).await;
+    b
+}
+
 pub async fn until_processes(app: &TestApp, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -779,9 +787,7 @@ async fn a_process_that_does_not_own_a_day_shows_the_owners_seats() {
     let date = future_date(30);
     a.venue_day("moved", &date, &[("10:00", 5)]).await;
     a.import_residents(FIRST, 4).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     // Both are asked as its owner: the one that is not runs a stray actor.
     let key = vaxslot::cluster::internal_key(crate::helpers::TOKEN_SECRET);
     let path = format!("/internal/v1/venue-days/moved/{date}/reservations");
@@ -827,9 +833,7 @@ async fn a_process_that_does_not_own_a_day_shows_the_owners_seats() {
 async fn a_forwarded_booking_answered_503_never_commits_afterwards() {
     const FIRST: u64 = 4_700_000_000;
     let a = TestApp::spawn_with_env(Backend::Redis, &[("VAXSLOT_ACCESS_LOG", "all")]).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     let date = future_date(30);
     let venue = a.venue_owned_by(&a, "frozen", &date).await;
     a.venue_day(&venue, &date, &[("10:00", 1)]).await;
@@ -895,9 +899,7 @@ async fn a_forwarded_booking_answered_503_never_commits_afterwards() {
 async fn a_process_paused_past_its_lease_shows_what_others_committed_meanwhile() {
     const FIRST: u64 = 4_800_000_000;
     let a = TestApp::spawn(Backend::Redis).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     let date = future_date(30);
     let venue = a.venue_owned_by(&a, "lapsed", &date).await;
     a.venue_day(&venue, &date, &[("10:00", 5)]).await;
@@ -942,9 +944,7 @@ async fn an_owner_whose_day_another_took_over_shows_what_that_one_committed() {
     use vaxslot::store::{BatchKind, Decision, RedisStore, ReservationBatch, Store};
     const FIRST: u64 = 4_900_000_000;
     let a = TestApp::spawn(Backend::Redis).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let _b = second_process(&a).await; // running: one of the members
     let date = future_date(30);
     let venue = a.venue_owned_by(&a, "taken-over", &date).await;
     a.venue_day(&venue, &date, &[("10:00", 3)]).await;
@@ -1028,9 +1028,7 @@ async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking(
     const TICKET: u64 = 4_950_000_000;
     const KEY: &str = "dose-2-first-try";
     let a = TestApp::spawn(Backend::Redis).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     let date = future_date(60);
     let venue = a.venue_owned_by(&b, "behind", &date).await;
     a.import_residents(TICKET, 2).await;
@@ -1230,9 +1228,7 @@ async fn a_check_in_on_another_process_never_gives_dose_2_first() {
         }
     }
     a.import_residents(4_800_000_000, RESIDENTS).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     for i in 0..RESIDENTS {
         let token = a.login(4_800_000_000 + i).await;
         for (day, dose) in [(&first_day, 1), (&second_day, 2)] {
@@ -1414,9 +1410,7 @@ where
 async fn what_one_process_changes_the_others_know_within_a_second() {
     const FIRST: u64 = 4_700_000_000;
     let a = TestApp::spawn(Backend::RedisCluster).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     let (first_day, second_day) = (future_date(3), future_date(3 + 28));
     // Four venues with both days, four more with the first only.
     for v in 0..8 {
@@ -1599,9 +1593,7 @@ async fn a_keyed_refusal_through_one_process_is_the_answer_on_the_others() {
         a.venue_day(v, &date, &[("10:00", 1)]).await;
     }
     a.import_residents(FIRST, 2).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     let (holder, late) = (a.login(FIRST).await, a.login(FIRST + 1).await);
     let (status, held) = a.book(&holder, "tiny", &date, "10:00").await;
     assert_eq!(status, 201, "{held}");
@@ -1696,9 +1688,7 @@ async fn right_after_a_cancellation_through_one_process_another_follows_the_stor
         }
     }
     a.import_residents(FIRST, RESIDENTS).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     for i in 0..RESIDENTS {
         let (token_a, token_b) = (a.login(FIRST + i).await, b.login(FIRST + i).await);
         let venue = format!("again-{i}");
@@ -1760,9 +1750,7 @@ async fn a_cascade_and_a_booking_of_the_next_dose_at_once_through_two_processes(
         }
     }
     a.import_residents(FIRST, RESIDENTS).await;
-    let b = a.spawn_second().await;
-    until_processes(&a, 2).await;
-    until_processes(&b, 2).await;
+    let b = second_process(&a).await;
     let mut residents = Vec::new();
     for i in 0..RESIDENTS {
         let (token_a, token_b) = (a.login(FIRST + i).await, b.login(FIRST + i).await);
