@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod csv_text;
 pub mod demo;
 pub mod domain;
 pub mod login_guard;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::{self, Staff};
 use super::problem::ApiError;
+use crate::csv_text::CsvAnswer;
 use crate::domain::Actor;
 use crate::store::{AUDIT_PAGE_MAX, AuditCursor, AuditEntry, AuditQuery, AuditTarget};
 
@@ -184,32 +185,31 @@ const CSV_HEADER: [&str; 11] = [
     "outcome",
 ];
 
-fn csv_of(entries: &[EntryView]) -> Result<Vec<u8>, ApiError> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let failed = |e: csv::Error| ApiError::internal(&e);
-    writer.write_record(CSV_HEADER).map_err(failed)?;
+fn cell(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("")
+}
+
+/// The rows as a CSV answer (a BOM, no cell a spreadsheet runs).
+fn csv_of(entries: &[EntryView]) -> Vec<u8> {
+    let mut answer = CsvAnswer::new();
+    answer.row(CSV_HEADER);
     for e in entries {
         let t = &e.target;
-        let none = String::new();
-        writer
-            .write_record([
-                &e.id,
-                &e.at,
-                &e.actor,
-                &e.role.to_owned(),
-                &e.action,
-                t.venue_id.as_ref().unwrap_or(&none),
-                t.date.as_ref().unwrap_or(&none),
-                t.reservation_id.as_ref().unwrap_or(&none),
-                t.ticket_number.as_ref().unwrap_or(&none),
-                t.account_id.as_ref().unwrap_or(&none),
-                &e.outcome,
-            ])
-            .map_err(failed)?;
+        answer.row([
+            e.id.as_str(),
+            &e.at,
+            &e.actor,
+            e.role,
+            &e.action,
+            cell(&t.venue_id),
+            cell(&t.date),
+            cell(&t.reservation_id),
+            cell(&t.ticket_number),
+            cell(&t.account_id),
+            &e.outcome,
+        ]);
     }
-    writer
-        .into_inner()
-        .map_err(|e| ApiError::internal(e.error()))
+    answer.into_bytes()
 }
 
 /// `GET /v1/admin/audit`: oldest first, `next` is the cursor of the next
@@ -235,7 +235,7 @@ pub async fn list(
     if wants_csv(&request) {
         return Ok(response
             .content_type("text/csv; charset=utf-8")
-            .body(csv_of(&entries)?));
+            .body(csv_of(&entries)));
     }
     Ok(response.json(AuditPageView { entries, next }))
 }

@@ -129,7 +129,7 @@ impl From<DomainError> for ErrorCode {
             DomainError::InvalidDose => Self::InvalidDose,
             DomainError::InvalidTime => Self::InvalidTime,
             DomainError::InvalidDate => Self::InvalidDate,
-            DomainError::InvalidText => Self::InvalidText,
+            DomainError::InvalidText { .. } => Self::InvalidText,
             DomainError::InvalidHistory => Self::InvalidHistory,
             DomainError::InvalidSlots => Self::InvalidSlots,
             DomainError::InvalidAccessCode => Self::InvalidAccessCode,

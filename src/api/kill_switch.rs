@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{self, Role};
 use super::problem::ApiError;
 use super::{AppState, body};
+use crate::domain::TextRule;
 use crate::store::{AuditEntry, AuditTarget, KillSwitchState};
 
 /// Longest reason text, in characters.
@@ -56,14 +57,8 @@ pub async fn put(
     let staff = auth::staff(&request, &state, &[Role::Sre])?;
     let change: ChangeRequest = body::json(&request, payload).await?;
     let reason = change.reason.filter(|r| !r.trim().is_empty());
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > KILL_SWITCH_REASON_CHARS_MAX)
-    {
-        return Err(ApiError::new(
-            super::codes::ErrorCode::InvalidText,
-            format!("reason may be at most {KILL_SWITCH_REASON_CHARS_MAX} characters"),
-        ));
+    if let Some(reason) = &reason {
+        TextRule::optional("reason", KILL_SWITCH_REASON_CHARS_MAX).check(reason)?;
     }
     let new_state = KillSwitchState {
         engaged: change.engaged,

@@ -19,6 +19,8 @@ pub struct ApiError {
     reason: Option<&'static str>,
     /// The `opens_at` member of `409 not_open_yet`.
     opens_at: Option<String>,
+    /// The `field` member of `400 invalid_text`: the member that holds it.
+    field: Option<&'static str>,
     retry_after_s: Option<u32>,
 }
 
@@ -34,6 +36,8 @@ struct ProblemBody<'a> {
     reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     opens_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -45,6 +49,7 @@ impl ApiError {
             detail: detail.into(),
             reason: None,
             opens_at: None,
+            field: None,
             retry_after_s: code.retry_after_s(),
         }
     }
@@ -132,7 +137,11 @@ impl ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
-        Self::new(error.into(), error.to_string())
+        let mut problem = Self::new(error.into(), error.to_string());
+        if let DomainError::InvalidText { field } = error {
+            problem.field = Some(field);
+        }
+        problem
     }
 }
 
@@ -187,6 +196,7 @@ impl ApiError {
             detail: &self.detail,
             reason: self.reason,
             opens_at: self.opens_at.as_deref(),
+            field: self.field,
         };
         serde_json::to_vec(&body).expect("problem bodies serialise")
     }

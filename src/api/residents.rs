@@ -10,6 +10,7 @@ use super::auth;
 use super::body::{self, IMPORT_BODY_BYTES_MAX};
 use super::codes::ErrorCode;
 use super::problem::ApiError;
+use crate::csv_text::LineCounter;
 use crate::domain::{
     DOSE_MAX, DomainError, Dose, DoseRecord, Resident, TicketNumber, Vaccine, parse_date,
 };
@@ -50,6 +51,9 @@ struct Rejected {
     line: usize,
     #[serde(serialize_with = "code_name")]
     code: ErrorCode,
+    /// For `invalid_text`: the column (CSV) or member (JSON) that holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
 }
 
 fn code_name<S: serde::Serializer>(code: &ErrorCode, serializer: S) -> Result<S::Ok, S::Error> {
@@ -139,15 +143,23 @@ fn records_from_csv(body: &[u8]) -> Result<Vec<NumberedRecord>, ApiError> {
         })
         .collect();
     let mut records = Vec::new();
-    for row in reader.records() {
-        let line = records.len() + 2;
-        if records.len() >= IMPORT_RECORDS_MAX {
-            check_count(records.len() + 1)?;
-        }
-        let Ok(row) = row else {
-            records.push((line, Err(ErrorCode::InvalidRecord)));
-            continue;
+    let mut row = csv::StringRecord::new();
+    let mut lines = LineCounter::new(body);
+    loop {
+        let line = match reader.read_record(&mut row) {
+            Ok(true) => lines.line_at(row.position()),
+            Ok(false) => break,
+            Err(error) if error.is_io_error() => break,
+            Err(error) => {
+                check_count(records.len() + 1)?;
+                records.push((
+                    lines.line_at(error.position()),
+                    Err(ErrorCode::InvalidRecord),
+                ));
+                continue;
+            }
         };
+        check_count(records.len() + 1)?;
         let field = |i: Option<usize>| i.and_then(|i| row.get(i)).unwrap_or("").to_owned();
         let high_risk = match field(risk).to_ascii_lowercase().as_str() {
             "" | "false" | "0" | "no" => Ok(false),
@@ -218,9 +230,21 @@ async fn import_unaudited(
     let mut good = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
     for (line, record) in records {
-        match record.and_then(|r| to_resident(r, today).map_err(ErrorCode::from)) {
-            Ok(resident) => good.push(resident),
-            Err(code) => rejected.push(Rejected { line, code }),
+        match record.map(|r| to_resident(r, today)) {
+            Ok(Ok(resident)) => good.push(resident),
+            Ok(Err(error)) => rejected.push(Rejected {
+                line,
+                code: error.into(),
+                field: match error {
+                    DomainError::InvalidText { field } => Some(field),
+                    _ => None,
+                },
+            }),
+            Err(code) => rejected.push(Rejected {
+                line,
+                code,
+                field: None,
+            }),
         }
     }
     let new_tickets = good

@@ -9,8 +9,9 @@ use serde::Serialize;
 use super::AppState;
 use super::auth::{self, Role};
 use super::problem::ApiError;
+use crate::csv_text::CsvAnswer;
 use crate::domain::{
-    BookingError, CheckInError, Reservation, ReservationStatus, TicketNumber, VenueDayKey, VenueId,
+    CheckInError, Reservation, ReservationStatus, TicketNumber, VenueDayKey, VenueId, one_line,
     parse_date, prior_dose_received, received_history,
 };
 use crate::store::{AuditDraft, AuditTarget};
@@ -66,9 +67,10 @@ fn row(state: &AppState, reservation: &Reservation, day_has_passed: bool) -> Ros
         time: reservation.time.to_string(),
         reservation_id: reservation.id.to_string(),
         ticket_number: reservation.ticket_number.expose().to_owned(),
+        // On one line and in reading order, whenever it was stored.
         name: resident
             .as_ref()
-            .map(|r| r.name.clone())
+            .map(|r| one_line(&r.name).into_owned())
             .unwrap_or_default(),
         birth_date: resident
             .map(|r| r.birth_date.to_string())
@@ -122,20 +124,24 @@ async fn roster_unaudited(
             rows,
         }));
     }
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    let csv_failed = |_| ApiError::internal(&BookingError::StoreUnavailable);
-    writer.write_record(ROSTER_COLUMNS).map_err(csv_failed)?;
+    let mut answer = CsvAnswer::new();
+    answer.row(ROSTER_COLUMNS);
     for row in &rows {
-        writer.serialize(row).map_err(csv_failed)?;
+        answer.row([
+            row.time.as_str(),
+            &row.reservation_id,
+            &row.ticket_number,
+            &row.name,
+            &row.birth_date,
+            &row.dose.to_string(),
+            row.vaccine,
+            row.status,
+            row.channel,
+        ]);
     }
-    let body = writer
-        .into_inner()
-        .map_err(|_| ApiError::internal(&BookingError::StoreUnavailable))?;
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
-        .body(body))
+        .body(answer.into_bytes()))
 }
 
 /// Digits of a ticket number printed after the municipality code.

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use crate::domain::{TICKET_NUMBER_DIGITS, parse_date};
+use crate::csv_text::LineCounter;
+use crate::domain::{TICKET_NUMBER_DIGITS, is_forbidden_in_text, parse_date};
 
 /// A birth date this many years before today is implausible.
 pub const AGE_YEARS_MAX: i32 = 120;
@@ -58,6 +59,7 @@ pub enum Finding {
     ImplausiblyOld,
     ColumnsLookShifted,
     MissingName,
+    ControlCharacters,
     UnreadableLine,
 }
 
@@ -73,6 +75,9 @@ impl Finding {
                 "columns look shifted (a date where the ticket number belongs, or the reverse)"
             }
             Finding::MissingName => "name is empty",
+            Finding::ControlCharacters => {
+                "name, email or phone holds a line break, tab or other control character (the server refuses the line)"
+            }
             Finding::UnreadableLine => "the line could not be read as CSV",
         }
     }
@@ -128,6 +133,10 @@ pub fn check(text: &str, today: NaiveDate) -> Result<Report, String> {
         .map_err(|e| format!("the header row cannot be read: {e}"))?
         .clone();
     let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let texts_at: Vec<usize> = ["name", "email", "phone"]
+        .into_iter()
+        .filter_map(&column)
+        .collect();
     let (Some(ticket_at), Some(birth_at), Some(name_at)) = (
         column("ticket_number"),
         column("birth_date"),
@@ -141,9 +150,13 @@ pub fn check(text: &str, today: NaiveDate) -> Result<Report, String> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut problems = Vec::new();
     let mut records = 0;
-    for (index, row) in reader.records().enumerate() {
-        let line = index + 2;
+    let mut lines = LineCounter::new(text.as_bytes());
+    for row in reader.records() {
         records += 1;
+        let line = lines.line_at(match &row {
+            Ok(row) => row.position(),
+            Err(error) => error.position(),
+        });
         let Ok(row) = row else {
             problems.push(Problem {
                 line,
@@ -183,6 +196,12 @@ pub fn check(text: &str, today: NaiveDate) -> Result<Report, String> {
         if name.is_empty() {
             found(Finding::MissingName, None);
         }
+        if texts_at
+            .iter()
+            .any(|&i| field(i).chars().any(is_forbidden_in_text))
+        {
+            found(Finding::ControlCharacters, None);
+        }
     }
     Ok(Report { records, problems })
 }
@@ -205,7 +224,9 @@ mod tests {
             1311480004,2030-01-01,未来 花子\n\
             1311480005,1890-01-01,長寿 次郎\n\
             1950-04-01,1311480006,ずれた 列\n\
-            1311480007,1960-01-01,\n";
+            1311480007,1960-01-01,\n\
+            1311480008,1960-01-01,\"改行\r\nBcc: x\"\n\
+            1311480009,1960-01-01,\u{202E}逆さ\n";
         let report = check(csv, today()).unwrap();
         let found: Vec<(usize, Finding)> = report
             .problems
@@ -222,10 +243,13 @@ mod tests {
                 (7, Finding::ImplausiblyOld),
                 (8, Finding::ColumnsLookShifted),
                 (9, Finding::MissingName),
+                (10, Finding::ControlCharacters),
+                // The line before spans two.
+                (12, Finding::ControlCharacters),
             ]
         );
         assert_eq!(report.problems[1].first_line, Some(2));
-        assert_eq!(report.records, 8);
+        assert_eq!(report.records, 10);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
 
-use super::DomainError;
+use super::{DomainError, TextRule};
 
 /// Longest account id, in bytes (API.md: 1–64 of `[a-z0-9-]`).
 pub const ACCOUNT_ID_LENGTH_MAX: usize = 64;
@@ -80,10 +80,7 @@ pub struct Account {
 impl Account {
     /// Checks the display name.
     pub fn validated(self) -> Result<Self, DomainError> {
-        let name = self.display_name.trim();
-        if name.is_empty() || name.chars().count() > ACCOUNT_NAME_CHARS_MAX {
-            return Err(DomainError::InvalidText);
-        }
+        TextRule::required("display_name", ACCOUNT_NAME_CHARS_MAX).check(&self.display_name)?;
         Ok(self)
     }
 }

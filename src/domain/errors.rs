@@ -20,8 +20,10 @@ pub enum DomainError {
     InvalidTime,
     #[error("date must be YYYY-MM-DD")]
     InvalidDate,
-    #[error("a required text field is empty or too long")]
-    InvalidText,
+    #[error(
+        "{field} is empty, too long, or holds a control character (line break, tab, bidi control)"
+    )]
+    InvalidText { field: &'static str },
     #[error("the dose history must list doses 1, 2, … in order, with dates that do not go back")]
     InvalidHistory,
     #[error("slots must have distinct times and capacities from 1 to the limit")]

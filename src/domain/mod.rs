@@ -9,6 +9,7 @@ mod ids;
 mod mail;
 mod reservation;
 mod resident;
+mod text;
 mod venue;
 mod venue_day;
 
@@ -33,6 +34,7 @@ pub use reservation::{Channel, FingerprintScheme, IdempotencyTag, Reservation, R
 #[cfg(test)]
 pub use resident::test_resident;
 pub use resident::{DoseRecord, RESIDENT_TEXT_CHARS_MAX, Resident, next_open_dose};
+pub use text::{TextRule, is_forbidden as is_forbidden_in_text, one_line};
 pub use venue::{
     ACCESS_CODE_LENGTH_MAX, BookingMode, BookingWindow, DayPlan, SLOT_CAPACITY_MAX,
     SLOTS_PER_DAY_MAX, SlotPlan, VENUE_TEXT_CHARS_MAX, Venue, VenueKind,

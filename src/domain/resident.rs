@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 
-use super::{DomainError, Dose, TicketNumber, Vaccine};
+use super::{DomainError, Dose, TextRule, TicketNumber, Vaccine};
 
 /// Longest name, e-mail or phone text, in characters.
 pub const RESIDENT_TEXT_CHARS_MAX: usize = 200;
@@ -35,13 +35,11 @@ impl Resident {
         if self.birth_date > today {
             return Err(DomainError::InvalidBirthDate);
         }
-        let text_ok = |t: &str| t.chars().count() <= RESIDENT_TEXT_CHARS_MAX;
-        let name_ok = !self.name.trim().is_empty() && text_ok(&self.name);
-        let contact_ok = [&self.email, &self.phone]
-            .iter()
-            .all(|t| t.as_deref().is_none_or(text_ok));
-        if !name_ok || !contact_ok {
-            return Err(DomainError::InvalidText);
+        TextRule::required("name", RESIDENT_TEXT_CHARS_MAX).check(&self.name)?;
+        for (field, text) in [("email", &self.email), ("phone", &self.phone)] {
+            if let Some(text) = text {
+                TextRule::optional(field, RESIDENT_TEXT_CHARS_MAX).check(text)?;
+            }
         }
         self.history.sort_by_key(|r| r.dose);
         let consecutive = self

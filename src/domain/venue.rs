@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 
-use super::{DomainError, SlotTime, Vaccine, VenueId};
+use super::{DomainError, SlotTime, TextRule, Vaccine, VenueId};
 
 /// Longest venue name, address or phone text, in characters.
 pub const VENUE_TEXT_CHARS_MAX: usize = 200;
@@ -47,14 +47,9 @@ pub struct Venue {
 impl Venue {
     /// Checks the free-text fields and normalises the vaccine list (sorted, unique).
     pub fn validated(mut self) -> Result<Self, DomainError> {
-        let name_ok =
-            !self.name.trim().is_empty() && self.name.chars().count() <= VENUE_TEXT_CHARS_MAX;
-        let others_ok = [&self.address, &self.phone]
-            .iter()
-            .all(|t| t.chars().count() <= VENUE_TEXT_CHARS_MAX);
-        if !name_ok || !others_ok {
-            return Err(DomainError::InvalidText);
-        }
+        TextRule::required("name", VENUE_TEXT_CHARS_MAX).check(&self.name)?;
+        TextRule::optional("address", VENUE_TEXT_CHARS_MAX).check(&self.address)?;
+        TextRule::optional("phone", VENUE_TEXT_CHARS_MAX).check(&self.phone)?;
         self.vaccines.sort();
         self.vaccines.dedup();
         Ok(self)

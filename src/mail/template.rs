@@ -6,7 +6,7 @@ use std::path::Path;
 
 use chrono::Datelike;
 
-use crate::domain::{MailKind, MailedReservation, Vaccine, Venue};
+use crate::domain::{MailKind, MailedReservation, Vaccine, Venue, one_line};
 
 /// The templates built into the binary: `templates/mail/` of the source tree.
 const BUILT_IN: [(&str, &str); 4] = [
@@ -166,9 +166,11 @@ impl ReservationView<'_> {
                 [r.date.weekday().num_days_from_monday() as usize]
                 .to_owned(),
             "time" => r.time.to_string(),
-            "venue_name" => self.venue.name.clone(),
-            "venue_address" => self.venue.address.clone(),
-            "venue_phone" => self.venue.phone.clone(),
+            // Stored text is shown on one line, whenever it was stored: a
+            // line break in it can add no line to the mail.
+            "venue_name" => one_line(&self.venue.name).into_owned(),
+            "venue_address" => one_line(&self.venue.address).into_owned(),
+            "venue_phone" => one_line(&self.venue.phone).into_owned(),
             "dose" => r.dose.number().to_string(),
             "vaccine" => match r.vaccine {
                 Vaccine::Pfizer => "ファイザー".to_owned(),
@@ -242,7 +244,7 @@ impl Templates {
             .collect();
         let reservations = blocks.join("\n");
         let value = |name: &str| match name {
-            "name" => context.name.to_owned(),
+            "name" => one_line(context.name).into_owned(),
             "reservations" => reservations.clone(),
             "site_url" => context.site_url.to_owned(),
             "call_centre_phone" => context.call_centre_phone.to_owned(),
@@ -394,5 +396,36 @@ mod tests {
     fn reservation_variables_are_not_mail_variables_in_the_block() {
         assert!(Template::parse("{{name}}", &RESERVATION_VARIABLES).is_err());
         assert!(Template::parse("{{ venue_name }}", &RESERVATION_VARIABLES).is_ok());
+    }
+
+    #[test]
+    fn text_stored_with_line_breaks_adds_no_line_to_a_mail() {
+        let templates = Templates::built_in();
+        let mut venue = venue();
+        venue.name = "会場\r\nBcc: victim@evil.example".into();
+        venue.address = "住所\n.\n".into();
+        let r = reservation("2030-07-07", 1);
+        let view = ReservationView {
+            reservation: &r,
+            venue: &venue,
+        };
+        let context = MailContext {
+            name: "住民\r\nBcc: victim@evil.example",
+            ..CONTEXT
+        };
+        let (subject, body) = templates.render(
+            MailKind::Confirmation,
+            &context,
+            &view,
+            std::slice::from_ref(&view),
+        );
+        for text in [&subject, &body] {
+            assert!(
+                !text.lines().any(|l| l.starts_with("Bcc:") || l == "."),
+                "{text}"
+            );
+        }
+        assert!(body.contains("住民  Bcc: victim@evil.example 様"), "{body}");
+        assert!(body.contains("住所: 住所 ."), "{body}");
     }
 }

@@ -23,7 +23,7 @@ use lettre::message::{Mailbox, Message};
 use super::{MailContext, Mailer, ReservationView, SMTP_TIMEOUT};
 use crate::actors::Registry;
 use crate::catalog::Catalog;
-use crate::domain::{Delivery, MailKind, OutboxMail, Venue, VenueDayKey};
+use crate::domain::{Delivery, MailKind, OutboxMail, Venue, VenueDayKey, one_line};
 use crate::residents::Residents;
 use crate::store::{MAIL_LEASE, MailClaimToken, Store};
 use crate::telemetry;
@@ -124,6 +124,14 @@ pub fn retry_delay(attempts: u32, max: Duration, jitter: f64) -> Duration {
     let doubled = MAIL_RETRY_FIRST.saturating_mul(1 << attempts.saturating_sub(1).min(20));
     let capped = doubled.min(max);
     capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// A message, or that message's permanent failure if building it panics:
+/// one record that cannot be made into a mail (whatever a library does with
+/// it) stops that mail alone, never the worker and every mail behind it.
+fn unless_it_panics(build: impl FnOnce() -> Result<Message, Failure>) -> Result<Message, Failure> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+        .unwrap_or_else(|_| Err(Failure::Permanent("unbuildable".to_owned())))
 }
 
 /// Claimed mail grouped by resident, each group in the order a resident
@@ -310,7 +318,7 @@ impl Worker {
     }
 
     async fn send(&self, mail: &OutboxMail) -> Result<(), Failure> {
-        let message = self.message(mail)?;
+        let message = unless_it_panics(|| self.message(mail))?;
         match self.mailer.transport.send(message).await {
             Ok(_) => Ok(()),
             Err(error) => {
@@ -342,8 +350,10 @@ impl Worker {
             .email
             .as_deref()
             .ok_or_else(|| permanent("no_address"))?;
+        // On one line, whenever it was stored (a line break in a name made
+        // the message builder panic, and with it every later mail).
         let to = Mailbox::new(
-            Some(resident.name.clone()),
+            Some(one_line(&resident.name).into_owned()),
             address.parse().map_err(|_| permanent("invalid_address"))?,
         );
         let venues: Vec<Arc<Venue>> = mail
@@ -487,7 +497,8 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
-    async fn fixture(resident_known: bool) -> Fixture {
+    /// `name`: the resident's, as stored; `None`: a resident not known here.
+    async fn fixture(name: Option<&str>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let flaky = Arc::new(crate::store::flaky::FlakyStore::new(
             EmbeddedStore::open(dir.path()).unwrap(),
@@ -547,11 +558,11 @@ mod tests {
             .await
             .unwrap();
         let residents = Residents::new(InMemoryResidents::new(crate::tokens::TokenKey::random()));
-        if resident_known {
+        if let Some(name) = name {
             residents.upsert_residents(vec![Resident {
                 ticket_number: ticket,
                 birth_date: parse_date("1950-04-01").unwrap(),
-                name: "中野 太郎".into(),
+                name: name.into(),
                 email: Some("taro@example.jp".into()),
                 phone: None,
                 high_risk: false,
@@ -588,7 +599,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_worker_whose_claim_was_taken_sends_nothing_and_records_nothing() {
-        let fixture = fixture(true).await;
+        let fixture = fixture(Some("中野 太郎")).await;
         let store = &fixture.worker.store;
         let claimed = store
             .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, MailClaimToken(1))
@@ -622,7 +633,7 @@ mod tests {
     /// every mail in flight at a master's failure, twice).
     #[tokio::test]
     async fn a_delivery_the_store_did_not_record_at_first_is_recorded_on_a_later_try() {
-        let fixture = fixture(true).await;
+        let fixture = fixture(Some("中野 太郎")).await;
         let store = &fixture.worker.store;
         let token = MailClaimToken(1);
         let claimed = store
@@ -652,7 +663,7 @@ mod tests {
 
     #[tokio::test]
     async fn mail_for_a_resident_not_known_here_yet_is_tried_again_later() {
-        let fixture = fixture(false).await;
+        let fixture = fixture(None).await;
         let claimed = fixture
             .worker
             .store
@@ -665,6 +676,39 @@ mod tests {
             "with several processes, the import may not have been followed here yet"
         );
         assert!(fixture.listener.accept().is_err());
+    }
+
+    /// A name stored before the rule against line breaks (issue 23): the
+    /// message builder panicked on it, which stopped every later mail.
+    #[tokio::test]
+    async fn a_name_stored_with_a_line_break_is_mailed_on_one_line() {
+        let fixture = fixture(Some("住民\r\nBcc: victim@evil.example")).await;
+        let claimed = fixture
+            .worker
+            .store
+            .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, MailClaimToken(1))
+            .await
+            .unwrap();
+        let Ok(message) = fixture.worker.message(&claimed[0]) else {
+            panic!("the message was not built");
+        };
+        let headers = message.headers().to_string();
+        assert_eq!(
+            headers.matches("\r\nTo: ").count() + usize::from(headers.starts_with("To: ")),
+            1,
+            "{headers}"
+        );
+        assert!(
+            !headers.to_ascii_lowercase().contains("\nbcc:"),
+            "{headers}"
+        );
+        assert_eq!(message.envelope().to().len(), 1);
+    }
+
+    #[test]
+    fn a_message_whose_making_panics_is_that_mails_permanent_failure() {
+        let built = unless_it_panics(|| panic!("a Display implementation returned an error"));
+        assert!(matches!(built, Err(Failure::Permanent(reason)) if reason == "unbuildable"));
     }
 
     fn mail(ticket: &str, kind: MailKind, reservation_id: ReservationId) -> OutboxMail {

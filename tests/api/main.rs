@@ -88,6 +88,7 @@ mod eligibility;
 mod head;
 mod health;
 mod holds;
+mod hostile;
 mod idempotency;
 mod idle;
 mod kill_switch;

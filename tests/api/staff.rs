@@ -60,6 +60,7 @@ async fn the_roster_lists_every_reservation_of_the_day_for_staff_only(backend: B
             .starts_with("text/csv")
     );
     let csv = response.text().await.unwrap();
+    let csv = csv.strip_prefix('\u{feff}').expect("a BOM first");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],

