@@ -16,8 +16,11 @@ use crate::api::StaffKeys;
 use crate::login_guard::ADDRESS_FAILURES_MAX_DEFAULT;
 
 /// Default of `--max-in-flight`: enough for a ward's launch on 2 cores,
-/// small enough that the bodies in flight stay under ~64 MiB.
+/// small enough that the bodies being worked on stay under ~64 MiB (bodies
+/// still on their way hold only the bytes sent, for `--body-timeout-s`).
 pub const MAX_IN_FLIGHT_DEFAULT: usize = 4096;
+/// Default of `--body-timeout-s` (API.md "Conventions": 10).
+pub const BODY_TIMEOUT_S_DEFAULT: u64 = 10;
 /// Default of `--venue-day-queue-max`.
 pub const VENUE_DAY_QUEUE_MAX_DEFAULT: usize = 1024;
 
@@ -115,6 +118,12 @@ pub struct ServeArgs {
     /// Most /v1 requests being served at once; beyond it, 503 overloaded at once.
     #[arg(long, env = "VAXSLOT_MAX_IN_FLIGHT", default_value_t = MAX_IN_FLIGHT_DEFAULT)]
     pub max_in_flight: usize,
+    /// Seconds a request body may take to arrive (from the end of its
+    /// headers); a slower one is answered 408 request_timeout. Bodies on
+    /// their way hold no place among --max-in-flight.
+    #[arg(long, env = "VAXSLOT_BODY_TIMEOUT_S", default_value_t = BODY_TIMEOUT_S_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub body_timeout_s: u64,
     /// Most requests queued for one venue-day; beyond it, 503 overloaded at once.
     #[arg(long, env = "VAXSLOT_VENUE_DAY_QUEUE_MAX", default_value_t = VENUE_DAY_QUEUE_MAX_DEFAULT)]
     pub venue_day_queue_max: usize,
@@ -223,6 +232,8 @@ pub struct Settings {
     pub keys: StaffKeys,
     pub token_secret: Option<String>,
     pub max_in_flight: usize,
+    /// How long a request body may take to arrive (`--body-timeout-s`).
+    pub body_timeout: Duration,
     pub venue_day_queue_max: usize,
     pub login_failures_per_addr_max: u32,
     pub venue_day_idle_max: Duration,
@@ -298,6 +309,7 @@ impl Settings {
             },
             token_secret: env_key("VAXSLOT_TOKEN_SECRET"),
             max_in_flight: args.max_in_flight.max(1),
+            body_timeout: Duration::from_secs(args.body_timeout_s),
             venue_day_queue_max: args.venue_day_queue_max.max(1),
             login_failures_per_addr_max: args.login_failures_per_addr_max,
             venue_day_idle_max: Duration::try_from_secs_f64(args.venue_day_idle_s)

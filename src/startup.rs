@@ -237,6 +237,8 @@ impl Application {
             metrics,
             login_guard: LoginGuard::new(settings.login_failures_per_addr_max),
             admission: Gate::new(settings.max_in_flight),
+            body_timeout: settings.body_timeout,
+            bodies_arriving: Gate::new(usize::MAX),
             imports: Gate::new(IMPORTS_IN_FLIGHT_MAX),
             public_reads: api::PublicReads::default(),
             mail_outbox,

@@ -36,6 +36,9 @@ pub const STORE_UP: &str = "vaxslot_store_up";
 pub const CANCEL_REQUESTS_TOTAL: &str = "vaxslot_cancel_requests_total";
 /// Gauge: `/v1` requests being served (the in-flight gate's count).
 pub const REQUESTS_IN_FLIGHT: &str = "vaxslot_requests_in_flight";
+/// Gauge: `/v1` request bodies on their way, read before their request is
+/// admitted (a crowd of slow clients shows here, not in `requests_in_flight`).
+pub const REQUEST_BODIES_ARRIVING: &str = "vaxslot_request_bodies_arriving";
 /// Counter, label `written`: audit entries, `with_commit` (in a
 /// reservation batch) or `before_answer` (on their own).
 pub const AUDIT_ENTRIES_TOTAL: &str = "vaxslot_audit_entries_total";
@@ -62,6 +65,9 @@ pub const MAIL_CLAIMS_LOST_TOTAL: &str = "vaxslot_mail_claims_lost_total";
 /// records changed by another process that this one could not read from
 /// the change streams, and skipped.
 pub const CHANGE_RECORDS_SKIPPED_TOTAL: &str = "vaxslot_change_records_skipped_total";
+/// Counter: request bodies that had not arrived within `--body-timeout-s`
+/// (answered `408 request_timeout`): slow clients, or an attack with them.
+pub const REQUEST_BODIES_TIMED_OUT_TOTAL: &str = "vaxslot_request_bodies_timed_out_total";
 /// Counter, by `when` (`decided`, `committed`): bookings refused because
 /// their deadline had passed (their dose claim ended, or the process that
 /// forwarded them stopped waiting), before deciding or by the store.
@@ -201,6 +207,12 @@ const DESCRIPTIONS: &[Description] = &[
         &[],
     ),
     (
+        REQUEST_BODIES_ARRIVING,
+        Kind::Gauge,
+        "/v1 request bodies on their way, read (within --body-timeout-s) before their request is admitted.",
+        &[],
+    ),
+    (
         AUDIT_ENTRIES_TOTAL,
         Kind::Counter,
         "Audit entries written, with a reservation commit or on their own before the answer.",
@@ -249,6 +261,12 @@ const DESCRIPTIONS: &[Description] = &[
             ("what", "reservation"),
             ("what", "resident"),
         ],
+    ),
+    (
+        REQUEST_BODIES_TIMED_OUT_TOTAL,
+        Kind::Counter,
+        "Request bodies that had not arrived within --body-timeout-s (answered 408 request_timeout).",
+        &[],
     ),
     (
         BOOKINGS_PAST_DEADLINE_TOTAL,

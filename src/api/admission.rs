@@ -2,19 +2,32 @@
 //! once; the next is answered `503 overloaded` with `Retry-After` at once,
 //! before any work, so accepted requests keep a bounded latency and memory
 //! stays bounded. `/healthz`, `/readyz` and `/metrics` are never refused.
-//! Resident imports (16 MiB bodies) have their own, smaller bound. It also
-//! routes `HEAD` as `GET` (`head.rs`) before anything else.
+//! A request's body is read before it takes its place, within
+//! `--body-timeout-s` (else `408 request_timeout`): a client that sends its
+//! body slowly, or never, holds a socket and the bytes it sent, never a
+//! place a resident needs (issue 23: 110 such sockets had locked everyone
+//! out). Resident imports (16 MiB bodies) have their own, smaller bound and
+//! read their body after their key is checked. It also routes `HEAD` as
+//! `GET` (`head.rs`) before anything else.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError, web};
+use actix_web::web::BytesMut;
+use actix_web::{Error, HttpMessage, ResponseError, web};
+use futures::StreamExt;
 
 use super::AppState;
+use super::body::BODY_BYTES_MAX;
 use super::problem::ApiError;
+
+/// The one route whose body is larger than `BODY_BYTES_MAX` (a resident
+/// import, up to 16 MiB): read by its handler, after the key is checked.
+const IMPORT_PATH: &str = "/v1/admin/residents";
 
 /// Most resident imports read at once (each may hold a 16 MiB body).
 pub const IMPORTS_IN_FLIGHT_MAX: usize = 2;
@@ -71,25 +84,83 @@ pub async fn admit(
             .await
             .map(ServiceResponse::map_into_left_body);
     }
-    let gate = request
-        .app_data::<web::Data<AppState>>()
-        .map(|state| Arc::clone(&state.admission));
-    let permit = match gate {
-        Some(gate) => match gate.enter() {
-            Some(permit) => permit,
-            None => {
-                let refusal = ApiError::overloaded().error_response();
-                return Ok(request.into_response(refusal).map_into_right_body());
-            }
-        },
-        None => {
-            return next
-                .call(request)
-                .await
-                .map(ServiceResponse::map_into_left_body);
-        }
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(request)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let arriving = state.bodies_arriving.enter();
+    let read = body_before_admission(&mut request, state.body_timeout).await;
+    drop(arriving);
+    if let Err(refusal) = read {
+        let mut refusal = refusal.error_response();
+        // What is left of the body will not be read: the connection ends.
+        refusal
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        return Ok(request.into_response(refusal).map_into_right_body());
+    }
+    let Some(permit) = state.admission.enter() else {
+        let refusal = ApiError::overloaded().error_response();
+        return Ok(request.into_response(refusal).map_into_right_body());
     };
     let response = next.call(request).await;
     drop(permit);
     response.map(ServiceResponse::map_into_left_body)
+}
+
+/// Reads the request's body (at most `BODY_BYTES_MAX`) within `timeout`
+/// and puts it back, read, for the handler. A request without a body, and
+/// a resident import, are left as they are.
+async fn body_before_admission(
+    request: &mut ServiceRequest,
+    timeout: std::time::Duration,
+) -> Result<(), ApiError> {
+    let headers = request.headers();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let bodiless = declared.unwrap_or(0) == 0 && !chunked;
+    if bodiless || (request.method() == Method::POST && request.path() == IMPORT_PATH) {
+        return Ok(());
+    }
+    if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
+        return Err(ApiError::payload_too_large(BODY_BYTES_MAX));
+    }
+    let mut payload = request.take_payload();
+    // Grown as bytes arrive, never from the declared length: a socket
+    // that promises a body and sends nothing holds no buffer.
+    let mut body = BytesMut::new();
+    let reading = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|_| ApiError::invalid_json("the request body could not be read"))?;
+            if body.len() + chunk.len() > BODY_BYTES_MAX {
+                return Err(ApiError::payload_too_large(BODY_BYTES_MAX));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, reading).await {
+        Ok(read) => read?,
+        Err(_) => return Err(body_too_slow(timeout)),
+    }
+    request.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    Ok(())
+}
+
+/// `408 request_timeout`, counted.
+pub fn body_too_slow(timeout: std::time::Duration) -> ApiError {
+    metrics::counter!(crate::telemetry::REQUEST_BODIES_TIMED_OUT_TOTAL).increment(1);
+    ApiError::new(
+        super::codes::ErrorCode::RequestTimeout,
+        format!(
+            "the request body did not arrive within {} s",
+            timeout.as_secs()
+        ),
+    )
 }

@@ -11,6 +11,9 @@ use super::problem::ApiError;
 
 /// Largest request body, except resident import (API.md: 16 KiB).
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
+/// The body deadline where no `AppState` is at hand (never in the server).
+const BODY_TIMEOUT_FALLBACK: std::time::Duration =
+    std::time::Duration::from_secs(crate::settings::BODY_TIMEOUT_S_DEFAULT);
 /// Largest resident import body (API.md: 16 MiB).
 pub const IMPORT_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
@@ -41,14 +44,26 @@ pub async fn read(
     if declared.is_some_and(|n| n > limit_bytes) {
         return Err(ApiError::payload_too_large(limit_bytes));
     }
+    // Bodies of every route but the import were read before admission
+    // (`admission.rs`), within the same deadline.
+    let timeout = request
+        .app_data::<web::Data<super::AppState>>()
+        .map_or(BODY_TIMEOUT_FALLBACK, |state| state.body_timeout);
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit_bytes));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError::invalid_json("the request body could not be read"))?;
-        if body.len() + chunk.len() > limit_bytes {
-            return Err(ApiError::payload_too_large(limit_bytes));
+    let reading = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|_| ApiError::invalid_json("the request body could not be read"))?;
+            if body.len() + chunk.len() > limit_bytes {
+                return Err(ApiError::payload_too_large(limit_bytes));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, reading).await {
+        Ok(read) => read?,
+        Err(_) => return Err(super::admission::body_too_slow(timeout)),
     }
     Ok(body.freeze())
 }

@@ -2,7 +2,9 @@
 //! forget it: an answer that carries personal data or depends on the caller
 //! (everything but the public reads, and those when a credential is sent)
 //! is `no-store, private`, so that no cache in front of the service keeps
-//! one resident's data for the next.
+//! one resident's data for the next. And `X-Content-Type-Options: nosniff`
+//! on every answer the app makes (API.md "Conventions"), so that no browser
+//! reads a JSON or CSV answer as a page or a script.
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
@@ -24,6 +26,10 @@ pub async fn cache_control(
     let private = path.starts_with("/v1/")
         && (!PUBLIC_READS.contains(&path) || request.headers().contains_key(header::AUTHORIZATION));
     let mut response = next.call(request).await?;
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if private {
         response.headers_mut().insert(
             header::CACHE_CONTROL,

@@ -62,6 +62,7 @@ error_codes! {
     InvalidIdempotencyKey: "invalid_idempotency_key", BAD_REQUEST, "Malformed Idempotency-Key", None;
     InvalidRecord: "invalid_record", BAD_REQUEST, "Malformed record", None;
     PayloadTooLarge: "payload_too_large", PAYLOAD_TOO_LARGE, "Request body too large", None;
+    RequestTimeout: "request_timeout", REQUEST_TIMEOUT, "Request body too slow", None;
     TooManyRecords: "too_many_records", PAYLOAD_TOO_LARGE, "Too many records", None;
     UnsupportedMediaType: "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "Unsupported content type", None;
     // Fields that do not have the contract's shape.

@@ -38,6 +38,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     store_is_up(&state).await;
     metrics::gauge!(telemetry::VENUE_DAY_ACTORS).set(state.registry.actor_count() as f64);
     metrics::gauge!(telemetry::REQUESTS_IN_FLIGHT).set(state.admission.in_flight() as f64);
+    metrics::gauge!(telemetry::REQUEST_BODIES_ARRIVING)
+        .set(state.bodies_arriving.in_flight() as f64);
     telemetry::sample_process();
     metrics::gauge!(telemetry::SLOTS_HELD_OPEN)
         .set(state.catalog.held_open_total(crate::clock::now()) as f64);

@@ -72,6 +72,11 @@ pub struct AppState {
     pub login_guard: crate::login_guard::LoginGuard,
     /// `/v1` requests in flight (`--max-in-flight`).
     pub admission: std::sync::Arc<Gate>,
+    /// How long a request body may take to arrive (`--body-timeout-s`).
+    pub body_timeout: std::time::Duration,
+    /// Request bodies on their way, read before admission (counted, not bounded
+    /// here: by the connections' limit and the body deadline).
+    pub bodies_arriving: std::sync::Arc<Gate>,
     /// Resident imports in flight (`IMPORTS_IN_FLIGHT_MAX`).
     pub imports: std::sync::Arc<Gate>,
     /// The public reads' prepared bytes (`public_reads.rs`).

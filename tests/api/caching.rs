@@ -1,6 +1,7 @@
 //! Every answer that carries personal data or depends on the caller says
 //! `Cache-Control: no-store, private`, whatever its status: a table over the
-//! whole route table, so that a new route cannot forget it.
+//! whole route table, so that a new route cannot forget it. And every answer
+//! says `X-Content-Type-Options: nosniff` (health, metrics and pages too).
 
 use reqwest::Method;
 
@@ -101,6 +102,14 @@ async fn every_personal_or_caller_dependent_answer_is_no_store(backend: Backend)
             cache.contains("no-store") && cache.contains("private"),
             "{method} {path} ({status}) says Cache-Control: {cache:?}"
         );
+        assert_eq!(
+            response
+                .headers()
+                .get("x-content-type-options")
+                .map(|v| v.as_bytes()),
+            Some(b"nosniff".as_slice()),
+            "{method} {path} ({status})"
+        );
     }
     // The public reads without a credential are public.
     for path in [availability.as_str(), "/v1/venues"] {
@@ -110,9 +119,35 @@ async fn every_personal_or_caller_dependent_answer_is_no_store(backend: Backend)
             .get("cache-control")
             .map(|v| v.to_str().unwrap().to_owned());
         let cache = cache.unwrap_or_default();
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         assert!(
             cache.starts_with("public,") && !cache.contains("private"),
             "{path}: {cache}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_metrics_and_pages_say_nosniff_too() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/staff/",
+        "/assets/common.js",
+        "/no-such-page",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get("x-content-type-options")
+                .map(|v| v.as_bytes()),
+            Some(b"nosniff".as_slice()),
+            "{path} ({})",
+            response.status()
         );
     }
 }

@@ -431,8 +431,11 @@ impl TestApp {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// Opens a `/v1` request whose body never finishes: the server holds it
-    /// in flight (one admission permit) until the connection closes.
+    /// Opens a resident import whose body does not finish: its handler
+    /// reads the body after the admin key is checked, holding one admission
+    /// permit until the connection closes or `--body-timeout-s` passes.
+    /// (Other routes' bodies are read before admission: a slow one holds
+    /// no place.) At most `IMPORTS_IN_FLIGHT_MAX` can be held so.
     pub async fn hold_open(&self) -> tokio::net::TcpStream {
         use tokio::io::AsyncWriteExt;
         let address = self.base.trim_start_matches("http://");
@@ -440,7 +443,7 @@ impl TestApp {
             .await
             .expect("connects");
         let head = format!(
-            "POST /v1/sessions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"ticket_number\":"
+            "POST /v1/admin/residents HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n[{{\"ticket_number\":"
         );
         stream.write_all(head.as_bytes()).await.expect("sent");
         stream

@@ -2,6 +2,8 @@
 //! every entrance, with the field named; nothing of a refused record is
 //! stored.
 
+use std::time::{Duration, Instant};
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -191,7 +193,118 @@ async fn the_roster_csv_has_a_bom_and_runs_no_formula(backend: Backend) {
     assert!(roster.to_string().contains("@SUM(A1)"), "{roster}");
 }
 
+/// The value of an unlabelled metric, read from `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let (_, text) = app.send(Method::GET, "/metrics", None, None).await;
+    text.as_str()
+        .unwrap_or("")
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `/metrics` (bounded) until `name` reads `want`.
+async fn until_metric(app: &TestApp, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(app, name).await != want {
+        assert!(Instant::now() < deadline, "{name} never read {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 23: with `--max-in-flight 100`, 110 sockets that sent a login's
+/// headers and 18 bytes of its body, then nothing, had locked every
+/// resident out for over a minute while `/healthz` stayed green.
+async fn slow_bodies_hold_no_place_a_resident_needs(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SLOW: usize = 300;
+    let app = TestApp::spawn_with_env(
+        backend,
+        &[
+            ("VAXSLOT_MAX_IN_FLIGHT", "100"),
+            ("VAXSLOT_BODY_TIMEOUT_S", "3"),
+        ],
+    )
+    .await;
+    let date = future_date(10);
+    app.venue_day("clinic-001", &date, &[("10:00", 10)]).await;
+    app.import_residents(8_200_000_000, 1).await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::with_capacity(SLOW);
+    for _ in 0..SLOW {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST /v1/sessions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"ticket_number\":\""
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    // As many slow requests have reached the server as there are places ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&app, "vaxslot_request_bodies_arriving").await
+        + metric(&app, "vaxslot_requests_in_flight").await
+        < 100.0
+    {
+        assert!(Instant::now() < deadline, "the slow requests never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and a resident logs in and books at once.
+    let started = Instant::now();
+    let token = app.login(8_200_000_000).await;
+    let (status, body) = app.book(&token, "clinic-001", &date, "10:00").await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "login and booking took {:?} behind slow bodies",
+        started.elapsed()
+    );
+    // After the body deadline each slow socket (every one: none was refused
+    // for want of a place) is answered 408 and closed, and the metrics count them.
+    until_metric(&app, "vaxslot_request_bodies_timed_out_total", SLOW as f64).await;
+    for mut stream in slow {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .expect("the connection is closed")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    }
+    assert_eq!(metric(&app, "vaxslot_request_bodies_arriving").await, 0.0);
+}
+
+/// A resident import reads its (up to 16 MiB) body after the key is
+/// checked, under the same deadline.
+#[tokio::test]
+async fn a_slow_import_body_is_answered_408_and_its_place_freed() {
+    use tokio::io::AsyncReadExt;
+    let app = TestApp::spawn_with_env(
+        Backend::Embedded,
+        &[
+            ("VAXSLOT_MAX_IN_FLIGHT", "1"),
+            ("VAXSLOT_BODY_TIMEOUT_S", "1"),
+        ],
+    )
+    .await;
+    let mut held = app.hold_in_flight(1).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), held[0].read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(
+        metric(&app, "vaxslot_request_bodies_timed_out_total").await,
+        1.0
+    );
+    let (status, _) = app.send(Method::GET, "/v1/venues", None, None).await;
+    assert_eq!(status, 200);
+}
+
 on_both_stores!(
+    slow_bodies_hold_no_place_a_resident_needs,
     the_roster_csv_has_a_bom_and_runs_no_formula,
     text_with_control_characters_is_refused_everywhere,
     a_csv_row_with_a_line_break_in_a_quoted_name_is_refused_by_its_line,
