@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Account, AccountId, KEY_HASH_BYTES, Role};
+use crate::domain::{Account, AccountId, KEY_HASH_BYTES};
 
 /// How often a process on a shared store (Redis) reloads the accounts, so
 /// that an account made, rotated or deleted by another process takes effect
@@ -54,14 +54,13 @@ impl AccountDirectory {
         directory
     }
 
-    /// The account and role a presented key belongs to.
-    pub fn authenticate(&self, presented: &str) -> Option<(AccountId, Role)> {
+    /// The account a presented key belongs to.
+    pub fn authenticate(&self, presented: &str) -> Option<Account> {
         if !presented.starts_with(ACCOUNT_KEY_PREFIX) {
             return None;
         }
         let id = self.by_key.get(&key_hash(presented))?.clone();
-        let role = self.accounts.get(&id)?.role;
-        Some((id, role))
+        self.get(&id)
     }
 
     pub fn get(&self, id: &AccountId) -> Option<Account> {
@@ -144,6 +143,7 @@ impl AccountDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Role;
 
     fn account(id: &str, key: &str) -> Account {
         Account {
@@ -152,6 +152,7 @@ mod tests {
             display_name: "コールセンター 12番".into(),
             created_at: chrono::Utc::now().fixed_offset(),
             key_hash: key_hash(key),
+            venues: None,
         }
     }
 
@@ -161,7 +162,7 @@ mod tests {
         let (first, other) = (new_key(), new_key());
         directory.put(account("op-1", &first));
         directory.put(account("op-2", &other));
-        assert_eq!(directory.authenticate(&first).unwrap().0.as_str(), "op-1");
+        assert_eq!(directory.authenticate(&first).unwrap().id.as_str(), "op-1");
         let rotated = new_key();
         directory.put(account("op-1", &rotated));
         assert!(directory.authenticate(&first).is_none());
@@ -186,7 +187,7 @@ mod tests {
         );
         let seen = directory.change_count();
         directory.replace_all_if_unchanged(seen, vec![account("op-2", &key)]);
-        assert_eq!(directory.authenticate(&key).unwrap().0.as_str(), "op-2");
+        assert_eq!(directory.authenticate(&key).unwrap().id.as_str(), "op-2");
     }
 
     #[test]

@@ -284,6 +284,9 @@ pub async fn fill_if_empty(store: &dyn Store, today: NaiveDate) -> Result<bool, 
             display_name: name.to_owned(),
             created_at: crate::clock::now(),
             key_hash: crate::accounts::key_hash(key),
+            // The sun plaza's tablet sees the sun plaza only.
+            venues: (role == Role::Staff)
+                .then(|| vec![VenueId::parse(DEMO_MASS_VENUE_ID).expect("a valid id")]),
         };
         let audit = AuditEntry::new(
             Actor::Env(Role::Admin),

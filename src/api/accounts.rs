@@ -14,7 +14,7 @@ use super::codes::ErrorCode;
 use super::problem::ApiError;
 use super::{AppState, body};
 use crate::accounts::{ACCOUNTS_MAX, key_hash, new_key};
-use crate::domain::{Account, AccountId, Role};
+use crate::domain::{Account, AccountId, Role, VenueId};
 use crate::store::{AuditEntry, AuditTarget};
 
 #[derive(Deserialize)]
@@ -22,6 +22,29 @@ use crate::store::{AuditEntry, AuditTarget};
 struct AccountBody {
     role: String,
     display_name: String,
+    /// A staff account's venues; absent or null: every venue.
+    #[serde(default)]
+    venues: Option<Vec<String>>,
+}
+
+impl AccountBody {
+    /// The venues, each a valid id of a venue this process knows.
+    fn venues(&self, state: &AppState) -> Result<Option<Vec<VenueId>>, ApiError> {
+        let Some(ids) = &self.venues else {
+            return Ok(None);
+        };
+        let venues = ids
+            .iter()
+            .map(|id| VenueId::parse(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(unknown) = venues.iter().find(|id| state.catalog.venue(id).is_none()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidVenues,
+                format!("venues: no venue {unknown} (make the venue first)"),
+            ));
+        }
+        Ok(Some(venues))
+    }
 }
 
 #[derive(Serialize)]
@@ -30,6 +53,9 @@ struct AccountView {
     role: &'static str,
     display_name: String,
     created_at: String,
+    /// A staff account's venues; absent: every venue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    venues: Option<Vec<String>>,
     /// Only in the answer that made the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
@@ -42,6 +68,10 @@ impl AccountView {
             role: account.role.as_str(),
             display_name: account.display_name.clone(),
             created_at: account.created_at.to_rfc3339(),
+            venues: account
+                .venues
+                .as_ref()
+                .map(|v| v.iter().map(|id| id.to_string()).collect()),
             key,
         }
     }
@@ -105,11 +135,13 @@ pub async fn put(
     let result = async {
         let body: AccountBody = body::json(&request, payload).await?;
         let role = Role::parse(&body.role)?;
+        let venues = body.venues(&state)?;
         match state.accounts.get(&id) {
             Some(existing) => {
                 let account = Account {
                     role,
                     display_name: body.display_name,
+                    venues,
                     ..existing
                 }
                 .validated()?;
@@ -130,6 +162,7 @@ pub async fn put(
                     display_name: body.display_name,
                     created_at: crate::clock::now(),
                     key_hash: key_hash(&key),
+                    venues,
                 }
                 .validated()?;
                 let answer = HttpResponse::Created().json(AccountView::of(&account, Some(key)));

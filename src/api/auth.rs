@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::problem::ApiError;
 pub use crate::domain::Role;
-use crate::domain::{Actor, TicketNumber};
+use crate::domain::{Actor, TicketNumber, VenueId, may_use_venue};
 
 /// Staff keys; an unset key disables its role.
 #[derive(Clone, Default)]
@@ -47,6 +47,28 @@ impl StaffKeys {
 pub struct Staff {
     pub actor: Actor,
     pub role: Role,
+    /// A staff account limited to venues (sorted); `None`: every venue.
+    pub venues: Option<Vec<VenueId>>,
+}
+
+impl Staff {
+    /// Whether the caller may work at `venue` (check in, read its roster).
+    pub fn may_use(&self, venue: &VenueId) -> bool {
+        may_use_venue(self.venues.as_deref(), venue)
+    }
+
+    /// `403 forbidden` unless the caller may work at `venue` (a staff
+    /// account limited to other venues).
+    pub fn at_venue(&self, venue: &VenueId) -> Result<(), ApiError> {
+        if self.may_use(venue) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                super::codes::ErrorCode::Forbidden,
+                "this key may not be used at this venue",
+            ))
+        }
+    }
 }
 
 pub enum Caller {
@@ -73,12 +95,14 @@ pub fn caller(request: &HttpRequest, state: &AppState) -> Result<Caller, ApiErro
         return Ok(Caller::Staff(Staff {
             actor: Actor::Env(role),
             role,
+            venues: None,
         }));
     }
-    if let Some((id, role)) = state.accounts.authenticate(credential) {
+    if let Some(account) = state.accounts.authenticate(credential) {
         return Ok(Caller::Staff(Staff {
-            actor: Actor::Account(id),
-            role,
+            actor: Actor::Account(account.id),
+            role: account.role,
+            venues: account.venues,
         }));
     }
     let handle = state

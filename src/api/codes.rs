@@ -80,6 +80,7 @@ error_codes! {
     InvalidAccessCode: "invalid_access_code", BAD_REQUEST, "Invalid access_code", None;
     InvalidAccountId: "invalid_account_id", BAD_REQUEST, "Invalid account_id", None;
     InvalidRole: "invalid_role", BAD_REQUEST, "Invalid role", None;
+    InvalidVenues: "invalid_venues", BAD_REQUEST, "Invalid venues", None;
     VaccineNotOffered: "vaccine_not_offered", UNPROCESSABLE_ENTITY, "Vaccine not offered by this venue", None;
     // Who is asking.
     Unauthorized: "unauthorized", UNAUTHORIZED, "Authentication required", None;
@@ -138,6 +139,7 @@ impl From<DomainError> for ErrorCode {
             DomainError::InvalidWindow => Self::InvalidWindow,
             DomainError::InvalidAccountId => Self::InvalidAccountId,
             DomainError::InvalidRole => Self::InvalidRole,
+            DomainError::InvalidVenues => Self::InvalidVenues,
         }
     }
 }

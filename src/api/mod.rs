@@ -136,6 +136,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/v1/admin/audit").route(web::get().to(audit::list)))
         .service(resource("/v1/admin/status").route(web::get().to(status::get)))
         .service(resource("/v1/staff/checkins").route(web::post().to(staff::check_in)))
+        .service(resource("/v1/staff/venues").route(web::get().to(venues::staff_venues)))
         .service(resource("/v1/operator/reservations").route(web::post().to(operator::create)))
         .service(
             resource("/v1/operator/reservations/{id}").route(web::delete().to(operator::cancel)),

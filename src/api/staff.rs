@@ -94,12 +94,13 @@ pub async fn roster(
         date: parse_date(&date).ok(),
         ..crate::store::AuditTarget::default()
     };
-    let result = roster_unaudited(&request, &venue_id, &date, &state).await;
+    let result = roster_unaudited(&request, &staff, &venue_id, &date, &state).await;
     super::audit::recorded(&state, &staff, "staff.roster", target, result).await
 }
 
 async fn roster_unaudited(
     request: &HttpRequest,
+    staff: &auth::Staff,
     venue_id: &str,
     date: &str,
     state: &AppState,
@@ -108,6 +109,7 @@ async fn roster_unaudited(
         venue_id: VenueId::parse(venue_id)?,
         date: parse_date(date)?,
     };
+    staff.at_venue(&key.venue_id)?;
     if state.catalog.day(&key).is_none() {
         return Err(ApiError::not_found());
     }
@@ -192,6 +194,7 @@ pub async fn check_in(
         };
         target.venue_id = Some(key.venue_id.clone());
         target.date = Some(key.date);
+        staff.at_venue(&key.venue_id)?;
         let ticket = ticket_in_code(&body.code, state.municipality_code.as_deref())?;
         target.ticket_number = Some(ticket);
         if state.catalog.day(&key).is_none() {

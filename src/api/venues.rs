@@ -144,6 +144,23 @@ pub async fn list_venues(request: HttpRequest, state: web::Data<AppState>) -> Ht
     super::public_reads::answer(&request, &prepared)
 }
 
+/// `GET /v1/staff/venues` (staff, admin): the venues this key may work
+/// at (check in, read rosters), so that a tablet offers only those.
+pub async fn staff_venues(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let staff = auth::staff(&request, &state, &[auth::Role::Staff])?;
+    let venues: Vec<VenueView> = state
+        .catalog
+        .venues()
+        .iter()
+        .filter(|v| staff.may_use(&v.id))
+        .map(|v| VenueView::from(v.as_ref()))
+        .collect();
+    Ok(HttpResponse::Ok().json(VenueList { venues }))
+}
+
 pub async fn put_day(
     request: HttpRequest,
     path: web::Path<(String, String)>,

@@ -5,12 +5,14 @@ use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
 
-use super::{DomainError, TextRule};
+use super::{DomainError, TextRule, VenueId};
 
 /// Longest account id, in bytes (API.md: 1–64 of `[a-z0-9-]`).
 pub const ACCOUNT_ID_LENGTH_MAX: usize = 64;
 /// Longest display name, in characters.
 pub const ACCOUNT_NAME_CHARS_MAX: usize = 200;
+/// Most venues a staff account may be limited to.
+pub const ACCOUNT_VENUES_MAX: usize = 100;
 /// Bytes of an account key's hash.
 pub const KEY_HASH_BYTES: usize = 32;
 
@@ -75,14 +77,30 @@ pub struct Account {
     pub display_name: String,
     pub created_at: DateTime<FixedOffset>,
     pub key_hash: [u8; KEY_HASH_BYTES],
+    /// A staff account limited to these venues (sorted, unique); `None`:
+    /// every venue. A tablet key that leaks exposes its venues' rosters only.
+    pub venues: Option<Vec<VenueId>>,
 }
 
 impl Account {
-    /// Checks the display name.
-    pub fn validated(self) -> Result<Self, DomainError> {
+    /// Checks the display name and the venues: only a staff account is
+    /// limited to venues, and to at least one.
+    pub fn validated(mut self) -> Result<Self, DomainError> {
         TextRule::required("display_name", ACCOUNT_NAME_CHARS_MAX).check(&self.display_name)?;
+        if let Some(venues) = &mut self.venues {
+            venues.sort();
+            venues.dedup();
+            if self.role != Role::Staff || venues.is_empty() || venues.len() > ACCOUNT_VENUES_MAX {
+                return Err(DomainError::InvalidVenues);
+            }
+        }
         Ok(self)
     }
+}
+
+/// Whether a caller limited to `venues` (`None`: every venue) may work at `venue`.
+pub fn may_use(venues: Option<&[VenueId]>, venue: &VenueId) -> bool {
+    venues.is_none_or(|venues| venues.binary_search(venue).is_ok())
 }
 
 /// Who did something: a named account, or a role's break-glass key from the

@@ -40,6 +40,8 @@ pub enum DomainError {
     InvalidAccountId,
     #[error("role must be \"operator\", \"staff\", \"sre\" or \"admin\"")]
     InvalidRole,
+    #[error("venues: only a staff account may be limited to venues, to 1–100 known venue ids")]
+    InvalidVenues,
 }
 
 /// Why a booking or cancellation was refused.

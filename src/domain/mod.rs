@@ -14,7 +14,8 @@ mod venue;
 mod venue_day;
 
 pub use account::{
-    ACCOUNT_ID_LENGTH_MAX, ACCOUNT_NAME_CHARS_MAX, Account, AccountId, Actor, KEY_HASH_BYTES, Role,
+    ACCOUNT_ID_LENGTH_MAX, ACCOUNT_NAME_CHARS_MAX, ACCOUNT_VENUES_MAX, Account, AccountId, Actor,
+    KEY_HASH_BYTES, Role, may_use as may_use_venue,
 };
 pub use doses::{
     cancel_cascade, dose_is_taken, prior_dose_received, prior_doses, received_history,

@@ -642,6 +642,10 @@ pub struct AccountV1 {
     pub display_name: String,
     pub created_at: DateTime<FixedOffset>,
     pub key_sha256: String,
+    /// A staff account's venues; absent: every venue (and in records
+    /// written before accounts could be limited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venues: Option<Vec<String>>,
 }
 
 impl Stored for Account {
@@ -654,6 +658,10 @@ impl Stored for Account {
             display_name: self.display_name.clone(),
             created_at: self.created_at,
             key_sha256: self.key_hash.iter().map(|b| format!("{b:02x}")).collect(),
+            venues: self
+                .venues
+                .as_ref()
+                .map(|v| v.iter().map(|id| id.as_str().to_owned()).collect()),
         }
     }
 
@@ -673,6 +681,18 @@ impl Stored for Account {
             display_name: record.display_name,
             created_at: record.created_at,
             key_hash,
+            venues: record
+                .venues
+                .map(|ids| {
+                    let mut ids = ids
+                        .iter()
+                        .map(|id| VenueId::parse(id))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    ids.sort();
+                    Ok(ids)
+                })
+                .transpose()
+                .map_err(invalid("venues"))?,
         })
     }
 }

@@ -48,6 +48,7 @@ async fn every_personal_or_caller_dependent_answer_is_no_store(backend: Backend)
             Some(OPERATOR_KEY),
         ),
         (Method::POST, "/v1/staff/checkins", Some(STAFF_KEY)),
+        (Method::GET, "/v1/staff/venues", Some(STAFF_KEY)),
         (Method::GET, &reservation, Some(&token)),
         (Method::DELETE, &reservation, None),
         (

@@ -303,7 +303,170 @@ async fn a_slow_import_body_is_answered_408_and_its_place_freed() {
     assert_eq!(status, 200);
 }
 
+/// Issue 23: a tablet's key read every venue's roster, each row a ticket
+/// number and a birth date (a login). A staff account limited to venues
+/// works there only; the refusals are audited; the environment key stays
+/// ward-wide.
+async fn a_staff_account_limited_to_a_venue_works_there_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let date = future_date(0);
+    for venue in ["sunplaza", "clinic-002"] {
+        app.venue_day(venue, &date, &[("23:59", 10)]).await;
+    }
+    app.import_residents(8_300_000_000, 2).await;
+    for (i, venue) in ["sunplaza", "clinic-002"].iter().enumerate() {
+        let token = app.login(8_300_000_000 + i as u64).await;
+        let (status, body) = app.book(&token, venue, &date, "23:59").await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Limiting needs known venues, and only a staff account is limited.
+    for (body, code) in [
+        (
+            json!({"role": "staff", "display_name": "x", "venues": ["nowhere"]}),
+            "invalid_venues",
+        ),
+        (
+            json!({"role": "staff", "display_name": "x", "venues": []}),
+            "invalid_venues",
+        ),
+        (
+            json!({"role": "staff", "display_name": "x", "venues": ["Bad Id"]}),
+            "invalid_venue_id",
+        ),
+        (
+            json!({"role": "operator", "display_name": "x", "venues": ["sunplaza"]}),
+            "invalid_venues",
+        ),
+    ] {
+        let (status, answer) = app
+            .send(
+                Method::PUT,
+                "/v1/admin/accounts/tablet-x",
+                Some(ADMIN_KEY),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+    let (status, account) = app
+        .send(
+            Method::PUT,
+            "/v1/admin/accounts/tablet-sunplaza-1",
+            Some(ADMIN_KEY),
+            Some(&json!({"role": "staff", "display_name": "サンプラザ 受付1", "venues": ["sunplaza"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{account}");
+    assert_eq!(account["venues"], json!(["sunplaza"]));
+    let tablet = account["key"].as_str().unwrap().to_owned();
+    let roster = |venue: &str| format!("/v1/staff/venues/{venue}/days/{date}/roster");
+    let checkin = |venue: &str, n: u64| json!({"venue_id": venue, "date": date, "code": ticket(8_300_000_000 + n)});
+    // Its own venue: roster and check-in.
+    let (status, _) = app
+        .send(Method::GET, &roster("sunplaza"), Some(&tablet), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/v1/staff/checkins",
+            Some(&tablet),
+            Some(&checkin("sunplaza", 0)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Another venue: 403, whether the day exists or not, and nothing checked in.
+    for path in [roster("clinic-002"), roster("clinic-999")] {
+        let (status, body) = app.send(Method::GET, &path, Some(&tablet), None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}"
+        );
+    }
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/v1/staff/checkins",
+            Some(&tablet),
+            Some(&checkin("clinic-002", 1)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    // The venues it may use, for the tablet's page.
+    let (_, venues) = app
+        .send(Method::GET, "/v1/staff/venues", Some(&tablet), None)
+        .await;
+    let ids: Vec<&str> = venues["venues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["venue_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["sunplaza"]);
+    let (_, venues) = app
+        .send(Method::GET, "/v1/staff/venues", Some(STAFF_KEY), None)
+        .await;
+    assert_eq!(venues["venues"].as_array().unwrap().len(), 2);
+    // The environment staff key is ward-wide: the other resident is still booked there.
+    let (_, other) = app
+        .send(Method::GET, &roster("clinic-002"), Some(STAFF_KEY), None)
+        .await;
+    assert!(other.as_str().unwrap().contains(",booked,web"), "{other}");
+    // The refusals are in the audit log, by account.
+    let (_, audit) = app
+        .send(
+            Method::GET,
+            "/v1/admin/audit?actor=account:tablet-sunplaza-1",
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+    let outcomes: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("staff.roster", "200 ok"),
+            ("staff.checkin", "200 ok"),
+            ("staff.roster", "403 forbidden"),
+            ("staff.roster", "403 forbidden"),
+            ("staff.checkin", "403 forbidden"),
+        ],
+        "{audit}"
+    );
+    // Re-putting without venues makes it ward-wide again (a PUT is the whole account).
+    let (status, account) = app
+        .send(
+            Method::PUT,
+            "/v1/admin/accounts/tablet-sunplaza-1",
+            Some(ADMIN_KEY),
+            Some(&json!({"role": "staff", "display_name": "サンプラザ 受付1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{account}");
+    assert!(account.get("venues").is_none(), "{account}");
+}
+
 on_both_stores!(
+    a_staff_account_limited_to_a_venue_works_there_only,
     slow_bodies_hold_no_place_a_resident_needs,
     the_roster_csv_has_a_bom_and_runs_no_formula,
     text_with_control_characters_is_refused_everywhere,

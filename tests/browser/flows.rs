@@ -309,6 +309,44 @@ async fn a_nurse_checks_in_by_typing_a_code_and_enter() {
     browser.close().await;
 }
 
+/// A tablet whose key is limited to one venue offers that venue only, and
+/// starts its desk there whatever was chosen before the key was known.
+#[tokio::test]
+async fn a_tablet_limited_to_its_venue_offers_only_that_venue() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let today = future_date(0);
+    day(&app, &today, json!([{"time": "10:30", "capacity": 5}])).await;
+    app.venue_day("clinic-002", &today, &[("10:30", 5)]).await;
+    let (status, account) = app
+        .send(
+            Method::PUT,
+            "/v1/admin/accounts/tablet-sunplaza-1",
+            Some(ADMIN_KEY),
+            Some(&json!({"role": "staff", "display_name": "サンプラザ 受付1", "venues": [VENUE]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{account}");
+    let (_permit, browser) = start().await;
+    browser.goto(&app.url("/staff/")).await;
+    // Before the key is known, every central venue is offered.
+    browser.choose("venue_id", "clinic-002").await;
+    browser.fill("key", account["key"].as_str().unwrap()).await;
+    browser.press("受付を始める").await;
+    browser.shows("#desk-venue", "中野サンプラザ").await;
+    browser.shows("#counts", "予約済み 0").await;
+    let mut offered = Vec::new();
+    for option in browser
+        .client
+        .find_all(Locator::Css("#venue_id option"))
+        .await
+        .unwrap()
+    {
+        offered.push(option.attr("value").await.unwrap().unwrap_or_default());
+    }
+    assert_eq!(offered, [VENUE]);
+    browser.close().await;
+}
+
 async fn roster(app: &TestApp, date: &str) -> (u16, Value) {
     let response = app
         .client

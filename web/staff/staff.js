@@ -34,9 +34,25 @@
     return answer;
   }
 
-  // The key form's check: the roster of the chosen venue-day.
+  // The venues a tablet may choose: those its key may use (a tablet's key
+  // may be limited to its own venue), central ones only.
+  function offerVenues(list) {
+    const select = $("venue_id");
+    const chosen = select.value;
+    select.replaceChildren();
+    for (const v of list.filter((x) => x.booking === "central")) {
+      select.append(V.el("option", { value: v.venue_id, text: v.name }));
+    }
+    if (list.some((v) => v.venue_id === chosen)) select.value = chosen;
+  }
+
+  // The key form's check: the venues this key may use, then the roster of
+  // the chosen venue-day.
   async function probe(key) {
     const form = $("key-form");
+    const usable = await staffCall({ path: "/v1/staff/venues" }, key);
+    if (!usable || !usable.ok) return usable;
+    offerVenues(usable.body.venues);
     where = { venue_id: form.elements.venue_id.value, date: form.elements.date.value };
     return staffCall({ path: rosterPath() }, key);
   }
