@@ -9,9 +9,13 @@
 //!   logins are never counted: thousands of residents share one carrier NAT
 //!   address at 9:00.
 //!
-//! State is in memory (a restart forgets it) and each map has a named bound;
-//! past it, expired entries are dropped and, if still full, new ones are not
-//! tracked (failing open beats locking every resident out).
+//! State is in memory (a restart forgets it) and each map has a named bound.
+//! At it, expired entries are dropped, then the least recently failed of
+//! those not locked (a tenth of the map); it never stops counting, so a
+//! flood of failures cannot buy unlimited guesses of a birth date. Should
+//! every entry be locked, a ticket or address not tracked yet is refused
+//! (fails closed) until room is made. On Redis the per-ticket lockout is the
+//! store's (`Store::login_attempt`), shared by every process.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -38,6 +42,10 @@ pub const ADDRESS_FAILURES_MAX_DEFAULT: u32 = 50;
 pub const TRACKED_TICKETS_MAX: usize = 1_000_000;
 /// Most client addresses with recent failures tracked at once.
 pub const TRACKED_ADDRESSES_MAX: usize = 100_000;
+/// At its bound, a map forgets this share of its entries at once (the
+/// least recently failed unlocked ones), so that finding them (a pass over
+/// the map) happens once per that many new entries, not once per failure.
+const EVICTED_SHARE_DIVISOR: usize = 10;
 
 #[derive(Default)]
 struct TicketFailures {
@@ -47,6 +55,14 @@ struct TicketFailures {
 }
 
 impl TicketFailures {
+    fn locked(&self, now: Instant) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
+
+    fn last_failed(&self) -> Option<Instant> {
+        self.failures.back().copied()
+    }
+
     fn expired(&self, now: Instant) -> bool {
         self.locked_until.is_none_or(|until| until <= now)
             && self
@@ -63,6 +79,14 @@ struct AddressFailures {
 }
 
 impl AddressFailures {
+    fn locked(&self, now: Instant) -> bool {
+        self.blocked_until.is_some_and(|until| until > now)
+    }
+
+    fn last_failed(&self) -> Option<Instant> {
+        Some(self.window_start)
+    }
+
     fn expired(&self, now: Instant) -> bool {
         self.blocked_until.is_none_or(|until| until <= now)
             && now.duration_since(self.window_start) > ADDRESS_WINDOW
@@ -74,32 +98,81 @@ pub struct LoginGuard {
     addresses: DashMap<IpAddr, AddressFailures>,
     /// 0 disables the per-address limit.
     address_failures_max: u32,
+    tickets_max: usize,
+    addresses_max: usize,
 }
 
-/// Whether a bounded map may take one more entry, dropping expired ones
-/// first when it is full.
-fn make_room<K, V>(
-    map: &DashMap<K, V>,
-    max: usize,
-    expired: impl Fn(&V) -> bool,
-    what: &'static str,
-) -> bool
+/// What a tracked entry tells `make_room`.
+trait Tracked {
+    fn expired(&self, now: Instant) -> bool;
+    fn locked(&self, now: Instant) -> bool;
+    fn last_failed(&self) -> Option<Instant>;
+}
+
+impl Tracked for TicketFailures {
+    fn expired(&self, now: Instant) -> bool {
+        TicketFailures::expired(self, now)
+    }
+    fn locked(&self, now: Instant) -> bool {
+        TicketFailures::locked(self, now)
+    }
+    fn last_failed(&self) -> Option<Instant> {
+        TicketFailures::last_failed(self)
+    }
+}
+
+impl Tracked for AddressFailures {
+    fn expired(&self, now: Instant) -> bool {
+        AddressFailures::expired(self, now)
+    }
+    fn locked(&self, now: Instant) -> bool {
+        AddressFailures::locked(self, now)
+    }
+    fn last_failed(&self) -> Option<Instant> {
+        AddressFailures::last_failed(self)
+    }
+}
+
+/// Whether a bounded map may take one more entry. When it is full, expired
+/// entries go first, then the least recently failed unlocked ones (a tenth
+/// of the map). `false` only when every entry is locked.
+fn make_room<K, V>(map: &DashMap<K, V>, max: usize, now: Instant, what: &'static str) -> bool
 where
-    K: Eq + std::hash::Hash,
+    K: Eq + std::hash::Hash + Clone,
+    V: Tracked,
 {
     if map.len() < max {
         return true;
     }
-    map.retain(|_, v| !expired(v));
-    let room = map.len() < max;
-    if !room {
+    map.retain(|_, v| !v.expired(now));
+    if map.len() < max {
+        return true;
+    }
+    let mut unlocked: Vec<(Option<Instant>, K)> = map
+        .iter()
+        .filter(|entry| !entry.value().locked(now))
+        .map(|entry| (entry.value().last_failed(), entry.key().clone()))
+        .collect();
+    if unlocked.is_empty() {
         tracing::warn!(
             tracked = what,
             limit = max,
-            "login failure tracking is full"
+            "login failure tracking is full of locks: untracked ones are refused"
         );
+        return false;
     }
-    room
+    let evicted = (max / EVICTED_SHARE_DIVISOR).clamp(1, unlocked.len());
+    unlocked.select_nth_unstable_by_key(evicted - 1, |(last, _)| *last);
+    for (_, key) in &unlocked[..evicted] {
+        map.remove(key);
+    }
+    tracing::warn!(
+        tracked = what,
+        limit = max,
+        evicted,
+        "login failure tracking was full: the least recently failed unlocked entries were forgotten"
+    );
+    true
 }
 
 fn seconds_until(until: Instant, now: Instant) -> u64 {
@@ -108,10 +181,20 @@ fn seconds_until(until: Instant, now: Instant) -> u64 {
 
 impl LoginGuard {
     pub fn new(address_failures_max: u32) -> Self {
+        Self::with_limits(
+            address_failures_max,
+            TRACKED_TICKETS_MAX,
+            TRACKED_ADDRESSES_MAX,
+        )
+    }
+
+    fn with_limits(address_failures_max: u32, tickets_max: usize, addresses_max: usize) -> Self {
         Self {
             tickets: DashMap::new(),
             addresses: DashMap::new(),
             address_failures_max,
+            tickets_max,
+            addresses_max,
         }
     }
 
@@ -129,11 +212,18 @@ impl LoginGuard {
         {
             return Err(seconds_until(until, now));
         }
-        if let Some(entry) = self.tickets.get(ticket)
-            && let Some(until) = entry.locked_until
-            && until > now
-        {
-            return Err(seconds_until(until, now));
+        match self.tickets.get(ticket) {
+            Some(entry) => {
+                if let Some(until) = entry.locked_until
+                    && until > now
+                {
+                    return Err(seconds_until(until, now));
+                }
+            }
+            // Fails closed: a ticket whose failure could not be counted is
+            // not tried (only while every tracked ticket is locked).
+            None if !self.room_for_ticket(now) => return Err(TICKET_LOCK.as_secs()),
+            None => {}
         }
         Ok(())
     }
@@ -181,21 +271,11 @@ impl LoginGuard {
     }
 
     fn room_for_ticket(&self, now: Instant) -> bool {
-        make_room(
-            &self.tickets,
-            TRACKED_TICKETS_MAX,
-            |f| f.expired(now),
-            "tickets",
-        )
+        make_room(&self.tickets, self.tickets_max, now, "tickets")
     }
 
     fn room_for_address(&self, now: Instant) -> bool {
-        make_room(
-            &self.addresses,
-            TRACKED_ADDRESSES_MAX,
-            |f| f.expired(now),
-            "addresses",
-        )
+        make_room(&self.addresses, self.addresses_max, now, "addresses")
     }
 }
 
@@ -256,6 +336,58 @@ mod tests {
         guard.record_success(&ticket(1));
         guard.record_failure(&ticket(1), None, t0);
         assert!(guard.admit(&ticket(1), None, t0).is_ok());
+    }
+
+    /// Issue 23: at its bound the guard stopped tracking new tickets, so
+    /// after a flood of failures a birth date could be guessed without limit.
+    #[test]
+    fn a_full_guard_forgets_the_least_recently_failed_unlocked_and_keeps_counting() {
+        let guard = LoginGuard::with_limits(0, 10, 10);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Ticket 0 is locked; 1..10 have one failure each, 1 the oldest.
+        for _ in 0..TICKET_FAILURES_MAX {
+            guard.record_failure(&ticket(0), None, at(0));
+        }
+        for n in 1..10 {
+            guard.record_failure(&ticket(n), None, at(n));
+        }
+        // Full: the target's failures still count to its lock.
+        for i in 0..TICKET_FAILURES_MAX as u64 {
+            assert!(guard.admit(&ticket(99), None, at(20 + i)).is_ok());
+            guard.record_failure(&ticket(99), None, at(20 + i));
+        }
+        assert!(
+            guard.admit(&ticket(99), None, at(30)).is_err(),
+            "counted to its lock"
+        );
+        assert!(
+            guard.admit(&ticket(0), None, at(30)).is_err(),
+            "a lock is never forgotten"
+        );
+        assert!(
+            !guard.tickets.contains_key(&ticket(1)),
+            "the oldest unlocked went"
+        );
+        assert!(guard.tickets.contains_key(&ticket(9)));
+    }
+
+    #[test]
+    fn a_guard_full_of_locks_refuses_untracked_tickets() {
+        let guard = LoginGuard::with_limits(0, 3, 3);
+        let t0 = Instant::now();
+        for n in 0..3 {
+            for _ in 0..TICKET_FAILURES_MAX {
+                guard.record_failure(&ticket(n), None, t0);
+            }
+        }
+        assert!(guard.admit(&ticket(50), None, t0).is_err(), "fails closed");
+        // Once the locks run out, there is room again.
+        assert!(
+            guard
+                .admit(&ticket(50), None, t0 + TICKET_LOCK + TICKET_FAILURE_WINDOW)
+                .is_ok()
+        );
     }
 
     #[test]

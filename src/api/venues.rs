@@ -14,7 +14,7 @@ use super::{AppState, body};
 use crate::catalog::VENUES_MAX;
 use crate::domain::{
     BookingMode, DayPlan, SlotPlan, SlotTime, Vaccine, Venue, VenueDayKey, VenueId, VenueKind,
-    parse_date,
+    parse_date, parse_day_date,
 };
 use crate::store::AuditTarget;
 
@@ -187,7 +187,7 @@ async fn put_day_unaudited(
 ) -> Result<HttpResponse, ApiError> {
     let key = VenueDayKey {
         venue_id: VenueId::parse(venue_id)?,
-        date: parse_date(date)?,
+        date: parse_day_date(date, crate::clock::today())?,
     };
     let body: DayBody = body::json(request, payload).await?;
     let venue = match state.catalog.venue(&key.venue_id) {

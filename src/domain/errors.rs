@@ -18,7 +18,7 @@ pub enum DomainError {
     InvalidDose,
     #[error("time must be HH:MM (24 h)")]
     InvalidTime,
-    #[error("date must be YYYY-MM-DD")]
+    #[error("date must be YYYY-MM-DD (a venue-day's within 400 days of today)")]
     InvalidDate,
     #[error(
         "{field} is empty, too long, or holds a control character (line break, tab, bidi control)"

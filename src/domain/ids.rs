@@ -214,6 +214,20 @@ impl fmt::Display for ReservationId {
     }
 }
 
+/// How far a venue-day may lie from today, before or after (API.md
+/// "Conventions"): a typo such as year 0001 or 2202 is refused, never
+/// counted in the launch's capacity.
+pub const DAY_DATE_RANGE_DAYS: i64 = 400;
+
+/// A venue-day's date: well formed, and within `DAY_DATE_RANGE_DAYS` of `today`.
+pub fn parse_day_date(text: &str, today: NaiveDate) -> Result<NaiveDate, DomainError> {
+    let date = parse_date(text)?;
+    if (date - today).num_days().abs() > DAY_DATE_RANGE_DAYS {
+        return Err(DomainError::InvalidDate);
+    }
+    Ok(date)
+}
+
 /// One venue's one day: the unit that one actor owns.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct VenueDayKey {
@@ -230,6 +244,21 @@ impl fmt::Display for VenueDayKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_lies_within_four_hundred_days_of_today() {
+        let today = parse_date("2026-12-08").unwrap();
+        assert!(parse_day_date("2026-12-08", today).is_ok());
+        assert!(parse_day_date("2028-01-12", today).is_ok());
+        assert!(parse_day_date("2025-11-03", today).is_ok());
+        for far in ["2028-01-13", "2025-11-02", "0001-01-01", "9999-12-31"] {
+            assert_eq!(
+                parse_day_date(far, today),
+                Err(DomainError::InvalidDate),
+                "{far}"
+            );
+        }
+    }
 
     #[test]
     fn reservation_ids_are_random_version_4_uuids() {

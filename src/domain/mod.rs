@@ -27,8 +27,8 @@ pub use eligibility::{
 };
 pub use errors::{BookingError, CheckInError, DayPlanError, DomainError, IneligibleReason};
 pub use ids::{
-    DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS, TicketNumber,
-    VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date,
+    DAY_DATE_RANGE_DAYS, DOSE_MAX, Dose, ReservationId, SlotTime, TICKET_NUMBER_DIGITS,
+    TicketNumber, VENUE_ID_LENGTH_MAX, Vaccine, VenueDayKey, VenueId, parse_date, parse_day_date,
 };
 pub use mail::{Delivery, MailId, MailKind, MailPolicy, MailedReservation, OutboxMail};
 pub use reservation::{Channel, FingerprintScheme, IdempotencyTag, Reservation, ReservationStatus};

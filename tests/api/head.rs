@@ -34,6 +34,7 @@ async fn head_answers_like_get_without_a_body_on_every_get_route() {
         (operator_lookup, Some(crate::helpers::OPERATOR_KEY)),
         (reservation, Some(&token)),
         (roster, Some(STAFF_KEY)),
+        ("/v1/staff/venues".into(), Some(STAFF_KEY)),
         ("/".into(), None),
         ("/operator/".into(), None),
         ("/staff/".into(), None),

@@ -465,7 +465,32 @@ async fn a_staff_account_limited_to_a_venue_works_there_only(backend: Backend) {
     assert!(account.get("venues").is_none(), "{account}");
 }
 
+/// Issue 23: a day in year 0001 was accepted and counted in the launch's capacity.
+async fn a_day_far_from_today_is_refused_and_counts_nowhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.venue_day("clinic-001", &future_date(400), &[("10:00", 7)])
+        .await;
+    for date in [
+        "0001-01-01",
+        "9999-12-31",
+        &future_date(401),
+        &future_date(-401),
+    ] {
+        let (status, body) = app.put_day("clinic-001", date, &[("10:00", 1000)]).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_date")),
+            "{date}: {body}"
+        );
+    }
+    let (_, status) = app
+        .send(Method::GET, "/v1/admin/status", Some(ADMIN_KEY), None)
+        .await;
+    assert_eq!(status["slots"]["capacity"], 7, "{status}");
+}
+
 on_both_stores!(
+    a_day_far_from_today_is_refused_and_counts_nowhere,
     a_staff_account_limited_to_a_venue_works_there_only,
     slow_bodies_hold_no_place_a_resident_needs,
     the_roster_csv_has_a_bom_and_runs_no_formula,
