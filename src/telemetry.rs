@@ -65,6 +65,12 @@ pub const MAIL_CLAIMS_LOST_TOTAL: &str = "vaxslot_mail_claims_lost_total";
 /// records changed by another process that this one could not read from
 /// the change streams, and skipped.
 pub const CHANGE_RECORDS_SKIPPED_TOTAL: &str = "vaxslot_change_records_skipped_total";
+/// Counter, label `what` (`resident`, `venue`, `account`, `mail`,
+/// `member`, `day reservations` at start, `venue-day` at each load): stored
+/// records that could not be read and were skipped, so that one bad record
+/// stops nothing else. A venue-day with one is refused (`503`), never
+/// loaded without it.
+pub const RECORDS_SKIPPED_TOTAL: &str = "vaxslot_records_skipped_total";
 /// Counter: request bodies that had not arrived within `--body-timeout-s`
 /// (answered `408 request_timeout`): slow clients, or an attack with them.
 pub const REQUEST_BODIES_TIMED_OUT_TOTAL: &str = "vaxslot_request_bodies_timed_out_total";
@@ -261,6 +267,12 @@ const DESCRIPTIONS: &[Description] = &[
             ("what", "reservation"),
             ("what", "resident"),
         ],
+    ),
+    (
+        RECORDS_SKIPPED_TOTAL,
+        Kind::Counter,
+        "Stored records that could not be read and were skipped (one bad record stops nothing else), by what.",
+        &[("what", "resident"), ("what", "mail")],
     ),
     (
         REQUEST_BODIES_TIMED_OUT_TOTAL,

@@ -768,6 +768,12 @@ impl Actor for VenueDayActor {
                     Err(error) => {
                         // Queued requests are dropped with the mailbox; their
                         // senders answer 503 and their claims are released.
+                        // A record that cannot be read stops this day alone
+                        // (never skipped: that could sell its place twice).
+                        if matches!(error, crate::store::StoreError::Corrupt(_)) {
+                            metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => "venue-day")
+                                .increment(1);
+                        }
                         tracing::error!(venue_day = %act.key, error = %error, "cannot load venue-day; actor stops");
                         ctx.stop();
                     }

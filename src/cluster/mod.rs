@@ -54,8 +54,14 @@ impl Member {
         format!("{} {}", self.id, self.url)
     }
 
+    /// `<id> <url>`, as `record` writes it; `None` for anything else.
     fn parse(record: &str) -> Option<Member> {
         let (id, url) = record.split_once(' ')?;
+        let url_ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && !url.contains(char::is_whitespace);
+        if id.is_empty() || !url_ok {
+            return None;
+        }
         Some(Member {
             id: id.to_owned(),
             url: url.to_owned(),
@@ -160,7 +166,15 @@ impl Membership {
         };
         let mut members: Vec<Member> = records
             .iter()
-            .filter_map(|record| Member::parse(record))
+            .filter_map(|record| {
+                let member = Member::parse(record);
+                if member.is_none() {
+                    metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => "member")
+                        .increment(1);
+                    tracing::error!("a member record could not be read; skipped");
+                }
+                member
+            })
             .filter(|member| member.id != self.me.id && !suspected.contains(&member.id))
             .take(MEMBERS_MAX - 1)
             .collect();

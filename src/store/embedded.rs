@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod outbox;
 
-use super::records::{Stored, decode, decode_all, encode, encode_all};
+use super::records::{Stored, decode, decode_all, decode_or_skip, encode, encode_all};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
     CommitError, KillSwitchState, MAIL_LEASE, MailClaimToken, OutboxFigures, ReservationBatch,
@@ -201,7 +201,7 @@ impl EmbeddedStore {
             let mut records = Vec::new();
             for row in table.iter().map_err(unavailable)? {
                 let (_, value) = row.map_err(unavailable)?;
-                records.push(decode(value.value(), what)?);
+                records.extend(decode_or_skip(value.value(), what));
             }
             Ok(records)
         })

@@ -60,6 +60,22 @@ pub fn decode<T: Stored>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
     T::from_record(record).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// The record, if it can be read; one that cannot (a hand edit, a newer
+/// release's format, a torn write) is skipped, logged with what it is and
+/// counted: one bad record never stops a start, a load or a loop for every
+/// other record (issue 23). Not for a venue-day's reservations: skipping
+/// one could sell its place twice, so such a day fails to load instead.
+pub fn decode_or_skip<T: Stored>(bytes: &[u8], what: &'static str) -> Option<T> {
+    match decode(bytes, what) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => what).increment(1);
+            tracing::error!(what, error = %error, "a stored record could not be read; skipped");
+            None
+        }
+    }
+}
+
 /// Reads a JSON array of stored values.
 pub fn decode_all<T: Stored>(bytes: &[u8], what: &str) -> Result<Vec<T>, StoreError> {
     let records: Vec<T::Record> =

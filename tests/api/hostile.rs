@@ -489,6 +489,98 @@ async fn a_day_far_from_today_is_refused_and_counts_nowhere(backend: Backend) {
     assert_eq!(status["slots"]["capacity"], 7, "{status}");
 }
 
+/// The sum of a counter's series whose labels contain `label`.
+async fn counted(app: &TestApp, name: &str, label: &str) -> f64 {
+    let (_, text) = app.send(Method::GET, "/metrics", None, None).await;
+    text.as_str()
+        .unwrap_or("")
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One bad record (a hand edit, a newer release's format, a torn write) in
+/// a shared store stops nothing else: the process starts, every other
+/// resident, venue, account and day works, the member list is read; the
+/// day whose reservation cannot be read is refused (never a place sold
+/// twice); each skip is counted.
+#[tokio::test]
+async fn bad_records_in_the_store_stop_nothing_else() {
+    let app = TestApp::spawn(Backend::Redis).await;
+    let date = future_date(10);
+    app.venue_day("clinic-001", &date, &[("10:00", 10)]).await;
+    app.venue_day("clinic-002", &date, &[("10:00", 10)]).await;
+    app.import_residents(8_400_000_000, 3).await;
+    let first = app.login(8_400_000_000).await;
+    let (status, body) = app.book(&first, "clinic-002", &date, "10:00").await;
+    assert_eq!(status, 201, "{body}");
+    let url = app.redis.as_ref().unwrap().url();
+    let mut raw = ::redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let day_hashes: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("vaxslot:*:day:clinic-002/{date}:reservations"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(day_hashes.len(), 1);
+    for (key, field) in [
+        ("vaxslot:residents", "8499999999"),
+        ("vaxslot:venues", "bad-venue"),
+        ("vaxslot:accounts", "bad-account"),
+        (
+            day_hashes[0].as_str(),
+            "00000000-0000-4000-8000-000000000000",
+        ),
+    ] {
+        let _: i64 = ::redis::cmd("HSET")
+            .arg(key)
+            .arg(field)
+            .arg("{\"broken\":")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let _: i64 = ::redis::cmd("ZADD")
+        .arg("vaxslot:members")
+        .arg(i64::MAX / 2)
+        .arg("garbage")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let app = app.crash_and_restart().await;
+    let second = app.login(8_400_000_001).await;
+    let (status, body) = app.book(&second, "clinic-001", &date, "10:00").await;
+    assert_eq!(status, 201, "a good day books: {body}");
+    let third = app.login(8_400_000_002).await;
+    let (status, body) = app.book(&third, "clinic-002", &date, "10:00").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "the day with a bad record is refused, never oversold: {body}"
+    );
+    let (_, venues) = app.send(Method::GET, "/v1/venues", None, None).await;
+    assert_eq!(venues["venues"].as_array().unwrap().len(), 2, "{venues}");
+    let name = "vaxslot_records_skipped_total";
+    for what in ["resident", "venue", "account", "day reservations"] {
+        assert!(
+            counted(&app, name, &format!("what=\"{what}\"")).await >= 1.0,
+            "{what} not counted"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted(&app, name, "what=\"member\"").await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the bad member record was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 on_both_stores!(
     a_day_far_from_today_is_refused_and_counts_nowhere,
     a_staff_account_limited_to_a_venue_works_there_only,

@@ -593,6 +593,135 @@ on_both_stores!(
 
 /// A mail setting that cannot work stops the start with a message saying
 /// which, and exit code 2 (or 1 for a template), before anything is served.
+/// Issue 23: a name with a line break (stored before the rule refused it)
+/// made the mail worker panic, and with it every later mail, for good. Now
+/// it is mailed on one line, to its one address, and the mail after it
+/// still goes out.
+#[tokio::test]
+async fn a_name_stored_with_a_line_break_is_mailed_safely_and_the_next_mail_goes_out() {
+    let sink = SmtpSink::start().await;
+    let app = mail_app(Backend::Redis, &sink, &[]).await;
+    let date = future_date(20);
+    app.venue_day("clinic-001", &date, &[("10:00", 5)]).await;
+    resident(&app, 8_500_000_000, Some(&address(8_500_000_000))).await;
+    resident(&app, 8_500_000_001, Some(&address(8_500_000_001))).await;
+    // As stored before the rule: the same record with a hostile name.
+    let mut raw = ::redis::Client::open(app.redis.as_ref().unwrap().url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stored: String = ::redis::cmd("HGET")
+        .arg("vaxslot:residents")
+        .arg(ticket(8_500_000_000))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let hostile = stored.replace(NAME, "住民\\r\\nBcc: victim@evil.example");
+    assert_ne!(hostile, stored);
+    let _: i64 = ::redis::cmd("HSET")
+        .arg("vaxslot:residents")
+        .arg(ticket(8_500_000_000))
+        .arg(&hostile)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let env = mail_env(&sink, &[]);
+    let app = app.crash_and_restart_with_env(&as_refs(&env)).await;
+    for number in [8_500_000_000, 8_500_000_001] {
+        let token = app.login_as(&ticket(number), BIRTH).await;
+        let (status, body) = app.book(&token, "clinic-001", &date, "10:00").await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let messages = sink.wait_for(2, ARRIVAL).await;
+    let hostile = messages
+        .iter()
+        .find(|m| m["envelope_to"] == json!([address(8_500_000_000)]))
+        .expect("the hostile name's mail");
+    assert!(!hostile["to"].as_str().unwrap().contains('\n'), "{hostile}");
+    assert!(
+        hostile["body"]
+            .as_str()
+            .unwrap()
+            .contains("住民  Bcc: victim@evil.example 様"),
+        "{hostile}"
+    );
+    assert!(
+        messages
+            .iter()
+            .all(|m| m["envelope_to"].as_array().unwrap().len() == 1),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["envelope_to"] == json!([address(8_500_000_001)]))
+    );
+    until_outbox_empty(&app).await;
+}
+
+/// A venue-day whose reservation record cannot be read gets no reminders
+/// (its bookings are refused, never oversold), and counts; another day's
+/// reminders still go out.
+#[tokio::test]
+async fn a_day_with_an_unreadable_record_stops_no_other_days_reminders() {
+    let sink = SmtpSink::start().await;
+    let today = vaxslot::domain::local_date(chrono::Utc::now());
+    let start = format!("{today}T10:00:05+09:00");
+    let extra = [
+        ("VAXSLOT_CLOCK_START", start.as_str()),
+        ("VAXSLOT_REMINDER_AT", "23:59"),
+    ];
+    let env = mail_env(&sink, &extra);
+    let app = TestApp::spawn_with_env(Backend::Redis, &as_refs(&env)).await;
+    let tomorrow = future_date(1);
+    for venue in ["clinic-001", "clinic-002"] {
+        app.venue_day(venue, &tomorrow, &[("11:00", 5)]).await;
+    }
+    let (good, bad) = (8_600_000_001, 8_600_000_002);
+    for (number, venue) in [(good, "clinic-001"), (bad, "clinic-002")] {
+        resident(&app, number, Some(&address(number))).await;
+        let token = app.login_as(&ticket(number), BIRTH).await;
+        let (status, body) = app.book(&token, venue, &tomorrow, "11:00").await;
+        assert_eq!(status, 201, "{body}");
+    }
+    sink.wait_for(2, ARRIVAL).await;
+    let mut raw = ::redis::Client::open(app.redis.as_ref().unwrap().url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let hashes: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("vaxslot:*:day:clinic-002/{tomorrow}:reservations"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: i64 = ::redis::cmd("HSET")
+        .arg(&hashes[0])
+        .arg("00000000-0000-4000-8000-000000000000")
+        .arg("{\"broken\":")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // Restarted with its clock past the reminder moment: the days load again.
+    let late = format!("{today}T23:59:30+09:00");
+    let extra = [
+        ("VAXSLOT_CLOCK_START", late.as_str()),
+        ("VAXSLOT_REMINDER_AT", "23:59"),
+    ];
+    let env = mail_env(&sink, &extra);
+    let app = app.crash_and_restart_with_env(&as_refs(&env)).await;
+    let messages = sink.wait_for(3, ARRIVAL).await;
+    let reminders = of_kind(&messages, "reminder");
+    assert_eq!(reminders.len(), 1, "{messages:#?}");
+    assert_eq!(reminders[0]["envelope_to"], json!([address(good)]));
+    let metrics = metrics_text(&app).await;
+    assert!(
+        metrics.contains("vaxslot_records_skipped_total{what=\"venue-day\"}"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn bad_mail_settings_stop_the_start_and_say_which() {
     let run = |env: Vec<(&'static str, String)>| async move {
