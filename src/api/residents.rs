@@ -271,3 +271,65 @@ async fn import_unaudited(
         rejected,
     }))
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Bytes a ward's spreadsheet, a careless clerk or an attacker might
+    /// send as a CSV import: UTF-8 with and without BOM, Shift_JIS (broken
+    /// or not), quoted fields with line breaks, CR, NUL, stray quotes.
+    fn csv_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let cell = prop_oneof![
+            "[0-9]{0,12}",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            "\\PC{0,12}",
+            "\"[^\"]{0,8}(\r?\n)?[^\"]{0,8}\"",
+            Just("=HYPERLINK(\"x\")".to_owned()),
+            Just("\u{202E}名前".to_owned()),
+        ];
+        let row = prop::collection::vec(cell, 0..8).prop_map(|cells| cells.join(","));
+        let text = (prop::collection::vec(row, 0..12), prop::bool::ANY).prop_map(|(rows, crlf)| {
+            let mut text = String::from(
+                "ticket_number,birth_date,name,email,phone,high_risk,dose1_date,dose1_vaccine\n",
+            );
+            text.push_str(&rows.join(if crlf { "\r\n" } else { "\n" }));
+            text
+        });
+        prop_oneof![
+            text.clone().prop_map(String::into_bytes),
+            text.clone()
+                .prop_map(|t| [crate::csv_text::UTF8_BOM, t.as_bytes()].concat()),
+            text.prop_map(|t| encoding_rs::SHIFT_JIS.encode(&t).0.into_owned()),
+            prop::collection::vec(any::<u8>(), 0..400),
+        ]
+    }
+
+    proptest! {
+        /// Never a panic; every row is a record or a rejection, named by a
+        /// line that is in the file.
+        #[test]
+        fn any_csv_is_read_row_by_row_without_a_panic(bytes in csv_bytes()) {
+            let lines = bytes.iter().filter(|b| **b == b'\n').count() + 1;
+            if let Ok(records) = records_from_csv(&bytes) {
+                for (line, _) in &records {
+                    prop_assert!((2..=lines).contains(line), "line {line} of {lines}");
+                }
+                let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 8).unwrap();
+                for (_, record) in records {
+                    // What is stored never holds a control character.
+                    if let Ok(Ok(resident)) = record.map(|r| to_resident(r, today)) {
+                        prop_assert!(!resident.name.chars().any(crate::domain::is_forbidden_in_text));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn any_json_body_is_read_without_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = records_from_json(&bytes);
+        }
+    }
+}

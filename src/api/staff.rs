@@ -163,6 +163,11 @@ struct CheckInBody {
 /// this municipality's code.
 fn ticket_in_code(code: &str, municipality: Option<&str>) -> Result<TicketNumber, CheckInError> {
     let code = code.trim();
+    // Digits only, before any split by position: a split inside a
+    // multi-byte character would panic.
+    if !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CheckInError::InvalidCode);
+    }
     if code.len() == CODE_WITH_MUNICIPALITY_DIGITS {
         let (prefix, ticket) = code.split_at(CODE_WITH_MUNICIPALITY_DIGITS - 10);
         return match municipality {
@@ -283,6 +288,21 @@ mod tests {
             "１３１１４８０００１",
         ] {
             assert!(ticket_in_code(bad, ours).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a scanner types: never a panic, and a ticket only from
+        /// 10 digits, or 16 that start with this municipality's code.
+        #[test]
+        fn any_scanned_code_is_a_ticket_or_invalid(code in "\\PC{0,20}|[0-9]{9,17}") {
+            let ours = Some("131148");
+            if let Ok(ticket) = ticket_in_code(&code, ours) {
+                let digits = code.trim();
+                proptest::prop_assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+                proptest::prop_assert!(digits.len() == 10 || digits.starts_with("131148"));
+                proptest::prop_assert!(digits.ends_with(ticket.expose()));
+            }
         }
     }
 }

@@ -274,4 +274,21 @@ mod tests {
         );
         assert!(decode(&[0x82, 0xFF, 0xFF]).is_err());
     }
+
+    proptest::proptest! {
+        /// Any file: decoded or refused, and every problem on a line of it.
+        #[test]
+        fn any_roster_file_is_checked_without_a_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut file = b"ticket_number,birth_date,name\n".to_vec();
+            file.extend_from_slice(&bytes);
+            if let Ok((text, _)) = decode(&file) {
+                let lines = text.lines().count().max(1) + 1;
+                if let Ok(report) = check(&text, today()) {
+                    for problem in report.problems {
+                        proptest::prop_assert!(problem.line <= lines, "{} of {}", problem.line, lines);
+                    }
+                }
+            }
+        }
+    }
 }

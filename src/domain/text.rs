@@ -109,4 +109,16 @@ mod tests {
         assert_eq!(one_line("住民\r\nBcc: x\u{202E}"), "住民  Bcc: x ");
         assert!(matches!(one_line("中野 太郎"), Cow::Borrowed(_)));
     }
+
+    proptest::proptest! {
+        /// Shown text is on one line and checked text is clean, whatever came in.
+        #[test]
+        fn one_line_text_passes_the_rule_it_was_made_for(text in "\\PC{0,40}|[\\x00-\\x{9f}\\x{2066}-\\x{2069}\\x{202a}-\\x{202e}a ]{0,40}") {
+            let shown = one_line(&text);
+            proptest::prop_assert!(!shown.chars().any(is_forbidden));
+            proptest::prop_assert_eq!(shown.chars().count(), text.chars().count());
+            let checked = TextRule::optional("name", 40).check(&text);
+            proptest::prop_assert_eq!(checked.is_ok(), !text.chars().any(is_forbidden));
+        }
+    }
 }

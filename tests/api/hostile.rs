@@ -581,6 +581,31 @@ async fn bad_records_in_the_store_stop_nothing_else() {
     }
 }
 
+/// Found by the check-in code's property test: a 16-byte code of
+/// multi-byte characters was split inside a character, and the handler
+/// panicked (the tablet saw its connection drop).
+#[tokio::test]
+async fn a_sixteen_byte_code_of_any_characters_is_an_invalid_code() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let date = future_date(0);
+    app.venue_day("clinic-001", &date, &[("23:59", 5)]).await;
+    for code in ["!🡠𐨕®ꫛ®", "１３１１４８１３１１", "131148１３１１４"] {
+        let (status, body) = app
+            .send(
+                Method::POST,
+                "/v1/staff/checkins",
+                Some(STAFF_KEY),
+                Some(&json!({"venue_id": "clinic-001", "date": date, "code": code})),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_code")),
+            "{code}: {body}"
+        );
+    }
+}
+
 on_both_stores!(
     a_day_far_from_today_is_refused_and_counts_nowhere,
     a_staff_account_limited_to_a_venue_works_there_only,
