@@ -85,6 +85,7 @@ mod cluster;
 mod crash;
 mod dose_chains;
 mod eligibility;
+mod fuzz;
 mod head;
 mod health;
 mod holds;
