@@ -17,9 +17,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
-use actix_web::web::BytesMut;
 use actix_web::{Error, HttpMessage, ResponseError, web};
-use futures::StreamExt;
 
 use super::AppState;
 use super::body::BODY_BYTES_MAX;
@@ -133,34 +131,7 @@ async fn body_before_admission(
     let mut payload = request.take_payload();
     // Grown as bytes arrive, never from the declared length: a socket
     // that promises a body and sends nothing holds no buffer.
-    let mut body = BytesMut::new();
-    let reading = async {
-        while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|_| ApiError::invalid_json("the request body could not be read"))?;
-            if body.len() + chunk.len() > BODY_BYTES_MAX {
-                return Err(ApiError::payload_too_large(BODY_BYTES_MAX));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(timeout, reading).await {
-        Ok(read) => read?,
-        Err(_) => return Err(body_too_slow(timeout)),
-    }
-    request.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    let body = super::body::read_within(&mut payload, BODY_BYTES_MAX, 0, timeout).await?;
+    request.set_payload(actix_web::dev::Payload::from(body));
     Ok(())
-}
-
-/// `408 request_timeout`, counted.
-pub fn body_too_slow(timeout: std::time::Duration) -> ApiError {
-    metrics::counter!(crate::telemetry::REQUEST_BODIES_TIMED_OUT_TOTAL).increment(1);
-    ApiError::new(
-        super::codes::ErrorCode::RequestTimeout,
-        format!(
-            "the request body did not arrive within {} s",
-            timeout.as_secs()
-        ),
-    )
 }

@@ -4,7 +4,10 @@
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
-use futures::StreamExt;
+use std::time::Duration;
+
+use actix_web::error::PayloadError;
+use futures::{FutureExt, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
@@ -12,8 +15,8 @@ use super::problem::ApiError;
 /// Largest request body, except resident import (API.md: 16 KiB).
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
 /// The body deadline where no `AppState` is at hand (never in the server).
-const BODY_TIMEOUT_FALLBACK: std::time::Duration =
-    std::time::Duration::from_secs(crate::settings::BODY_TIMEOUT_S_DEFAULT);
+const BODY_TIMEOUT_FALLBACK: Duration =
+    Duration::from_secs(crate::settings::BODY_TIMEOUT_S_DEFAULT);
 /// Largest resident import body (API.md: 16 MiB).
 pub const IMPORT_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
@@ -45,12 +48,30 @@ pub async fn read(
         return Err(ApiError::payload_too_large(limit_bytes));
     }
     // Bodies of every route but the import were read before admission
-    // (`admission.rs`), within the same deadline.
+    // (`admission.rs`), within the same deadline: here they are in memory.
     let timeout = request
         .app_data::<web::Data<super::AppState>>()
         .map_or(BODY_TIMEOUT_FALLBACK, |state| state.body_timeout);
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit_bytes));
+    let capacity = declared.unwrap_or(0).min(limit_bytes);
+    read_within(&mut payload, limit_bytes, capacity, timeout).await
+}
+
+/// Reads `payload` to its end, refusing it as soon as it passes
+/// `limit_bytes`; `408 request_timeout` (counted) if it has not all
+/// arrived within `timeout`. A body already here (the usual case: it came
+/// with its headers, or was read before admission) is read without arming
+/// a timer.
+pub async fn read_within<S>(
+    payload: &mut S,
+    limit_bytes: usize,
+    capacity: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
     let reading = async {
+        let mut body = BytesMut::with_capacity(capacity);
         while let Some(chunk) = payload.next().await {
             let chunk =
                 chunk.map_err(|_| ApiError::invalid_json("the request body could not be read"))?;
@@ -59,13 +80,28 @@ pub async fn read(
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(())
+        Ok(body.freeze())
     };
-    match tokio::time::timeout(timeout, reading).await {
-        Ok(read) => read?,
-        Err(_) => return Err(super::admission::body_too_slow(timeout)),
+    let mut reading = std::pin::pin!(reading);
+    if let Some(read) = (&mut reading).now_or_never() {
+        return read;
     }
-    Ok(body.freeze())
+    match tokio::time::timeout(timeout, reading).await {
+        Ok(read) => read,
+        Err(_) => Err(body_too_slow(timeout)),
+    }
+}
+
+/// `408 request_timeout`, counted.
+fn body_too_slow(timeout: Duration) -> ApiError {
+    metrics::counter!(crate::telemetry::REQUEST_BODIES_TIMED_OUT_TOTAL).increment(1);
+    ApiError::new(
+        super::codes::ErrorCode::RequestTimeout,
+        format!(
+            "the request body did not arrive within {} s",
+            timeout.as_secs()
+        ),
+    )
 }
 
 /// Parses a JSON body. A non-JSON `Content-Type` is `415`; bad JSON `400 invalid_json`.
