@@ -88,9 +88,12 @@ impl<'a> LineCounter<'a> {
             start += 1;
         }
         let start = start.max(self.counted_to);
-        self.lines_before += self.body[self.counted_to..start]
+        // A line ends with LF, CRLF, or a lone CR (old spreadsheets).
+        let counted = &self.body[self.counted_to..start];
+        self.lines_before += counted
             .iter()
-            .filter(|b| **b == b'\n')
+            .enumerate()
+            .filter(|&(i, b)| *b == b'\n' || (*b == b'\r' && counted.get(i + 1) != Some(&b'\n')))
             .count();
         self.counted_to = start;
         self.lines_before + 1
@@ -144,5 +147,6 @@ mod tests {
         assert_eq!(lines("h,a\r\n1,x\r\n2,y\r\n"), [2, 3]);
         assert_eq!(lines("h,a\n1,\"x\ny\"\n2,y\n"), [2, 4]);
         assert_eq!(lines("h,a\r\n1,\"x\r\ny\"\r\n2,y\r\n3,z"), [2, 4, 5]);
+        assert_eq!(lines("h,a\r1,x\r2,y\r"), [2, 3]);
     }
 }

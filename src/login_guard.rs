@@ -13,8 +13,10 @@
 //! At it, expired entries are dropped, then the least recently failed of
 //! those not locked (a tenth of the map); it never stops counting, so a
 //! flood of failures cannot buy unlimited guesses of a birth date. Should
-//! every entry be locked, a ticket or address not tracked yet is refused
-//! (fails closed) until room is made. On Redis the per-ticket lockout is the
+//! a failure find every tracked ticket locked, untracked tickets are refused
+//! (fails closed) until the first lock ends. (Addresses, a second line of
+//! defence that a carrier NAT shares, fail open: a full map of blocked
+//! addresses tracks no new one.) On Redis the per-ticket lockout is the
 //! store's (`Store::login_attempt`), shared by every process.
 
 use std::collections::VecDeque;
@@ -100,6 +102,9 @@ pub struct LoginGuard {
     address_failures_max: u32,
     tickets_max: usize,
     addresses_max: usize,
+    /// Set when a failure found the tickets full of locks: until the
+    /// earliest of them ends, untracked tickets are refused.
+    tickets_full_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// What a tracked entry tells `make_room`.
@@ -195,6 +200,7 @@ impl LoginGuard {
             address_failures_max,
             tickets_max,
             addresses_max,
+            tickets_full_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -220,10 +226,16 @@ impl LoginGuard {
                     return Err(seconds_until(until, now));
                 }
             }
-            // Fails closed: a ticket whose failure could not be counted is
-            // not tried (only while every tracked ticket is locked).
-            None if !self.room_for_ticket(now) => return Err(TICKET_LOCK.as_secs()),
-            None => {}
+            // Fails closed: while every tracked ticket is locked (a failure
+            // found no room), an untracked one is not tried, since its
+            // failure could not be counted. Known without a pass over the map.
+            None => {
+                if let Some(until) = *self.tickets_full_until.lock().expect("guard lock poisoned")
+                    && until > now
+                {
+                    return Err(seconds_until(until, now));
+                }
+            }
         }
         Ok(())
     }
@@ -271,7 +283,18 @@ impl LoginGuard {
     }
 
     fn room_for_ticket(&self, now: Instant) -> bool {
-        make_room(&self.tickets, self.tickets_max, now, "tickets")
+        let room = make_room(&self.tickets, self.tickets_max, now, "tickets");
+        let mut full_until = self.tickets_full_until.lock().expect("guard lock poisoned");
+        *full_until = if room {
+            None
+        } else {
+            // Every entry is locked: room comes back when the first lock ends.
+            self.tickets
+                .iter()
+                .filter_map(|entry| entry.locked_until)
+                .min()
+        };
+        room
     }
 
     fn room_for_address(&self, now: Instant) -> bool {
@@ -381,7 +404,12 @@ mod tests {
                 guard.record_failure(&ticket(n), None, t0);
             }
         }
+        // A failure that finds no room is not counted: from then on, until
+        // the first lock ends, untracked tickets are not tried.
+        assert!(guard.admit(&ticket(50), None, t0).is_ok());
+        guard.record_failure(&ticket(50), None, t0);
         assert!(guard.admit(&ticket(50), None, t0).is_err(), "fails closed");
+        assert!(guard.admit(&ticket(51), None, t0).is_err(), "fails closed");
         // Once the locks run out, there is room again.
         assert!(
             guard

@@ -17,7 +17,7 @@ use crate::login_guard::ADDRESS_FAILURES_MAX_DEFAULT;
 
 /// Default of `--max-in-flight`: enough for a ward's launch on 2 cores,
 /// small enough that the bodies being worked on stay under ~64 MiB (bodies
-/// still on their way hold only the bytes sent, for `--body-timeout-s`).
+/// still on their way are bounded apart: `api::BODIES_ARRIVING_MAX`).
 pub const MAX_IN_FLIGHT_DEFAULT: usize = 4096;
 /// Default of `--body-timeout-s` (API.md "Conventions": 10).
 pub const BODY_TIMEOUT_S_DEFAULT: u64 = 10;

@@ -90,8 +90,11 @@ impl Application {
             std::time::Instant::now(),
         );
         let residents = store.load_residents().await.context("loading residents")?;
-        let reservations = store
-            .load_reservations()
+        let crate::store::ReadableReservations {
+            reservations,
+            unreadable_days,
+        } = store
+            .load_readable_reservations()
             .await
             .context("loading reservations")?;
         let catalog = Arc::new(Catalog::default());
@@ -100,10 +103,9 @@ impl Application {
         }
         // Publish every day's snapshot from one pass over the reservations,
         // so availability is complete before any actor starts.
-        let days = VenueDay::restore_all(
-            store.load_day_plans().await.context("loading day plans")?,
-            &reservations,
-        );
+        let mut plans = store.load_day_plans().await.context("loading day plans")?;
+        plans.retain(|(key, _)| !unreadable_days.contains(key));
+        let days = VenueDay::restore_all(plans, &reservations);
         for snapshot in days.values().filter_map(VenueDay::snapshot) {
             catalog.publish(snapshot);
         }
@@ -238,7 +240,7 @@ impl Application {
             login_guard: LoginGuard::new(settings.login_failures_per_addr_max),
             admission: Gate::new(settings.max_in_flight),
             body_timeout: settings.body_timeout,
-            bodies_arriving: Gate::new(usize::MAX),
+            bodies_arriving: Gate::new(api::BODIES_ARRIVING_MAX),
             imports: Gate::new(IMPORTS_IN_FLIGHT_MAX),
             public_reads: api::PublicReads::default(),
             mail_outbox,

@@ -27,6 +27,11 @@ use super::problem::ApiError;
 /// import, up to 16 MiB): read by its handler, after the key is checked.
 const IMPORT_PATH: &str = "/v1/admin/residents";
 
+/// Most request bodies on their way at once, read before admission: with
+/// `BODY_BYTES_MAX` each, at most 256 MiB, for at most `--body-timeout-s`.
+/// A crowd of slow clients that large is refused (`503 overloaded`) before
+/// it takes memory; residents' requests, which arrive at once, never wait here.
+pub const BODIES_ARRIVING_MAX: usize = 16_384;
 /// Most resident imports read at once (each may hold a 16 MiB body).
 pub const IMPORTS_IN_FLIGHT_MAX: usize = 2;
 
@@ -76,7 +81,8 @@ pub async fn admit(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     super::head::route_head_as_get(&mut request);
-    if !request.path().starts_with("/v1/") {
+    // The path as the router reads it (`%76` is `v`), not as sent.
+    if !request.match_info().as_str().starts_with("/v1/") {
         return next
             .call(request)
             .await
@@ -88,9 +94,8 @@ pub async fn admit(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let arriving = state.bodies_arriving.enter();
-    let read = body_before_admission(&mut request, state.body_timeout).await;
-    drop(arriving);
+    let read =
+        body_before_admission(&mut request, &state.bodies_arriving, state.body_timeout).await;
     if let Err(refusal) = read {
         let mut refusal = refusal.error_response();
         // What is left of the body will not be read: the connection ends.
@@ -113,6 +118,7 @@ pub async fn admit(
 /// a resident import, are left as they are.
 async fn body_before_admission(
     request: &mut ServiceRequest,
+    arriving: &Arc<Gate>,
     timeout: std::time::Duration,
 ) -> Result<(), ApiError> {
     let headers = request.headers();
@@ -122,12 +128,17 @@ async fn body_before_admission(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     let bodiless = declared.unwrap_or(0) == 0 && !chunked;
-    if bodiless || (request.method() == Method::POST && request.path() == IMPORT_PATH) {
+    let import = request.method() == Method::POST && request.match_info().as_str() == IMPORT_PATH;
+    if bodiless || import {
         return Ok(());
     }
     if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
         return Err(ApiError::payload_too_large(BODY_BYTES_MAX));
     }
+    // Bounded too: past `BODIES_ARRIVING_MAX` bodies on their way (each
+    // holding what it sent, up to 16 KiB, for up to the deadline), the next
+    // is refused at once, before a byte of it is read.
+    let _arriving = arriving.enter().ok_or_else(ApiError::overloaded)?;
     let mut payload = request.take_payload();
     // Grown as bytes arrive, never from the declared length: a socket
     // that promises a body and sends nothing holds no buffer.

@@ -17,6 +17,10 @@ pub const BODY_BYTES_MAX: usize = 16 * 1024;
 /// The body deadline where no `AppState` is at hand (never in the server).
 const BODY_TIMEOUT_FALLBACK: Duration =
     Duration::from_secs(crate::settings::BODY_TIMEOUT_S_DEFAULT);
+/// The slowest link a ward's office may have (1 Mbit/s): a body larger
+/// than `BODY_BYTES_MAX` gets a second per this many bytes declared beyond
+/// it, on top of `--body-timeout-s` (16 MiB: about 2 minutes more).
+const SLOW_LINK_BYTES_PER_S: u64 = 128 * 1024;
 /// Largest resident import body (API.md: 16 MiB).
 pub const IMPORT_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
@@ -53,6 +57,10 @@ pub async fn read(
         .app_data::<web::Data<super::AppState>>()
         .map_or(BODY_TIMEOUT_FALLBACK, |state| state.body_timeout);
     let capacity = declared.unwrap_or(0).min(limit_bytes);
+    // A large body (a 16 MiB import) gets the time a slow link needs for
+    // what it declared beyond the usual size, on top of the deadline.
+    let beyond = declared.unwrap_or(0).saturating_sub(BODY_BYTES_MAX) as u64;
+    let timeout = timeout + Duration::from_secs(beyond / SLOW_LINK_BYTES_PER_S);
     read_within(&mut payload, limit_bytes, capacity, timeout).await
 }
 

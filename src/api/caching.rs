@@ -22,7 +22,8 @@ pub async fn cache_control(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let path = request.path();
+    // The path as the router reads it (`/%761/me` is `/v1/me`), not as sent.
+    let path = request.match_info().as_str();
     let private = path.starts_with("/v1/")
         && (!PUBLIC_READS.contains(&path) || request.headers().contains_key(header::AUTHORIZATION));
     let mut response = next.call(request).await?;

@@ -28,7 +28,7 @@ mod venues;
 mod views;
 
 pub use access_log::{AccessLog, log_access};
-pub use admission::{Gate, IMPORTS_IN_FLIGHT_MAX, admit};
+pub use admission::{BODIES_ARRIVING_MAX, Gate, IMPORTS_IN_FLIGHT_MAX, admit};
 pub use auth::StaffKeys;
 pub use body::{BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX};
 pub use caching::cache_control;
@@ -74,8 +74,7 @@ pub struct AppState {
     pub admission: std::sync::Arc<Gate>,
     /// How long a request body may take to arrive (`--body-timeout-s`).
     pub body_timeout: std::time::Duration,
-    /// Request bodies on their way, read before admission (counted, not bounded
-    /// here: by the connections' limit and the body deadline).
+    /// Request bodies on their way, read before admission (`BODIES_ARRIVING_MAX`).
     pub bodies_arriving: std::sync::Arc<Gate>,
     /// Resident imports in flight (`IMPORTS_IN_FLIGHT_MAX`).
     pub imports: std::sync::Arc<Gate>,

@@ -63,8 +63,8 @@ pub async fn check_identity(
         {
             Ok(Some(left)) => return Err(locked(left.as_secs_f64().ceil().max(1.0) as u64)),
             Ok(None) => {}
-            // Failing open, as the guard does when full: a store that cannot
-            // count must not lock every resident out.
+            // Failing open: a store that cannot count must not lock every
+            // resident out (the in-memory guard still counts here).
             Err(error) => tracing::warn!(error = %error, "shared login lockout not consulted"),
         }
     }

@@ -224,8 +224,13 @@ impl Follower {
         for venue in self.store.load_venues().await? {
             self.catalog.put_venue(venue);
         }
-        let reservations = self.store.load_reservations().await?;
-        self.mirrors = VenueDay::restore_all(self.store.load_day_plans().await?, &reservations);
+        let crate::store::ReadableReservations {
+            reservations,
+            unreadable_days,
+        } = self.store.load_readable_reservations().await?;
+        let mut plans = self.store.load_day_plans().await?;
+        plans.retain(|(key, _)| !unreadable_days.contains(key));
+        self.mirrors = VenueDay::restore_all(plans, &reservations);
         let now = crate::clock::now();
         for reservation in reservations {
             self.residents.apply_stored(reservation, true, now);

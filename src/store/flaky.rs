@@ -176,6 +176,9 @@ impl<S: Store> Store for FlakyStore<S> {
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
         self.inner.load_reservations().await
     }
+    async fn load_readable_reservations(&self) -> Result<super::ReadableReservations, StoreError> {
+        self.inner.load_readable_reservations().await
+    }
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
         self.inner.load_kill_switch().await
     }

@@ -33,6 +33,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// `Store::load_readable_reservations`'s answer.
+pub struct ReadableReservations {
+    pub reservations: Vec<Reservation>,
+    /// Days with a reservation record that cannot be read: left out whole.
+    pub unreadable_days: Vec<VenueDayKey>,
+}
+
 /// Why a reservation batch was not committed.
 #[derive(Debug, Error)]
 pub enum CommitError {
@@ -566,8 +573,18 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces residents (by ticket number), all in one transaction.
     async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError>;
     async fn load_residents(&self) -> Result<Vec<Resident>, StoreError>;
-    /// Every reservation, for the resident index at start.
+    /// Every reservation (for tests and tools: one that cannot be read fails it).
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError>;
+    /// Every reservation that can be read, for the indexes at start and
+    /// after a follower falls behind, and the venue-days left out whole
+    /// because one of theirs cannot be (never loaded without it: that
+    /// could sell its place twice). The caller publishes none of those.
+    async fn load_readable_reservations(&self) -> Result<ReadableReservations, StoreError> {
+        Ok(ReadableReservations {
+            reservations: self.load_reservations().await?,
+            unreadable_days: Vec::new(),
+        })
+    }
 
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError>;
     /// Stores the switch and its audit line together. When this returns `Ok`,

@@ -63,17 +63,28 @@ pub fn decode<T: Stored>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
 /// The record, if it can be read; one that cannot (a hand edit, a newer
 /// release's format, a torn write) is skipped, logged with what it is and
 /// counted: one bad record never stops a start, a load or a loop for every
-/// other record (issue 23). Not for a venue-day's reservations: skipping
-/// one could sell its place twice, so such a day fails to load instead.
-pub fn decode_or_skip<T: Stored>(bytes: &[u8], what: &'static str) -> Option<T> {
-    match decode(bytes, what) {
-        Ok(value) => Some(value),
-        Err(error) => {
-            metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => what).increment(1);
-            tracing::error!(what, error = %error, "a stored record could not be read; skipped");
-            None
-        }
-    }
+/// other record (issue 23). `key` names the record in the log: never a
+/// ticket number (pass "" for a resident). Not for a venue-day's
+/// reservations: skipping one could sell its place twice, so such a day is
+/// left out whole instead.
+pub fn decode_or_skip<T: Stored>(bytes: &[u8], what: &'static str, key: &str) -> Option<T> {
+    // Logged with where the JSON broke, never its text: a value quoted in
+    // the error could be a name or a ticket number.
+    let why = match serde_json::from_slice::<T::Record>(bytes) {
+        Ok(record) => match T::from_record(record) {
+            Ok(value) => return Some(value),
+            Err(error) => error,
+        },
+        Err(error) => format!(
+            "{:?} error at line {}, column {}",
+            error.classify(),
+            error.line(),
+            error.column()
+        ),
+    };
+    metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => what).increment(1);
+    tracing::error!(what, key, why, "a stored record could not be read; skipped");
+    None
 }
 
 /// Reads a JSON array of stored values.

@@ -573,7 +573,7 @@ impl Store for RedisStore {
         let pairs = self.scan_hash(VENUES).await?;
         Ok(pairs
             .iter()
-            .filter_map(|(_, json)| decode_or_skip(json.as_bytes(), "venue"))
+            .filter_map(|(id, json)| decode_or_skip(json.as_bytes(), "venue", id))
             .collect())
     }
 
@@ -822,27 +822,38 @@ impl Store for RedisStore {
         let pairs = self.scan_hash(RESIDENTS).await?;
         Ok(pairs
             .iter()
-            .filter_map(|(_, json)| decode_or_skip(json.as_bytes(), "resident"))
+            .filter_map(|(_, json)| decode_or_skip(json.as_bytes(), "resident", ""))
             .collect())
     }
 
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
         let mut all = Vec::new();
         for (key, _) in self.load_day_plans().await? {
+            all.extend(self.reservations_of_day(&key).await?);
+        }
+        Ok(all)
+    }
+
+    async fn load_readable_reservations(&self) -> Result<super::ReadableReservations, StoreError> {
+        let mut readable = super::ReadableReservations {
+            reservations: Vec::new(),
+            unreadable_days: Vec::new(),
+        };
+        for (key, _) in self.load_day_plans().await? {
             match self.reservations_of_day(&key).await {
-                Ok(reservations) => all.extend(reservations),
-                // That day alone: its actor cannot load it either (503 for
-                // its bookings, never a place sold twice); every other day,
-                // and the start, go on.
-                Err(StoreError::Corrupt(error)) => {
+                Ok(reservations) => readable.reservations.extend(reservations),
+                // That day alone is left out (its actor cannot load it
+                // either: 503 for its bookings); the start goes on.
+                Err(StoreError::Corrupt(_)) => {
                     metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => "day reservations")
                         .increment(1);
-                    tracing::error!(venue_day = %key, error, "a venue-day's reservations could not be read; the day is left out");
+                    tracing::error!(venue_day = %key, "a venue-day has a reservation record that cannot be read: the day is left out until it is repaired");
+                    readable.unreadable_days.push(key);
                 }
                 Err(error) => return Err(error),
             }
         }
-        Ok(all)
+        Ok(readable)
     }
 
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
@@ -1283,7 +1294,7 @@ impl Store for RedisStore {
             // (and is skipped again then): the rest goes out.
             claimed.extend(
                 page.iter()
-                    .filter_map(|json| decode_or_skip(json.as_bytes(), "mail")),
+                    .filter_map(|json| decode_or_skip(json.as_bytes(), "mail", "")),
             );
         }
         Ok(claimed)
@@ -1401,7 +1412,7 @@ impl Store for RedisStore {
         let pairs = self.scan_hash(ACCOUNTS).await?;
         Ok(pairs
             .iter()
-            .filter_map(|(_, json)| decode_or_skip(json.as_bytes(), "account"))
+            .filter_map(|(id, json)| decode_or_skip(json.as_bytes(), "account", id))
             .collect())
     }
 

@@ -128,6 +128,28 @@ async fn every_personal_or_caller_dependent_answer_is_no_store(backend: Backend)
     }
 }
 
+/// A path written with percent-escapes the router decodes (`%76` is `v`)
+/// is the same route, and as private: no cache keeps a resident's answer.
+#[tokio::test]
+async fn a_percent_escaped_path_is_as_private_as_the_plain_one() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    app.import_residents(5_500_000_000, 1).await;
+    let token = app.login(5_500_000_000).await;
+    let response = app
+        .client
+        .get(app.url("/%761/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the router decodes %76");
+    let cache = response.headers()["cache-control"].to_str().unwrap();
+    assert!(
+        cache.contains("no-store") && cache.contains("private"),
+        "{cache}"
+    );
+}
+
 #[tokio::test]
 async fn health_metrics_and_pages_say_nosniff_too() {
     let app = TestApp::spawn(Backend::Embedded).await;

@@ -53,6 +53,8 @@
     const usable = await staffCall({ path: "/v1/staff/venues" }, key);
     if (!usable || !usable.ok) return usable;
     offerVenues(usable.body.venues);
+    // A key that may use no venue here: said as the key's refusal.
+    if (!form.elements.venue_id.value) return { ok: false, status: 403, problem: { code: "forbidden" }, retryAfterS: null };
     where = { venue_id: form.elements.venue_id.value, date: form.elements.date.value };
     return staffCall({ path: rosterPath() }, key);
   }
