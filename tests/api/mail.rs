@@ -659,6 +659,50 @@ async fn a_name_stored_with_a_line_break_is_mailed_safely_and_the_next_mail_goes
     until_outbox_empty(&app).await;
 }
 
+/// A mail record in the outbox that cannot be read (a hand edit, a newer
+/// release's format) is skipped and counted; the mail behind it goes out.
+#[tokio::test]
+async fn an_unreadable_mail_in_the_outbox_stops_no_other_mail() {
+    let sink = SmtpSink::start().await;
+    let app = mail_app(Backend::Redis, &sink, &[]).await;
+    let mut raw = ::redis::Client::open(app.redis.as_ref().unwrap().url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for partition in 0..vaxslot::store::KILL_SWITCH_PARTITIONS {
+        let outbox = format!("vaxslot:{{vx{partition}}}:mail");
+        let id = "00000000-0000-4000-8000-000000000000.confirmation";
+        let _: i64 = ::redis::cmd("HSET")
+            .arg(&outbox)
+            .arg(id)
+            .arg("{\"broken\":")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let _: i64 = ::redis::cmd("ZADD")
+            .arg(format!("{outbox}_due"))
+            .arg(0)
+            .arg(id)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let date = future_date(20);
+    app.venue_day("clinic-001", &date, &[("10:00", 5)]).await;
+    resident(&app, 8_800_000_000, Some(&address(8_800_000_000))).await;
+    let token = app.login_as(&ticket(8_800_000_000), BIRTH).await;
+    let (status, body) = app.book(&token, "clinic-001", &date, "10:00").await;
+    assert_eq!(status, 201, "{body}");
+    let messages = sink.wait_for(1, ARRIVAL).await;
+    assert_eq!(messages[0]["envelope_to"], json!([address(8_800_000_000)]));
+    let metrics = metrics_text(&app).await;
+    assert!(
+        metrics.contains("vaxslot_records_skipped_total{what=\"mail\"}"),
+        "{metrics}"
+    );
+}
+
 /// A venue-day whose reservation record cannot be read is left out at the
 /// start (no reminders, no bookings, never oversold), and counts; another
 /// day's reminders still go out.
