@@ -7,6 +7,17 @@ use reqwest::Method;
 
 use crate::helpers::{ADMIN_KEY, Backend, OPERATOR_KEY, SRE_KEY, STAFF_KEY, TestApp, future_date};
 
+fn says_nosniff(response: &reqwest::Response, what: &str) {
+    assert_eq!(
+        response
+            .headers()
+            .get("x-content-type-options")
+            .map(|v| v.as_bytes()),
+        Some(b"nosniff".as_slice()),
+        "{what}"
+    );
+}
+
 async fn every_personal_or_caller_dependent_answer_is_no_store(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let date = future_date(10);
@@ -103,14 +114,7 @@ async fn every_personal_or_caller_dependent_answer_is_no_store(backend: Backend)
             cache.contains("no-store") && cache.contains("private"),
             "{method} {path} ({status}) says Cache-Control: {cache:?}"
         );
-        assert_eq!(
-            response
-                .headers()
-                .get("x-content-type-options")
-                .map(|v| v.as_bytes()),
-            Some(b"nosniff".as_slice()),
-            "{method} {path} ({status})"
-        );
+        says_nosniff(&response, &format!("{method} {path} ({status})"));
     }
     // The public reads without a credential are public.
     for path in [availability.as_str(), "/v1/venues"] {
@@ -163,15 +167,7 @@ async fn health_metrics_and_pages_say_nosniff_too() {
         "/no-such-page",
     ] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(
-            response
-                .headers()
-                .get("x-content-type-options")
-                .map(|v| v.as_bytes()),
-            Some(b"nosniff".as_slice()),
-            "{path} ({})",
-            response.status()
-        );
+        says_nosniff(&response, &format!("{path} ({})", response.status()));
     }
 }
 

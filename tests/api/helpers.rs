@@ -301,16 +301,37 @@ impl TestApp {
         .await
     }
 
+    /// A plain connection to this app's own Redis, to read or write keys
+    /// behind the server's back (a record stored before a rule, a bad one).
+    pub async fn raw_redis(&self) -> ::redis::aio::MultiplexedConnection {
+        let url = self.redis.as_ref().expect("an app on its own Redis").url();
+        ::redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// The roster of a venue-day as the staff key downloads it: CSV bytes.
+    pub async fn roster_csv(&self, venue_id: &str, date: &str) -> Vec<u8> {
+        self.client
+            .get(self.url(&format!("/v1/staff/venues/{venue_id}/days/{date}/roster")))
+            .bearer_auth(STAFF_KEY)
+            .header("accept", "text/csv")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
     /// A venue name (`<prefix>-<n>`) whose day on `date` the process
     /// `owner` owns, by the live members as this app's Redis lists them
     /// (the same rendezvous choice every process makes).
     pub async fn venue_owned_by(&self, owner: &TestApp, prefix: &str, date: &str) -> String {
-        let url = self.redis.as_ref().expect("an app on its own Redis").url();
-        let mut raw = ::redis::Client::open(url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut raw = self.raw_redis().await;
         let records: Vec<String> = ::redis::cmd("ZRANGE")
             .arg("vaxslot:members")
             .arg(0)

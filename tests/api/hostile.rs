@@ -160,17 +160,7 @@ async fn the_roster_csv_has_a_bom_and_runs_no_formula(backend: Backend) {
         let (status, body) = app.book(&token, "clinic-001", &date, "10:00").await;
         assert_eq!(status, 201, "{body}");
     }
-    let bytes = app
-        .client
-        .get(app.url(&format!("/v1/staff/venues/clinic-001/days/{date}/roster")))
-        .bearer_auth(STAFF_KEY)
-        .header("accept", "text/csv")
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = app.roster_csv("clinic-001", &date).await;
     let text = std::str::from_utf8(&bytes)
         .unwrap()
         .strip_prefix('\u{feff}')
@@ -515,12 +505,7 @@ async fn bad_records_in_the_store_stop_nothing_else() {
     let first = app.login(8_400_000_000).await;
     let (status, body) = app.book(&first, "clinic-002", &date, "10:00").await;
     assert_eq!(status, 201, "{body}");
-    let url = app.redis.as_ref().unwrap().url();
-    let mut raw = ::redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = app.raw_redis().await;
     let day_hashes: Vec<String> = ::redis::cmd("KEYS")
         .arg(format!("vaxslot:*:day:clinic-002/{date}:reservations"))
         .query_async(&mut raw)

@@ -605,11 +605,7 @@ async fn a_name_stored_with_a_line_break_is_mailed_safely_and_the_next_mail_goes
     resident(&app, 8_500_000_000, Some(&address(8_500_000_000))).await;
     resident(&app, 8_500_000_001, Some(&address(8_500_000_001))).await;
     // As stored before the rule: the same record with a hostile name.
-    let mut raw = ::redis::Client::open(app.redis.as_ref().unwrap().url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = app.raw_redis().await;
     let stored: String = ::redis::cmd("HGET")
         .arg("vaxslot:residents")
         .arg(ticket(8_500_000_000))
@@ -665,11 +661,7 @@ async fn a_name_stored_with_a_line_break_is_mailed_safely_and_the_next_mail_goes
 async fn an_unreadable_mail_in_the_outbox_stops_no_other_mail() {
     let sink = SmtpSink::start().await;
     let app = mail_app(Backend::Redis, &sink, &[]).await;
-    let mut raw = ::redis::Client::open(app.redis.as_ref().unwrap().url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = app.raw_redis().await;
     for partition in 0..vaxslot::store::KILL_SWITCH_PARTITIONS {
         let outbox = format!("vaxslot:{{vx{partition}}}:mail");
         let id = "00000000-0000-4000-8000-000000000000.confirmation";
@@ -729,11 +721,7 @@ async fn a_day_with_an_unreadable_record_stops_no_other_days_reminders() {
         assert_eq!(status, 201, "{body}");
     }
     sink.wait_for(2, ARRIVAL).await;
-    let mut raw = ::redis::Client::open(app.redis.as_ref().unwrap().url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = app.raw_redis().await;
     let hashes: Vec<String> = ::redis::cmd("KEYS")
         .arg(format!("vaxslot:*:day:clinic-002/{tomorrow}:reservations"))
         .query_async(&mut raw)

@@ -283,18 +283,8 @@ async fn a_nurse_checks_in_by_typing_a_code_and_enter() {
     let downloaded = downloaded_csv(&browser).await;
     // The same bytes as the API's answer: a BOM, so that a spreadsheet in
     // Japan reads the names right.
-    let answered = app
-        .client
-        .get(app.url(&format!("/v1/staff/venues/{VENUE}/days/{today}/roster")))
-        .bearer_auth(STAFF_KEY)
-        .header("accept", "text/csv")
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(downloaded, answered.to_vec());
+    let answered = app.roster_csv(VENUE, &today).await;
+    assert_eq!(downloaded, answered);
     let csv = std::str::from_utf8(&downloaded)
         .unwrap()
         .strip_prefix('\u{feff}')
