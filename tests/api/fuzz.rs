@@ -2,7 +2,8 @@
 //! bodies (JSON of every shape, mutated valid bodies, CSV in every
 //! encoding, bytes) and route parameters, at every route that reads them,
 //! with the role each needs. Never a 5xx; every refusal a problem document
-//! with its `code`; nothing stored from a refused request; the server
+//! with its `code`; nothing stored from a refused request or import record
+//! (residents, venues, accounts, reservations); the server
 //! serving afterwards.
 //!
 //! `VAXSLOT_FUZZ_CASES` requests per store (default 300; CI's run), and
@@ -220,9 +221,25 @@ fn case(date: &'static str) -> impl Strategy<Value = Case> {
             Role::Admin,
             b
         )),
-        bytes_of(prop::collection::vec(mutated(resident), 0..3).prop_map(Value::Array)).prop_map(
-            move |b| json_case(Method::POST, "/v1/admin/residents".into(), Role::Admin, b)
-        ),
+        bytes_of(
+            prop::collection::vec(
+                (0..300u64, mutated(resident)).prop_map(|(n, mut record)| {
+                    // Each record its own ticket, unless the mutation changed it.
+                    if record.get("ticket_number") == Some(&json!(ticket(RESIDENT + 50))) {
+                        record["ticket_number"] = json!(ticket(RESIDENT + 100 + n));
+                    }
+                    record
+                }),
+                0..3
+            )
+            .prop_map(Value::Array)
+        )
+        .prop_map(move |b| json_case(
+            Method::POST,
+            "/v1/admin/residents".into(),
+            Role::Admin,
+            b
+        )),
         csv_body().prop_map(|body| Case {
             method: Method::POST,
             path: "/v1/admin/residents".into(),
@@ -308,6 +325,9 @@ async fn random_requests_get_an_answer_the_contract_describes(backend: Backend) 
     let (mut venues, mut accounts) = (HashSet::from([VENUE.to_owned()]), HashSet::new());
     let (mut booked, mut cancelled) = (0usize, 0usize);
     let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+    // Tickets of imported JSON records, by whether their record was stored.
+    let mut imported = HashSet::from([ticket(RESIDENT), ticket(RESIDENT + 1)]);
+    let mut refused = HashSet::new();
     for n in 0..count {
         let case = strategy.new_tree(&mut runner).unwrap().current();
         let mut request = app
@@ -359,6 +379,24 @@ async fn random_requests_get_an_answer_the_contract_describes(backend: Backend) 
             .filter(|_| status >= 400)
             .unwrap_or_else(|| "ok".to_owned());
         *outcomes.entry(format!("{status} {code}")).or_default() += 1;
+        if case.path == "/v1/admin/residents" && case.content_type == "application/json" {
+            let report: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let rejected: HashSet<u64> = report["rejected"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|x| x["line"].as_u64()).collect())
+                .unwrap_or_default();
+            let records: Vec<Value> = serde_json::from_slice(&case.body).unwrap_or_default();
+            for (i, record) in records.iter().enumerate() {
+                let Some(number) = record["ticket_number"].as_str() else {
+                    continue;
+                };
+                if status == 200 && !rejected.contains(&(i as u64 + 1)) {
+                    imported.insert(number.to_owned());
+                } else {
+                    refused.insert(number.to_owned());
+                }
+            }
+        }
         if status >= 400 {
             assert_eq!(media, "application/problem+json", "{status}; {what}");
             let problem: Value = serde_json::from_slice(&body).unwrap();
@@ -382,7 +420,11 @@ async fn random_requests_get_an_answer_the_contract_describes(backend: Backend) 
             _ => {}
         }
     }
-    println!("answers (seed {seed}): {outcomes:?}");
+    println!(
+        "answers (seed {seed}): {outcomes:?}; import records stored {}, refused {}",
+        imported.len(),
+        refused.len()
+    );
     // The server serves, and holds only what it answered as done.
     let (status, _) = app.send(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, 200, "seed {seed}");
@@ -411,7 +453,26 @@ async fn random_requests_get_an_answer_the_contract_describes(backend: Backend) 
         "seed {seed}: {listed:?} vs {accounts:?}"
     );
     app.kill().await;
-    let stored = app.stored_reservations().await;
+    let store = app.open_store().await;
+    // No resident stored from a refused record (nor from anything else).
+    let tickets: HashSet<String> = store
+        .load_residents()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.ticket_number.expose().to_owned())
+        .collect();
+    assert!(
+        tickets.is_subset(&imported),
+        "seed {seed}: {:?} stored but never imported",
+        tickets.difference(&imported).collect::<Vec<_>>()
+    );
+    let only_refused: HashSet<&String> = refused.difference(&imported).collect();
+    assert!(
+        tickets.iter().all(|t| !only_refused.contains(t)),
+        "seed {seed}: a refused record was stored"
+    );
+    let stored = store.load_reservations().await.unwrap();
     assert_eq!(
         stored.len(),
         booked,

@@ -252,27 +252,27 @@ impl TestApp {
             .collect()
     }
 
-    /// Every reservation the store holds. The embedded store is one process's
-    /// file: kill the server first.
-    pub async fn stored_reservations(&self) -> Vec<vaxslot::domain::Reservation> {
-        use vaxslot::store::Store;
+    /// The store itself, as a client of it. The embedded store is one
+    /// process's file: kill the server first.
+    pub async fn open_store(&self) -> Box<dyn vaxslot::store::Store> {
         match &self.store {
-            StoreLink::Redis(url) => {
-                let store = vaxslot::store::RedisStore::connect(url)
+            StoreLink::Redis(url) => Box::new(
+                vaxslot::store::RedisStore::connect(url)
                     .await
-                    .expect("redis store connects");
-                store.load_reservations().await.expect("reservations load")
-            }
-            StoreLink::Cluster(cluster) => {
-                let store = cluster.store().await;
-                store.load_reservations().await.expect("reservations load")
-            }
-            StoreLink::Embedded => {
-                let store = vaxslot::store::EmbeddedStore::open(&self.store_dir())
-                    .expect("store opens (is the server still running?)");
-                store.load_reservations().await.expect("reservations load")
-            }
+                    .expect("redis store connects"),
+            ),
+            StoreLink::Cluster(cluster) => Box::new(cluster.store().await),
+            StoreLink::Embedded => Box::new(
+                vaxslot::store::EmbeddedStore::open(&self.store_dir())
+                    .expect("store opens (is the server still running?)"),
+            ),
         }
+    }
+
+    /// Every reservation the store holds (embedded: kill the server first).
+    pub async fn stored_reservations(&self) -> Vec<vaxslot::domain::Reservation> {
+        let store = self.open_store().await;
+        store.load_reservations().await.expect("reservations load")
     }
 
     /// SIGKILL: no shutdown, no flush.
