@@ -30,6 +30,18 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
 pub const FORWARDED_COMMIT_WINDOW: Duration = Duration::from_secs(
     FORWARD_TIMEOUT.as_secs() - 2 * crate::domain::CLOCKS_AGREE_WITHIN.as_secs(),
 );
+const _: () = assert!(
+    FORWARD_TIMEOUT.as_secs() > 2 * crate::domain::CLOCKS_AGREE_WITHIN.as_secs(),
+    "a forwarded booking must leave its owner some time to commit"
+);
+const _: () = assert!(
+    crate::store::SHARED_CLAIM_LEASE.as_secs() > FORWARD_TIMEOUT.as_secs(),
+    "a dose claim must outlast the wait for a forwarded booking, or another booking could take the dose while it commits"
+);
+const _: () = assert!(
+    FORWARD_CONNECT_TIMEOUT.as_secs() < FORWARD_TIMEOUT.as_secs(),
+    "connecting is part of the wait"
+);
 /// Longest wait to connect to an owner (a dead one refuses at once).
 pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle connections kept to each other process.

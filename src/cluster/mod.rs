@@ -38,6 +38,10 @@ pub const MEMBER_LEASE: Duration = Duration::from_secs(3);
 /// Short, so that a process that joins is seen by the others quickly (until
 /// then, they and it may disagree on owners, and fence each other once).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
+const _: () = assert!(
+    HEARTBEAT_INTERVAL.as_millis() * 4 <= MEMBER_LEASE.as_millis(),
+    "a lease must survive a few missed heartbeats, or a busy member drops out"
+);
 /// Most members a process keeps in its view.
 pub const MEMBERS_MAX: usize = 256;
 

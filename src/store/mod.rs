@@ -11,7 +11,7 @@ pub mod records;
 mod redis;
 
 pub use embedded::EmbeddedStore;
-pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore, RedisTarget, ReplicaWait};
+pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore, RedisTarget, ReplicaWait, SHARED_CLAIM_LEASE};
 
 use std::time::Duration;
 
