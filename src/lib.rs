@@ -7,6 +7,8 @@ pub mod accounts;
 pub mod actors;
 pub mod api;
 pub mod booking;
+#[cfg(test)]
+mod boundaries;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -1,0 +1,166 @@
+//! Imports run downwards (issue 24): a module may use the modules in the
+//! layers below its own, never one beside or above it, so that the house
+//! can be read bottom up and no two modules need each other. The test
+//! reads every `crate::…` path in `src/` (tests left out) and fails on a
+//! new upward import; the ones known today are listed, and the list may
+//! only shrink (the test also fails when one of them is gone).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The layers, bottom first. A module may import any module of a lower layer.
+const LAYERS: &[&[&str]] = &[
+    &["domain", "csv_text"],
+    &["clock", "telemetry", "tokens"],
+    &["catalog", "accounts", "recent"],
+    &["residents"],
+    &["store"],
+    &["demo", "cli", "login_guard"],
+    &["cluster"],
+    &["actors"],
+    &["booking", "mail"],
+    &["settings"],
+    &["api"],
+    &["startup"],
+];
+
+/// Upward imports known today, `(from, to)`: to be removed (issue 24).
+const KNOWN_UPWARD: &[(&str, &str)] = &[
+    ("cluster", "actors"),
+    ("settings", "api"),
+    ("store", "settings"),
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+/// The text of a file without its test module and comment lines.
+fn code_of(text: &str) -> String {
+    let mut code = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]")
+            && lines
+                .peek()
+                .is_some_and(|next| next.trim_start().starts_with("mod "))
+        {
+            break;
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        code.push_str(line);
+        code.push('\n');
+    }
+    code
+}
+
+/// The top-level modules a piece of code names through `crate::`.
+fn named_modules(code: &str) -> BTreeSet<String> {
+    let mut named = BTreeSet::new();
+    let ident = |text: &str| -> String {
+        text.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // `crate::{a, b::c, d::{e, f}}`: the first name of each item.
+            let mut depth = 0usize;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && (c.is_alphanumeric() || c == '_') => {
+                        named.insert(ident(&group[i..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            named.insert(ident(rest));
+        }
+    }
+    named
+}
+
+/// Every `(from, to)` edge between top-level modules, with a file that has it.
+fn edges(src: &Path) -> BTreeMap<(String, String), String> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src is readable") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(src).expect("under src");
+            let first = relative
+                .components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str())
+                .expect("a name");
+            let from = first.trim_end_matches(".rs").to_owned();
+            if from == "lib" || from == "main" || from == "boundaries" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            for to in named_modules(&code_of(&text)) {
+                if to != from {
+                    found
+                        .entry((from.clone(), to))
+                        .or_insert_with(|| relative.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn imports_run_downwards_and_the_known_exceptions_only_shrink() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = edges(&src);
+    let mut upward = Vec::new();
+    for ((from, to), file) in &found {
+        let (Some(low), Some(high)) = (layer_of(to), layer_of(from)) else {
+            panic!("{from} or {to} is in no layer of boundaries.rs (seen in {file})");
+        };
+        if low >= high && !KNOWN_UPWARD.contains(&(from.as_str(), to.as_str())) {
+            upward.push(format!("{file}: {from} uses {to}"));
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports that do not run downwards (LAYERS in src/boundaries.rs):\n{}",
+        upward.join("\n")
+    );
+    for (from, to) in KNOWN_UPWARD {
+        assert!(
+            found.contains_key(&((*from).to_owned(), (*to).to_owned())),
+            "{from} no longer uses {to}: remove it from KNOWN_UPWARD"
+        );
+    }
+}
+
+#[test]
+fn the_reader_finds_grouped_and_inline_paths_but_not_tests_or_comments() {
+    let text = "use crate::{domain::{A, B}, store::C};\n\
+                // use crate::api::X;\n\
+                fn f() { crate::clock::now(); }\n\
+                #[cfg(test)]\n\
+                mod tests { use crate::startup; }\n";
+    let named: Vec<String> = named_modules(&code_of(text)).into_iter().collect();
+    assert_eq!(named, ["clock", "domain", "store"]);
+}
