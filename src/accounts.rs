@@ -9,8 +9,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::domain::{Account, AccountId, KEY_HASH_BYTES};
+use crate::domain::{Account, AccountId, KEY_HASH_BYTES, Role};
 
 /// How often a process on a shared store (Redis) reloads the accounts, so
 /// that an account made, rotated or deleted by another process takes effect
@@ -23,6 +24,36 @@ pub const ACCOUNTS_MAX: usize = 10_000;
 pub const ACCOUNT_KEY_BYTES: usize = 32;
 /// Prefix of every account key, so that a key found somewhere says what it is.
 pub const ACCOUNT_KEY_PREFIX: &str = "vxk_";
+
+/// Staff keys; an unset key disables its role.
+#[derive(Clone, Default)]
+pub struct StaffKeys {
+    pub operator: Option<String>,
+    pub staff: Option<String>,
+    pub sre: Option<String>,
+    pub admin: Option<String>,
+}
+
+impl StaffKeys {
+    /// The role whose key this is. Every configured key is compared, in
+    /// constant time, so the answer's timing does not tell which one matched.
+    pub fn role_of(&self, presented: &str) -> Option<Role> {
+        let mut found = None;
+        for (role, key) in [
+            (Role::Operator, &self.operator),
+            (Role::Staff, &self.staff),
+            (Role::Sre, &self.sre),
+            (Role::Admin, &self.admin),
+        ] {
+            if let Some(key) = key
+                && bool::from(key.as_bytes().ct_eq(presented.as_bytes()))
+            {
+                found = Some(role);
+            }
+        }
+        found
+    }
+}
 
 /// A new random key, as shown once to the admin.
 pub fn new_key() -> String {
@@ -143,7 +174,6 @@ impl AccountDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Role;
 
     fn account(id: &str, key: &str) -> Account {
         Account {
@@ -196,5 +226,16 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with(ACCOUNT_KEY_PREFIX));
         assert!(a.len() >= ACCOUNT_KEY_PREFIX.len() + 43);
+    }
+
+    #[test]
+    fn unset_keys_match_nothing_and_set_keys_match_exactly() {
+        let keys = StaffKeys {
+            sre: Some("sre-key".into()),
+            ..StaffKeys::default()
+        };
+        assert_eq!(keys.role_of("sre-key"), Some(Role::Sre));
+        assert_eq!(keys.role_of("sre-ke"), None);
+        assert_eq!(keys.role_of(""), None);
     }
 }

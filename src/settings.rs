@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::actors::VENUE_DAY_IDLE_MAX_DEFAULT;
 use crate::tokens::{TOKEN_LIFETIME, TOKEN_LIFETIME_MAX};
 
-use crate::api::StaffKeys;
+use crate::accounts::StaffKeys;
 use crate::login_guard::ADDRESS_FAILURES_MAX_DEFAULT;
 
 /// Default of `--max-in-flight`: enough for a ward's launch on 2 cores,
@@ -150,8 +150,8 @@ pub struct ServeArgs {
     /// The access log (target `access`, at info): `off`, `all`, or `1/N` for
     /// one request in N. Method, route template, status, code, duration;
     /// never a path with an id, a query string or personal data.
-    #[arg(long, env = "VAXSLOT_ACCESS_LOG", default_value = "off", value_parser = crate::api::AccessLog::parse)]
-    pub access_log: crate::api::AccessLog,
+    #[arg(long, env = "VAXSLOT_ACCESS_LOG", default_value = "off", value_parser = crate::telemetry::AccessLog::parse)]
+    pub access_log: crate::telemetry::AccessLog,
     /// Mail residents through this SMTP server: smtp://user:pass@host:587
     /// (STARTTLS), smtps://user:pass@host (TLS), smtp://127.0.0.1:25 (plain,
     /// a local relay). Unset: no mail, nothing queued. Prefer the variable (it
@@ -199,8 +199,8 @@ fn parse_municipality_code(text: &str) -> Result<String, String> {
 pub const REDIS_WAIT_TIMEOUT_MS_DEFAULT: u64 = 1_000;
 
 /// How long the change streams keep their entries by default
-/// (`--change-streams-keep-s`).
-pub const CHANGE_STREAMS_KEEP_S_DEFAULT: u64 = 5 * 60;
+/// (`--change-streams-keep-s`): the store's own default.
+pub const CHANGE_STREAMS_KEEP_S_DEFAULT: u64 = crate::store::CHANGES_KEPT_FOR.as_secs();
 
 /// The call centre number the demo's mail gives when none is set.
 pub const DEMO_CALL_CENTRE_PHONE: &str = "0120-000-000（デモ）";
@@ -240,7 +240,7 @@ pub struct Settings {
     pub token_lifetime: chrono::Duration,
     pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
     pub municipality_code: Option<String>,
-    pub access_log: crate::api::AccessLog,
+    pub access_log: crate::telemetry::AccessLog,
     /// `Some` when mail is on (`VAXSLOT_SMTP_URL`).
     pub mail: Option<crate::mail::MailSettings>,
 }

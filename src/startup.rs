@@ -180,7 +180,7 @@ impl Application {
                 Arc::clone(&store),
                 residents.clone(),
                 Arc::clone(&catalog),
-                Arc::clone(&registry),
+                Arc::clone(&registry) as Arc<dyn crate::cluster::LocalDays>,
                 change_cursor,
                 days,
             )

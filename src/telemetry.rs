@@ -402,3 +402,45 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         })?;
     Ok(handle)
 }
+
+/// The access log an SRE reads on launch day (`--access-log`, read by
+/// `api/access_log.rs`): how much of the traffic is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    /// One request in `n` (1: every request).
+    Sampled {
+        n: u64,
+    },
+}
+
+impl AccessLog {
+    /// `off`, `all`, or `1/N`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "off" => Ok(AccessLog::Off),
+            "all" => Ok(AccessLog::Sampled { n: 1 }),
+            _ => text
+                .strip_prefix("1/")
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n >= 1)
+                .map(|n| AccessLog::Sampled { n })
+                .ok_or_else(|| "expected off, all, or 1/N (one request in N)".to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod access_log_tests {
+    use super::*;
+
+    #[test]
+    fn the_setting_reads_off_all_and_one_in_n() {
+        assert_eq!(AccessLog::parse("off"), Ok(AccessLog::Off));
+        assert_eq!(AccessLog::parse("all"), Ok(AccessLog::Sampled { n: 1 }));
+        assert_eq!(AccessLog::parse("1/100"), Ok(AccessLog::Sampled { n: 100 }));
+        for bad in ["", "1/0", "half", "2/3"] {
+            assert!(AccessLog::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -227,35 +227,9 @@ impl Registry {
         forget(&self.actors, key, generation);
     }
 
-    /// Whether an actor of this process runs the venue-day now as its owner
-    /// (it then publishes the day's availability itself). An actor left on
-    /// a day that moved to another process (it is retiring) does not count:
-    /// what the owner commits is shown from the followed changes instead.
-    pub fn runs_actor_for(&self, key: &VenueDayKey) -> bool {
-        self.actors.get(key).is_some_and(|handle| handle.is_open()) && !self.owned_elsewhere(key)
-    }
-
     /// Whether another live process owns the venue-day, by this one's view.
     fn owned_elsewhere(&self, key: &VenueDayKey) -> bool {
         owned_elsewhere(self.placement.as_ref().map(|p| &p.membership), key)
-    }
-
-    /// Tells the venue-day's actor, if one runs here, that the store changed
-    /// the day under `owner_epoch` (see `Superseded`). A full mailbox is
-    /// busy: its next batch is fenced, and the actor stops then.
-    pub fn superseded(&self, key: &VenueDayKey, owner_epoch: u64) {
-        if let Some(handle) = self.actors.get(key).map(|h| h.clone())
-            && handle.is_open()
-        {
-            let _ = handle.try_send(Superseded { owner_epoch });
-        }
-    }
-
-    /// The days whose actor stopped since the last call: the follower
-    /// publishes their seats from what it followed.
-    pub fn stopped_days(&self) -> Vec<VenueDayKey> {
-        let mut stopped = self.stopped.lock().expect("stopped days lock poisoned");
-        stopped.drain().collect()
     }
 
     pub fn placement(&self) -> Option<&Placement> {
@@ -657,4 +631,32 @@ pub const STOPPED_DAYS_MAX: usize = 100_000;
 
 fn owned_elsewhere(membership: Option<&Arc<Membership>>, key: &VenueDayKey) -> bool {
     membership.is_some_and(|membership| membership.owner_of(key) != Owner::Here)
+}
+
+impl crate::cluster::LocalDays for Registry {
+    /// The days whose actor stopped since the last call: the follower
+    /// publishes their seats from what it followed.
+    fn stopped_days(&self) -> Vec<VenueDayKey> {
+        let mut stopped = self.stopped.lock().expect("stopped days lock poisoned");
+        stopped.drain().collect()
+    }
+
+    /// Tells the venue-day's actor, if one runs here, that the store changed
+    /// the day under `owner_epoch` (see `Superseded`). A full mailbox is
+    /// busy: its next batch is fenced, and the actor stops then.
+    fn superseded(&self, key: &VenueDayKey, owner_epoch: u64) {
+        if let Some(handle) = self.actors.get(key).map(|h| h.clone())
+            && handle.is_open()
+        {
+            let _ = handle.try_send(Superseded { owner_epoch });
+        }
+    }
+
+    /// Whether an actor of this process runs the venue-day now as its owner
+    /// (it then publishes the day's availability itself). An actor left on
+    /// a day that moved to another process (it is retiring) does not count:
+    /// what the owner commits is shown from the followed changes instead.
+    fn runs_actor_for(&self, key: &VenueDayKey) -> bool {
+        self.actors.get(key).is_some_and(|handle| handle.is_open()) && !self.owned_elsewhere(key)
+    }
 }

@@ -11,34 +11,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 
+pub use crate::telemetry::AccessLog;
+
 use super::AppState;
 use super::problem::ApiError;
-
-/// How much of the traffic is logged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccessLog {
-    Off,
-    /// One request in `n` (1: every request).
-    Sampled {
-        n: u64,
-    },
-}
-
-impl AccessLog {
-    /// `off`, `all`, or `1/N`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "off" => Ok(AccessLog::Off),
-            "all" => Ok(AccessLog::Sampled { n: 1 }),
-            _ => text
-                .strip_prefix("1/")
-                .and_then(|n| n.parse::<u64>().ok())
-                .filter(|n| *n >= 1)
-                .map(|n| AccessLog::Sampled { n })
-                .ok_or_else(|| "expected off, all, or 1/N (one request in N)".to_owned()),
-        }
-    }
-}
 
 static SEEN: AtomicU64 = AtomicU64::new(0);
 
@@ -78,19 +54,4 @@ pub async fn log_access(
         "request"
     );
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_setting_reads_off_all_and_one_in_n() {
-        assert_eq!(AccessLog::parse("off"), Ok(AccessLog::Off));
-        assert_eq!(AccessLog::parse("all"), Ok(AccessLog::Sampled { n: 1 }));
-        assert_eq!(AccessLog::parse("1/100"), Ok(AccessLog::Sampled { n: 100 }));
-        for bad in ["", "1/0", "half", "2/3"] {
-            assert!(AccessLog::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -5,42 +5,13 @@
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
-use subtle::ConstantTimeEq;
+
+pub use crate::accounts::StaffKeys;
 
 use super::AppState;
 use super::problem::ApiError;
 pub use crate::domain::Role;
 use crate::domain::{Actor, TicketNumber, VenueId, may_use_venue};
-
-/// Staff keys; an unset key disables its role.
-#[derive(Clone, Default)]
-pub struct StaffKeys {
-    pub operator: Option<String>,
-    pub staff: Option<String>,
-    pub sre: Option<String>,
-    pub admin: Option<String>,
-}
-
-impl StaffKeys {
-    /// The role whose key this is. Every configured key is compared, in
-    /// constant time, so the answer's timing does not tell which one matched.
-    fn role_of(&self, presented: &str) -> Option<Role> {
-        let mut found = None;
-        for (role, key) in [
-            (Role::Operator, &self.operator),
-            (Role::Staff, &self.staff),
-            (Role::Sre, &self.sre),
-            (Role::Admin, &self.admin),
-        ] {
-            if let Some(key) = key
-                && bool::from(key.as_bytes().ct_eq(presented.as_bytes()))
-            {
-                found = Some(role);
-            }
-        }
-        found
-    }
-}
 
 /// A staff caller: who (for the audit log) and in which role.
 #[derive(Clone, Debug)]
@@ -131,21 +102,5 @@ pub fn staff(request: &HttpRequest, state: &AppState, allowed: &[Role]) -> Resul
             Ok(staff)
         }
         _ => Err(ApiError::forbidden()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unset_keys_match_nothing_and_set_keys_match_exactly() {
-        let keys = StaffKeys {
-            sre: Some("sre-key".into()),
-            ..StaffKeys::default()
-        };
-        assert_eq!(keys.role_of("sre-key"), Some(Role::Sre));
-        assert_eq!(keys.role_of("sre-ke"), None);
-        assert_eq!(keys.role_of(""), None);
     }
 }

@@ -23,7 +23,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::actors::Registry;
 use crate::catalog::Catalog;
 use crate::domain::{VenueDay, VenueDayKey};
 use crate::residents::Residents;
@@ -39,11 +38,23 @@ const UNREAD_SHARE_MAX: f64 = 0.8;
 /// reads (catching up), before the next round.
 const READS_PER_ROUND_MAX: usize = 16;
 
+/// What the follower asks of this process's venue-day actors: implemented
+/// by `actors::Registry`, named here so that `cluster` needs nothing above it.
+pub trait LocalDays: Send + Sync {
+    /// The days whose actor stopped since the last call.
+    fn stopped_days(&self) -> Vec<VenueDayKey>;
+    /// The store changed `day` under `owner_epoch`: an actor here that
+    /// loaded it under an earlier one retires.
+    fn superseded(&self, day: &VenueDayKey, owner_epoch: u64);
+    /// Whether an actor here runs `day` as its owner (and publishes it).
+    fn runs_actor_for(&self, day: &VenueDayKey) -> bool;
+}
+
 pub struct Follower {
     store: Arc<dyn Store>,
     residents: Residents,
     catalog: Arc<Catalog>,
-    registry: Arc<Registry>,
+    registry: Arc<dyn LocalDays>,
     /// Every venue-day as its commits left it (see the module's comment).
     mirrors: HashMap<VenueDayKey, VenueDay>,
     cursor: ChangeCursor,
@@ -58,7 +69,7 @@ impl Follower {
         store: Arc<dyn Store>,
         residents: Residents,
         catalog: Arc<Catalog>,
-        registry: Arc<Registry>,
+        registry: Arc<dyn LocalDays>,
         (cursor, cursor_at): (ChangeCursor, Instant),
         mirrors: HashMap<VenueDayKey, VenueDay>,
     ) -> Self {

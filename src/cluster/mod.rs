@@ -23,7 +23,7 @@ mod follow;
 mod forward;
 pub mod wire;
 
-pub use follow::{FOLLOW_INTERVAL, Follower};
+pub use follow::{FOLLOW_INTERVAL, Follower, LocalDays};
 pub use forward::{FORWARDED_COMMIT_WINDOW, Forwarder, Unanswered, internal_key};
 
 use std::sync::{Arc, RwLock};

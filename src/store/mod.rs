@@ -170,8 +170,7 @@ pub struct LoginLimits {
 /// this long may have lost changes, and reloads everything. Their memory is
 /// at most this long's commits (about 80 B a booking: a whole
 /// 600,000-booking launch is 50 MB, BENCHMARKS.md).
-pub const CHANGES_KEPT_FOR: std::time::Duration =
-    std::time::Duration::from_secs(crate::settings::CHANGE_STREAMS_KEEP_S_DEFAULT);
+pub const CHANGES_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 /// Most entries read from one change stream in one read.
 pub const CHANGES_READ_MAX: usize = 256;
 
