@@ -53,6 +53,15 @@ const IDLE_CHECK_MAX: Duration = Duration::from_secs(30);
 /// is still this process's (`retire_if_moved`): how long at most an actor
 /// outlives its day's move when no `Retire` reached it.
 const OWNERSHIP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+const _: () = assert!(
+    COMMIT_BATCH_MAX <= VENUE_DAY_WAITING_MAX && VENUE_DAY_WAITING_MAX <= VENUE_DAY_MAILBOX_MAX,
+    "a batch is taken from what waits, which is taken from the mailbox"
+);
+const _: () = assert!(IDLE_CHECK_MIN.as_millis() < IDLE_CHECK_MAX.as_millis());
+const _: () = assert!(
+    PAST_DAY_IDLE_MAX.as_secs() <= VENUE_DAY_IDLE_MAX_DEFAULT.as_secs(),
+    "a past day's actor stops sooner than a day to come"
+);
 
 enum Pending {
     Book(Book),

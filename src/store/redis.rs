@@ -44,6 +44,10 @@ pub const KILL_SWITCH_PARTITIONS: u32 = 64;
 pub const REDIS_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait to (re)connect.
 pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const _: () = assert!(
+    REDIS_CONNECT_TIMEOUT.as_millis() < REDIS_CALL_TIMEOUT.as_millis(),
+    "a reconnect fits inside the call that needed it"
+);
 /// Connections a process opens for writes that wait for replicas. A `WAIT`
 /// holds its connection on the server until the replicas answer, and every
 /// command behind it on that connection waits too: with one connection, all
