@@ -293,14 +293,9 @@ impl Registry {
                 async move { forwarder.book(&owner, key, &wire).await }
             })
             .await;
-        match forwarded {
+        match as_answered(forwarded, BookingError::StoreUnavailable) {
             None => self.book_here(key, request, claim, audit, mail).await,
-            Some(Ok(Ok(reservation))) => {
-                claim.settle(reservation.clone());
-                Ok(reservation)
-            }
-            Some(Ok(Err(refusal))) => Err(refusal),
-            Some(Err(_)) => Err(BookingError::StoreUnavailable),
+            Some(answer) => answer.inspect(|reservation| claim.settle(reservation.clone())),
         }
     }
 
@@ -344,17 +339,14 @@ impl Registry {
                 async move { forwarder.cancel(&member, key, &wire).await }
             })
             .await;
-        match forwarded {
+        match as_answered(forwarded, BookingError::StoreUnavailable) {
             None => {
                 self.cancel_here(key, reservation_id, owner, now, audit, notice)
                     .await
             }
-            Some(Ok(Ok(cancelled))) => {
-                self.shared.residents.record(cancelled.clone());
-                Ok(cancelled)
+            Some(answer) => {
+                answer.inspect(|cancelled| self.shared.residents.record(cancelled.clone()))
             }
-            Some(Ok(Err(refusal))) => Err(refusal),
-            Some(Err(_)) => Err(BookingError::StoreUnavailable),
         }
     }
 
@@ -421,14 +413,11 @@ impl Registry {
                 async move { forwarder.check_in(&member, key, &wire).await }
             })
             .await;
-        match forwarded {
+        match as_answered(forwarded, CheckInError::StoreUnavailable) {
             None => self.check_in_here(key, owner, now, audit).await,
-            Some(Ok(Ok(attended))) => {
-                self.shared.residents.record(attended.clone());
-                Ok(attended)
+            Some(answer) => {
+                answer.inspect(|attended| self.shared.residents.record(attended.clone()))
             }
-            Some(Ok(Err(refusal))) => Err(refusal),
-            Some(Err(_)) => Err(CheckInError::StoreUnavailable),
         }
     }
 
@@ -461,10 +450,9 @@ impl Registry {
                 forwarder.reservations(&member, key).await
             })
             .await;
-        match forwarded {
+        match as_answered(forwarded, BookingError::StoreUnavailable) {
             None => self.reservations_here(key).await,
-            Some(Ok(answer)) => answer,
-            Some(Err(_)) => Err(BookingError::StoreUnavailable),
+            Some(answer) => answer,
         }
     }
 
@@ -490,19 +478,17 @@ impl Registry {
                 async move { forwarder.replace_plan(&member, key, &wire).await }
             })
             .await;
-        match forwarded {
+        match as_answered(forwarded, DayPlanError::StoreUnavailable) {
             None => self.replace_plan_here(key, plan).await,
-            Some(Ok(Ok((created, slots)))) => {
+            Some(answer) => answer.map(|(created, slots)| {
                 // What the owner published, published here too.
                 self.shared.catalog.publish(DaySnapshot {
                     key: key.clone(),
                     plan: Arc::new(plan),
                     slots,
                 });
-                Ok(created)
-            }
-            Some(Ok(Err(refusal))) => Err(refusal),
-            Some(Err(_)) => Err(DayPlanError::StoreUnavailable),
+                created
+            }),
         }
     }
 
@@ -547,6 +533,18 @@ impl Registry {
             generation,
         }
     }
+}
+
+/// What a day's owner elsewhere answered, as this process answers it: the
+/// owner's own answer, or `unavailable` when it gave none (it may still
+/// commit a booking until `FORWARDED_COMMIT_WINDOW` ends, which a retry
+/// with the key finds); `None` when the day is this process's. The one
+/// place where the five routed calls turn "forwarded" into an answer.
+fn as_answered<T, E>(
+    forwarded: Option<Result<Result<T, E>, Unanswered>>,
+    unavailable: E,
+) -> Option<Result<T, E>> {
+    forwarded.map(|answered| answered.unwrap_or(Err(unavailable)))
 }
 
 /// After each change of the live members, tells the actors of days another
