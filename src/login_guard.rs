@@ -56,43 +56,10 @@ struct TicketFailures {
     locked_until: Option<Instant>,
 }
 
-impl TicketFailures {
-    fn locked(&self, now: Instant) -> bool {
-        self.locked_until.is_some_and(|until| until > now)
-    }
-
-    fn last_failed(&self) -> Option<Instant> {
-        self.failures.back().copied()
-    }
-
-    fn expired(&self, now: Instant) -> bool {
-        self.locked_until.is_none_or(|until| until <= now)
-            && self
-                .failures
-                .back()
-                .is_none_or(|last| now.duration_since(*last) > TICKET_FAILURE_WINDOW)
-    }
-}
-
 struct AddressFailures {
     window_start: Instant,
     count: u32,
     blocked_until: Option<Instant>,
-}
-
-impl AddressFailures {
-    fn locked(&self, now: Instant) -> bool {
-        self.blocked_until.is_some_and(|until| until > now)
-    }
-
-    fn last_failed(&self) -> Option<Instant> {
-        Some(self.window_start)
-    }
-
-    fn expired(&self, now: Instant) -> bool {
-        self.blocked_until.is_none_or(|until| until <= now)
-            && now.duration_since(self.window_start) > ADDRESS_WINDOW
-    }
 }
 
 pub struct LoginGuard {
@@ -109,32 +76,44 @@ pub struct LoginGuard {
 
 /// What a tracked entry tells `make_room`.
 trait Tracked {
+    /// Neither locked nor with a failure in its window: forgotten first.
     fn expired(&self, now: Instant) -> bool;
+    /// Locked (or blocked) now: never forgotten.
     fn locked(&self, now: Instant) -> bool;
+    /// Its latest failure: the least recent are forgotten next.
     fn last_failed(&self) -> Option<Instant>;
 }
 
 impl Tracked for TicketFailures {
     fn expired(&self, now: Instant) -> bool {
-        TicketFailures::expired(self, now)
+        self.locked_until.is_none_or(|until| until <= now)
+            && self
+                .failures
+                .back()
+                .is_none_or(|last| now.duration_since(*last) > TICKET_FAILURE_WINDOW)
     }
+
     fn locked(&self, now: Instant) -> bool {
-        TicketFailures::locked(self, now)
+        self.locked_until.is_some_and(|until| until > now)
     }
+
     fn last_failed(&self) -> Option<Instant> {
-        TicketFailures::last_failed(self)
+        self.failures.back().copied()
     }
 }
 
 impl Tracked for AddressFailures {
     fn expired(&self, now: Instant) -> bool {
-        AddressFailures::expired(self, now)
+        self.blocked_until.is_none_or(|until| until <= now)
+            && now.duration_since(self.window_start) > ADDRESS_WINDOW
     }
+
     fn locked(&self, now: Instant) -> bool {
-        AddressFailures::locked(self, now)
+        self.blocked_until.is_some_and(|until| until > now)
     }
+
     fn last_failed(&self) -> Option<Instant> {
-        AddressFailures::last_failed(self)
+        Some(self.window_start)
     }
 }
 
