@@ -138,9 +138,7 @@ impl ApiError {
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         let mut problem = Self::new(error.into(), error.to_string());
-        if let DomainError::InvalidText { field } = error {
-            problem.field = Some(field);
-        }
+        problem.field = error.field();
         problem
     }
 }

@@ -235,10 +235,7 @@ async fn import_unaudited(
             Ok(Err(error)) => rejected.push(Rejected {
                 line,
                 code: error.into(),
-                field: match error {
-                    DomainError::InvalidText { field } => Some(field),
-                    _ => None,
-                },
+                field: error.field(),
             }),
             Err(code) => rejected.push(Rejected {
                 line,

@@ -44,6 +44,16 @@ pub enum DomainError {
     InvalidVenues,
 }
 
+impl DomainError {
+    /// The member a text error names (`field` of `400 invalid_text`).
+    pub fn field(self) -> Option<&'static str> {
+        match self {
+            Self::InvalidText { field } => Some(field),
+            _ => None,
+        }
+    }
+}
+
 /// Why a booking or cancellation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum BookingError {
