@@ -122,17 +122,14 @@ async fn body_before_admission(
     timeout: std::time::Duration,
 ) -> Result<(), ApiError> {
     let headers = request.headers();
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = super::body::declared_length(headers);
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     let bodiless = declared.unwrap_or(0) == 0 && !chunked;
     let import = request.method() == Method::POST && request.match_info().as_str() == IMPORT_PATH;
     if bodiless || import {
         return Ok(());
     }
-    if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
+    if declared.is_some_and(|n| n > BODY_BYTES_MAX) {
         return Err(ApiError::payload_too_large(BODY_BYTES_MAX));
     }
     // Bounded too: past `BODIES_ARRIVING_MAX` bodies on their way (each

@@ -1,12 +1,12 @@
 //! Reading request bodies under a named limit, and parsing them, so every
 //! failure is a problem+json answer (never actix's plain-text errors).
 
-use actix_web::HttpRequest;
-use actix_web::http::header;
-use actix_web::web::{self, Bytes, BytesMut};
 use std::time::Duration;
 
+use actix_web::HttpRequest;
 use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::web::{self, Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
@@ -37,17 +37,21 @@ pub fn media_type(request: &HttpRequest) -> Option<String> {
     )
 }
 
+/// The body's length as its `Content-Length` declares it, if it does.
+pub fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+}
+
 /// Reads the whole body, refusing it as soon as it passes `limit_bytes`.
 pub async fn read(
     request: &HttpRequest,
     mut payload: web::Payload,
     limit_bytes: usize,
 ) -> Result<Bytes, ApiError> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(request.headers());
     if declared.is_some_and(|n| n > limit_bytes) {
         return Err(ApiError::payload_too_large(limit_bytes));
     }
