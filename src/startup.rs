@@ -90,21 +90,19 @@ impl Application {
             std::time::Instant::now(),
         );
         let residents = store.load_residents().await.context("loading residents")?;
-        let crate::store::ReadableReservations {
+        let crate::store::ReadableDays {
+            plans,
             reservations,
-            unreadable_days,
         } = store
-            .load_readable_reservations()
+            .load_readable_days()
             .await
-            .context("loading reservations")?;
+            .context("loading day plans and reservations")?;
         let catalog = Arc::new(Catalog::default());
         for venue in store.load_venues().await.context("loading venues")? {
             catalog.put_venue(venue);
         }
         // Publish every day's snapshot from one pass over the reservations,
         // so availability is complete before any actor starts.
-        let mut plans = store.load_day_plans().await.context("loading day plans")?;
-        plans.retain(|(key, _)| !unreadable_days.contains(key));
         let days = VenueDay::restore_all(plans, &reservations);
         for snapshot in days.values().filter_map(VenueDay::snapshot) {
             catalog.publish(snapshot);

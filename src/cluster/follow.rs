@@ -235,12 +235,10 @@ impl Follower {
         for venue in self.store.load_venues().await? {
             self.catalog.put_venue(venue);
         }
-        let crate::store::ReadableReservations {
+        let crate::store::ReadableDays {
+            plans,
             reservations,
-            unreadable_days,
-        } = self.store.load_readable_reservations().await?;
-        let mut plans = self.store.load_day_plans().await?;
-        plans.retain(|(key, _)| !unreadable_days.contains(key));
+        } = self.store.load_readable_days().await?;
         self.mirrors = VenueDay::restore_all(plans, &reservations);
         let now = crate::clock::now();
         for reservation in reservations {

@@ -176,8 +176,8 @@ impl<S: Store> Store for FlakyStore<S> {
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
         self.inner.load_reservations().await
     }
-    async fn load_readable_reservations(&self) -> Result<super::ReadableReservations, StoreError> {
-        self.inner.load_readable_reservations().await
+    async fn load_readable_days(&self) -> Result<super::ReadableDays, StoreError> {
+        self.inner.load_readable_days().await
     }
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
         self.inner.load_kill_switch().await

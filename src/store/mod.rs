@@ -33,11 +33,11 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// `Store::load_readable_reservations`'s answer.
-pub struct ReadableReservations {
+/// `Store::load_readable_days`'s answer: the days and their reservations,
+/// without the days that have a reservation record that cannot be read.
+pub struct ReadableDays {
+    pub plans: Vec<(VenueDayKey, DayPlan)>,
     pub reservations: Vec<Reservation>,
-    /// Days with a reservation record that cannot be read: left out whole.
-    pub unreadable_days: Vec<VenueDayKey>,
 }
 
 /// Why a reservation batch was not committed.
@@ -574,14 +574,14 @@ pub trait Store: Send + Sync + 'static {
     async fn load_residents(&self) -> Result<Vec<Resident>, StoreError>;
     /// Every reservation (for tests and tools: one that cannot be read fails it).
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError>;
-    /// Every reservation that can be read, for the indexes at start and
-    /// after a follower falls behind, and the venue-days left out whole
-    /// because one of theirs cannot be (never loaded without it: that
-    /// could sell its place twice). The caller publishes none of those.
-    async fn load_readable_reservations(&self) -> Result<ReadableReservations, StoreError> {
-        Ok(ReadableReservations {
+    /// Every day plan and reservation that can be read, for the indexes at
+    /// start and after a follower falls behind: a venue-day with a
+    /// reservation record that cannot be read is left out whole (never
+    /// loaded without it: that could sell its place twice).
+    async fn load_readable_days(&self) -> Result<ReadableDays, StoreError> {
+        Ok(ReadableDays {
+            plans: self.load_day_plans().await?,
             reservations: self.load_reservations().await?,
-            unreadable_days: Vec::new(),
         })
     }
 

@@ -838,21 +838,23 @@ impl Store for RedisStore {
         Ok(all)
     }
 
-    async fn load_readable_reservations(&self) -> Result<super::ReadableReservations, StoreError> {
-        let mut readable = super::ReadableReservations {
+    async fn load_readable_days(&self) -> Result<super::ReadableDays, StoreError> {
+        let mut readable = super::ReadableDays {
+            plans: Vec::new(),
             reservations: Vec::new(),
-            unreadable_days: Vec::new(),
         };
-        for (key, _) in self.load_day_plans().await? {
+        for (key, plan) in self.load_day_plans().await? {
             match self.reservations_of_day(&key).await {
-                Ok(reservations) => readable.reservations.extend(reservations),
+                Ok(reservations) => {
+                    readable.reservations.extend(reservations);
+                    readable.plans.push((key, plan));
+                }
                 // That day alone is left out (its actor cannot load it
                 // either: 503 for its bookings); the start goes on.
                 Err(StoreError::Corrupt(_)) => {
                     metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => "day reservations")
                         .increment(1);
                     tracing::error!(venue_day = %key, "a venue-day has a reservation record that cannot be read: the day is left out until it is repaired");
-                    readable.unreadable_days.push(key);
                 }
                 Err(error) => return Err(error),
             }
