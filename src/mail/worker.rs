@@ -597,14 +597,22 @@ mod tests {
         }
     }
 
+    impl Fixture {
+        /// The due mail, claimed under `token` at the fixture's moment.
+        async fn claim(&self, token: MailClaimToken) -> Vec<OutboxMail> {
+            self.worker
+                .store
+                .claim_due_mail(self.now, MAIL_CLAIM_BATCH_MAX, token)
+                .await
+                .unwrap()
+        }
+    }
+
     #[tokio::test]
     async fn a_worker_whose_claim_was_taken_sends_nothing_and_records_nothing() {
         let fixture = fixture(Some("中野 太郎")).await;
         let store = &fixture.worker.store;
-        let claimed = store
-            .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, MailClaimToken(1))
-            .await
-            .unwrap();
+        let claimed = fixture.claim(MailClaimToken(1)).await;
         assert_eq!(claimed.len(), 1);
         // This worker's claim (token 2) is not the one that holds the mail:
         // as after a pause past its lease, when another worker claimed it.
@@ -636,10 +644,7 @@ mod tests {
         let fixture = fixture(Some("中野 太郎")).await;
         let store = &fixture.worker.store;
         let token = MailClaimToken(1);
-        let claimed = store
-            .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, token)
-            .await
-            .unwrap();
+        let claimed = fixture.claim(token).await;
         let mut delivered = claimed[0].clone();
         delivered.delivery = Delivery::Delivered { at: fixture.now };
         fixture
@@ -664,12 +669,7 @@ mod tests {
     #[tokio::test]
     async fn mail_for_a_resident_not_known_here_yet_is_tried_again_later() {
         let fixture = fixture(None).await;
-        let claimed = fixture
-            .worker
-            .store
-            .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, MailClaimToken(1))
-            .await
-            .unwrap();
+        let claimed = fixture.claim(MailClaimToken(1)).await;
         let (tried, _) = fixture.worker.deliver(claimed[0].clone()).await;
         assert!(
             matches!(tried.delivery, Delivery::Pending { attempts: 1, .. }),
@@ -683,12 +683,7 @@ mod tests {
     #[tokio::test]
     async fn a_name_stored_with_a_line_break_is_mailed_on_one_line() {
         let fixture = fixture(Some("住民\r\nBcc: victim@evil.example")).await;
-        let claimed = fixture
-            .worker
-            .store
-            .claim_due_mail(fixture.now, MAIL_CLAIM_BATCH_MAX, MailClaimToken(1))
-            .await
-            .unwrap();
+        let claimed = fixture.claim(MailClaimToken(1)).await;
         let Ok(message) = fixture.worker.message(&claimed[0]) else {
             panic!("the message was not built");
         };
