@@ -718,8 +718,11 @@ impl Store for EmbeddedStore {
         token: MailClaimToken,
     ) -> Result<bool, StoreError> {
         let id = mail.id;
+        // A delivery wins over a claim taken since (see the trait): the
+        // outbox's write leaves it as it is if it is no longer pending.
+        let delivered = matches!(mail.delivery, crate::domain::Delivery::Delivered { .. });
         let ours = |claims: &HashMap<MailId, (Instant, MailClaimToken)>| {
-            claims.get(&id).is_some_and(|(_, held)| *held == token)
+            delivered || claims.get(&id).is_some_and(|(_, held)| *held == token)
         };
         if !ours(&self.mail_claims.lock().expect("mail claims lock poisoned")) {
             return Ok(false);

@@ -29,6 +29,8 @@ pub struct FlakyStore<S> {
     pub late_commits: AtomicBool,
     /// This many next mail settlements fail (the store did not answer).
     pub failing_settles: std::sync::atomic::AtomicUsize,
+    /// This many next mail claims fail (the store did not answer).
+    pub failing_claims: std::sync::atomic::AtomicUsize,
     /// While set, each abandonment waits for a permit of `abandon_permits`.
     pub gate_abandons: AtomicBool,
     pub abandon_permits: tokio::sync::Semaphore,
@@ -49,6 +51,7 @@ impl<S> FlakyStore<S> {
             lose_commit_replies: AtomicBool::new(false),
             late_commits: AtomicBool::new(false),
             failing_settles: std::sync::atomic::AtomicUsize::new(0),
+            failing_claims: std::sync::atomic::AtomicUsize::new(0),
             gate_abandons: AtomicBool::new(false),
             abandon_permits: tokio::sync::Semaphore::new(0),
             gate_commits: AtomicBool::new(false),
@@ -91,6 +94,12 @@ impl<S: Store> Store for FlakyStore<S> {
         limit: usize,
         token: MailClaimToken,
     ) -> Result<Vec<OutboxMail>, StoreError> {
+        let failing = self
+            .failing_claims
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::Unavailable("injected claim failure".into()));
+        }
         self.inner.claim_due_mail(now, limit, token).await
     }
     async fn hold_mail(

@@ -759,7 +759,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records what became of a mail claimed under `token` (its `delivery`):
     /// delivered, failed for good, or pending its next try; and lets go of
     /// it. `false`: the claim was not this one's any more (see `hold_mail`),
-    /// and nothing was written.
+    /// and nothing was written. A delivery wins over a claim another worker
+    /// took since (this one's lease ran out while the store did not answer):
+    /// it is recorded while the mail is pending, and that worker's
+    /// `hold_mail` then refuses to send it again.
     async fn settle_mail(
         &self,
         mail: OutboxMail,

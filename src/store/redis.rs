@@ -1348,7 +1348,12 @@ impl Store for RedisStore {
                     .map(|ms| ms.to_string())
                     .unwrap_or_default(),
             )
-            .arg(token.0);
+            .arg(token.0)
+            .arg(if matches!(mail.delivery, Delivery::Delivered { .. }) {
+                "1"
+            } else {
+                "0"
+            });
         let (answer, replicated): (String, bool) = self
             .durable_call(keys.partition, &invocation, &self.settle_mail)
             .await?;

@@ -415,12 +415,15 @@ async fn on_redis_an_abandoned_batch_takes_its_mail_and_gives_back_its_withdrawn
 }
 
 /// A worker paused past its lease (`first`) finds its claim taken by
-/// another (`second`): it may neither renew it before sending nor record
-/// a delivery, and the one that holds it does both. On Redis the lease
-/// runs by the claimers' clocks (`now`), so it runs out here by claiming
-/// 31 s later; a store one process owns has one worker, so only a claim
-/// token that is not the holder's is shown refused.
-async fn a_claim_lost_to_another_worker_neither_sends_nor_records(
+/// another (`second`): it may not renew it before sending, nor record a
+/// retry or a failure; the one that holds it does. But a delivery it made
+/// before (its store did not answer past the lease, seen by the nemesis
+/// with seed 8090) is recorded over the other claim, and the holder then
+/// may not send it again. On Redis the lease runs by the claimers' clocks
+/// (`now`), so it runs out here by claiming 31 s later; a store one process
+/// owns has one worker, so there the token that is not the holder's stands
+/// for a claim whose lease ran out.
+async fn a_claim_lost_to_another_worker_sends_nothing_and_its_delivery_wins(
     store: &dyn Store,
     lease_runs_out: bool,
 ) {
@@ -459,19 +462,30 @@ async fn a_claim_lost_to_another_worker_neither_sends_nor_records(
         first
     };
     let stranger = if holder == first { second } else { first };
+    let mut retry = mail.clone();
+    retry.delivery = Delivery::Pending {
+        attempts: 1,
+        next_at: now + Duration::seconds(60),
+    };
+    assert!(
+        !store.settle_mail(retry, stranger).await.unwrap(),
+        "a claim that is not the holder's records no retry"
+    );
+    assert_eq!(store.mail_outbox_figures(now).await.unwrap().pending, 1);
     let mut delivered = mail.clone();
     delivered.delivery = Delivery::Delivered { at: now };
     assert!(
-        !store
+        store
             .settle_mail(delivered.clone(), stranger)
             .await
             .unwrap(),
-        "a claim that is not the holder's records nothing"
+        "a delivery is recorded whoever holds the mail now"
     );
-    assert_eq!(store.mail_outbox_figures(now).await.unwrap().pending, 1);
-    assert!(store.hold_mail(&mail, holder, now).await.unwrap());
-    assert!(store.settle_mail(delivered, holder).await.unwrap());
     assert_eq!(store.mail_outbox_figures(now).await.unwrap().pending, 0);
+    assert!(
+        !store.hold_mail(&mail, holder, now).await.unwrap(),
+        "the holder must not send a delivered mail again"
+    );
     let far = now + Duration::days(30);
     let confirmation: Vec<_> = store
         .claim_due_mail(far, 10, stranger)
@@ -487,13 +501,13 @@ async fn a_claim_lost_to_another_worker_neither_sends_nor_records(
 }
 
 #[tokio::test]
-async fn a_mail_claim_lost_to_another_worker_neither_sends_nor_records() {
+async fn a_mail_claim_lost_to_another_worker_sends_nothing_and_its_delivery_wins() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
-    a_claim_lost_to_another_worker_neither_sends_nor_records(&store, false).await;
+    a_claim_lost_to_another_worker_sends_nothing_and_its_delivery_wins(&store, false).await;
     let redis = RedisServer::start().await;
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    a_claim_lost_to_another_worker_neither_sends_nor_records(&store, true).await;
+    a_claim_lost_to_another_worker_sends_nothing_and_its_delivery_wins(&store, true).await;
 }
 
 /// What a failover could lose counts only once a replica holds it: a mail
