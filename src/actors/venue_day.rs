@@ -310,146 +310,180 @@ impl VenueDayActor {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
-        if self.abandoned.is_some() {
-            self.settle_abandoned(ctx);
+        if self.take_priority(ctx) {
             return;
         }
-        if matches!(self.waiting.front(), Some(Pending::Plan(_))) {
-            let Some(Pending::Plan(message)) = self.waiting.pop_front() else {
-                unreachable!("front was a plan")
-            };
-            self.replace_plan(message, ctx);
-            return;
-        }
-        if matches!(self.waiting.front(), Some(Pending::Reminders(_))) {
-            let Some(Pending::Reminders(message)) = self.waiting.pop_front() else {
-                unreachable!("front was the reminders")
-            };
-            self.queue_reminders(message, ctx);
-            return;
-        }
-        let today = crate::clock::today();
         let Some(kind) = self.waiting.front().and_then(Pending::batch_kind) else {
             return;
         };
+        let today = crate::clock::today();
         let mut decided = Vec::new();
         while decided.len() < COMMIT_BATCH_MAX {
             // One kind per batch: the kill switch refuses bookings, not check-ins.
             if self.waiting.front().and_then(Pending::batch_kind) != Some(kind) {
                 break;
             }
-            match self.waiting.pop_front() {
-                Some(Pending::Book(message)) => {
-                    let Book {
-                        request,
-                        claim,
-                        audit,
-                        mail,
-                        reply,
-                    } = message;
-                    if past_deadline(request.commit_by) {
-                        // Its dose claim ended, or whoever forwarded it
-                        // stopped waiting (this process was paused, or its
-                        // queue long): committed now, it could take a dose
-                        // booked elsewhere meanwhile, or turn the 503 its
-                        // caller answered into a booking.
-                        metrics::counter!(telemetry::BOOKINGS_PAST_DEADLINE_TOTAL, "when" => "decided")
-                            .increment(1);
-                        drop(claim);
-                        let _ = reply.send(Err(BookingError::StoreUnavailable));
-                        continue;
-                    }
-                    match self.day().decide_booking(&request, today) {
-                        Ok(reservation) => decided.push(Decided {
-                            audit: audit.map(|draft| draft.complete(reservation.id)),
-                            mail: mail
-                                .map(|policy| {
-                                    policy.on_booking(&reservation, request.now, self.reminded)
-                                })
-                                .unwrap_or_default(),
-                            withdraw: None,
-                            decision: Decision::Created(reservation),
-                            claim: Some(claim),
-                            commit_by: request.commit_by,
-                            reply: Reply::Booking(reply),
-                        }),
-                        Err(refusal) => {
-                            // Release the dose before answering, so a retry finds it free.
-                            drop(claim);
-                            let _ = reply.send(Err(refusal));
-                        }
-                    }
-                }
-                Some(Pending::Cancel(message)) => {
-                    let before = self.day().reservation(message.reservation_id).cloned();
-                    match self.day().decide_cancel(
-                        message.reservation_id,
-                        &message.owner,
-                        message.now,
-                    ) {
-                        Ok(cancelled) => decided.push(Decided {
-                            audit: message.audit.map(|draft| draft.complete(cancelled.id)),
-                            mail: message
-                                .notice
-                                .map(|notice| {
-                                    vec![notice.policy.on_cancel(
-                                        &cancelled,
-                                        &notice.also_cancelled,
-                                        message.now,
-                                    )]
-                                })
-                                .unwrap_or_default(),
-                            withdraw: Some(MailId::reminder_of(cancelled.id)),
-                            decision: Decision::Updated {
-                                reservation: cancelled,
-                                previous: before.expect("a cancelled reservation existed before"),
-                            },
-                            claim: None,
-                            commit_by: None,
-                            reply: Reply::Booking(message.reply),
-                        }),
-                        Err(refusal) => {
-                            let _ = message.reply.send(Err(refusal));
-                        }
-                    }
-                }
-                Some(Pending::CheckIn(message)) => {
-                    let CheckIn {
-                        owner,
-                        now,
-                        audit,
-                        reply,
-                    } = message;
-                    match self.day().decide_check_in(&owner, now) {
-                        Ok((attended, previous)) => {
-                            decided.push(Decided {
-                                audit: audit.map(|draft| draft.complete(attended.id)),
-                                mail: Vec::new(),
-                                withdraw: None,
-                                decision: Decision::Updated {
-                                    previous,
-                                    reservation: attended,
-                                },
-                                claim: None,
-                                commit_by: None,
-                                reply: Reply::CheckIn(reply),
-                            });
-                        }
-                        Err(refusal) => {
-                            let _ = reply.send(Err(refusal));
-                        }
-                    }
-                }
+            let next = match self.waiting.pop_front() {
+                Some(Pending::Book(message)) => self.decide_book(message, today),
+                Some(Pending::Cancel(message)) => self.decide_cancel(message),
+                Some(Pending::CheckIn(message)) => self.decide_check_in(message),
                 Some(Pending::Plan(_) | Pending::Reminders(_)) | None => {
-                    unreachable!("checked above")
+                    unreachable!("the front was of the batch's kind")
                 }
-            }
+            };
+            decided.extend(next);
         }
+        assert!(decided.len() <= COMMIT_BATCH_MAX);
+        assert!(
+            self.abandoned.is_none(),
+            "nothing is decided over an uncertain batch"
+        );
         if decided.is_empty() {
             self.schedule_flush(ctx);
             return;
         }
         self.commit(kind, decided, ctx);
+    }
+
+    /// What goes before any decision, alone: an uncertain batch's
+    /// abandonment, a plan's replacement or the reminders' queueing at the
+    /// front. Answers whether one was started (the flush ends there).
+    fn take_priority(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.abandoned.is_some() {
+            self.settle_abandoned(ctx);
+            return true;
+        }
+        match self.waiting.front() {
+            Some(Pending::Plan(_)) => {
+                let Some(Pending::Plan(message)) = self.waiting.pop_front() else {
+                    unreachable!("front was a plan")
+                };
+                self.replace_plan(message, ctx);
+                true
+            }
+            Some(Pending::Reminders(_)) => {
+                let Some(Pending::Reminders(message)) = self.waiting.pop_front() else {
+                    unreachable!("front was the reminders")
+                };
+                self.queue_reminders(message, ctx);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A booking decided in memory, or answered at once (refused, or past
+    /// its deadline).
+    fn decide_book(&mut self, message: Book, today: chrono::NaiveDate) -> Option<Decided> {
+        let Book {
+            request,
+            claim,
+            audit,
+            mail,
+            reply,
+        } = message;
+        if past_deadline(request.commit_by) {
+            // Its dose claim ended, or whoever forwarded it stopped waiting
+            // (this process was paused, or its queue long): committed now, it
+            // could take a dose booked elsewhere meanwhile, or turn the 503
+            // its caller answered into a booking.
+            metrics::counter!(telemetry::BOOKINGS_PAST_DEADLINE_TOTAL, "when" => "decided")
+                .increment(1);
+            drop(claim);
+            let _ = reply.send(Err(BookingError::StoreUnavailable));
+            return None;
+        }
+        match self.day().decide_booking(&request, today) {
+            Ok(reservation) => {
+                assert_eq!(reservation.ticket_number, request.ticket_number);
+                Some(Decided {
+                    audit: audit.map(|draft| draft.complete(reservation.id)),
+                    mail: mail
+                        .map(|policy| policy.on_booking(&reservation, request.now, self.reminded))
+                        .unwrap_or_default(),
+                    withdraw: None,
+                    decision: Decision::Created(reservation),
+                    claim: Some(claim),
+                    commit_by: request.commit_by,
+                    reply: Reply::Booking(reply),
+                })
+            }
+            Err(refusal) => {
+                // Release the dose before answering, so a retry finds it free.
+                drop(claim);
+                let _ = reply.send(Err(refusal));
+                None
+            }
+        }
+    }
+
+    /// A cancellation decided in memory, or refused at once.
+    fn decide_cancel(&mut self, message: Cancel) -> Option<Decided> {
+        let before = self.day().reservation(message.reservation_id).cloned();
+        match self
+            .day()
+            .decide_cancel(message.reservation_id, &message.owner, message.now)
+        {
+            Ok(cancelled) => Some(Decided {
+                audit: message.audit.map(|draft| draft.complete(cancelled.id)),
+                mail: message
+                    .notice
+                    .map(|notice| {
+                        vec![notice.policy.on_cancel(
+                            &cancelled,
+                            &notice.also_cancelled,
+                            message.now,
+                        )]
+                    })
+                    .unwrap_or_default(),
+                withdraw: Some(MailId::reminder_of(cancelled.id)),
+                decision: Decision::Updated {
+                    reservation: cancelled,
+                    previous: before.expect("a cancelled reservation existed before"),
+                },
+                claim: None,
+                commit_by: None,
+                reply: Reply::Booking(message.reply),
+            }),
+            Err(refusal) => {
+                let _ = message.reply.send(Err(refusal));
+                None
+            }
+        }
+    }
+
+    /// A check-in decided in memory, or refused at once.
+    fn decide_check_in(&mut self, message: CheckIn) -> Option<Decided> {
+        let CheckIn {
+            owner,
+            now,
+            audit,
+            reply,
+        } = message;
+        match self.day().decide_check_in(&owner, now) {
+            Ok((attended, previous)) => {
+                assert_eq!(
+                    attended.id, previous.id,
+                    "a check-in updates one reservation"
+                );
+                Some(Decided {
+                    audit: audit.map(|draft| draft.complete(attended.id)),
+                    mail: Vec::new(),
+                    withdraw: None,
+                    decision: Decision::Updated {
+                        previous,
+                        reservation: attended,
+                    },
+                    claim: None,
+                    commit_by: None,
+                    reply: Reply::CheckIn(reply),
+                })
+            }
+            Err(refusal) => {
+                let _ = reply.send(Err(refusal));
+                None
+            }
+        }
     }
 
     /// The batch that commits `decided` under the current sequence.
@@ -472,6 +506,8 @@ impl VenueDayActor {
     }
 
     fn commit(&mut self, kind: BatchKind, decided: Vec<Decided>, ctx: &mut Context<Self>) {
+        assert!(!decided.is_empty() && decided.len() <= COMMIT_BATCH_MAX);
+        assert!(self.abandoned.is_none(), "an uncertain batch is abandoned first");
         self.sequence += 1;
         let batch = self.batch_of(kind, &decided);
         let store = Arc::clone(&self.shared.store);
@@ -511,86 +547,117 @@ impl VenueDayActor {
         result: Result<(), CommitError>,
         decided: Vec<Decided>,
     ) {
-        let mut answers: Vec<(Reply, Result<Reservation, BookingError>)> =
-            Vec::with_capacity(decided.len());
-        match result {
-            Ok(()) => {
-                let audited = decided.iter().filter(|d| d.audit.is_some()).count();
-                if audited > 0 {
-                    metrics::counter!(telemetry::AUDIT_ENTRIES_TOTAL, "written" => "with_commit")
-                        .increment(audited as u64);
-                }
-                for Decided {
-                    decision,
-                    claim,
-                    reply,
-                    ..
-                } in decided
-                {
-                    match (decision, claim) {
-                        (Decision::Created(reservation), Some(claim)) => {
-                            claim.settle(reservation.clone());
-                            answers.push((reply, Ok(reservation)));
-                        }
-                        (decision, _) => {
-                            let reservation = decision.reservation().clone();
-                            self.shared.residents.record(reservation.clone());
-                            answers.push((reply, Ok(reservation)));
-                        }
-                    }
-                }
-            }
+        let size = decided.len();
+        let answers = match result {
+            Ok(()) => self.settle_committed(decided),
             Err(error) => {
-                let refusal = match &error {
-                    CommitError::KillSwitchEngaged => BookingError::BookingClosed,
-                    CommitError::Fenced => BookingError::StoreUnavailable,
-                    CommitError::PastDeadline => {
-                        // Paused between deciding and the store's answer:
-                        // certain, nothing was written.
-                        metrics::counter!(telemetry::BOOKINGS_PAST_DEADLINE_TOTAL, "when" => "committed")
-                            .increment(decided.iter().filter(|d| d.commit_by.is_some()).count() as u64);
-                        tracing::warn!(venue_day = %self.key, decisions = decided.len(),
-                            "batch refused by the store: a booking's deadline had passed; undone in memory");
-                        BookingError::StoreUnavailable
-                    }
-                    CommitError::Store(cause) => {
-                        tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
-                            "batch commit failed; undone in memory");
-                        BookingError::StoreUnavailable
-                    }
-                    CommitError::Uncertain(cause) => {
-                        tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
-                            "batch commit outcome unknown; undone in memory, to be abandoned in the store");
-                        self.abandoned = Some(self.batch_of(kind, &decided).to_abandon());
-                        BookingError::StoreUnavailable
-                    }
-                };
-                // Undo newest first, so each undo meets the state it left.
-                for Decided {
-                    decision,
-                    claim,
-                    reply,
-                    ..
-                } in decided.into_iter().rev()
-                {
-                    match decision {
-                        Decision::Created(reservation) => {
-                            self.day().undo_booking(reservation.id);
-                        }
-                        Decision::Updated { previous, .. } => {
-                            self.day().undo_update(previous);
-                        }
-                    }
-                    // Released before answering, so a retry finds the dose free.
-                    drop(claim);
-                    answers.push((reply, Err(refusal)));
-                }
+                let refusal = self.refusal_for(&error, kind, &decided);
+                self.undo_refused(decided, refusal)
             }
-        }
+        };
+        assert_eq!(answers.len(), size, "every decision is answered once");
         self.publish();
         for (reply, answer) in answers {
             reply.send(answer);
         }
+    }
+
+    /// A committed batch: its dose claims settled and the resident index
+    /// told; answers in the batch's order.
+    fn settle_committed(
+        &mut self,
+        decided: Vec<Decided>,
+    ) -> Vec<(Reply, Result<Reservation, BookingError>)> {
+        let audited = decided.iter().filter(|d| d.audit.is_some()).count();
+        if audited > 0 {
+            metrics::counter!(telemetry::AUDIT_ENTRIES_TOTAL, "written" => "with_commit")
+                .increment(audited as u64);
+        }
+        let mut answers = Vec::with_capacity(decided.len());
+        for Decided {
+            decision,
+            claim,
+            reply,
+            ..
+        } in decided
+        {
+            let reservation = decision.reservation().clone();
+            match (decision, claim) {
+                (Decision::Created(_), Some(claim)) => claim.settle(reservation.clone()),
+                (Decision::Created(_), None) => unreachable!("a booking carries its dose claim"),
+                (Decision::Updated { .. }, claim) => {
+                    assert!(claim.is_none(), "only a booking carries a dose claim");
+                    self.shared.residents.record(reservation.clone());
+                }
+            }
+            answers.push((reply, Ok(reservation)));
+        }
+        answers
+    }
+
+    /// What a batch's decisions are answered when the store did not commit
+    /// it; an uncertain batch is kept to be abandoned first.
+    fn refusal_for(
+        &mut self,
+        error: &CommitError,
+        kind: BatchKind,
+        decided: &[Decided],
+    ) -> BookingError {
+        match error {
+            CommitError::KillSwitchEngaged => BookingError::BookingClosed,
+            CommitError::Fenced => BookingError::StoreUnavailable,
+            CommitError::PastDeadline => {
+                // Paused between deciding and the store's answer: certain,
+                // nothing was written.
+                metrics::counter!(telemetry::BOOKINGS_PAST_DEADLINE_TOTAL, "when" => "committed")
+                    .increment(decided.iter().filter(|d| d.commit_by.is_some()).count() as u64);
+                tracing::warn!(venue_day = %self.key, decisions = decided.len(),
+                    "batch refused by the store: a booking's deadline had passed; undone in memory");
+                BookingError::StoreUnavailable
+            }
+            CommitError::Store(cause) => {
+                tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
+                    "batch commit failed; undone in memory");
+                BookingError::StoreUnavailable
+            }
+            CommitError::Uncertain(cause) => {
+                tracing::error!(venue_day = %self.key, error = %cause, decisions = decided.len(),
+                    "batch commit outcome unknown; undone in memory, to be abandoned in the store");
+                assert!(self.abandoned.is_none(), "one uncertain batch at a time");
+                self.abandoned = Some(self.batch_of(kind, decided).to_abandon());
+                BookingError::StoreUnavailable
+            }
+        }
+    }
+
+    /// A batch the store did not commit, undone in memory newest first (so
+    /// each undo meets the state it left); its claims released before the
+    /// answers, so a retry finds the dose free.
+    fn undo_refused(
+        &mut self,
+        decided: Vec<Decided>,
+        refusal: BookingError,
+    ) -> Vec<(Reply, Result<Reservation, BookingError>)> {
+        let mut answers = Vec::with_capacity(decided.len());
+        for Decided {
+            decision,
+            claim,
+            reply,
+            ..
+        } in decided.into_iter().rev()
+        {
+            match decision {
+                Decision::Created(reservation) => {
+                    self.day().undo_booking(reservation.id);
+                }
+                Decision::Updated { previous, .. } => {
+                    self.day().undo_update(previous);
+                }
+            }
+            drop(claim);
+            answers.push((reply, Err(refusal)));
+        }
+        answers
     }
 
     fn retry_abandon_later(&mut self, ctx: &mut Context<Self>) {
