@@ -507,7 +507,10 @@ impl VenueDayActor {
 
     fn commit(&mut self, kind: BatchKind, decided: Vec<Decided>, ctx: &mut Context<Self>) {
         assert!(!decided.is_empty() && decided.len() <= COMMIT_BATCH_MAX);
-        assert!(self.abandoned.is_none(), "an uncertain batch is abandoned first");
+        assert!(
+            self.abandoned.is_none(),
+            "an uncertain batch is abandoned first"
+        );
         self.sequence += 1;
         let batch = self.batch_of(kind, &decided);
         let store = Arc::clone(&self.shared.store);

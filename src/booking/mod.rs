@@ -19,15 +19,19 @@ use crate::actors::{CancelNotice, KillSwitchHandle, Registry};
 use crate::catalog::Catalog;
 use crate::domain::{
     BookingError, BookingMode, BookingRequest, Dose, FingerprintScheme, IdempotencyTag,
-    IneligibleReason, MailPolicy, Reservation, ReservationId, VenueDayKey,
+    IneligibleReason, MailPolicy, Reservation, ReservationId, Vaccine, VenueDayKey,
 };
-use crate::residents::{ClaimRequest, FirstAnswer, KeyedBooking, Residents};
+use crate::residents::{ClaimRequest, DoseClaim, FirstAnswer, KeyedBooking, Residents};
 use crate::store::{RefusalKept, RefusalToKeep, SharedClaimAnswer, SharedDoseClaim, Store};
+use crate::telemetry;
 
 /// Tries at a shared dose claim, each after finding the record in its way
 /// stale (see `BookingService::claim_shared`).
 pub const SHARED_CLAIM_ATTEMPTS: usize = 3;
-use crate::telemetry;
+
+/// A resident's shared dose claim (several processes), with when its lease
+/// ends (`None`: a store that shares nothing gives none).
+type SharedClaim = (SharedDoseClaim, Option<chrono::DateTime<chrono::Utc>>);
 
 /// What a command did.
 pub enum Outcome {
@@ -329,79 +333,21 @@ impl BookingService {
         booking: Booking,
         idempotency: Option<IdempotencyTag>,
     ) -> Result<Reservation, Refused> {
-        let key = VenueDayKey {
-            venue_id: booking.venue_id,
-            date: booking.date,
-        };
-        let venue = self
-            .catalog
-            .venue(&key.venue_id)
-            .ok_or(BookingError::NotFound)?;
-        if venue.booking == BookingMode::Direct {
-            return Err(BookingError::DirectBookingVenue.into());
-        }
-        // Only days that exist get an actor: unknown days never start one.
-        let day = self.catalog.day(&key).ok_or(BookingError::NotFound)?;
+        let (key, vaccine) = self.day_for(&booking)?;
         let now = now();
         let request = ClaimRequest {
             dose: booking.dose,
-            vaccine: day.plan.vaccine,
+            vaccine,
             slot_date: key.date,
             today: now.date_naive(),
         };
-        // With several processes this process's view of the resident may be
-        // a moment behind the store (a cancellation through another): a
-        // refusal or a prior dose that rests on a reservation the store no
-        // longer holds active is checked there, the view mended, and the
-        // claim taken again, once.
-        let mut refreshed = false;
-        let (claim, shared) = loop {
-            let claim = match self.residents.claim(&caller.ticket, &request) {
-                Err(BookingError::AlreadyReserved) if !refreshed => {
-                    let dose = booking.dose.expect("only an asked-for dose is refused so");
-                    if self.refresh_if_stale(caller, dose).await? {
-                        refreshed = true;
-                        continue;
-                    }
-                    // Held by this very key's booking: learnt here (an
-                    // abandonment's undoing told followers what the store
-                    // kept) while a try of the key was in progress, so the
-                    // key's record was not (seen by the nemesis). Its
-                    // answer, never "already reserved".
-                    if let Some(held) = self.known_active(caller, dose)
-                        && let Some(answer) = self
-                            .answer_of_own_key(caller, idempotency.as_ref(), &held)
-                            .await?
-                    {
-                        return Err(answer);
-                    }
-                    return Err(BookingError::AlreadyReserved.into());
-                }
-                other => other?,
-            };
-            let Some(store) = &self.shared_claims else {
-                break (claim, None);
-            };
-            let shared = self
-                .claim_shared(
-                    store.as_ref(),
-                    caller,
-                    claim.dose(),
-                    &key,
-                    idempotency.as_ref(),
-                )
-                .await;
-            match shared {
-                Err(Refused::Error(BookingError::NotEligible(IneligibleReason::NoPriorDose)))
-                    if !refreshed =>
-                {
-                    refreshed = true;
-                    drop(claim);
-                }
-                Err(refused) => return Err(refused),
-                Ok(shared) => break (claim, Some(shared)),
-            }
-        };
+        let (claim, shared) = self
+            .claim_doses(caller, &request, &key, idempotency.as_ref())
+            .await?;
+        assert!(
+            booking.dose.is_none_or(|dose| dose == claim.dose()),
+            "the dose asked for is the dose claimed"
+        );
         // Commits before its shared claim's lease ends (with room for the
         // clocks of the resident's shard and the day's to differ), or never:
         // past it another booking may hold the dose.
@@ -429,23 +375,115 @@ impl BookingService {
                 self.mail_for(caller),
             )
             .await;
-        if let (Some(store), Some(shared)) = (&self.shared_claims, shared) {
-            let ended = match &booked {
-                Ok(reservation) => Some(Some(reservation.id)),
-                // The outcome is unknown: the claim's lease ends it, and then
-                // what the day stores decides.
-                Err(BookingError::StoreUnavailable) => None,
-                Err(_) => Some(None),
-            };
-            // Waited for, so that a retry right after a refusal finds the
-            // dose free (not waiting measured no faster: BENCHMARKS.md).
-            if let Some(booked) = ended
-                && let Err(error) = store.end_dose_claim(&shared, booked).await
-            {
-                tracing::warn!(error = %error, "shared dose claim left to its lease");
-            }
+        if let Some(shared) = shared {
+            self.end_shared(&shared, &booked).await;
         }
         Ok(booked?)
+    }
+
+    /// The venue-day a booking names, and its vaccine: known, and booked
+    /// through vaxslot (only days that exist get an actor).
+    fn day_for(&self, booking: &Booking) -> Result<(VenueDayKey, Vaccine), BookingError> {
+        let key = VenueDayKey {
+            venue_id: booking.venue_id.clone(),
+            date: booking.date,
+        };
+        let venue = self
+            .catalog
+            .venue(&key.venue_id)
+            .ok_or(BookingError::NotFound)?;
+        if venue.booking == BookingMode::Direct {
+            return Err(BookingError::DirectBookingVenue);
+        }
+        let day = self.catalog.day(&key).ok_or(BookingError::NotFound)?;
+        Ok((key, day.plan.vaccine))
+    }
+
+    /// The caller's dose claim in this process and, with several, the
+    /// shared one with its lease's end.
+    ///
+    /// With several processes this process's view of the resident may be a
+    /// moment behind the store (a cancellation through another): a refusal
+    /// or a prior dose that rests on a reservation the store no longer holds
+    /// active is checked there, the view mended, and the claim taken again,
+    /// once.
+    async fn claim_doses(
+        &self,
+        caller: &Caller,
+        request: &ClaimRequest,
+        key: &VenueDayKey,
+        idempotency: Option<&IdempotencyTag>,
+    ) -> Result<(DoseClaim, Option<SharedClaim>), Refused> {
+        let mut refreshed = false;
+        loop {
+            let claim = match self.residents.claim(&caller.ticket, request) {
+                Err(BookingError::AlreadyReserved) if !refreshed => {
+                    let dose = request.dose.expect("only an asked-for dose is refused so");
+                    if self.refresh_if_stale(caller, dose).await? {
+                        refreshed = true;
+                        continue;
+                    }
+                    // Held by this very key's booking: learnt here (an
+                    // abandonment's undoing told followers what the store
+                    // kept) while a try of the key was in progress, so the
+                    // key's record was not (seen by the nemesis). Its
+                    // answer, never "already reserved".
+                    if let Some(held) = self.known_active(caller, dose)
+                        && let Some(answer) =
+                            self.answer_of_own_key(caller, idempotency, &held).await?
+                    {
+                        return Err(answer);
+                    }
+                    return Err(BookingError::AlreadyReserved.into());
+                }
+                other => other?,
+            };
+            let Some(store) = &self.shared_claims else {
+                return Ok((claim, None));
+            };
+            let shared = self
+                .claim_shared(store.as_ref(), caller, claim.dose(), key, idempotency)
+                .await;
+            match shared {
+                Err(Refused::Error(BookingError::NotEligible(IneligibleReason::NoPriorDose)))
+                    if !refreshed =>
+                {
+                    refreshed = true;
+                    drop(claim);
+                }
+                Err(refused) => return Err(refused),
+                Ok(shared) => {
+                    assert_eq!(shared.0.dose, claim.dose(), "one dose claimed twice over");
+                    return Ok((claim, Some(shared)));
+                }
+            }
+        }
+    }
+
+    /// Ends a booking's shared dose claim with what became of it: booked
+    /// (its id), or refused. An unknown outcome is left to the claim's
+    /// lease, and then what the day stores decides.
+    async fn end_shared(
+        &self,
+        shared: &SharedDoseClaim,
+        booked: &Result<Reservation, BookingError>,
+    ) {
+        let store = self
+            .shared_claims
+            .as_ref()
+            .expect("a shared claim is taken only with a shared store");
+        let ended = match booked {
+            Ok(reservation) => Some(Some(reservation.id)),
+            Err(BookingError::StoreUnavailable) => None,
+            Err(_) => Some(None),
+        };
+        // Waited for, so that a retry right after a refusal finds the dose
+        // free (not waiting measured no faster: BENCHMARKS.md).
+        if let Some(booked) = ended
+            && let Err(error) = store.end_dose_claim(shared, booked).await
+        {
+            tracing::warn!(error = %error, "shared dose claim left to its lease");
+        }
     }
 
     /// Takes the resident's shared claim on `dose` (several processes on one
@@ -460,7 +498,7 @@ impl BookingService {
         dose: crate::domain::Dose,
         key: &VenueDayKey,
         idempotency: Option<&IdempotencyTag>,
-    ) -> Result<(SharedDoseClaim, Option<chrono::DateTime<chrono::Utc>>), Refused> {
+    ) -> Result<SharedClaim, Refused> {
         // A prior dose this process knows only as a reservation must still be
         // booked (or given) in the shared record: a cancellation through
         // another process may not have reached this one yet.
@@ -487,15 +525,7 @@ impl BookingService {
                     let prior = prior_booking
                         .as_ref()
                         .expect("asked only with a prior booking");
-                    let stored = store
-                        .active_reservation_on(&prior.venue_day(), &caller.ticket, prior.dose)
-                        .await
-                        .map_err(|_| BookingError::StoreUnavailable)?;
-                    if stored.is_none() {
-                        // Cancelled through another process: mend the view.
-                        self.refresh_if_stale(caller, prior.dose).await?;
-                        return Err(BookingError::NotEligible(IneligibleReason::NoPriorDose).into());
-                    }
+                    self.check_prior_stands(store, caller, prior).await?;
                     // Held, only not in the record (booked before it was
                     // kept): the store says the prior dose stands.
                     claim.prior = None;
@@ -512,21 +542,59 @@ impl BookingService {
                 SharedClaimAnswer::Booked { day, value, .. }
                 | SharedClaimAnswer::Expired { day, value } => (day, value),
             };
-            let stored = store
-                .active_reservation_on(&day, &caller.ticket, dose)
-                .await
-                .map_err(|_| BookingError::StoreUnavailable)?;
-            if let Some(stored) = stored {
-                // Booked through another process under this request's key:
-                // its answer, before this process has heard of it.
-                return Err(self
-                    .answer_of_own_key(caller, idempotency, &stored)
-                    .await?
-                    .unwrap_or(Refused::Error(BookingError::AlreadyReserved)));
-            }
+            self.check_record_in_way(store, caller, dose, &day, idempotency)
+                .await?;
             replacing = Some(value);
         }
         Err(BookingError::ChangeInProgress.into())
+    }
+
+    /// The shared record says the caller's prior dose is gone: `Ok` if the
+    /// store still holds it active (booked before the record was kept);
+    /// else the view is mended and the booking is not eligible.
+    async fn check_prior_stands(
+        &self,
+        store: &dyn Store,
+        caller: &Caller,
+        prior: &Reservation,
+    ) -> Result<(), Refused> {
+        let stored = store
+            .active_reservation_on(&prior.venue_day(), &caller.ticket, prior.dose)
+            .await
+            .map_err(|_| BookingError::StoreUnavailable)?;
+        if stored.is_some() {
+            return Ok(());
+        }
+        // Cancelled through another process: mend the view.
+        self.refresh_if_stale(caller, prior.dose).await?;
+        Err(BookingError::NotEligible(IneligibleReason::NoPriorDose).into())
+    }
+
+    /// A shared record of `dose` names the venue-day `day`: `Ok` (it may be
+    /// replaced) if that day holds no active reservation of it; else this
+    /// key's answer if it booked it through another process, or "already
+    /// reserved".
+    async fn check_record_in_way(
+        &self,
+        store: &dyn Store,
+        caller: &Caller,
+        dose: Dose,
+        day: &VenueDayKey,
+        idempotency: Option<&IdempotencyTag>,
+    ) -> Result<(), Refused> {
+        let stored = store
+            .active_reservation_on(day, &caller.ticket, dose)
+            .await
+            .map_err(|_| BookingError::StoreUnavailable)?;
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        // Booked through another process under this request's key: its
+        // answer, before this process has heard of it.
+        Err(self
+            .answer_of_own_key(caller, idempotency, &stored)
+            .await?
+            .unwrap_or(Refused::Error(BookingError::AlreadyReserved)))
     }
 
     /// The caller's active reservation of `dose`, as this process knows it.

@@ -367,115 +367,175 @@ fn apply_in_one_transaction(
     redb::Error,
 > {
     let txn = db.begin_write()?;
-    let mut outcomes = Vec::with_capacity(ops.len());
-    let mut logged = None;
-    let mail_changes;
-    {
-        let mut meta = txn.open_table(META)?;
-        let mut venues = txn.open_table(VENUES)?;
-        let mut days = txn.open_table(DAYS)?;
-        let mut residents = txn.open_table(RESIDENTS)?;
-        let mut log = txn.open_table(RESERVATION_LOG)?;
-        let mut logged_records: Vec<Reservation> = Vec::new();
-        let mut audit = txn.open_table(AUDIT)?;
-        let mut accounts = txn.open_table(ACCOUNTS)?;
-        let mut outbox = outbox::Outbox::open(&txn, mail_index)?;
-        let mut reminded_days = txn.open_table(REMINDED_DAYS)?;
+    let (outcomes, logged, mail_changes) = {
+        let mut tables = Tables::open(&txn, mail_index)?;
+        let outcomes = ops
+            .iter()
+            .map(|op| tables.apply(op))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (logged, mail_changes) = tables.finish()?;
+        (outcomes, logged, mail_changes)
+    };
+    assert_eq!(outcomes.len(), ops.len(), "one outcome per job");
+    txn.commit()?;
+    Ok((outcomes, logged, mail_changes))
+}
 
-        let mut kill_switch_engaged = match meta.get(KILL_SWITCH_KEY)? {
+/// The tables one write transaction changes, and what it decided so far.
+struct Tables<'t> {
+    meta: redb::Table<'t, &'static str, &'static [u8]>,
+    venues: redb::Table<'t, &'static str, &'static [u8]>,
+    days: redb::Table<'t, &'static str, &'static [u8]>,
+    residents: redb::Table<'t, &'static str, &'static [u8]>,
+    log: redb::Table<'t, u64, &'static [u8]>,
+    audit: redb::Table<'t, (i64, u64), &'static [u8]>,
+    accounts: redb::Table<'t, &'static str, &'static [u8]>,
+    reminded_days: redb::Table<'t, &'static str, i64>,
+    outbox: outbox::Outbox<'t>,
+    /// As of the job being applied (a kill-switch job changes it for the next).
+    kill_switch_engaged: bool,
+    /// The reservations the transaction's batches hold, appended as one log entry.
+    logged_records: Vec<Reservation>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(
+        txn: &'t redb::WriteTransaction,
+        mail_index: &'t outbox::MailIndex,
+    ) -> Result<Self, redb::Error> {
+        let meta = txn.open_table(META)?;
+        let kill_switch_engaged = match meta.get(KILL_SWITCH_KEY)? {
             Some(bytes) => decode::<KillSwitchState>(bytes.value(), "kill switch")
                 .map(|s| s.engaged)
                 // An unreadable switch is treated as engaged: refusing is safe.
                 .unwrap_or(true),
             None => false,
         };
+        Ok(Self {
+            meta,
+            venues: txn.open_table(VENUES)?,
+            days: txn.open_table(DAYS)?,
+            residents: txn.open_table(RESIDENTS)?,
+            log: txn.open_table(RESERVATION_LOG)?,
+            audit: txn.open_table(AUDIT)?,
+            accounts: txn.open_table(ACCOUNTS)?,
+            reminded_days: txn.open_table(REMINDED_DAYS)?,
+            outbox: outbox::Outbox::open(txn, mail_index)?,
+            kill_switch_engaged,
+            logged_records: Vec::new(),
+        })
+    }
 
-        for op in ops {
-            let outcome = match op {
-                WriteOp::Venue(venue) => {
-                    let previous = venues.insert(venue.id.as_str(), encode(venue).as_slice())?;
-                    Ok(WriteOutcome::Created(previous.is_none()))
+    /// One job: `Err` fails the whole transaction, `Ok(Err)` refuses this
+    /// job alone.
+    fn apply(&mut self, op: &WriteOp) -> Result<Result<WriteOutcome, CommitError>, redb::Error> {
+        Ok(match op {
+            WriteOp::Venue(venue) => {
+                let previous = self
+                    .venues
+                    .insert(venue.id.as_str(), encode(venue).as_slice())?;
+                Ok(WriteOutcome::Created(previous.is_none()))
+            }
+            WriteOp::DayPlan(key, plan) => {
+                self.days
+                    .insert(day_key(key).as_str(), encode(plan).as_slice())?;
+                Ok(WriteOutcome::Done)
+            }
+            WriteOp::Reservations(batch) => self.apply_batch(batch)?,
+            WriteOp::Residents(list) => {
+                for resident in list {
+                    self.residents
+                        .insert(resident.ticket_number.expose(), encode(resident).as_slice())?;
                 }
-                WriteOp::DayPlan(key, plan) => {
-                    days.insert(day_key(key).as_str(), encode(plan).as_slice())?;
-                    Ok(WriteOutcome::Done)
-                }
-                WriteOp::Reservations(batch) => {
-                    if kill_switch_engaged && batch.kind == BatchKind::Reservations {
-                        Err(CommitError::KillSwitchEngaged)
-                    } else if batch
-                        .commit_by
-                        .is_some_and(|by| crate::clock::real_now_utc() > by)
-                    {
-                        Err(CommitError::PastDeadline)
-                    } else {
-                        logged_records
-                            .extend(batch.decisions.iter().map(|d| d.reservation().clone()));
-                        for entry in &batch.audit {
-                            audit.insert(audit_key(entry), encode(entry).as_slice())?;
-                        }
-                        for queued in &batch.mail {
-                            outbox.queue(queued)?;
-                        }
-                        for id in &batch.withdraw {
-                            outbox.withdraw(id)?;
-                        }
-                        if batch.reminded {
-                            reminded_days.insert(
-                                day_key(&batch.venue_day).as_str(),
-                                crate::clock::now_utc().timestamp(),
-                            )?;
-                        }
-                        Ok(WriteOutcome::Done)
-                    }
-                }
-                WriteOp::Residents(list) => {
-                    for resident in list {
-                        residents
-                            .insert(resident.ticket_number.expose(), encode(resident).as_slice())?;
-                    }
-                    Ok(WriteOutcome::Done)
-                }
-                WriteOp::KillSwitch(state, entry) => {
-                    meta.insert(KILL_SWITCH_KEY, encode(state).as_slice())?;
-                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
-                    kill_switch_engaged = state.engaged;
-                    Ok(WriteOutcome::Done)
-                }
-                WriteOp::Audit(entry) => {
-                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
-                    Ok(WriteOutcome::Done)
-                }
-                WriteOp::PutAccount(account, entry) => {
-                    let previous =
-                        accounts.insert(account.id.as_str(), encode(account).as_slice())?;
-                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
-                    Ok(WriteOutcome::Created(previous.is_none()))
-                }
-                WriteOp::DeleteAccount(id, entry) => {
-                    let removed = accounts.remove(id.as_str())?;
-                    audit.insert(audit_key(entry), encode(entry).as_slice())?;
-                    Ok(WriteOutcome::Created(removed.is_some()))
-                }
-                WriteOp::SettleMail(settled) => {
-                    outbox.settle(settled)?;
-                    Ok(WriteOutcome::Done)
-                }
-            };
-            outcomes.push(outcome);
+                Ok(WriteOutcome::Done)
+            }
+            WriteOp::KillSwitch(state, entry) => {
+                self.meta
+                    .insert(KILL_SWITCH_KEY, encode(state).as_slice())?;
+                self.audit(entry)?;
+                self.kill_switch_engaged = state.engaged;
+                Ok(WriteOutcome::Done)
+            }
+            WriteOp::Audit(entry) => {
+                self.audit(entry)?;
+                Ok(WriteOutcome::Done)
+            }
+            WriteOp::PutAccount(account, entry) => {
+                let created = self
+                    .accounts
+                    .insert(account.id.as_str(), encode(account).as_slice())?
+                    .is_none();
+                self.audit(entry)?;
+                Ok(WriteOutcome::Created(created))
+            }
+            WriteOp::DeleteAccount(id, entry) => {
+                let removed = self.accounts.remove(id.as_str())?.is_some();
+                self.audit(entry)?;
+                Ok(WriteOutcome::Created(removed))
+            }
+            WriteOp::SettleMail(settled) => {
+                self.outbox.settle(settled)?;
+                Ok(WriteOutcome::Done)
+            }
+        })
+    }
+
+    /// A venue-day's batch with its audit, mail and reminders; refused while
+    /// the kill switch is engaged (bookings) or past its deadline.
+    fn apply_batch(
+        &mut self,
+        batch: &ReservationBatch,
+    ) -> Result<Result<WriteOutcome, CommitError>, redb::Error> {
+        if self.kill_switch_engaged && batch.kind == BatchKind::Reservations {
+            return Ok(Err(CommitError::KillSwitchEngaged));
         }
-        if !logged_records.is_empty() {
-            let sequence = match log.last()? {
+        if batch
+            .commit_by
+            .is_some_and(|by| crate::clock::real_now_utc() > by)
+        {
+            return Ok(Err(CommitError::PastDeadline));
+        }
+        self.logged_records
+            .extend(batch.decisions.iter().map(|d| d.reservation().clone()));
+        for entry in &batch.audit {
+            self.audit(entry)?;
+        }
+        for queued in &batch.mail {
+            self.outbox.queue(queued)?;
+        }
+        for id in &batch.withdraw {
+            self.outbox.withdraw(id)?;
+        }
+        if batch.reminded {
+            self.reminded_days.insert(
+                day_key(&batch.venue_day).as_str(),
+                crate::clock::now_utc().timestamp(),
+            )?;
+        }
+        Ok(Ok(WriteOutcome::Done))
+    }
+
+    fn audit(&mut self, entry: &AuditEntry) -> Result<(), redb::Error> {
+        self.audit
+            .insert(audit_key(entry), encode(entry).as_slice())?;
+        Ok(())
+    }
+
+    /// The batches' reservations as one new log entry, and the mail index's
+    /// changes (applied once the transaction commits).
+    fn finish(mut self) -> Result<(Logged, outbox::IndexChanges), redb::Error> {
+        let mut logged = None;
+        if !self.logged_records.is_empty() {
+            let sequence = match self.log.last()? {
                 Some((last, _)) => last.value() + 1,
                 None => 1,
             };
-            log.insert(sequence, encode_all(&logged_records).as_slice())?;
-            logged = Some((sequence, logged_records));
+            self.log
+                .insert(sequence, encode_all(&self.logged_records).as_slice())?;
+            logged = Some((sequence, std::mem::take(&mut self.logged_records)));
         }
-        mail_changes = outbox.finish()?;
+        Ok((logged, self.outbox.finish()?))
     }
-    txn.commit()?;
-    Ok((outcomes, logged, mail_changes))
 }
 
 #[async_trait]
