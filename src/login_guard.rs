@@ -17,7 +17,7 @@
 //! (fails closed) until the first lock ends. (Addresses, a second line of
 //! defence that a carrier NAT shares, fail open: a full map of blocked
 //! addresses tracks no new one.) On Redis the per-ticket lockout is the
-//! store's (`Store::login_attempt`), shared by every process.
+//! store's (`Coordination::login_attempt`), shared by every process.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::accounts::{ACCOUNTS_REFRESH_INTERVAL, AccountDirectory};
-use crate::actors::{KillSwitchHandle, Registry, Shared};
+use crate::actors::{KillSwitchHandle, Placement, Registry, Shared};
 use crate::api::{self, AppState, Gate, IMPORTS_IN_FLIGHT_MAX};
 use crate::booking::BookingService;
 use crate::catalog::Catalog;
@@ -17,7 +17,7 @@ use crate::domain::VenueDay;
 use crate::login_guard::LoginGuard;
 use crate::residents::{InMemoryResidents, Residents};
 use crate::settings::{CONNECTIONS_PER_WORKER_MAX, Settings};
-use crate::store::{EmbeddedStore, RedisStore, RedisTarget, Store};
+use crate::store::{ChangeCursor, Coordination, EmbeddedStore, RedisStore, RedisTarget, Store};
 use crate::tokens::TokenKey;
 use crate::{demo, telemetry};
 
@@ -36,201 +36,50 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let mut banner = Vec::new();
         // Checked first: a bad mail setting or template stops the start.
-        let mailer = settings
-            .mail
-            .clone()
-            .map(crate::mail::Mailer::build)
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        let store: Arc<dyn Store> = match &settings.redis {
-            Some(target) => Arc::new(
-                RedisStore::open(target, settings.redis_wait)
-                    .await
-                    .context(match target {
-                        RedisTarget::Single(_) => "connecting to Redis (--redis-url)",
-                        RedisTarget::Cluster(_) => {
-                            "connecting to the Redis Cluster (--redis-cluster-nodes)"
-                        }
-                    })?
-                    .with_changes_kept(settings.change_streams_keep),
-            ),
-            None => Arc::new(EmbeddedStore::open(&settings.data_dir).with_context(|| {
-                format!("opening the store in {}", settings.data_dir.display())
-            })?),
-        };
+        let mailer = mailer(&settings)?;
+        let (store, coordination) = open_store(&settings).await?;
         if settings.demo {
-            let today = crate::clock::today();
-            if demo::fill_if_empty(store.as_ref(), today)
-                .await
-                .context("filling the demo data")?
-            {
-                banner.push("demo data loaded into an empty store".into());
-            }
-            demo_keys(&mut settings, &mut banner);
+            fill_demo(store.as_ref(), &mut settings, &mut banner).await?;
         }
-        let tokens = match &settings.token_secret {
-            Some(secret) => TokenKey::from_secret(secret),
-            None => {
-                tracing::warn!(
-                    "VAXSLOT_TOKEN_SECRET is not set: a random key signs tokens, and they will not survive a restart"
-                );
-                TokenKey::random()
-            }
-        }
-        .with_lifetime(settings.token_lifetime);
-
-        // Where the change streams end before anything is loaded: with
-        // several processes, what others change from now on is followed
-        // from here (`cluster::Follower`).
-        let change_cursor = (
-            store
-                .change_cursor()
-                .await
-                .context("reading where the change streams end")?,
-            std::time::Instant::now(),
-        );
-        let residents = store.load_residents().await.context("loading residents")?;
-        let crate::store::ReadableDays {
-            plans,
-            reservations,
-        } = store
-            .load_readable_days()
-            .await
-            .context("loading day plans and reservations")?;
-        let catalog = Arc::new(Catalog::default());
-        for venue in store.load_venues().await.context("loading venues")? {
-            catalog.put_venue(venue);
-        }
-        // Publish every day's snapshot from one pass over the reservations,
-        // so availability is complete before any actor starts.
-        let days = VenueDay::restore_all(plans, &reservations);
-        for snapshot in days.values().filter_map(VenueDay::snapshot) {
-            catalog.publish(snapshot);
-        }
-        let resident_count = residents.len();
-        let reservation_count = reservations.len();
-        let residents = Residents::new(InMemoryResidents::load(
-            tokens.clone(),
-            residents,
-            reservations,
-            crate::clock::now(),
-        ));
-
-        let accounts = Arc::new(AccountDirectory::load(
-            store.load_accounts().await.context("loading accounts")?,
-        ));
-        if store.kind() == "redis" {
-            // Other processes may change accounts in the shared store.
-            let (store, accounts) = (Arc::clone(&store), Arc::clone(&accounts));
-            actix_rt::spawn(async move {
-                let mut every = tokio::time::interval(ACCOUNTS_REFRESH_INTERVAL);
-                loop {
-                    every.tick().await;
-                    let seen = accounts.change_count();
-                    match store.load_accounts().await {
-                        Ok(loaded) => accounts.replace_all_if_unchanged(seen, loaded),
-                        Err(error) => tracing::warn!(error = %error, "accounts not reloaded"),
-                    }
-                }
-            });
-        }
-        let kill_switch_state = store
-            .load_kill_switch()
-            .await
-            .context("loading the kill switch")?;
-        if kill_switch_state.engaged {
-            tracing::warn!("the kill switch is engaged: booking stays closed until it is released");
-        }
-        // A process stopped half-way through a change leaves some copies
-        // behind the stored state: every start makes them agree.
-        store
-            .reconcile_kill_switch_flags()
-            .await
-            .context("writing the kill switch's state to every partition")?;
-        let kill_switch = KillSwitchHandle::start(kill_switch_state, Arc::clone(&store));
-        if store.kind() == "redis" {
-            kill_switch.follow(Arc::clone(&store));
-        }
+        let tokens = token_key(&settings);
         // Bound before the registry, so that other processes can be told
         // where this one is (a port 0 is known only once bound).
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
-        let placement = placement(&settings, store.as_ref(), address)?;
-        if let Some(placement) = &placement {
-            placement.membership.keep_alive(Arc::clone(&store));
+        let placement = placement(&settings, coordination, address)?;
+        let mut loaded = Loaded::load(&store, placement.as_ref(), &tokens).await?;
+        let kill_switch = start_kill_switch(&store, placement.as_ref()).await?;
+        let registry = start_registry(&settings, &store, placement, &loaded);
+        if let Some(follower) = loaded.follower(&store, &registry) {
+            follower.start();
         }
-        let shared = Arc::new(Shared {
-            store: Arc::clone(&store),
-            residents: residents.clone(),
-            catalog: Arc::clone(&catalog),
-        });
-        let registry = Arc::new(Registry::new(
-            shared,
-            placement,
-            settings.workers,
-            settings.venue_day_queue_max,
-            settings.venue_day_idle_max,
-        ));
-        if registry.shares_state() {
-            // The days loaded above stay as the mirrors of what others commit.
-            crate::cluster::Follower::new(
-                Arc::clone(&store),
-                residents.clone(),
-                Arc::clone(&catalog),
-                Arc::clone(&registry) as Arc<dyn crate::cluster::LocalDays>,
-                change_cursor,
-                days,
-            )
-            .start();
-        } else {
-            drop(days);
-        }
-        tracing::info!(
-            store = store.kind(),
-            venues = catalog.venue_count(),
-            venue_days = catalog.day_count(),
-            residents = resident_count,
-            reservations = reservation_count,
-            "state loaded"
-        );
         metrics::gauge!(telemetry::STORE_UP).set(1.0);
-        telemetry::register_store(store.kind());
-
-        let booking = BookingService::new(
-            kill_switch.clone(),
-            Arc::clone(&catalog),
-            residents.clone(),
-            Arc::clone(&registry),
-            settings
-                .mail
-                .as_ref()
-                .map(crate::mail::MailSettings::policy),
-            registry.placement().map(|_| Arc::clone(&store)),
-        );
+        telemetry::register_store(store.label());
         let mail_outbox = mailer.map(|mailer| {
-            let gauge = Arc::new(crate::mail::OutboxGauge::default());
-            crate::mail::start(
-                mailer,
-                Arc::clone(&store),
-                residents.clone(),
-                Arc::clone(&catalog),
-                Arc::clone(&registry),
-                Arc::clone(&gauge),
-            );
             banner.push("mail on: confirmations, cancellations and reminders are sent".into());
-            gauge
+            start_mail(mailer, &store, &loaded, &registry)
         });
         let state = web::Data::new(AppState {
-            booking,
-            accounts,
+            booking: BookingService::new(
+                kill_switch.clone(),
+                Arc::clone(&loaded.catalog),
+                loaded.residents.clone(),
+                Arc::clone(&registry),
+                settings
+                    .mail
+                    .as_ref()
+                    .map(crate::mail::MailSettings::policy),
+                registry.placement().map(|p| Arc::clone(&p.coordination)),
+            ),
+            accounts: loaded.accounts(&store, &registry).await?,
             municipality_code: settings.municipality_code.clone(),
             started_at: crate::clock::now(),
             access_log: settings.access_log,
             keys: settings.keys.clone(),
             tokens,
-            residents,
-            catalog,
+            residents: loaded.residents.clone(),
+            catalog: Arc::clone(&loaded.catalog),
             registry,
             kill_switch,
             store,
@@ -243,19 +92,7 @@ impl Application {
             public_reads: api::PublicReads::default(),
             mail_outbox,
         });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(actix_web::middleware::from_fn(api::admit))
-                .wrap(actix_web::middleware::from_fn(api::cache_control))
-                .wrap(actix_web::middleware::from_fn(api::log_access))
-                .configure(api::configure)
-        })
-        .workers(settings.workers)
-        .max_connections(CONNECTIONS_PER_WORKER_MAX)
-        .listen(listener)
-        .context("starting the HTTP server")?
-        .run();
+        let server = serve(state, &settings, listener)?;
         Ok(Self {
             server,
             address,
@@ -276,19 +113,251 @@ impl Application {
     }
 }
 
-/// How this process shares venue-days with others on the same Redis: it
-/// joins the member list and forwards a day's work to the day's owner. The
-/// embedded store has one process; without a shared token secret the
-/// processes could not authenticate each other's calls (nor each other's
-/// tokens); without an address the others could not reach this one.
+/// The store, and what processes on it coordinate through when it is
+/// shared (Redis: `Some`; the embedded store has one process: `None`).
+async fn open_store(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn Coordination>>)> {
+    let Some(target) = &settings.redis else {
+        let store = EmbeddedStore::open(&settings.data_dir)
+            .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+        return Ok((Arc::new(store), None));
+    };
+    let redis = Arc::new(
+        RedisStore::open(target, settings.redis_wait)
+            .await
+            .context(match target {
+                RedisTarget::Single(_) => "connecting to Redis (--redis-url)",
+                RedisTarget::Cluster(_) => {
+                    "connecting to the Redis Cluster (--redis-cluster-nodes)"
+                }
+            })?
+            .with_changes_kept(settings.change_streams_keep),
+    );
+    Ok((
+        Arc::clone(&redis) as Arc<dyn Store>,
+        Some(redis as Arc<dyn Coordination>),
+    ))
+}
+
+fn token_key(settings: &Settings) -> TokenKey {
+    match &settings.token_secret {
+        Some(secret) => TokenKey::from_secret(secret),
+        None => {
+            tracing::warn!(
+                "VAXSLOT_TOKEN_SECRET is not set: a random key signs tokens, and they will not survive a restart"
+            );
+            TokenKey::random()
+        }
+    }
+    .with_lifetime(settings.token_lifetime)
+}
+
+/// What start-up loads from the store into memory.
+struct Loaded {
+    residents: Residents,
+    catalog: Arc<Catalog>,
+    /// Every venue-day as stored: the follower's mirrors (several processes).
+    days: std::collections::HashMap<crate::domain::VenueDayKey, VenueDay>,
+    /// Where the change streams ended before anything was loaded: what
+    /// others change from then on is followed from there.
+    change_cursor: Option<(ChangeCursor, std::time::Instant)>,
+}
+
+impl Loaded {
+    async fn load(
+        store: &Arc<dyn Store>,
+        placement: Option<&Placement>,
+        tokens: &TokenKey,
+    ) -> anyhow::Result<Self> {
+        let change_cursor = match placement {
+            Some(placement) => Some((
+                placement
+                    .coordination
+                    .change_cursor()
+                    .await
+                    .context("reading where the change streams end")?,
+                std::time::Instant::now(),
+            )),
+            None => None,
+        };
+        let residents = store.load_residents().await.context("loading residents")?;
+        let crate::store::ReadableDays {
+            plans,
+            reservations,
+        } = store
+            .load_readable_days()
+            .await
+            .context("loading day plans and reservations")?;
+        let catalog = Arc::new(Catalog::default());
+        for venue in store.load_venues().await.context("loading venues")? {
+            catalog.put_venue(venue);
+        }
+        // Publish every day's snapshot from one pass over the reservations,
+        // so availability is complete before any actor starts.
+        let days = VenueDay::restore_all(plans, &reservations);
+        for snapshot in days.values().filter_map(VenueDay::snapshot) {
+            catalog.publish(snapshot);
+        }
+        tracing::info!(
+            store = store.label(),
+            venues = catalog.venue_count(),
+            venue_days = catalog.day_count(),
+            residents = residents.len(),
+            reservations = reservations.len(),
+            "state loaded"
+        );
+        let residents = Residents::new(InMemoryResidents::load(
+            tokens.clone(),
+            residents,
+            reservations,
+            crate::clock::now(),
+        ));
+        Ok(Self {
+            residents,
+            catalog,
+            days,
+            change_cursor,
+        })
+    }
+
+    /// With several processes: the follower of what the others commit, the
+    /// days loaded here staying as its mirrors.
+    fn follower(
+        &mut self,
+        store: &Arc<dyn Store>,
+        registry: &Arc<Registry>,
+    ) -> Option<crate::cluster::Follower> {
+        let placement = registry.placement()?;
+        let cursor = self
+            .change_cursor
+            .clone()
+            .expect("taken whenever the process has a placement");
+        Some(crate::cluster::Follower::new(
+            Arc::clone(store),
+            Arc::clone(&placement.coordination),
+            self.residents.clone(),
+            Arc::clone(&self.catalog),
+            Arc::clone(registry) as Arc<dyn crate::cluster::LocalDays>,
+            cursor,
+            std::mem::take(&mut self.days),
+        ))
+    }
+
+    /// The accounts, reloaded in the background when other processes may
+    /// change them in the shared store.
+    async fn accounts(
+        &self,
+        store: &Arc<dyn Store>,
+        registry: &Registry,
+    ) -> anyhow::Result<Arc<AccountDirectory>> {
+        let accounts = Arc::new(AccountDirectory::load(
+            store.load_accounts().await.context("loading accounts")?,
+        ));
+        if registry.placement().is_some() {
+            let (store, accounts) = (Arc::clone(store), Arc::clone(&accounts));
+            actix_rt::spawn(async move {
+                let mut every = tokio::time::interval(ACCOUNTS_REFRESH_INTERVAL);
+                loop {
+                    every.tick().await;
+                    let seen = accounts.change_count();
+                    match store.load_accounts().await {
+                        Ok(loaded) => accounts.replace_all_if_unchanged(seen, loaded),
+                        Err(error) => tracing::warn!(error = %error, "accounts not reloaded"),
+                    }
+                }
+            });
+        }
+        Ok(accounts)
+    }
+}
+
+/// The kill switch as stored, its copies made to agree, followed from the
+/// shared store when there are other processes.
+async fn start_kill_switch(
+    store: &Arc<dyn Store>,
+    placement: Option<&Placement>,
+) -> anyhow::Result<KillSwitchHandle> {
+    let state = store
+        .load_kill_switch()
+        .await
+        .context("loading the kill switch")?;
+    if state.engaged {
+        tracing::warn!("the kill switch is engaged: booking stays closed until it is released");
+    }
+    // A process stopped half-way through a change leaves some copies
+    // behind the stored state: every start makes them agree.
+    store
+        .reconcile_kill_switch_flags()
+        .await
+        .context("writing the kill switch's state to every partition")?;
+    let kill_switch = KillSwitchHandle::start(state, Arc::clone(store));
+    if placement.is_some() {
+        kill_switch.follow(Arc::clone(store));
+    }
+    Ok(kill_switch)
+}
+
+/// The venue-day actors' registry; with several processes, this one's
+/// lease among them kept alive.
+fn start_registry(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    placement: Option<Placement>,
+    loaded: &Loaded,
+) -> Arc<Registry> {
+    if let Some(placement) = &placement {
+        placement
+            .membership
+            .keep_alive(Arc::clone(&placement.coordination));
+    }
+    let shared = Arc::new(Shared {
+        store: Arc::clone(store),
+        residents: loaded.residents.clone(),
+        catalog: Arc::clone(&loaded.catalog),
+    });
+    Arc::new(Registry::new(
+        shared,
+        placement,
+        settings.workers,
+        settings.venue_day_queue_max,
+        settings.venue_day_idle_max,
+    ))
+}
+
+fn serve(
+    state: web::Data<AppState>,
+    settings: &Settings,
+    listener: TcpListener,
+) -> anyhow::Result<Server> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(api::admit))
+            .wrap(actix_web::middleware::from_fn(api::cache_control))
+            .wrap(actix_web::middleware::from_fn(api::log_access))
+            .configure(api::configure)
+    })
+    .workers(settings.workers)
+    .max_connections(CONNECTIONS_PER_WORKER_MAX)
+    .listen(listener)
+    .context("starting the HTTP server")?
+    .run())
+}
+
+/// How this process shares venue-days with others on a shared store: it
+/// joins the member list and forwards a day's work to the day's owner.
+/// Without a shared token secret the processes could not authenticate each
+/// other's calls (nor each other's tokens); without an address the others
+/// could not reach this one.
 fn placement(
     settings: &Settings,
-    store: &dyn Store,
+    coordination: Option<Arc<dyn Coordination>>,
     address: SocketAddr,
-) -> anyhow::Result<Option<crate::actors::Placement>> {
-    if store.kind() != "redis" {
+) -> anyhow::Result<Option<Placement>> {
+    let Some(coordination) = coordination else {
         return Ok(None);
-    }
+    };
     // A process that did not coordinate would commit beside the others with
     // no owner for its days, no shared dose claims and no following: it
     // refuses to start instead (DESIGN: coordinate or refuse).
@@ -304,10 +373,55 @@ fn placement(
         ),
         None => format!("http://{address}"),
     };
-    Ok(Some(crate::actors::Placement {
+    Ok(Some(Placement {
         membership: Arc::new(crate::cluster::Membership::new(url)),
         forwarder: Arc::new(crate::cluster::Forwarder::new(secret)),
+        coordination,
     }))
+}
+
+fn mailer(settings: &Settings) -> anyhow::Result<Option<crate::mail::Mailer>> {
+    settings
+        .mail
+        .clone()
+        .map(crate::mail::Mailer::build)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
+
+/// The demo ward in an empty store, and the demo keys where none is set.
+async fn fill_demo(
+    store: &dyn Store,
+    settings: &mut Settings,
+    banner: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    if demo::fill_if_empty(store, crate::clock::today())
+        .await
+        .context("filling the demo data")?
+    {
+        banner.push("demo data loaded into an empty store".into());
+    }
+    demo_keys(settings, banner);
+    Ok(())
+}
+
+/// The mail worker, the reminder scheduler and the outbox's figures.
+fn start_mail(
+    mailer: crate::mail::Mailer,
+    store: &Arc<dyn Store>,
+    loaded: &Loaded,
+    registry: &Arc<Registry>,
+) -> Arc<crate::mail::OutboxGauge> {
+    let gauge = Arc::new(crate::mail::OutboxGauge::default());
+    crate::mail::start(
+        mailer,
+        Arc::clone(store),
+        loaded.residents.clone(),
+        Arc::clone(&loaded.catalog),
+        Arc::clone(registry),
+        Arc::clone(&gauge),
+    );
+    gauge
 }
 
 fn demo_keys(settings: &mut Settings, banner: &mut Vec<String>) {

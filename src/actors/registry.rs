@@ -121,6 +121,8 @@ const DELIVERY_ATTEMPTS_MAX: usize = 3;
 pub struct Placement {
     pub membership: Arc<Membership>,
     pub forwarder: Arc<Forwarder>,
+    /// What the processes on the shared store coordinate through.
+    pub coordination: Arc<dyn crate::store::Coordination>,
 }
 
 pub struct Registry {

@@ -520,7 +520,7 @@ impl VenueDayActor {
             async move { store.commit_reservations(batch).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| {
-                    let store_kind = act.shared.store.kind();
+                    let store_kind = act.shared.store.label();
                     metrics::histogram!(telemetry::COMMIT_DURATION_SECONDS, "store" => store_kind)
                         .record(started.elapsed().as_secs_f64());
                     metrics::histogram!(telemetry::COMMIT_BATCH_SIZE).record(size as f64);

@@ -28,7 +28,7 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if store_is_up(&state).await {
-        Ok(HttpResponse::Ok().json(json!({"status": "ready", "store": state.store.kind()})))
+        Ok(HttpResponse::Ok().json(json!({"status": "ready", "store": state.store.label()})))
     } else {
         Err(ApiError::store_unavailable())
     }

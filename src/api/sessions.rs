@@ -55,9 +55,9 @@ pub async fn check_identity(
         .admit(ticket, address, now)
         .map_err(locked)?;
     let handle = state.residents.login(ticket, birth_date);
-    if state.registry.shares_state() {
-        match state
-            .store
+    if let Some(placement) = state.registry.placement() {
+        match placement
+            .coordination
             .login_attempt(ticket, handle.is_some(), crate::login_guard::TICKET_LIMITS)
             .await
         {

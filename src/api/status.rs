@@ -76,7 +76,7 @@ pub async fn get(
     let status = Status {
         kill_switch: KillSwitchView::from(state.kill_switch.state()),
         store: StoreView {
-            kind: state.store.kind(),
+            kind: state.store.label(),
             up: super::health::store_is_up(&state).await,
         },
         started_at: state.started_at.to_rfc3339(),

@@ -195,8 +195,9 @@ async fn put_day_unaudited(
         // Put through another process a moment ago, before this one read
         // the change: the store says.
         None => {
-            let stored = state
-                .store
+            let placement = state.registry.placement().ok_or_else(ApiError::not_found)?;
+            let stored = placement
+                .coordination
                 .stored_venue(&key.venue_id)
                 .await?
                 .ok_or_else(ApiError::not_found)?;

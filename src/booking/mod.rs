@@ -22,7 +22,7 @@ use crate::domain::{
     IneligibleReason, MailPolicy, Reservation, ReservationId, Vaccine, VenueDayKey,
 };
 use crate::residents::{ClaimRequest, DoseClaim, FirstAnswer, KeyedBooking, Residents};
-use crate::store::{RefusalKept, RefusalToKeep, SharedClaimAnswer, SharedDoseClaim, Store};
+use crate::store::{Coordination, RefusalKept, RefusalToKeep, SharedClaimAnswer, SharedDoseClaim};
 use crate::telemetry;
 
 /// Tries at a shared dose claim, each after finding the record in its way
@@ -50,7 +50,7 @@ pub enum Outcome {
 pub struct BookingService {
     /// With several processes on one Redis: the store that holds the
     /// residents' shared dose claims (`None` for a process alone).
-    shared_claims: Option<Arc<dyn Store>>,
+    shared_claims: Option<Arc<dyn Coordination>>,
     kill_switch: KillSwitchHandle,
     catalog: Arc<Catalog>,
     residents: Residents,
@@ -71,7 +71,7 @@ impl BookingService {
         residents: Residents,
         registry: Arc<Registry>,
         mail: Option<MailPolicy>,
-        shared_claims: Option<Arc<dyn Store>>,
+        shared_claims: Option<Arc<dyn Coordination>>,
     ) -> Self {
         Self {
             shared_claims,
@@ -493,7 +493,7 @@ impl BookingService {
     /// a claim whose taker died before committing, no longer counts.
     async fn claim_shared(
         &self,
-        store: &dyn Store,
+        store: &dyn Coordination,
         caller: &Caller,
         dose: crate::domain::Dose,
         key: &VenueDayKey,
@@ -554,7 +554,7 @@ impl BookingService {
     /// else the view is mended and the booking is not eligible.
     async fn check_prior_stands(
         &self,
-        store: &dyn Store,
+        store: &dyn Coordination,
         caller: &Caller,
         prior: &Reservation,
     ) -> Result<(), Refused> {
@@ -576,7 +576,7 @@ impl BookingService {
     /// reserved".
     async fn check_record_in_way(
         &self,
-        store: &dyn Store,
+        store: &dyn Coordination,
         caller: &Caller,
         dose: Dose,
         day: &VenueDayKey,
@@ -674,7 +674,7 @@ impl BookingService {
     /// as their days store them.
     async fn add_doses_booked_elsewhere(
         &self,
-        store: &dyn Store,
+        store: &dyn Coordination,
         caller: &Caller,
         chain: &mut Vec<Reservation>,
         held: Vec<(crate::domain::Dose, VenueDayKey)>,

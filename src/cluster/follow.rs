@@ -1,6 +1,6 @@
 //! What the other processes change, kept in this one's caches: every
 //! `FOLLOW_INTERVAL` the store's change streams are read from where the last
-//! read ended (`Store::read_changes`), and each change is applied in order:
+//! read ended (`Coordination::read_changes`), and each change is applied in order:
 //!
 //! - imports go into the resident index (a resident imported through
 //!   another process can log in here);
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::Catalog;
 use crate::domain::{VenueDay, VenueDayKey};
 use crate::residents::Residents;
-use crate::store::{CHANGES_READ_MAX, Change, ChangeCursor, Store, StoreError};
+use crate::store::{CHANGES_READ_MAX, Change, ChangeCursor, Coordination, Store, StoreError};
 
 /// How often the change streams are read: how long another process's
 /// change takes, at most about, to show here.
@@ -52,6 +52,8 @@ pub trait LocalDays: Send + Sync {
 
 pub struct Follower {
     store: Arc<dyn Store>,
+    /// The change streams, and the reads that catch up with them.
+    shared: Arc<dyn Coordination>,
     residents: Residents,
     catalog: Arc<Catalog>,
     registry: Arc<dyn LocalDays>,
@@ -67,6 +69,7 @@ impl Follower {
     /// were loaded.
     pub fn new(
         store: Arc<dyn Store>,
+        shared: Arc<dyn Coordination>,
         residents: Residents,
         catalog: Arc<Catalog>,
         registry: Arc<dyn LocalDays>,
@@ -75,6 +78,7 @@ impl Follower {
     ) -> Self {
         Self {
             store,
+            shared,
             residents,
             catalog,
             registry,
@@ -104,13 +108,13 @@ impl Follower {
         // Entries not read yet were appended after the last read, and are
         // trimmed `changes_kept` after their append: near that, some may be
         // gone unread (the store unreachable for minutes, a slow start).
-        if self.read_at.elapsed() > self.store.changes_kept().mul_f64(UNREAD_SHARE_MAX) {
+        if self.read_at.elapsed() > self.shared.changes_kept().mul_f64(UNREAD_SHARE_MAX) {
             tracing::warn!("the change streams were not read for minutes: reloading everything");
             return self.reload().await;
         }
         for _ in 0..READS_PER_ROUND_MAX {
             let started = Instant::now();
-            let read = self.store.read_changes(&self.cursor).await?;
+            let read = self.shared.read_changes(&self.cursor).await?;
             if read.lost {
                 tracing::warn!("fell behind the change streams: reloading everything");
                 return self.reload().await;
@@ -229,7 +233,7 @@ impl Follower {
     /// Rebuilds every cache from the store, after changes were lost.
     async fn reload(&mut self) -> Result<(), StoreError> {
         let started = Instant::now();
-        let cursor = self.store.change_cursor().await?;
+        let cursor = self.shared.change_cursor().await?;
         self.residents
             .upsert_residents(self.store.load_residents().await?);
         for venue in self.store.load_venues().await? {

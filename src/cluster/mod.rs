@@ -3,7 +3,7 @@
 //! venue-day's work to its owner.
 //!
 //! - **Members**: each process renews a lease of `MEMBER_LEASE` in the store
-//!   every `HEARTBEAT_INTERVAL` (`Store::heartbeat`, by Redis's clock) and
+//!   every `HEARTBEAT_INTERVAL` (`Coordination::heartbeat`, by Redis's clock) and
 //!   reads back the live members. Nothing else is agreed between processes.
 //! - **Owners**: a venue-day's owner is the live member with the highest
 //!   rendezvous weight for it (`owner_of`), so every process that sees the
@@ -30,7 +30,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::domain::VenueDayKey;
-use crate::store::Store;
+use crate::store::Coordination;
 
 /// How long a member stays live after its last heartbeat.
 pub const MEMBER_LEASE: Duration = Duration::from_secs(3);
@@ -201,7 +201,7 @@ impl Membership {
     /// Renews this process's lease every `HEARTBEAT_INTERVAL` and follows
     /// the live members, for as long as the system runs. While the store is
     /// unreachable the last view stands (a stale owner is fenced anyway).
-    pub fn keep_alive(self: &Arc<Self>, store: Arc<dyn Store>) {
+    pub fn keep_alive(self: &Arc<Self>, shared: Arc<dyn Coordination>) {
         let membership = Arc::clone(self);
         actix_rt::spawn(async move {
             let record = membership.me.record();
@@ -211,7 +211,7 @@ impl Membership {
             loop {
                 every.tick().await;
                 let asked = std::time::Instant::now();
-                match store.heartbeat(&record, MEMBER_LEASE).await {
+                match shared.heartbeat(&record, MEMBER_LEASE).await {
                     Ok(records) => {
                         // Measured from the last renewal to this one's
                         // asking: past the lease, this process was gone for

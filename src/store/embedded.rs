@@ -540,7 +540,7 @@ impl<'t> Tables<'t> {
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    fn kind(&self) -> &'static str {
+    fn label(&self) -> &'static str {
         "embedded"
     }
 
@@ -655,6 +655,22 @@ impl Store for EmbeddedStore {
 
     async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
         self.read_all(RESIDENTS, "resident").await
+    }
+
+    /// The log's entries are written and read whole by this process (a
+    /// transaction's batch is one entry): an entry that cannot be read fails
+    /// the load rather than leave out what it held.
+    async fn load_readable_days(&self) -> Result<super::ReadableDays, StoreError> {
+        Ok(super::ReadableDays {
+            plans: self.load_day_plans().await?,
+            reservations: self.load_reservations().await?,
+        })
+    }
+
+    /// One copy of the switch, written in one transaction with its audit
+    /// entry: there is nothing that could disagree.
+    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {

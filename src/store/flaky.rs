@@ -67,8 +67,8 @@ impl<S> FlakyStore<S> {
 
 #[async_trait]
 impl<S: Store> Store for FlakyStore<S> {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
+    fn label(&self) -> &'static str {
+        self.inner.label()
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
@@ -124,6 +124,9 @@ impl<S: Store> Store for FlakyStore<S> {
             ));
         }
         self.inner.settle_mail(mail, token).await
+    }
+    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
+        self.inner.reconcile_kill_switch_flags().await
     }
     async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {
         self.inner.day_reminded(key).await

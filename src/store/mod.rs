@@ -4,12 +4,14 @@
 //! inside that call, in the same transaction, so a batch is either committed
 //! before the switch was engaged or refused.
 
+pub mod coordination;
 mod embedded;
 #[cfg(test)]
 pub mod flaky;
 pub mod records;
 mod redis;
 
+pub use coordination::Coordination;
 pub use embedded::EmbeddedStore;
 pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore, RedisTarget, ReplicaWait, SHARED_CLAIM_LEASE};
 
@@ -124,7 +126,7 @@ pub enum SharedClaimAnswer {
 }
 
 /// A keyed booking's final refusal to keep for every process
-/// (`Store::remember_refusal`).
+/// (`Coordination::remember_refusal`).
 pub struct RefusalToKeep<'a> {
     pub ticket: &'a TicketNumber,
     pub idempotency_key: &'a str,
@@ -536,8 +538,11 @@ pub struct OutboxFigures {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// `embedded` or `redis`: the `store` label of the commit metrics.
-    fn kind(&self) -> &'static str;
+    /// `embedded` or `redis`: the `store` label of the metrics, the status
+    /// and `/readyz`. Never a reason to behave differently: what differs
+    /// between a process alone and processes sharing a store is whether it
+    /// has a `Coordination` (`actors::Placement`).
+    fn label(&self) -> &'static str;
 
     /// Answers when the store can take reads and writes.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -545,14 +550,6 @@ pub trait Store: Send + Sync + 'static {
     async fn load_venues(&self) -> Result<Vec<Venue>, StoreError>;
     /// Inserts or replaces a venue; `true` when it was new.
     async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError>;
-
-    /// One venue as stored, read when this process has not heard of it yet
-    /// (several processes on one Redis: it was put through another a moment
-    /// ago). A store one process owns has every venue in the catalog already.
-    async fn stored_venue(&self, id: &VenueId) -> Result<Option<Venue>, StoreError> {
-        let _ = id;
-        Ok(None)
-    }
 
     /// Every venue-day's plan, for the catalog at start.
     async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError>;
@@ -578,12 +575,7 @@ pub trait Store: Send + Sync + 'static {
     /// start and after a follower falls behind: a venue-day with a
     /// reservation record that cannot be read is left out whole (never
     /// loaded without it: that could sell its place twice).
-    async fn load_readable_days(&self) -> Result<ReadableDays, StoreError> {
-        Ok(ReadableDays {
-            plans: self.load_day_plans().await?,
-            reservations: self.load_reservations().await?,
-        })
-    }
+    async fn load_readable_days(&self) -> Result<ReadableDays, StoreError>;
 
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError>;
     /// Stores the switch and its audit line together. When this returns `Ok`,
@@ -596,142 +588,8 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every copy of the switch that commits check agree with the
     /// stored state, in case a process stopped half-way through
     /// `set_kill_switch` (Redis writes a record, then each shard's flag). Run
-    /// at start. The embedded store writes its one copy in one transaction,
-    /// so it has nothing to do.
-    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Renews this process's lease in the member list (`member` is
-    /// `"<id> <url>"`) for `lease`; answers the live members. A store one
-    /// process owns (embedded) has only this one.
-    async fn heartbeat(
-        &self,
-        member: &str,
-        lease: std::time::Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        let _ = lease;
-        Ok(vec![member.to_owned()])
-    }
-
-    /// Takes a shared claim on a resident's dose, unless another booking of it
-    /// is in flight or the record says it is booked; `replacing`: a record
-    /// the caller found stale (checked against the day's reservations). A
-    /// store one process owns has nothing to share: always claimed.
-    async fn claim_dose(
-        &self,
-        claim: &SharedDoseClaim,
-        replacing: Option<&str>,
-    ) -> Result<SharedClaimAnswer, StoreError> {
-        let _ = (claim, replacing);
-        Ok(SharedClaimAnswer::Claimed { lease_ends: None })
-    }
-
-    /// Ends this shared claim: with the reservation that now holds the dose,
-    /// or without (the dose is free). Another claim's record is left alone.
-    async fn end_dose_claim(
-        &self,
-        claim: &SharedDoseClaim,
-        booked: Option<ReservationId>,
-    ) -> Result<(), StoreError> {
-        let _ = (claim, booked);
-        Ok(())
-    }
-
-    /// Keeps a keyed booking's final refusal for every process, unless one
-    /// is kept under that key already (the first refusal stands), or the
-    /// resident's shared dose record says a booking of the dose is in flight
-    /// or held (see `RefusalKept`). A store one process owns shares nothing.
-    async fn remember_refusal(
-        &self,
-        refusal: RefusalToKeep<'_>,
-    ) -> Result<RefusalKept, StoreError> {
-        let _ = refusal;
-        Ok(RefusalKept::Now)
-    }
-
-    /// Starts a cancellation cascade on the resident's shared dose record
-    /// (several processes on one Redis): `None` while a booking of any of
-    /// the resident's doses is in flight; else no booking starts until
-    /// `end_shared_cascade` (or the claim lease), and the answer is every
-    /// dose the record holds, with the venue-day to check it against.
-    async fn start_shared_cascade(
-        &self,
-        ticket: &TicketNumber,
-    ) -> Result<Option<Vec<(Dose, VenueDayKey)>>, StoreError> {
-        let _ = ticket;
-        Ok(Some(Vec::new()))
-    }
-
-    async fn end_shared_cascade(&self, ticket: &TicketNumber) -> Result<(), StoreError> {
-        let _ = ticket;
-        Ok(())
-    }
-
-    /// A cancelled reservation no longer holds its dose in the shared record.
-    async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
-        let _ = cancelled;
-        Ok(())
-    }
-
-    /// The resident's active reservation of `dose` on a venue-day, as
-    /// stored (read only: the day's owner is not changed).
-    async fn active_reservation_on(
-        &self,
-        day: &VenueDayKey,
-        ticket: &TicketNumber,
-        dose: Dose,
-    ) -> Result<Option<Reservation>, StoreError> {
-        let _ = (day, ticket, dose);
-        Ok(None)
-    }
-
-    /// One login attempt of `ticket` (`matched`: the birth date was right)
-    /// for the lockout every process on one Redis shares: answers how long
-    /// the ticket's lock still runs if it was locked before this attempt.
-    /// A mismatch is counted (`limits.failures` within `limits.window` lock
-    /// it for `limits.lock`), a match clears the count. A store one process
-    /// owns shares nothing: the process's own guard decides.
-    async fn login_attempt(
-        &self,
-        ticket: &TicketNumber,
-        matched: bool,
-        limits: LoginLimits,
-    ) -> Result<Option<Duration>, StoreError> {
-        let _ = (ticket, matched, limits);
-        Ok(None)
-    }
-
-    /// How long the change streams keep an entry (see `CHANGES_KEPT_FOR`).
-    fn changes_kept(&self) -> Duration {
-        CHANGES_KEPT_FOR
-    }
-
-    /// Where the change streams end now (see `ChangeCursor`). A store one
-    /// process owns has none.
-    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
-        Ok(ChangeCursor::default())
-    }
-
-    /// The changes after `after`, at most `CHANGES_READ_MAX` per stream.
-    async fn read_changes(&self, after: &ChangeCursor) -> Result<ChangesRead, StoreError> {
-        Ok(ChangesRead {
-            changes: Vec::new(),
-            cursor: after.clone(),
-            lost: false,
-        })
-    }
-
-    /// One reservation as its day stores it (read only: the day's owner is
-    /// not changed); `None` when the day holds no such reservation.
-    async fn stored_reservation(
-        &self,
-        day: &VenueDayKey,
-        id: ReservationId,
-    ) -> Result<Option<Reservation>, StoreError> {
-        let _ = (day, id);
-        Ok(None)
-    }
+    /// at start.
+    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError>;
 
     /// Appends one audit entry, durably, before its answer is sent.
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;

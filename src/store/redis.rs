@@ -23,11 +23,11 @@ use super::records::{self, Stored, decode_or_skip};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
     CommitError, Decision, KillSwitchState, MAIL_LEASE, MailClaimToken, OutboxFigures,
-    ReservationBatch, SharedClaimAnswer, SharedDoseClaim, Store, StoreError, StoredVenueDay,
-    page_of,
+    ReservationBatch, Store, StoreError, StoredVenueDay, page_of,
 };
 mod changes;
 mod connection;
+mod coordination;
 
 use connection::Connection;
 pub use connection::RedisTarget;
@@ -561,7 +561,7 @@ impl RedisStore {
 
 #[async_trait]
 impl Store for RedisStore {
-    fn kind(&self) -> &'static str {
+    fn label(&self) -> &'static str {
         "redis"
     }
 
@@ -593,13 +593,6 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(added == 1)
-    }
-
-    async fn stored_venue(&self, id: &VenueId) -> Result<Option<Venue>, StoreError> {
-        let json: Option<String> = limited(self.connection().hget(VENUES, id.as_str()))
-            .await
-            .map_err(unavailable)?;
-        json.map(|json| decode(&json, "venue")).transpose()
     }
 
     async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError> {
@@ -906,274 +899,6 @@ impl Store for RedisStore {
         let state = self.load_kill_switch().await?;
         self.write_partition_flags(if state.engaged { "1" } else { "0" }, false)
             .await
-    }
-
-    async fn heartbeat(&self, member: &str, lease: Duration) -> Result<Vec<String>, StoreError> {
-        let mut connection = self.connection();
-        limited(
-            self.heartbeat
-                .key(MEMBERS)
-                .arg(member)
-                .arg(millis(lease))
-                .invoke_async(&mut connection),
-        )
-        .await
-        .map_err(unavailable)
-    }
-
-    async fn claim_dose(
-        &self,
-        claim: &SharedDoseClaim,
-        replacing: Option<&str>,
-    ) -> Result<SharedClaimAnswer, StoreError> {
-        let key = resident_doses(&claim.ticket);
-        let refused = claim.idempotency_key.as_deref().map_or_else(
-            || key.clone(),
-            |idempotency_key| refusal_key(&claim.ticket, idempotency_key),
-        );
-        let mut connection = self.resident_connection(&key);
-        let answer: String = limited(
-            self.claim_dose
-                .key(&key)
-                .key(&refused)
-                .arg(claim.dose.number())
-                .arg(format!("{:016x}", claim.id))
-                .arg(millis(SHARED_CLAIM_LEASE))
-                .arg(day_field(&claim.day))
-                .arg(replacing.unwrap_or(""))
-                .arg(if claim.idempotency_key.is_some() {
-                    "1"
-                } else {
-                    ""
-                })
-                .arg(
-                    claim
-                        .prior
-                        .map_or_else(String::new, |d| d.number().to_string()),
-                )
-                .invoke_async(&mut connection),
-        )
-        .await
-        .map_err(unavailable)?;
-        let corrupt = || StoreError::Corrupt("shared dose record".into());
-        let mut words = answer.split(' ');
-        Ok(
-            match (words.next(), words.next(), words.next(), words.next()) {
-                (Some("OK"), Some(until), None, None) => SharedClaimAnswer::Claimed {
-                    lease_ends: Some(
-                        until
-                            .parse()
-                            .ok()
-                            .and_then(chrono::DateTime::from_timestamp_millis)
-                            .ok_or_else(corrupt)?,
-                    ),
-                },
-                (Some("prior_gone"), ..) => SharedClaimAnswer::PriorGone,
-                (Some("refused"), ..) => {
-                    SharedClaimAnswer::Refused(answer.trim_start_matches("refused ").to_owned())
-                }
-                (Some("pending"), ..) => SharedClaimAnswer::InFlight,
-                (Some("booked"), Some(id), Some(day), None) => SharedClaimAnswer::Booked {
-                    reservation_id: ReservationId::parse(id).ok_or_else(corrupt)?,
-                    day: parse_day_field(day)?,
-                    value: answer.clone(),
-                },
-                (Some("expired"), Some("pending"), Some(_), Some(_)) => {
-                    let value = answer.trim_start_matches("expired ").to_owned();
-                    let day = value.rsplit(' ').next().ok_or_else(corrupt)?;
-                    SharedClaimAnswer::Expired {
-                        day: parse_day_field(day)?,
-                        value,
-                    }
-                }
-                _ => return Err(corrupt()),
-            },
-        )
-    }
-
-    async fn end_dose_claim(
-        &self,
-        claim: &SharedDoseClaim,
-        booked: Option<ReservationId>,
-    ) -> Result<(), StoreError> {
-        let key = resident_doses(&claim.ticket);
-        let mut connection = self.resident_connection(&key);
-        let _: i64 = limited(
-            self.end_dose_claim
-                .key(&key)
-                .arg(claim.dose.number())
-                .arg(format!("pending {:016x} ", claim.id))
-                .arg(booked.map_or_else(String::new, |id| {
-                    format!("booked {id} {}", day_field(&claim.day))
-                }))
-                .invoke_async(&mut connection),
-        )
-        .await
-        .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn remember_refusal(
-        &self,
-        refusal: super::RefusalToKeep<'_>,
-    ) -> Result<super::RefusalKept, StoreError> {
-        use super::RefusalKept;
-        let key = refusal_key(refusal.ticket, refusal.idempotency_key);
-        let answer: Vec<String> = limited(
-            self.remember_refusal
-                .key(&key)
-                .key(resident_doses(refusal.ticket))
-                .arg(refusal.value)
-                .arg(refusal.window.as_secs())
-                .arg(
-                    refusal
-                        .dose
-                        .map_or_else(String::new, |d| d.number().to_string()),
-                )
-                .arg(if refusal.unless_dose_recorded {
-                    "1"
-                } else {
-                    ""
-                })
-                .invoke_async(&mut self.resident_connection(&key)),
-        )
-        .await
-        .map_err(unavailable)?;
-        let corrupt = || StoreError::Corrupt("kept refusal".into());
-        let mut answer = answer.into_iter();
-        Ok(match answer.next().as_deref() {
-            Some("new") => RefusalKept::Now,
-            Some("kept") => RefusalKept::Before(answer.next().ok_or_else(corrupt)?),
-            Some("in_flight") => RefusalKept::DoseInFlight,
-            Some("recorded") => {
-                let mut recorded = Vec::new();
-                while let (Some(dose), Some(value)) = (answer.next(), answer.next()) {
-                    recorded.push(dose_on_day(&dose, &value)?);
-                }
-                RefusalKept::DoseRecorded(recorded)
-            }
-            _ => return Err(corrupt()),
-        })
-    }
-
-    async fn start_shared_cascade(
-        &self,
-        ticket: &crate::domain::TicketNumber,
-    ) -> Result<Option<Vec<(crate::domain::Dose, VenueDayKey)>>, StoreError> {
-        let key = resident_doses(ticket);
-        let answer: Vec<String> = limited(
-            self.start_cascade
-                .key(&key)
-                .arg(millis(SHARED_CLAIM_LEASE))
-                .invoke_async(&mut self.resident_connection(&key)),
-        )
-        .await
-        .map_err(unavailable)?;
-        let corrupt = || StoreError::Corrupt("shared dose record".into());
-        let mut answer = answer.into_iter();
-        if answer.next().as_deref() != Some("OK") {
-            return Ok(None);
-        }
-        // "<dose> <record>" each.
-        answer
-            .map(|held| {
-                let (dose, record) = held.split_once(' ').ok_or_else(corrupt)?;
-                dose_on_day(dose, record)
-            })
-            .collect::<Result<_, _>>()
-            .map(Some)
-    }
-
-    async fn end_shared_cascade(
-        &self,
-        ticket: &crate::domain::TicketNumber,
-    ) -> Result<(), StoreError> {
-        let key = resident_doses(ticket);
-        let _: i64 = limited(self.resident_connection(&key).hdel(&key, "cascade"))
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
-        let key = resident_doses(&cancelled.ticket_number);
-        let mut connection = self.resident_connection(&key);
-        let _: i64 = limited(
-            self.end_dose_claim
-                .key(&key)
-                .arg(cancelled.dose.number())
-                .arg(format!("booked {} ", cancelled.id))
-                .arg("")
-                .invoke_async(&mut connection),
-        )
-        .await
-        .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn active_reservation_on(
-        &self,
-        day: &VenueDayKey,
-        ticket: &crate::domain::TicketNumber,
-        dose: crate::domain::Dose,
-    ) -> Result<Option<Reservation>, StoreError> {
-        Ok(self
-            .reservations_of_day(day)
-            .await?
-            .into_iter()
-            .find(|r| r.ticket_number == *ticket && r.dose == dose && r.status.is_active()))
-    }
-
-    async fn login_attempt(
-        &self,
-        ticket: &crate::domain::TicketNumber,
-        matched: bool,
-        limits: super::LoginLimits,
-    ) -> Result<Option<Duration>, StoreError> {
-        let failures = resident_key(ticket, "login_failures");
-        let locked_ms: u64 = limited(
-            self.login_attempt
-                .key(&failures)
-                .key(resident_key(ticket, "login_lock"))
-                .arg(if matched { "1" } else { "0" })
-                .arg(limits.failures)
-                .arg(millis(limits.window))
-                .arg(millis(limits.lock))
-                .arg(format!("{:08x}", rand::random::<u32>()))
-                .invoke_async(&mut self.resident_connection(&failures)),
-        )
-        .await
-        .map_err(unavailable)?;
-        Ok((locked_ms > 0).then(|| Duration::from_millis(locked_ms)))
-    }
-
-    fn changes_kept(&self) -> Duration {
-        self.changes_kept
-    }
-
-    async fn change_cursor(&self) -> Result<super::ChangeCursor, StoreError> {
-        self.change_cursor_now().await
-    }
-
-    async fn read_changes(
-        &self,
-        after: &super::ChangeCursor,
-    ) -> Result<super::ChangesRead, StoreError> {
-        self.read_changes_after(after).await
-    }
-
-    async fn stored_reservation(
-        &self,
-        day: &VenueDayKey,
-        id: ReservationId,
-    ) -> Result<Option<Reservation>, StoreError> {
-        let json: Option<String> = limited(
-            self.connection()
-                .hget(VenueDayKeys::of(day).reservations, id.to_string()),
-        )
-        .await
-        .map_err(unavailable)?;
-        json.map(|json| decode(&json, "reservation")).transpose()
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use vaxslot::store::Coordination;
 
 use futures::StreamExt;
 use reqwest::Method;

@@ -7,8 +7,8 @@ use vaxslot::domain::{
     parse_date,
 };
 use vaxslot::store::{
-    AbandonError, AbandonedBatch, AuditEntry, CommitError, Decision, KillSwitchState, RedisStore,
-    ReservationBatch, Store,
+    AbandonError, AbandonedBatch, AuditEntry, CommitError, Coordination, Decision, KillSwitchState,
+    RedisStore, ReservationBatch, Store,
 };
 
 use crate::helpers::RedisServer;
