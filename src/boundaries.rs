@@ -5,6 +5,9 @@
 //! upward import. None is left; should one have to be allowed for a while,
 //! it goes in `KNOWN_UPWARD`, and the test fails once it is gone, so that
 //! list only shrinks.
+//!
+//! Functions a screen long: on the booking, commit and coordination paths
+//! no function is longer than `FUNCTION_LINES_MAX` lines of code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -161,4 +164,107 @@ fn the_reader_finds_grouped_and_inline_paths_but_not_tests_or_comments() {
                 mod tests { use crate::startup; }\n";
     let named: Vec<String> = named_modules(&code_of(text)).into_iter().collect();
     assert_eq!(named, ["clock", "domain", "store"]);
+}
+
+/// The longest function, in lines of code (comment lines left out), on the
+/// booking, commit and coordination paths: a screen.
+const FUNCTION_LINES_MAX: usize = 70;
+
+/// Where `FUNCTION_LINES_MAX` holds: the booking, commit and coordination paths.
+const SHORT_FUNCTIONS_IN: &[&str] = &["booking", "actors", "store", "cluster", "startup.rs"];
+
+/// Each function with a body in `code` (as `code_of` leaves it): its name,
+/// first line (1-based, in `code`) and length in lines.
+fn functions(code: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut found = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let mut rest = trimmed;
+        loop {
+            let before = rest;
+            for qualifier in ["pub ", "async ", "const ", "unsafe "] {
+                rest = rest.strip_prefix(qualifier).unwrap_or(rest);
+            }
+            if let Some(after) = rest.strip_prefix("pub(") {
+                rest = after.split_once(") ").map_or(rest, |(_, r)| r);
+            }
+            if rest == before {
+                break;
+            }
+        }
+        let Some(signature) = rest.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = signature
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let indent = &line[..line.len() - trimmed.len()];
+        let closing = format!("{indent}}}");
+        let mut end = None;
+        for (offset, later) in lines[at..].iter().enumerate() {
+            let later = later.trim_end();
+            if offset == 0 && later.ends_with('}') {
+                end = Some(at);
+                break;
+            }
+            if later.ends_with(';')
+                && !lines[at..=at + offset]
+                    .iter()
+                    .any(|l| l.trim_end().ends_with('{'))
+            {
+                break; // a declaration without a body
+            }
+            if later == closing {
+                end = Some(at + offset);
+                break;
+            }
+        }
+        if let Some(end) = end {
+            found.push((name, at + 1, end - at + 1));
+        }
+    }
+    found
+}
+
+#[test]
+fn functions_on_the_booking_commit_and_coordination_paths_are_a_screen_long() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut long = Vec::new();
+    let mut stack: Vec<_> = SHORT_FUNCTIONS_IN.iter().map(|p| src.join(p)).collect();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("a readable folder") {
+                stack.push(entry.expect("an entry").path());
+            }
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let code = code_of(&std::fs::read_to_string(&path).expect("a source file"));
+        for (name, _, lines) in functions(&code) {
+            if lines > FUNCTION_LINES_MAX {
+                let file = path.strip_prefix(&src).expect("under src").display();
+                long.push(format!("{file}: {name} is {lines} lines"));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "longer than {FUNCTION_LINES_MAX} lines (split them, see src/boundaries.rs):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_function_reader_measures_bodies_and_skips_declarations() {
+    let code = "impl X {\n    pub(crate) async fn a(\n        x: u8,\n    ) -> u8 {\n        x\n    }\n    fn b(&self);\n    fn c(\n        &self,\n    ) -> u8;\n    const fn d() -> u8 { 1 }\n}\n";
+    let found = functions(code);
+    assert_eq!(
+        found,
+        [("a".to_owned(), 2, 5), ("d".to_owned(), 11, 1)],
+        "{found:?}"
+    );
 }
