@@ -28,6 +28,9 @@ use super::{
 mod changes;
 mod connection;
 mod coordination;
+mod scripts;
+
+use scripts::{AbandonArgs, AbandonKeys, AbandonScript, CommitArgs, CommitKeys, CommitScript};
 
 use connection::Connection;
 pub use connection::RedisTarget;
@@ -94,9 +97,9 @@ pub struct RedisStore {
     following: Connection,
     /// Replicas that must hold a batch before its commit counts (`WAIT`).
     durability: ReplicaWait,
-    commit: Script,
+    commit: CommitScript,
     take_ownership: Script,
-    abandon: Script,
+    abandon: AbandonScript,
     claim_mail: Script,
     hold_mail: Script,
     settle_mail: Script,
@@ -389,9 +392,9 @@ impl RedisStore {
             waiting,
             following,
             durability,
-            commit: Script::new(include_str!("commit.lua")),
+            commit: CommitScript::new(),
             take_ownership: Script::new(include_str!("take_ownership.lua")),
-            abandon: Script::new(include_str!("abandon.lua")),
+            abandon: AbandonScript::new(),
             claim_mail: Script::new(include_str!("claim_mail.lua")),
             hold_mail: Script::new(include_str!("hold_mail.lua")),
             settle_mail: Script::new(include_str!("settle_mail.lua")),
@@ -667,37 +670,35 @@ impl Store for RedisStore {
 
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
         let keys = VenueDayKeys::of(&batch.venue_day);
-        let mut invocation = self.commit.prepare_invoke();
-        invocation
-            .key(&keys.kill_switch)
-            .key(&keys.owner)
-            .key(&keys.applied)
-            .key(&keys.reservations)
-            .key(&keys.audit)
-            .key(&keys.mail.outbox)
-            .key(&keys.mail.due)
-            .key(&keys.mail.waiting)
-            .key(&keys.mail.withdrawn)
-            .key(&keys.reminded)
-            .key(&keys.changes)
-            .arg(batch.owner_epoch)
-            .arg(batch.sequence)
-            .arg(if batch.kind == BatchKind::Reservations {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(batch.decisions.len())
-            .arg(batch.audit.len())
-            .arg(batch.mail.len())
-            .arg(if batch.reminded { "1" } else { "0" })
-            .arg(day_field(&batch.venue_day))
-            .arg(self.changes_kept_ms())
-            .arg(
-                batch
+        let mut invocation = self.commit.invoke(
+            &CommitKeys {
+                kill_switch_flag: &keys.kill_switch,
+                owner_epoch_key: &keys.owner,
+                applied_key: &keys.applied,
+                reservations: &keys.reservations,
+                audit_log: &keys.audit,
+                outbox: &keys.mail.outbox,
+                pending_by_next_try: &keys.mail.due,
+                pending_by_due: &keys.mail.waiting,
+                withdrawn: &keys.mail.withdrawn,
+                reminded_mark: &keys.reminded,
+                changes: &keys.changes,
+            },
+            &CommitArgs {
+                epoch: batch.owner_epoch.to_string(),
+                sequence: batch.sequence.to_string(),
+                stops_with_kill_switch: flag(batch.kind == BatchKind::Reservations),
+                reservation_count: batch.decisions.len().to_string(),
+                audit_count: batch.audit.len().to_string(),
+                mail_count: batch.mail.len().to_string(),
+                marks_reminded: flag(batch.reminded),
+                day: day_field(&batch.venue_day),
+                changes_kept_ms: self.changes_kept_ms().to_string(),
+                commit_by_ms: batch
                     .commit_by
                     .map_or_else(String::new, |by| by.timestamp_millis().to_string()),
-            );
+            },
+        );
         for reservation in batch.decisions.iter().map(Decision::reservation) {
             invocation
                 .arg(reservation.id.to_string())
@@ -720,7 +721,10 @@ impl Store for RedisStore {
         }
         let mut write = ::redis::pipe();
         write.invoke_script(&invocation);
-        match self.durably(keys.partition, &write, &[&self.commit]).await {
+        match self
+            .durably(keys.partition, &write, &[self.commit.script()])
+            .await
+        {
             Ok((replies, replicated)) => match script_answer(replies).as_deref() {
                 // Applied on the master; with replicas asked for, it counts
                 // only once they hold it too (else a failover could lose it).
@@ -739,27 +743,31 @@ impl Store for RedisStore {
 
     async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError> {
         let keys = VenueDayKeys::of(&batch.venue_day);
-        let mut invocation = self.abandon.prepare_invoke();
-        invocation
-            .key(&keys.owner)
-            .key(&keys.applied)
-            .key(&keys.reservations)
-            .key(&keys.audit)
-            .key(&keys.mail.outbox)
-            .key(&keys.mail.due)
-            .key(&keys.mail.waiting)
-            .key(&keys.mail.withdrawn)
-            .key(&keys.reminded)
-            .key(&keys.changes)
-            .arg(batch.owner_epoch)
-            .arg(batch.sequence)
-            .arg(batch.created.len())
-            .arg(batch.previous.len())
-            .arg(batch.audit.len())
-            .arg(batch.mail.len())
-            .arg(if batch.reminded { "1" } else { "0" })
-            .arg(day_field(&batch.venue_day))
-            .arg(self.changes_kept_ms());
+        let mut invocation = self.abandon.invoke(
+            &AbandonKeys {
+                owner_epoch_key: &keys.owner,
+                applied_key: &keys.applied,
+                reservations: &keys.reservations,
+                audit_log: &keys.audit,
+                outbox: &keys.mail.outbox,
+                pending_by_next_try: &keys.mail.due,
+                pending_by_due: &keys.mail.waiting,
+                withdrawn: &keys.mail.withdrawn,
+                reminded_mark: &keys.reminded,
+                changes: &keys.changes,
+            },
+            &AbandonArgs {
+                epoch: batch.owner_epoch.to_string(),
+                sequence: batch.sequence.to_string(),
+                created_count: batch.created.len().to_string(),
+                previous_count: batch.previous.len().to_string(),
+                audit_count: batch.audit.len().to_string(),
+                mail_count: batch.mail.len().to_string(),
+                marked_reminded: flag(batch.reminded),
+                day: day_field(&batch.venue_day),
+                changes_kept_ms: self.changes_kept_ms().to_string(),
+            },
+        );
         for id in &batch.created {
             invocation.arg(id.to_string());
         }
@@ -777,7 +785,7 @@ impl Store for RedisStore {
         let mut write = ::redis::pipe();
         write.invoke_script(&invocation);
         let (replies, replicated) = self
-            .durably(keys.partition, &write, &[&self.abandon])
+            .durably(keys.partition, &write, &[self.abandon.script()])
             .await
             .map_err(unavailable)?;
         match script_answer(replies).as_deref() {
@@ -1208,6 +1216,11 @@ fn decode_audit_member(member: &str) -> Result<AuditEntry, StoreError> {
         .split_once(' ')
         .ok_or_else(|| StoreError::Corrupt("audit member".into()))?;
     decode(json, "audit entry")
+}
+
+/// A yes or no as the scripts read it.
+fn flag(yes: bool) -> String {
+    if yes { "1" } else { "0" }.to_owned()
 }
 
 #[cfg(test)]
