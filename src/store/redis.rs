@@ -30,7 +30,7 @@ mod connection;
 mod coordination;
 mod scripts;
 
-use scripts::{AbandonArgs, AbandonKeys, AbandonScript, CommitArgs, CommitKeys, CommitScript};
+use scripts::*;
 
 use connection::Connection;
 pub use connection::RedisTarget;
@@ -98,18 +98,18 @@ pub struct RedisStore {
     /// Replicas that must hold a batch before its commit counts (`WAIT`).
     durability: ReplicaWait,
     commit: CommitScript,
-    take_ownership: Script,
+    take_ownership: TakeOwnershipScript,
     abandon: AbandonScript,
-    claim_mail: Script,
-    hold_mail: Script,
-    settle_mail: Script,
-    heartbeat: Script,
-    claim_dose: Script,
-    end_dose_claim: Script,
-    remember_refusal: Script,
-    login_attempt: Script,
-    start_cascade: Script,
-    put_residents: Script,
+    claim_mail: ClaimMailScript,
+    hold_mail: HoldMailScript,
+    settle_mail: SettleMailScript,
+    heartbeat: HeartbeatScript,
+    claim_dose: ClaimDoseScript,
+    end_dose_claim: EndDoseClaimScript,
+    remember_refusal: RememberRefusalScript,
+    login_attempt: LoginAttemptScript,
+    start_cascade: StartCascadeScript,
+    put_residents: PutResidentsScript,
     /// How long the change streams keep an entry (`--change-streams-keep-s`).
     changes_kept: Duration,
 }
@@ -393,18 +393,18 @@ impl RedisStore {
             following,
             durability,
             commit: CommitScript::new(),
-            take_ownership: Script::new(include_str!("take_ownership.lua")),
+            take_ownership: TakeOwnershipScript::new(),
             abandon: AbandonScript::new(),
-            claim_mail: Script::new(include_str!("claim_mail.lua")),
-            hold_mail: Script::new(include_str!("hold_mail.lua")),
-            settle_mail: Script::new(include_str!("settle_mail.lua")),
-            heartbeat: Script::new(include_str!("heartbeat.lua")),
-            claim_dose: Script::new(include_str!("claim_dose.lua")),
-            end_dose_claim: Script::new(include_str!("end_dose_claim.lua")),
-            remember_refusal: Script::new(include_str!("remember_refusal.lua")),
-            login_attempt: Script::new(include_str!("login_attempt.lua")),
-            start_cascade: Script::new(include_str!("start_cascade.lua")),
-            put_residents: Script::new(include_str!("put_residents.lua")),
+            claim_mail: ClaimMailScript::new(),
+            hold_mail: HoldMailScript::new(),
+            settle_mail: SettleMailScript::new(),
+            heartbeat: HeartbeatScript::new(),
+            claim_dose: ClaimDoseScript::new(),
+            end_dose_claim: EndDoseClaimScript::new(),
+            remember_refusal: RememberRefusalScript::new(),
+            login_attempt: LoginAttemptScript::new(),
+            start_cascade: StartCascadeScript::new(),
+            put_residents: PutResidentsScript::new(),
             changes_kept: super::CHANGES_KEPT_FOR,
         })
     }
@@ -615,13 +615,16 @@ impl Store for RedisStore {
         // The new epoch counts only once the replicas hold it: a failover
         // that lost it would hand the next loader the same epoch as this
         // owner, and two owners with one epoch both commit.
-        let mut invocation = self.take_ownership.prepare_invoke();
-        invocation
-            .key(&keys.owner)
-            .key(&keys.applied)
-            .key(&keys.reservations);
+        let invocation = self.take_ownership.invoke(
+            &TakeOwnershipKeys {
+                owner_epoch_key: &keys.owner,
+                applied_key: &keys.applied,
+                reservations: &keys.reservations,
+            },
+            &TakeOwnershipArgs {},
+        );
         let (reply, replicated): (Vec<Value>, bool) = self
-            .durable_call(keys.partition, &invocation, &self.take_ownership)
+            .durable_call(keys.partition, &invocation, self.take_ownership.script())
             .await?;
         if !replicated {
             return Err(StoreError::Unavailable(
@@ -809,11 +812,15 @@ impl Store for RedisStore {
             .collect();
         // With its change entry, in one script call (the stream is trimmed
         // by time, as an import's entry holds a whole call's residents).
-        let mut invocation = self.put_residents.prepare_invoke();
-        invocation
-            .key(RESIDENTS)
-            .key(changes::RESIDENT_CHANGES)
-            .arg(self.changes_kept_ms());
+        let mut invocation = self.put_residents.invoke(
+            &PutResidentsKeys {
+                residents: RESIDENTS,
+                changes: changes::RESIDENT_CHANGES,
+            },
+            &PutResidentsArgs {
+                changes_kept_ms: self.changes_kept_ms().to_string(),
+            },
+        );
         for (ticket, json) in &fields {
             invocation.arg(ticket).arg(json);
         }
@@ -1011,19 +1018,23 @@ impl Store for RedisStore {
                 break;
             }
             let keys = MailKeys::of_partition(partition);
-            let mut invocation = self.claim_mail.prepare_invoke();
-            invocation
-                .key(&keys.due)
-                .key(&keys.outbox)
-                .key(&keys.claims)
-                .arg(now.timestamp_millis())
-                .arg(limit - claimed.len())
-                .arg(lease_ms)
-                .arg(token.0);
+            let invocation = self.claim_mail.invoke(
+                &ClaimMailKeys {
+                    pending_by_next_try: &keys.due,
+                    outbox: &keys.outbox,
+                    claims: &keys.claims,
+                },
+                &ClaimMailArgs {
+                    now_ms: now.timestamp_millis().to_string(),
+                    most: (limit - claimed.len()).to_string(),
+                    lease_ms: lease_ms.to_string(),
+                    token: token.0.to_string(),
+                },
+            );
             // A claim counts once a replica holds it: one lost in a failover
             // would let another worker claim, and send, the same mail.
             let (page, replicated): (Vec<String>, bool) = self
-                .durable_call(partition, &invocation, &self.claim_mail)
+                .durable_call(partition, &invocation, self.claim_mail.script())
                 .await?;
             if !replicated {
                 tracing::warn!("a mail claim was not replicated in time; left to its lease");
@@ -1047,17 +1058,21 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let keys = MailKeys::of(mail);
         let until = now + chrono::Duration::from_std(MAIL_LEASE).expect("the lease is short");
-        let mut invocation = self.hold_mail.prepare_invoke();
-        invocation
-            .key(&keys.due)
-            .key(&keys.waiting)
-            .key(&keys.claims)
-            .arg(mail.id.to_string())
-            .arg(token.0)
-            .arg(until.timestamp_millis());
+        let invocation = self.hold_mail.invoke(
+            &HoldMailKeys {
+                pending_by_next_try: &keys.due,
+                pending_by_due: &keys.waiting,
+                claims: &keys.claims,
+            },
+            &HoldMailArgs {
+                id: mail.id.to_string(),
+                token: token.0.to_string(),
+                lease_ends_ms: until.timestamp_millis().to_string(),
+            },
+        );
         // Renewed only once a replica holds it (see `claim_due_mail`).
         let (held, replicated): (i64, bool) = self
-            .durable_call(keys.partition, &invocation, &self.hold_mail)
+            .durable_call(keys.partition, &invocation, self.hold_mail.script())
             .await?;
         Ok(held == 1 && replicated)
     }
@@ -1068,27 +1083,25 @@ impl Store for RedisStore {
         token: MailClaimToken,
     ) -> Result<bool, StoreError> {
         let keys = MailKeys::of(&mail);
-        let mut invocation = self.settle_mail.prepare_invoke();
-        invocation
-            .key(&keys.outbox)
-            .key(&keys.due)
-            .key(&keys.waiting)
-            .key(&keys.claims)
-            .arg(mail.id.to_string())
-            .arg(encode(&mail))
-            .arg(
-                next_try_ms(&mail)
+        let invocation = self.settle_mail.invoke(
+            &SettleMailKeys {
+                outbox: &keys.outbox,
+                pending_by_next_try: &keys.due,
+                pending_by_due: &keys.waiting,
+                claims: &keys.claims,
+            },
+            &SettleMailArgs {
+                id: mail.id.to_string(),
+                json: encode(&mail),
+                next_try_ms: next_try_ms(&mail)
                     .map(|ms| ms.to_string())
                     .unwrap_or_default(),
-            )
-            .arg(token.0)
-            .arg(if matches!(mail.delivery, Delivery::Delivered { .. }) {
-                "1"
-            } else {
-                "0"
-            });
+                token: token.0.to_string(),
+                delivered: flag(matches!(mail.delivery, Delivery::Delivered { .. })),
+            },
+        );
         let (answer, replicated): (String, bool) = self
-            .durable_call(keys.partition, &invocation, &self.settle_mail)
+            .durable_call(keys.partition, &invocation, self.settle_mail.script())
             .await?;
         if !replicated {
             // Written on the master only: a failover before its replica

@@ -5,27 +5,27 @@
 -- the key's answer while a try of it is in flight or stands (seen by the
 -- nemesis: a retry refused "not eligible" by a process that had not yet
 -- followed dose 1, while the first try's uncertain batch was kept).
--- KEYS[1] the refusal kept under the key, KEYS[2] the resident's doses (see
--- claim_dose.lua; the same slot).
--- ARGV[1] the refusal record, ARGV[2] how long it is kept (s), ARGV[3] the
--- dose asked ("" when the booking names none: every dose), ARGV[4] "1" to
--- answer what the record names ("" when the caller checked it: a claim
--- whose lease runs is still answered, since one may have started since).
+-- kept_refusal: the refusal kept under the key, doses: the resident's doses
+-- (see claim_dose.lua; the same slot).
+-- refusal: the record, kept_for_s: how long it is kept, dose_asked: ("" when
+-- the booking names none: every dose), answer_recorded: "1" to answer what
+-- the record names ("" when the caller checked it: a claim whose lease runs
+-- is still answered, since one may have started since).
 -- Returns {'kept', <record>} (an earlier refusal), {'in_flight'} (a claim on
 -- the dose whose lease runs), {'recorded', <dose>, <value>, ...} (what the
 -- record names, for the caller to check against its days; nothing kept), or
 -- {'new'} (kept now).
-local kept = redis.call('GET', KEYS[1])
+local kept = redis.call('GET', kept_refusal)
 if kept then
   return {'kept', kept}
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local fields
-if ARGV[3] ~= '' then
-  fields = {'dose:' .. ARGV[3], redis.call('HGET', KEYS[2], 'dose:' .. ARGV[3])}
+if dose_asked ~= '' then
+  fields = {'dose:' .. dose_asked, redis.call('HGET', doses, 'dose:' .. dose_asked)}
 else
-  fields = redis.call('HGETALL', KEYS[2])
+  fields = redis.call('HGETALL', doses)
 end
 local recorded = {'recorded'}
 for i = 1, #fields, 2 do
@@ -40,8 +40,8 @@ for i = 1, #fields, 2 do
     recorded[#recorded + 1] = value
   end
 end
-if ARGV[4] == '1' and #recorded > 1 then
+if answer_recorded == '1' and #recorded > 1 then
   return recorded
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', kept_refusal, refusal, 'EX', kept_for_s)
 return {'new'}

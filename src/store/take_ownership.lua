@@ -1,8 +1,9 @@
 -- Take ownership of a venue-day and read its reservations, atomically.
--- KEYS[1] owner epoch, KEYS[2] last applied sequence, KEYS[3] reservations hash.
+-- owner_epoch_key: the day's owner epoch, applied_key: the last batch
+-- sequence applied, reservations: its reservations hash (commit.lua).
 -- Returns { new epoch, id1, json1, id2, json2, ... }.
-local epoch = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[2], '0')
-local reservations = redis.call('HGETALL', KEYS[3])
-table.insert(reservations, 1, epoch)
-return reservations
+local epoch = redis.call('INCR', owner_epoch_key)
+redis.call('SET', applied_key, '0')
+local held = redis.call('HGETALL', reservations)
+table.insert(held, 1, epoch)
+return held

@@ -6,6 +6,7 @@ use std::time::Duration;
 use ::redis::AsyncCommands;
 use async_trait::async_trait;
 
+use super::scripts::*;
 use super::*;
 use crate::store::{
     ChangeCursor, ChangesRead, Coordination, LoginLimits, RefusalKept, RefusalToKeep,
@@ -25,9 +26,13 @@ impl Coordination for RedisStore {
         let mut connection = self.connection();
         limited(
             self.heartbeat
-                .key(MEMBERS)
-                .arg(member)
-                .arg(millis(lease))
+                .invoke(
+                    &HeartbeatKeys { members: MEMBERS },
+                    &HeartbeatArgs {
+                        member: member.to_owned(),
+                        lease_ms: millis(lease).to_string(),
+                    },
+                )
                 .invoke_async(&mut connection),
         )
         .await
@@ -47,22 +52,22 @@ impl Coordination for RedisStore {
         let mut connection = self.resident_connection(&key);
         let answer: String = limited(
             self.claim_dose
-                .key(&key)
-                .key(&refused)
-                .arg(claim.dose.number())
-                .arg(format!("{:016x}", claim.id))
-                .arg(millis(SHARED_CLAIM_LEASE))
-                .arg(day_field(&claim.day))
-                .arg(replacing.unwrap_or(""))
-                .arg(if claim.idempotency_key.is_some() {
-                    "1"
-                } else {
-                    ""
-                })
-                .arg(
-                    claim
-                        .prior
-                        .map_or_else(String::new, |d| d.number().to_string()),
+                .invoke(
+                    &ClaimDoseKeys {
+                        doses: &key,
+                        kept_refusal: &refused,
+                    },
+                    &ClaimDoseArgs {
+                        dose: claim.dose.number().to_string(),
+                        claim_id: format!("{:016x}", claim.id),
+                        lease_ms: millis(SHARED_CLAIM_LEASE).to_string(),
+                        day: day_field(&claim.day),
+                        replacing: replacing.unwrap_or("").to_owned(),
+                        keyed: yes_or_empty(claim.idempotency_key.is_some()),
+                        prior_dose: claim
+                            .prior
+                            .map_or_else(String::new, |d| d.number().to_string()),
+                    },
                 )
                 .invoke_async(&mut connection),
         )
@@ -113,12 +118,16 @@ impl Coordination for RedisStore {
         let mut connection = self.resident_connection(&key);
         let _: i64 = limited(
             self.end_dose_claim
-                .key(&key)
-                .arg(claim.dose.number())
-                .arg(format!("pending {:016x} ", claim.id))
-                .arg(booked.map_or_else(String::new, |id| {
-                    format!("booked {id} {}", day_field(&claim.day))
-                }))
+                .invoke(
+                    &EndDoseClaimKeys { doses: &key },
+                    &EndDoseClaimArgs {
+                        dose: claim.dose.number().to_string(),
+                        expected: format!("pending {:016x} ", claim.id),
+                        new_value: booked.map_or_else(String::new, |id| {
+                            format!("booked {id} {}", day_field(&claim.day))
+                        }),
+                    },
+                )
                 .invoke_async(&mut connection),
         )
         .await
@@ -133,20 +142,20 @@ impl Coordination for RedisStore {
         let key = refusal_key(refusal.ticket, refusal.idempotency_key);
         let answer: Vec<String> = limited(
             self.remember_refusal
-                .key(&key)
-                .key(resident_doses(refusal.ticket))
-                .arg(refusal.value)
-                .arg(refusal.window.as_secs())
-                .arg(
-                    refusal
-                        .dose
-                        .map_or_else(String::new, |d| d.number().to_string()),
+                .invoke(
+                    &RememberRefusalKeys {
+                        kept_refusal: &key,
+                        doses: &resident_doses(refusal.ticket),
+                    },
+                    &RememberRefusalArgs {
+                        refusal: refusal.value.to_owned(),
+                        kept_for_s: refusal.window.as_secs().to_string(),
+                        dose_asked: refusal
+                            .dose
+                            .map_or_else(String::new, |d| d.number().to_string()),
+                        answer_recorded: yes_or_empty(refusal.unless_dose_recorded),
+                    },
                 )
-                .arg(if refusal.unless_dose_recorded {
-                    "1"
-                } else {
-                    ""
-                })
                 .invoke_async(&mut self.resident_connection(&key)),
         )
         .await
@@ -175,8 +184,12 @@ impl Coordination for RedisStore {
         let key = resident_doses(ticket);
         let answer: Vec<String> = limited(
             self.start_cascade
-                .key(&key)
-                .arg(millis(SHARED_CLAIM_LEASE))
+                .invoke(
+                    &StartCascadeKeys { doses: &key },
+                    &StartCascadeArgs {
+                        lease_ms: millis(SHARED_CLAIM_LEASE).to_string(),
+                    },
+                )
                 .invoke_async(&mut self.resident_connection(&key)),
         )
         .await
@@ -212,10 +225,14 @@ impl Coordination for RedisStore {
         let mut connection = self.resident_connection(&key);
         let _: i64 = limited(
             self.end_dose_claim
-                .key(&key)
-                .arg(cancelled.dose.number())
-                .arg(format!("booked {} ", cancelled.id))
-                .arg("")
+                .invoke(
+                    &EndDoseClaimKeys { doses: &key },
+                    &EndDoseClaimArgs {
+                        dose: cancelled.dose.number().to_string(),
+                        expected: format!("booked {} ", cancelled.id),
+                        new_value: String::new(),
+                    },
+                )
                 .invoke_async(&mut connection),
         )
         .await
@@ -245,13 +262,19 @@ impl Coordination for RedisStore {
         let failures = resident_key(ticket, "login_failures");
         let locked_ms: u64 = limited(
             self.login_attempt
-                .key(&failures)
-                .key(resident_key(ticket, "login_lock"))
-                .arg(if matched { "1" } else { "0" })
-                .arg(limits.failures)
-                .arg(millis(limits.window))
-                .arg(millis(limits.lock))
-                .arg(format!("{:08x}", rand::random::<u32>()))
+                .invoke(
+                    &LoginAttemptKeys {
+                        failures: &failures,
+                        lock: &resident_key(ticket, "login_lock"),
+                    },
+                    &LoginAttemptArgs {
+                        matched: flag(matched),
+                        failures_that_lock: limits.failures.to_string(),
+                        window_ms: millis(limits.window).to_string(),
+                        lock_ms: millis(limits.lock).to_string(),
+                        suffix: format!("{:08x}", rand::random::<u32>()),
+                    },
+                )
                 .invoke_async(&mut self.resident_connection(&failures)),
         )
         .await
@@ -284,4 +307,9 @@ impl Coordination for RedisStore {
         .map_err(unavailable)?;
         json.map(|json| decode(&json, "reservation")).transpose()
     }
+}
+
+/// A yes as "1", a no as "": how the per-resident scripts read a flag.
+fn yes_or_empty(yes: bool) -> String {
+    if yes { "1" } else { "" }.to_owned()
 }
