@@ -42,14 +42,14 @@ impl Application {
             fill_demo(store.as_ref(), &mut settings, &mut banner).await?;
         }
         let tokens = token_key(&settings);
+        let mut loaded = Loaded::load(&store, coordination.as_deref(), &tokens).await?;
+        let kill_switch = start_kill_switch(&store, coordination.is_some()).await?;
         // Bound before the registry, so that other processes can be told
         // where this one is (a port 0 is known only once bound).
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
         let placement = placement(&settings, coordination, address)?;
-        let mut loaded = Loaded::load(&store, placement.as_ref(), &tokens).await?;
-        let kill_switch = start_kill_switch(&store, placement.as_ref()).await?;
         let registry = start_registry(&settings, &store, placement, &loaded);
         if let Some(follower) = loaded.follower(&store, &registry) {
             follower.start();
@@ -72,7 +72,7 @@ impl Application {
                     .map(crate::mail::MailSettings::policy),
                 registry.placement().map(|p| Arc::clone(&p.coordination)),
             ),
-            accounts: loaded.accounts(&store, &registry).await?,
+            accounts: loaded.keep_accounts_fresh(&store, &registry),
             municipality_code: settings.municipality_code.clone(),
             started_at: crate::clock::now(),
             access_log: settings.access_log,
@@ -162,18 +162,18 @@ struct Loaded {
     /// Where the change streams ended before anything was loaded: what
     /// others change from then on is followed from there.
     change_cursor: Option<(ChangeCursor, std::time::Instant)>,
+    accounts: Arc<AccountDirectory>,
 }
 
 impl Loaded {
     async fn load(
         store: &Arc<dyn Store>,
-        placement: Option<&Placement>,
+        coordination: Option<&dyn Coordination>,
         tokens: &TokenKey,
     ) -> anyhow::Result<Self> {
-        let change_cursor = match placement {
-            Some(placement) => Some((
-                placement
-                    .coordination
+        let change_cursor = match coordination {
+            Some(coordination) => Some((
+                coordination
                     .change_cursor()
                     .await
                     .context("reading where the change streams end")?,
@@ -213,11 +213,15 @@ impl Loaded {
             reservations,
             crate::clock::now(),
         ));
+        let accounts = Arc::new(AccountDirectory::load(
+            store.load_accounts().await.context("loading accounts")?,
+        ));
         Ok(Self {
             residents,
             catalog,
             days,
             change_cursor,
+            accounts,
         })
     }
 
@@ -246,14 +250,12 @@ impl Loaded {
 
     /// The accounts, reloaded in the background when other processes may
     /// change them in the shared store.
-    async fn accounts(
+    fn keep_accounts_fresh(
         &self,
         store: &Arc<dyn Store>,
         registry: &Registry,
-    ) -> anyhow::Result<Arc<AccountDirectory>> {
-        let accounts = Arc::new(AccountDirectory::load(
-            store.load_accounts().await.context("loading accounts")?,
-        ));
+    ) -> Arc<AccountDirectory> {
+        let accounts = Arc::clone(&self.accounts);
         if registry.placement().is_some() {
             let (store, accounts) = (Arc::clone(store), Arc::clone(&accounts));
             actix_rt::spawn(async move {
@@ -268,7 +270,7 @@ impl Loaded {
                 }
             });
         }
-        Ok(accounts)
+        accounts
     }
 }
 
@@ -276,7 +278,7 @@ impl Loaded {
 /// shared store when there are other processes.
 async fn start_kill_switch(
     store: &Arc<dyn Store>,
-    placement: Option<&Placement>,
+    shared: bool,
 ) -> anyhow::Result<KillSwitchHandle> {
     let state = store
         .load_kill_switch()
@@ -292,7 +294,7 @@ async fn start_kill_switch(
         .await
         .context("writing the kill switch's state to every partition")?;
     let kill_switch = KillSwitchHandle::start(state, Arc::clone(store));
-    if placement.is_some() {
+    if shared {
         kill_switch.follow(Arc::clone(store));
     }
     Ok(kill_switch)

@@ -975,6 +975,7 @@ fn past_deadline(commit_by: Option<chrono::DateTime<chrono::Utc>>) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::cluster::LocalDays;
+    use crate::store::prelude::*;
     use std::sync::Arc;
     use std::sync::atomic::Ordering::SeqCst;
     use std::time::Duration;

@@ -57,12 +57,16 @@ const SETTLE_RETRY_MAX: Duration = Duration::from_millis(250);
 /// claims nothing; past this, it lets go (a store away this long is an
 /// outage the SRE is already handling) and the mail may go out twice.
 pub const MAIL_DELIVERY_RECORD_MAX: Duration = Duration::from_secs(300);
-/// How long a worker that met the store not answering waits, once it
-/// answers again, before claiming: the time a sender that delivered during
-/// the outage has to record its deliveries (it tries every
-/// `SETTLE_RETRY_MAX` at most), so that their leases, run out meanwhile,
-/// do not make the mail due again here. Seen by the nemesis (seed 8090):
-/// five confirmations sent twice after a master stayed away past the lease.
+/// How long a worker that met the store not answering (or that starts)
+/// waits, once the store answers, before claiming, beyond the store's
+/// `call_time_max`: the time a sender that delivered during the outage has
+/// to record its deliveries (its call under way fails within
+/// `call_time_max`, and it tries again within `SETTLE_RETRY_MAX`), so that
+/// their leases, run out meanwhile, do not make the mail due again here.
+/// Seen by the nemesis (seed 8090): five confirmations sent twice after a
+/// master stayed away past the lease. A sender cut off alone (the others
+/// saw no outage) can still be overtaken: its mail then goes out twice,
+/// with the same `Message-ID`.
 pub const MAIL_CLAIM_GRACE_AFTER_OUTAGE: Duration = Duration::from_secs(1);
 const _: () = assert!(
     SETTLE_RETRY_MAX.as_millis() * 4 <= MAIL_CLAIM_GRACE_AFTER_OUTAGE.as_millis(),
@@ -99,13 +103,7 @@ pub fn start(
     registry: Arc<Registry>,
     gauge: Arc<OutboxGauge>,
 ) {
-    let worker = Arc::new(Worker {
-        mailer,
-        store,
-        residents,
-        catalog,
-        store_away: AtomicBool::new(false),
-    });
+    let worker = Arc::new(Worker::new(mailer, store, residents, catalog));
     let (figures, reminders) = (Arc::clone(&worker), Arc::clone(&worker));
     actix_rt::spawn(async move { worker.run().await });
     actix_rt::spawn(async move { figures.keep_figures(&gauge).await });
@@ -179,6 +177,23 @@ fn by_resident(mut claimed: Vec<OutboxMail>) -> Vec<Vec<OutboxMail>> {
 }
 
 impl Worker {
+    fn new(
+        mailer: Mailer,
+        store: Arc<dyn Store>,
+        residents: Residents,
+        catalog: Arc<Catalog>,
+    ) -> Self {
+        Self {
+            mailer,
+            store,
+            residents,
+            catalog,
+            // A worker started during an outage (a restart) waits its grace
+            // too before its first claim.
+            store_away: AtomicBool::new(true),
+        }
+    }
+
     async fn run(&self) {
         let mut unreachable_pause = Duration::ZERO;
         loop {
@@ -203,7 +218,7 @@ impl Worker {
             return match self.store.mail_outbox_figures(now).await {
                 Ok(_) => {
                     self.store_away.store(false, Ordering::Relaxed);
-                    MAIL_CLAIM_GRACE_AFTER_OUTAGE
+                    self.claim_grace()
                 }
                 Err(_) => MAIL_POLL_INTERVAL,
             };
@@ -321,9 +336,20 @@ impl Worker {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(SETTLE_RETRY_MAX);
                 }
-                answer => return answer,
+                answer => {
+                    if answer.is_err() {
+                        self.store_away.store(true, Ordering::Relaxed);
+                    }
+                    return answer;
+                }
             }
         }
+    }
+
+    /// The wait before claiming once the store answers again (see
+    /// `MAIL_CLAIM_GRACE_AFTER_OUTAGE`).
+    fn claim_grace(&self) -> Duration {
+        self.store.call_time_max() + MAIL_CLAIM_GRACE_AFTER_OUTAGE
     }
 
     /// One try of `mail`; returns it with what became of it.
@@ -641,13 +667,7 @@ mod tests {
         })
         .unwrap();
         Fixture {
-            worker: Worker {
-                mailer,
-                store,
-                residents,
-                catalog,
-                store_away: AtomicBool::new(false),
-            },
+            worker: Worker::new(mailer, store, residents, catalog),
             flaky,
             listener,
             now,
@@ -733,6 +753,7 @@ mod tests {
         let fixture = fixture(Some("中野 太郎")).await;
         let token = MailClaimToken(1);
         let claimed = fixture.claim(token).await;
+        fixture.worker.store_away.store(false, Ordering::Relaxed);
         let held_long_ago = std::time::Instant::now()
             .checked_sub(MAIL_LEASE)
             .expect("the machine is up longer than a lease");
@@ -780,6 +801,11 @@ mod tests {
             .failing_claims
             .store(1, std::sync::atomic::Ordering::SeqCst);
         let mut unreachable_pause = Duration::ZERO;
+        assert_eq!(
+            fixture.worker.round(&mut unreachable_pause).await,
+            MAIL_CLAIM_GRACE_AFTER_OUTAGE,
+            "a worker that starts waits the grace first (it may start in an outage)"
+        );
         assert_eq!(
             fixture.worker.round(&mut unreachable_pause).await,
             MAIL_POLL_INTERVAL,

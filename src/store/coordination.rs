@@ -3,7 +3,7 @@
 //! and kept refusals, the login lockout every process counts, and the
 //! change streams with the reads that catch a process up with what others
 //! wrote. Venue-day ownership is fenced where it lands, in the day log's
-//! commit (`Store::load_venue_day` takes the day, `commit_reservations`
+//! commit (`DayLog::load_venue_day` takes the day, `commit_reservations`
 //! checks its epoch).
 //!
 //! One implementation: Redis (`store/redis/coordination.rs`). A process

@@ -14,6 +14,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+
+use crate::store::{
+    AccountStore, AuditLog, CatalogStore, DayLog, KillSwitchStore, MailOutbox, ResidentStore,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
@@ -544,6 +548,11 @@ impl Store for EmbeddedStore {
         "embedded"
     }
 
+    /// In this process: a call never waits for a store to come back.
+    fn call_time_max(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if self.writer.is_closed() {
             return Err(StoreError::Unavailable("writer thread stopped".into()));
@@ -555,7 +564,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl CatalogStore for EmbeddedStore {
     async fn load_venues(&self) -> Result<Vec<Venue>, StoreError> {
         self.read_all(VENUES, "venue").await
     }
@@ -584,6 +596,15 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
+        self.write_plain(WriteOp::DayPlan(key, plan))
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl DayLog for EmbeddedStore {
     async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError> {
         // The day's writer is the caller: no entry for this day is being
         // committed meanwhile, so the index is complete for it.
@@ -632,44 +653,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
-        self.write_plain(WriteOp::DayPlan(key, plan))
-            .await
-            .map(|_| ())
-    }
-
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
         self.write(WriteOp::Reservations(batch)).await.map(|_| ())
     }
 
     /// A redb commit either happened or did not: never uncertain.
     async fn abandon_batch(&self, _batch: AbandonedBatch) -> Result<(), AbandonError> {
-        Ok(())
-    }
-
-    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
-        self.write_plain(WriteOp::Residents(residents))
-            .await
-            .map(|_| ())
-    }
-
-    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
-        self.read_all(RESIDENTS, "resident").await
-    }
-
-    /// The log's entries are written and read whole by this process (a
-    /// transaction's batch is one entry): an entry that cannot be read fails
-    /// the load rather than leave out what it held.
-    async fn load_readable_days(&self) -> Result<super::ReadableDays, StoreError> {
-        Ok(super::ReadableDays {
-            plans: self.load_day_plans().await?,
-            reservations: self.load_reservations().await?,
-        })
-    }
-
-    /// One copy of the switch, written in one transaction with its audit
-    /// entry: there is nothing that could disagree.
-    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -691,6 +680,32 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    /// The log's entries are written and read whole by this process (a
+    /// transaction's batch is one entry): an entry that cannot be read fails
+    /// the load rather than leave out what it held.
+    async fn load_readable_days(&self) -> Result<super::ReadableDays, StoreError> {
+        Ok(super::ReadableDays {
+            plans: self.load_day_plans().await?,
+            reservations: self.load_reservations().await?,
+        })
+    }
+}
+
+#[async_trait]
+impl ResidentStore for EmbeddedStore {
+    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
+        self.write_plain(WriteOp::Residents(residents))
+            .await
+            .map(|_| ())
+    }
+
+    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
+        self.read_all(RESIDENTS, "resident").await
+    }
+}
+
+#[async_trait]
+impl KillSwitchStore for EmbeddedStore {
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
         self.read(|db| {
             let txn = db.begin_read().map_err(unavailable)?;
@@ -713,6 +728,15 @@ impl Store for EmbeddedStore {
             .map(|_| ())
     }
 
+    /// One copy of the switch, written in one transaction with its audit
+    /// entry: there is nothing that could disagree.
+    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for EmbeddedStore {
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         self.write_plain(WriteOp::Audit(entry)).await.map(|_| ())
     }
@@ -749,7 +773,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl MailOutbox for EmbeddedStore {
     async fn claim_due_mail(
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,
@@ -829,7 +856,10 @@ impl Store for EmbeddedStore {
     ) -> Result<OutboxFigures, StoreError> {
         Ok(outbox::figures(&self.mail_index, now))
     }
+}
 
+#[async_trait]
+impl AccountStore for EmbeddedStore {
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.read_all(ACCOUNTS, "account").await
     }

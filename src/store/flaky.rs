@@ -5,6 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
+use crate::store::{
+    AccountStore, AuditLog, CatalogStore, DayLog, KillSwitchStore, MailOutbox, ResidentStore,
+};
+
 use super::{
     AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, CommitError, KillSwitchState,
     MailClaimToken, OutboxFigures, ReservationBatch, Store, StoreError, StoredVenueDay,
@@ -70,9 +74,16 @@ impl<S: Store> Store for FlakyStore<S> {
     fn label(&self) -> &'static str {
         self.inner.label()
     }
+    fn call_time_max(&self) -> std::time::Duration {
+        self.inner.call_time_max()
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+}
+
+#[async_trait]
+impl<S: Store> CatalogStore for FlakyStore<S> {
     async fn load_venues(&self) -> Result<Vec<Venue>, StoreError> {
         self.inner.load_venues().await
     }
@@ -82,60 +93,15 @@ impl<S: Store> Store for FlakyStore<S> {
     async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError> {
         self.inner.load_day_plans().await
     }
-    async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError> {
-        self.inner.load_venue_day(key).await
-    }
     async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
         self.inner.put_day_plan(key, plan).await
     }
-    async fn claim_due_mail(
-        &self,
-        now: chrono::DateTime<chrono::FixedOffset>,
-        limit: usize,
-        token: MailClaimToken,
-    ) -> Result<Vec<OutboxMail>, StoreError> {
-        let failing = self
-            .failing_claims
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if failing.is_ok() {
-            return Err(StoreError::Unavailable("injected claim failure".into()));
-        }
-        self.inner.claim_due_mail(now, limit, token).await
-    }
-    async fn hold_mail(
-        &self,
-        mail: &OutboxMail,
-        token: MailClaimToken,
-        now: chrono::DateTime<chrono::FixedOffset>,
-    ) -> Result<bool, StoreError> {
-        self.inner.hold_mail(mail, token, now).await
-    }
-    async fn settle_mail(
-        &self,
-        mail: OutboxMail,
-        token: MailClaimToken,
-    ) -> Result<bool, StoreError> {
-        let failing = self
-            .failing_settles
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if failing.is_ok() {
-            return Err(StoreError::Unavailable(
-                "injected settlement failure".into(),
-            ));
-        }
-        self.inner.settle_mail(mail, token).await
-    }
-    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
-        self.inner.reconcile_kill_switch_flags().await
-    }
-    async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {
-        self.inner.day_reminded(key).await
-    }
-    async fn mail_outbox_figures(
-        &self,
-        now: chrono::DateTime<chrono::FixedOffset>,
-    ) -> Result<OutboxFigures, StoreError> {
-        self.inner.mail_outbox_figures(now).await
+}
+
+#[async_trait]
+impl<S: Store> DayLog for FlakyStore<S> {
+    async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError> {
+        self.inner.load_venue_day(key).await
     }
     async fn commit_reservations(&self, mut batch: ReservationBatch) -> Result<(), CommitError> {
         if self.gate_commits.load(Ordering::SeqCst) {
@@ -179,18 +145,26 @@ impl<S: Store> Store for FlakyStore<S> {
         }
         self.inner.abandon_batch(batch).await
     }
-    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
-        self.inner.put_residents(residents).await
-    }
-    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
-        self.inner.load_residents().await
-    }
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
         self.inner.load_reservations().await
     }
     async fn load_readable_days(&self) -> Result<super::ReadableDays, StoreError> {
         self.inner.load_readable_days().await
     }
+}
+
+#[async_trait]
+impl<S: Store> ResidentStore for FlakyStore<S> {
+    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
+        self.inner.put_residents(residents).await
+    }
+    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError> {
+        self.inner.load_residents().await
+    }
+}
+
+#[async_trait]
+impl<S: Store> KillSwitchStore for FlakyStore<S> {
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
         self.inner.load_kill_switch().await
     }
@@ -201,12 +175,73 @@ impl<S: Store> Store for FlakyStore<S> {
     ) -> Result<(), StoreError> {
         self.inner.set_kill_switch(state, audit).await
     }
+    async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError> {
+        self.inner.reconcile_kill_switch_flags().await
+    }
+}
+
+#[async_trait]
+impl<S: Store> AuditLog for FlakyStore<S> {
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         self.inner.append_audit(entry).await
     }
     async fn read_audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
         self.inner.read_audit(query).await
     }
+}
+
+#[async_trait]
+impl<S: Store> MailOutbox for FlakyStore<S> {
+    async fn claim_due_mail(
+        &self,
+        now: chrono::DateTime<chrono::FixedOffset>,
+        limit: usize,
+        token: MailClaimToken,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        let failing = self
+            .failing_claims
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::Unavailable("injected claim failure".into()));
+        }
+        self.inner.claim_due_mail(now, limit, token).await
+    }
+    async fn hold_mail(
+        &self,
+        mail: &OutboxMail,
+        token: MailClaimToken,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<bool, StoreError> {
+        self.inner.hold_mail(mail, token, now).await
+    }
+    async fn settle_mail(
+        &self,
+        mail: OutboxMail,
+        token: MailClaimToken,
+    ) -> Result<bool, StoreError> {
+        let failing = self
+            .failing_settles
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::Unavailable(
+                "injected settlement failure".into(),
+            ));
+        }
+        self.inner.settle_mail(mail, token).await
+    }
+    async fn day_reminded(&self, key: VenueDayKey) -> Result<bool, StoreError> {
+        self.inner.day_reminded(key).await
+    }
+    async fn mail_outbox_figures(
+        &self,
+        now: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<OutboxFigures, StoreError> {
+        self.inner.mail_outbox_figures(now).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> AccountStore for FlakyStore<S> {
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.inner.load_accounts().await
     }

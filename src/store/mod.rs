@@ -12,6 +12,15 @@ pub mod records;
 mod redis;
 
 pub use coordination::Coordination;
+
+/// Every store trait, for code that holds a concrete store (tests, tools):
+/// `Arc<dyn Store>` reaches the roles' methods without it.
+pub mod prelude {
+    pub use super::{
+        AccountStore, AuditLog, CatalogStore, Coordination, DayLog, KillSwitchStore, MailOutbox,
+        ResidentStore, Store,
+    };
+}
 pub use embedded::EmbeddedStore;
 pub use redis::{KILL_SWITCH_PARTITIONS, RedisStore, RedisTarget, ReplicaWait, SHARED_CLAIM_LEASE};
 
@@ -35,7 +44,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// `Store::load_readable_days`'s answer: the days and their reservations,
+/// `DayLog::load_readable_days`'s answer: the days and their reservations,
 /// without the days that have a reservation record that cannot be read.
 pub struct ReadableDays {
     pub plans: Vec<(VenueDayKey, DayPlan)>,
@@ -512,7 +521,7 @@ pub struct AbandonedBatch {
 
 /// How long a claimed mail is held by the worker that claimed it: one that
 /// dies mid-send lets go by then, and another (or its restart) sends it.
-/// Renewed right before each send (`Store::hold_mail`), so it must outlast
+/// Renewed right before each send (`MailOutbox::hold_mail`), so it must outlast
 /// one send (`mail::SMTP_TIMEOUT`, asserted there).
 pub const MAIL_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -537,7 +546,9 @@ pub struct OutboxFigures {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    CatalogStore + DayLog + ResidentStore + KillSwitchStore + AuditLog + MailOutbox + AccountStore
+{
     /// `embedded` or `redis`: the `store` label of the metrics, the status
     /// and `/readyz`. Never a reason to behave differently: what differs
     /// between a process alone and processes sharing a store is whether it
@@ -547,14 +558,28 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the store can take reads and writes.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The longest one call can take before it fails (a store that went
+    /// away answers no later), reconnecting included: how long after the
+    /// store is back a caller that was waiting on it hears so.
+    fn call_time_max(&self) -> std::time::Duration;
+}
+
+/// Venues and venue-days' plans: the catalog as stored.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
     async fn load_venues(&self) -> Result<Vec<Venue>, StoreError>;
     /// Inserts or replaces a venue; `true` when it was new.
     async fn put_venue(&self, venue: Venue) -> Result<bool, StoreError>;
 
     /// Every venue-day's plan, for the catalog at start.
     async fn load_day_plans(&self) -> Result<Vec<(VenueDayKey, DayPlan)>, StoreError>;
-    async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError>;
     async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError>;
+}
+
+/// The venue-days' reservations: taken by one owner (`load_venue_day`), committed in fenced batches, abandoned when uncertain.
+#[async_trait]
+pub trait DayLog: Send + Sync + 'static {
+    async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError>;
 
     /// Commits one venue-day's batch atomically, refusing all of it when the
     /// kill switch is engaged at commit time or the epoch is stale.
@@ -565,10 +590,6 @@ pub trait Store: Send + Sync + 'static {
     /// store holds of it in every case, fenced too (`Change::Reverted`).
     /// `Ok` only when that is certain.
     async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError>;
-
-    /// Inserts or replaces residents (by ticket number), all in one transaction.
-    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError>;
-    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError>;
     /// Every reservation (for tests and tools: one that cannot be read fails it).
     async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError>;
     /// Every day plan and reservation that can be read, for the indexes at
@@ -576,7 +597,19 @@ pub trait Store: Send + Sync + 'static {
     /// reservation record that cannot be read is left out whole (never
     /// loaded without it: that could sell its place twice).
     async fn load_readable_days(&self) -> Result<ReadableDays, StoreError>;
+}
 
+/// The imported residents.
+#[async_trait]
+pub trait ResidentStore: Send + Sync + 'static {
+    /// Inserts or replaces residents (by ticket number), all in one transaction.
+    async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError>;
+    async fn load_residents(&self) -> Result<Vec<Resident>, StoreError>;
+}
+
+/// The kill switch, which every commit checks.
+#[async_trait]
+pub trait KillSwitchStore: Send + Sync + 'static {
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError>;
     /// Stores the switch and its audit line together. When this returns `Ok`,
     /// every later `commit_reservations` sees the new state.
@@ -590,12 +623,20 @@ pub trait Store: Send + Sync + 'static {
     /// `set_kill_switch` (Redis writes a record, then each shard's flag). Run
     /// at start.
     async fn reconcile_kill_switch_flags(&self) -> Result<(), StoreError>;
+}
 
+/// Who did what, kept with what it did.
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
     /// Appends one audit entry, durably, before its answer is sent.
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
     /// One page of the audit log, oldest first.
     async fn read_audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError>;
+}
 
+/// Mail queued by the commits, claimed, sent and settled by the workers.
+#[async_trait]
+pub trait MailOutbox: Send + Sync + 'static {
     /// Up to `limit` mails whose next try is due at `now` and that no worker
     /// holds, oldest first; each is then held under `token` for `MAIL_LEASE`.
     async fn claim_due_mail(
@@ -635,7 +676,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: DateTime<FixedOffset>,
     ) -> Result<OutboxFigures, StoreError>;
+}
 
+/// Staff, operator and SRE accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
     /// Inserts or replaces an account with its audit entry; `true` when new.
     async fn put_account(&self, account: Account, audit: AuditEntry) -> Result<bool, StoreError>;

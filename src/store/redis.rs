@@ -19,6 +19,10 @@ use std::time::Duration;
 use ::redis::{AsyncCommands, RedisError, Script, Value};
 use async_trait::async_trait;
 
+use crate::store::{
+    AccountStore, AuditLog, CatalogStore, DayLog, KillSwitchStore, MailOutbox, ResidentStore,
+};
+
 use super::records::{self, Stored, decode_or_skip};
 use super::{
     AUDIT_PAGE_MAX, AbandonError, AbandonedBatch, AuditEntry, AuditPage, AuditQuery, BatchKind,
@@ -568,6 +572,10 @@ impl Store for RedisStore {
         "redis"
     }
 
+    fn call_time_max(&self) -> Duration {
+        REDIS_CONNECT_TIMEOUT + REDIS_CALL_TIMEOUT + self.durability.timeout
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let _: String = limited(::redis::cmd("PING").query_async(&mut connection))
@@ -575,7 +583,10 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl CatalogStore for RedisStore {
     async fn load_venues(&self) -> Result<Vec<Venue>, StoreError> {
         let pairs = self.scan_hash(VENUES).await?;
         Ok(pairs
@@ -606,6 +617,24 @@ impl Store for RedisStore {
             .collect()
     }
 
+    async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
+        let (day, json) = (day_field(&key), encode(&plan));
+        let mut write = ::redis::pipe();
+        write
+            .atomic()
+            .hset(DAYS, &day, &json)
+            .ignore()
+            .add_command(changes::day_change(&day, &json))
+            .ignore();
+        let () = limited(write.query_async(&mut self.connection()))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DayLog for RedisStore {
     async fn load_venue_day(&self, key: VenueDayKey) -> Result<StoredVenueDay, StoreError> {
         let keys = VenueDayKeys::of(&key);
         let mut connection = self.connection();
@@ -654,21 +683,6 @@ impl Store for RedisStore {
             owner_epoch,
             reminded,
         })
-    }
-
-    async fn put_day_plan(&self, key: VenueDayKey, plan: DayPlan) -> Result<(), StoreError> {
-        let (day, json) = (day_field(&key), encode(&plan));
-        let mut write = ::redis::pipe();
-        write
-            .atomic()
-            .hset(DAYS, &day, &json)
-            .ignore()
-            .add_command(changes::day_change(&day, &json))
-            .ignore();
-        let () = limited(write.query_async(&mut self.connection()))
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
@@ -802,6 +816,41 @@ impl Store for RedisStore {
         }
     }
 
+    async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        let mut all = Vec::new();
+        for (key, _) in self.load_day_plans().await? {
+            all.extend(self.reservations_of_day(&key).await?);
+        }
+        Ok(all)
+    }
+
+    async fn load_readable_days(&self) -> Result<super::ReadableDays, StoreError> {
+        let mut readable = super::ReadableDays {
+            plans: Vec::new(),
+            reservations: Vec::new(),
+        };
+        for (key, plan) in self.load_day_plans().await? {
+            match self.reservations_of_day(&key).await {
+                Ok(reservations) => {
+                    readable.reservations.extend(reservations);
+                    readable.plans.push((key, plan));
+                }
+                // That day alone is left out (its actor cannot load it
+                // either: 503 for its bookings); the start goes on.
+                Err(StoreError::Corrupt(_)) => {
+                    metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => "day reservations")
+                        .increment(1);
+                    tracing::error!(venue_day = %key, "a venue-day has a reservation record that cannot be read: the day is left out until it is repaired");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(readable)
+    }
+}
+
+#[async_trait]
+impl ResidentStore for RedisStore {
     async fn put_residents(&self, residents: Vec<Resident>) -> Result<(), StoreError> {
         if residents.is_empty() {
             return Ok(());
@@ -837,39 +886,10 @@ impl Store for RedisStore {
             .filter_map(|(_, json)| decode_or_skip(json.as_bytes(), "resident", ""))
             .collect())
     }
+}
 
-    async fn load_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
-        let mut all = Vec::new();
-        for (key, _) in self.load_day_plans().await? {
-            all.extend(self.reservations_of_day(&key).await?);
-        }
-        Ok(all)
-    }
-
-    async fn load_readable_days(&self) -> Result<super::ReadableDays, StoreError> {
-        let mut readable = super::ReadableDays {
-            plans: Vec::new(),
-            reservations: Vec::new(),
-        };
-        for (key, plan) in self.load_day_plans().await? {
-            match self.reservations_of_day(&key).await {
-                Ok(reservations) => {
-                    readable.reservations.extend(reservations);
-                    readable.plans.push((key, plan));
-                }
-                // That day alone is left out (its actor cannot load it
-                // either: 503 for its bookings); the start goes on.
-                Err(StoreError::Corrupt(_)) => {
-                    metrics::counter!(crate::telemetry::RECORDS_SKIPPED_TOTAL, "what" => "day reservations")
-                        .increment(1);
-                    tracing::error!(venue_day = %key, "a venue-day has a reservation record that cannot be read: the day is left out until it is repaired");
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(readable)
-    }
-
+#[async_trait]
+impl KillSwitchStore for RedisStore {
     async fn load_kill_switch(&self) -> Result<KillSwitchState, StoreError> {
         let mut connection = self.connection();
         let stored: Option<String> = limited(connection.get(KILL_SWITCH))
@@ -915,7 +935,10 @@ impl Store for RedisStore {
         self.write_partition_flags(if state.engaged { "1" } else { "0" }, false)
             .await
     }
+}
 
+#[async_trait]
+impl AuditLog for RedisStore {
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let _: i64 =
@@ -985,7 +1008,10 @@ impl Store for RedisStore {
         matches.truncate(limit + 1);
         Ok(page_of(matches, limit))
     }
+}
 
+#[async_trait]
+impl MailOutbox for RedisStore {
     async fn claim_due_mail(
         &self,
         now: chrono::DateTime<chrono::FixedOffset>,
@@ -1164,7 +1190,10 @@ impl Store for RedisStore {
             .map(|at| at.with_timezone(&crate::domain::municipality_offset()));
         Ok(figures)
     }
+}
 
+#[async_trait]
+impl AccountStore for RedisStore {
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
         let pairs = self.scan_hash(ACCOUNTS).await?;
         Ok(pairs

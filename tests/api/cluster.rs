@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use vaxslot::store::Coordination;
+use vaxslot::store::prelude::*;
 
 use futures::StreamExt;
 use reqwest::Method;
@@ -942,7 +942,7 @@ async fn a_process_paused_past_its_lease_shows_what_others_committed_meanwhile()
 #[tokio::test]
 async fn an_owner_whose_day_another_took_over_shows_what_that_one_committed() {
     use vaxslot::domain::{Dose, VenueDayKey, VenueId, parse_date};
-    use vaxslot::store::{BatchKind, Decision, RedisStore, ReservationBatch, Store};
+    use vaxslot::store::{BatchKind, Decision, RedisStore, ReservationBatch};
     const FIRST: u64 = 4_900_000_000;
     let a = TestApp::spawn(Backend::Redis).await;
     let _b = second_process(&a).await; // running: one of the members
@@ -1025,7 +1025,7 @@ async fn a_retry_refused_by_a_view_behind_the_store_gets_its_first_trys_booking(
         Dose, FingerprintScheme, IdempotencyTag, Reservation, SlotTime, TicketNumber, VenueDayKey,
         VenueId, parse_date,
     };
-    use vaxslot::store::{RedisStore, SharedDoseClaim, Store};
+    use vaxslot::store::{RedisStore, SharedDoseClaim};
     const TICKET: u64 = 4_950_000_000;
     const KEY: &str = "dose-2-first-try";
     let a = TestApp::spawn(Backend::Redis).await;

@@ -9,6 +9,7 @@ use vaxslot::domain::{
     ReservationId, ReservationStatus, SlotPlan, SlotTime, TicketNumber, Vaccine, VenueDayKey,
     VenueId, parse_date,
 };
+use vaxslot::store::prelude::*;
 use vaxslot::store::{
     AbandonedBatch, BatchKind, Decision, EmbeddedStore, MailClaimToken, RedisStore,
     ReservationBatch, Store,

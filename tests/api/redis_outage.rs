@@ -235,7 +235,7 @@ async fn a_sigkilled_redis_restarted_from_its_aof_keeps_every_201_and_nothing_el
 /// then reloads and books again.
 #[tokio::test]
 async fn a_second_process_with_a_stale_fencing_token_cannot_commit() {
-    use vaxslot::store::Store;
+    use vaxslot::store::prelude::*;
     let first = TestApp::spawn(Backend::Redis).await;
     let date = future_date(30);
     first.venue_day("clinic-001", &date, &[("14:00", 10)]).await;

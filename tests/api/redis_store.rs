@@ -6,9 +6,10 @@ use vaxslot::domain::{
     Dose, Reservation, ReservationId, SlotTime, TicketNumber, Vaccine, VenueDayKey, VenueId,
     parse_date,
 };
+use vaxslot::store::prelude::*;
 use vaxslot::store::{
     AbandonError, AbandonedBatch, AuditEntry, CommitError, Coordination, Decision, KillSwitchState,
-    RedisStore, ReservationBatch, Store,
+    RedisStore, ReservationBatch,
 };
 
 use crate::helpers::RedisServer;
