@@ -238,12 +238,6 @@ impl Registry {
         self.placement.as_ref()
     }
 
-    /// Whether this process shares its store with others (it has a place
-    /// among them): per-resident state is then also kept in the store.
-    pub fn shares_state(&self) -> bool {
-        self.placement.is_some()
-    }
-
     /// Whether other live processes own some venue-days now.
     pub fn shares_days(&self) -> bool {
         self.placement
