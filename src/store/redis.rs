@@ -245,6 +245,24 @@ fn day_field(key: &VenueDayKey) -> String {
 }
 
 impl VenueDayKeys {
+    /// The keys `commit.lua` reads, by its names (`abandon.lua` reads the
+    /// same but the kill-switch flag: `CommitKeys::for_abandon`).
+    fn for_commit(&self) -> CommitKeys<'_> {
+        CommitKeys {
+            kill_switch_flag: &self.kill_switch,
+            owner_epoch_key: &self.owner,
+            applied_key: &self.applied,
+            reservations: &self.reservations,
+            audit_log: &self.audit,
+            outbox: &self.mail.outbox,
+            pending_by_next_try: &self.mail.due,
+            pending_by_due: &self.mail.waiting,
+            withdrawn: &self.mail.withdrawn,
+            reminded_mark: &self.reminded,
+            changes: &self.changes,
+        }
+    }
+
     fn of(key: &VenueDayKey) -> Self {
         let day = day_field(key);
         let partition = partition_of(&day);

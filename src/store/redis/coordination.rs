@@ -114,25 +114,15 @@ impl Coordination for RedisStore {
         claim: &SharedDoseClaim,
         booked: Option<ReservationId>,
     ) -> Result<(), StoreError> {
-        let key = resident_doses(&claim.ticket);
-        let mut connection = self.resident_connection(&key);
-        let _: i64 = limited(
-            self.end_dose_claim
-                .invoke(
-                    &EndDoseClaimKeys { doses: &key },
-                    &EndDoseClaimArgs {
-                        dose: claim.dose.number().to_string(),
-                        expected: format!("pending {:016x} ", claim.id),
-                        new_value: booked.map_or_else(String::new, |id| {
-                            format!("booked {id} {}", day_field(&claim.day))
-                        }),
-                    },
-                )
-                .invoke_async(&mut connection),
+        self.change_dose_record(
+            &claim.ticket,
+            claim.dose,
+            format!("pending {:016x} ", claim.id),
+            booked.map_or_else(String::new, |id| {
+                format!("booked {id} {}", day_field(&claim.day))
+            }),
         )
         .await
-        .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn remember_refusal(
@@ -221,23 +211,13 @@ impl Coordination for RedisStore {
     }
 
     async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
-        let key = resident_doses(&cancelled.ticket_number);
-        let mut connection = self.resident_connection(&key);
-        let _: i64 = limited(
-            self.end_dose_claim
-                .invoke(
-                    &EndDoseClaimKeys { doses: &key },
-                    &EndDoseClaimArgs {
-                        dose: cancelled.dose.number().to_string(),
-                        expected: format!("booked {} ", cancelled.id),
-                        new_value: String::new(),
-                    },
-                )
-                .invoke_async(&mut connection),
+        self.change_dose_record(
+            &cancelled.ticket_number,
+            cancelled.dose,
+            format!("booked {} ", cancelled.id),
+            String::new(),
         )
         .await
-        .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn active_reservation_on(
@@ -312,4 +292,33 @@ impl Coordination for RedisStore {
 /// A yes as "1", a no as "": how the per-resident scripts read a flag.
 fn yes_or_empty(yes: bool) -> String {
     if yes { "1" } else { "" }.to_owned()
+}
+
+impl RedisStore {
+    /// Sets a resident's shared record of `dose` to `new_value` ("" removes
+    /// it), if it still starts with `expected` (`end_dose_claim.lua`).
+    async fn change_dose_record(
+        &self,
+        ticket: &crate::domain::TicketNumber,
+        dose: crate::domain::Dose,
+        expected: String,
+        new_value: String,
+    ) -> Result<(), StoreError> {
+        let key = resident_doses(ticket);
+        let _: i64 = limited(
+            self.end_dose_claim
+                .invoke(
+                    &EndDoseClaimKeys { doses: &key },
+                    &EndDoseClaimArgs {
+                        dose: dose.number().to_string(),
+                        expected,
+                        new_value,
+                    },
+                )
+                .invoke_async(&mut self.resident_connection(&key)),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
 }

@@ -59,19 +59,7 @@ impl DayLog for RedisStore {
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
         let keys = VenueDayKeys::of(&batch.venue_day);
         let mut invocation = self.commit.invoke(
-            &CommitKeys {
-                kill_switch_flag: &keys.kill_switch,
-                owner_epoch_key: &keys.owner,
-                applied_key: &keys.applied,
-                reservations: &keys.reservations,
-                audit_log: &keys.audit,
-                outbox: &keys.mail.outbox,
-                pending_by_next_try: &keys.mail.due,
-                pending_by_due: &keys.mail.waiting,
-                withdrawn: &keys.mail.withdrawn,
-                reminded_mark: &keys.reminded,
-                changes: &keys.changes,
-            },
+            &keys.for_commit(),
             &CommitArgs {
                 epoch: batch.owner_epoch.to_string(),
                 sequence: batch.sequence.to_string(),
@@ -132,18 +120,7 @@ impl DayLog for RedisStore {
     async fn abandon_batch(&self, batch: AbandonedBatch) -> Result<(), AbandonError> {
         let keys = VenueDayKeys::of(&batch.venue_day);
         let mut invocation = self.abandon.invoke(
-            &AbandonKeys {
-                owner_epoch_key: &keys.owner,
-                applied_key: &keys.applied,
-                reservations: &keys.reservations,
-                audit_log: &keys.audit,
-                outbox: &keys.mail.outbox,
-                pending_by_next_try: &keys.mail.due,
-                pending_by_due: &keys.mail.waiting,
-                withdrawn: &keys.mail.withdrawn,
-                reminded_mark: &keys.reminded,
-                changes: &keys.changes,
-            },
+            &keys.for_commit().for_abandon(),
             &AbandonArgs {
                 epoch: batch.owner_epoch.to_string(),
                 sequence: batch.sequence.to_string(),

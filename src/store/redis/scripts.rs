@@ -182,6 +182,25 @@ lua_script! {
     args LoginAttemptArgs { matched, failures_that_lock, window_ms, lock_ms, suffix }
 }
 
+impl<'a> CommitKeys<'a> {
+    /// The keys of an abandonment of the batch these commit: the same,
+    /// without the kill-switch flag (an abandonment is never refused by it).
+    pub(super) fn for_abandon(&self) -> AbandonKeys<'a> {
+        AbandonKeys {
+            owner_epoch_key: self.owner_epoch_key,
+            applied_key: self.applied_key,
+            reservations: self.reservations,
+            audit_log: self.audit_log,
+            outbox: self.outbox,
+            pending_by_next_try: self.pending_by_next_try,
+            pending_by_due: self.pending_by_due,
+            withdrawn: self.withdrawn,
+            reminded_mark: self.reminded_mark,
+            changes: self.changes,
+        }
+    }
+}
+
 /// Every script with named keys: file, key names, argument names, text.
 #[cfg(test)]
 type Named = (
