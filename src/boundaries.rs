@@ -15,6 +15,7 @@ use std::path::Path;
 /// The layers, bottom first. A module may import any module of a lower layer.
 const LAYERS: &[&[&str]] = &[
     &["domain", "csv_text"],
+    &["codes"],
     &["clock", "telemetry", "tokens"],
     &["catalog", "accounts", "recent"],
     &["residents"],

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod codes;
 pub mod csv_text;
 pub mod demo;
 pub mod domain;

@@ -4,24 +4,30 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::codes::ErrorCode;
+use crate::telemetry::Outcome;
+
 /// Seconds the status figures cover.
 pub const RECENT_WINDOW_S: u64 = 10;
 /// Buckets kept: the window plus the second being filled and one spare.
 const BUCKETS: usize = RECENT_WINDOW_S as usize + 2;
 
-/// Refusal codes counted on their own; every other one is `other`.
-pub const REFUSAL_CODES: [&str; 10] = [
-    "booking_closed",
-    "overloaded",
-    "slot_full",
-    "store_unavailable",
-    "already_reserved",
-    "not_eligible",
-    "change_in_progress",
-    "not_open_yet",
-    "booking_window_closed",
-    "other",
+/// Refusals counted on their own; every other code counts as `other`.
+const REFUSALS_COUNTED: [ErrorCode; 9] = [
+    ErrorCode::BookingClosed,
+    ErrorCode::Overloaded,
+    ErrorCode::SlotFull,
+    ErrorCode::StoreUnavailable,
+    ErrorCode::AlreadyReserved,
+    ErrorCode::NotEligible,
+    ErrorCode::ChangeInProgress,
+    ErrorCode::NotOpenYet,
+    ErrorCode::BookingWindowClosed,
 ];
+/// The counters' slots: one per counted refusal, then `other`.
+const REFUSAL_SLOTS: usize = REFUSALS_COUNTED.len() + 1;
+/// The status document's name for the last slot.
+const OTHER_REFUSALS: &str = "other";
 
 /// Upper bounds of the latency buckets, in microseconds (the last is "more").
 const LATENCY_BOUNDS_US: [u64; 18] = [
@@ -49,7 +55,7 @@ struct Second {
     /// Which second (unix) the counters are for.
     at_s: AtomicU64,
     committed: AtomicU64,
-    refused: [AtomicU64; REFUSAL_CODES.len()],
+    refused: [AtomicU64; REFUSAL_SLOTS],
     latency: [AtomicU64; LATENCY_BOUNDS_US.len()],
     logins_ok: AtomicU64,
     logins_failed: AtomicU64,
@@ -61,7 +67,7 @@ impl Second {
         Self {
             at_s: AtomicU64::new(0),
             committed: AtomicU64::new(0),
-            refused: [const { AtomicU64::new(0) }; REFUSAL_CODES.len()],
+            refused: [const { AtomicU64::new(0) }; REFUSAL_SLOTS],
             latency: [const { AtomicU64::new(0) }; LATENCY_BOUNDS_US.len()],
             logins_ok: AtomicU64::new(0),
             logins_failed: AtomicU64::new(0),
@@ -118,20 +124,19 @@ fn current() -> &'static Second {
     }
 }
 
-/// One booking request's outcome (`committed`, `replayed`, or an error code)
-/// and how long it took.
-pub fn record_booking(outcome: &str, took: std::time::Duration) {
+/// One booking request's outcome and how long it took.
+pub fn record_booking(outcome: Outcome, took: std::time::Duration) {
     let second = current();
     match outcome {
-        "committed" => {
+        Outcome::Committed => {
             second.committed.fetch_add(1, Ordering::Relaxed);
         }
-        "replayed" => {}
-        code => {
-            let index = REFUSAL_CODES
+        Outcome::Replayed | Outcome::Attended | Outcome::LoggedIn => {}
+        Outcome::Refused(code) => {
+            let index = REFUSALS_COUNTED
                 .iter()
                 .position(|c| *c == code)
-                .unwrap_or(REFUSAL_CODES.len() - 1);
+                .unwrap_or(REFUSALS_COUNTED.len());
             second.refused[index].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -141,11 +146,11 @@ pub fn record_booking(outcome: &str, took: std::time::Duration) {
 }
 
 /// One resident login's outcome.
-pub fn record_login(outcome: &str) {
+pub fn record_login(outcome: Outcome) {
     let second = current();
     let counter = match outcome {
-        "ok" => &second.logins_ok,
-        "too_many_attempts" => &second.logins_locked,
+        Outcome::LoggedIn => &second.logins_ok,
+        Outcome::Refused(ErrorCode::TooManyAttempts) => &second.logins_locked,
         _ => &second.logins_failed,
     };
     counter.fetch_add(1, Ordering::Relaxed);
@@ -195,10 +200,12 @@ pub fn figures() -> Figures {
         let bound = LATENCY_BOUNDS_US[bucket.min(LATENCY_BOUNDS_US.len() - 2)];
         bound as f64 / 1000.0
     });
-    let refused_per_s = REFUSAL_CODES
+    let refused_per_s = REFUSALS_COUNTED
         .iter()
+        .map(|code| code.as_str())
+        .chain([OTHER_REFUSALS])
         .enumerate()
-        .map(|(i, code)| (*code, sum(&|s| &s.refused[i])))
+        .map(|(i, code)| (code, sum(&|s| &s.refused[i])))
         .filter(|(_, n)| *n > 0)
         .map(|(code, n)| (code, per_s(n)))
         .collect();

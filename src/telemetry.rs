@@ -7,6 +7,8 @@ use std::io::IsTerminal;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+use crate::codes::ErrorCode;
+
 /// Counter, label `outcome` = the answer's `code`, or `committed`.
 pub const BOOKING_REQUESTS_TOTAL: &str = "vaxslot_booking_requests_total";
 /// Histogram of a booking request's time in the gateway, in seconds.
@@ -115,6 +117,33 @@ pub fn sample_process() {
     }
 }
 
+/// A request's `outcome` label: what it did, or the error code it was
+/// answered with (`crate::codes`, never spelled here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A booking or cancellation committed.
+    Committed,
+    /// A keyed booking answered with its first answer again.
+    Replayed,
+    /// A check-in recorded.
+    Attended,
+    /// A resident logged in.
+    LoggedIn,
+    Refused(ErrorCode),
+}
+
+impl Outcome {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Outcome::Committed => "committed",
+            Outcome::Replayed => "replayed",
+            Outcome::Attended => "attended",
+            Outcome::LoggedIn => "ok",
+            Outcome::Refused(code) => code.as_str(),
+        }
+    }
+}
+
 /// Every metric: name, kind, `# HELP` text, and the label values to show
 /// (at zero) from the start, so that a healthy idle system has data.
 const DESCRIPTIONS: &[Description] = &[
@@ -123,11 +152,11 @@ const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         "Booking requests by outcome: committed, replayed, or the answer's error code.",
         &[
-            ("outcome", "committed"),
-            ("outcome", "booking_closed"),
-            ("outcome", "overloaded"),
-            ("outcome", "slot_full"),
-            ("outcome", "store_unavailable"),
+            ("outcome", Outcome::Committed.label()),
+            ("outcome", ErrorCode::BookingClosed.as_str()),
+            ("outcome", ErrorCode::Overloaded.as_str()),
+            ("outcome", ErrorCode::SlotFull.as_str()),
+            ("outcome", ErrorCode::StoreUnavailable.as_str()),
         ],
     ),
     (
@@ -183,9 +212,9 @@ const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         "Resident logins by outcome: ok, invalid_credentials, too_many_attempts (locked).",
         &[
-            ("outcome", "ok"),
-            ("outcome", "invalid_credentials"),
-            ("outcome", "too_many_attempts"),
+            ("outcome", Outcome::LoggedIn.label()),
+            ("outcome", ErrorCode::InvalidCredentials.as_str()),
+            ("outcome", ErrorCode::TooManyAttempts.as_str()),
         ],
     ),
     (
@@ -204,7 +233,7 @@ const DESCRIPTIONS: &[Description] = &[
         CANCEL_REQUESTS_TOTAL,
         Kind::Counter,
         "Cancellation requests by outcome: committed or the answer's error code.",
-        &[("outcome", "committed")],
+        &[("outcome", Outcome::Committed.label())],
     ),
     (
         REQUESTS_IN_FLIGHT,
@@ -228,7 +257,7 @@ const DESCRIPTIONS: &[Description] = &[
         CHECKIN_REQUESTS_TOTAL,
         Kind::Counter,
         "Venue check-ins by outcome: attended or the answer's error code.",
-        &[("outcome", "attended")],
+        &[("outcome", Outcome::Attended.label())],
     ),
     (
         SLOTS_HELD_OPEN,

@@ -43,7 +43,7 @@ pub async fn log_access(
         .response()
         .error()
         .and_then(|e| e.as_error::<ApiError>())
-        .map_or("ok", ApiError::code);
+        .map_or("ok", |error| error.code().as_str());
     tracing::info!(
         target: "access",
         method = %method,

@@ -20,7 +20,7 @@ pub const AUDIT_PAGE_DEFAULT: usize = 100;
 pub fn outcome_of(result: &Result<HttpResponse, ApiError>) -> String {
     match result {
         Ok(response) => outcome_ok(response.status()),
-        Err(error) => format!("{} {}", error.status().as_u16(), error.code()),
+        Err(error) => format!("{} {}", error.status().as_u16(), error.code().as_str()),
     }
 }
 

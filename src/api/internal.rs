@@ -13,9 +13,10 @@ use super::body;
 use super::problem::ApiError;
 use crate::actors::CancelNotice;
 use crate::cluster::wire::{
-    self, Answer, BookWire, BookingErrorWire, CancelWire, CheckInErrorWire, CheckInWire,
-    DayPlanErrorWire, Malformed, PlanReplacedWire, PlanWire, SlotWire,
+    self, Answer, BookWire, BookingRefusalWire, CancelWire, CheckInWire, Malformed,
+    PlanReplacedWire, PlanWire, SlotWire,
 };
+use crate::codes::ErrorCode;
 use crate::domain::{VenueDayKey, VenueId, parse_date};
 use crate::store::records::Stored;
 
@@ -73,7 +74,7 @@ pub async fn book(
         .residents
         .forwarded_claim(&booking.ticket_number, booking.dose);
     let mail = state.booking.mail_policy().filter(|_| wire.mail);
-    let answer: Answer<_, BookingErrorWire> = match state
+    let answer: Answer<_, BookingRefusalWire> = match state
         .registry
         .book_here(&key, booking, claim, audit, mail)
         .await
@@ -113,7 +114,7 @@ pub async fn cancel(
         }),
         _ => None,
     };
-    let answer: Answer<_, BookingErrorWire> = match state
+    let answer: Answer<_, BookingRefusalWire> = match state
         .registry
         .cancel_here(&key, id, owner, wire.now, audit, notice)
         .await
@@ -139,7 +140,7 @@ pub async fn check_in(
         .map(wire::audit_from_wire)
         .transpose()
         .map_err(malformed)?;
-    let answer: Answer<_, CheckInErrorWire> = match state
+    let answer: Answer<_, ErrorCode> = match state
         .registry
         .check_in_here(&key, owner, wire.now, audit)
         .await
@@ -157,7 +158,7 @@ pub async fn reservations(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let key = venue_day(&request, &state, &path)?;
-    let answer: Answer<Vec<_>, BookingErrorWire> =
+    let answer: Answer<Vec<_>, BookingRefusalWire> =
         match state.registry.reservations_here(&key).await {
             Ok(all) => Answer::Ok(all.iter().map(Stored::to_record).collect()),
             Err(refusal) => Answer::Refused(refusal.into()),
@@ -175,7 +176,7 @@ pub async fn replace_plan(
     let key = venue_day(&request, &state, &path)?;
     let wire: PlanWire = wire_body(&request, payload).await?;
     let plan = wire::plan_from_wire(wire).map_err(malformed)?;
-    let answer: Answer<PlanReplacedWire, DayPlanErrorWire> =
+    let answer: Answer<PlanReplacedWire, ErrorCode> =
         match state.registry.replace_plan_here(&key, plan).await {
             // The actor published the new snapshot before answering.
             Ok(created) => Answer::Ok(PlanReplacedWire {

@@ -54,13 +54,12 @@ impl ApiError {
         }
     }
 
-    /// The wire name of the code (also the metrics' `outcome` label).
-    pub fn code(&self) -> &'static str {
-        self.code.as_str()
+    pub fn code(&self) -> ErrorCode {
+        self.code
     }
 
     pub fn status(&self) -> StatusCode {
-        self.code.status()
+        super::codes::http_status(self.code)
     }
 
     pub fn detail(&self) -> &str {
@@ -179,7 +178,7 @@ impl From<StoreError> for ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status().as_u16(), self.code())
+        write!(f, "{} {}", self.status().as_u16(), self.code.as_str())
     }
 }
 

@@ -17,6 +17,7 @@ use super::views::{ReservationList, ReservationView};
 use super::{AppState, body};
 use crate::booking::{self, Booking, Caller, Command, Outcome};
 use crate::domain::{Channel, Dose, Reservation, ReservationId, SlotTime, VenueId, parse_date};
+use crate::telemetry::Outcome as Counted;
 
 /// Longest `Idempotency-Key` (API.md: 1–64 visible ASCII characters).
 pub const IDEMPOTENCY_KEY_LENGTH_MAX: usize = 64;
@@ -124,9 +125,9 @@ pub async fn book(
 /// Counts a booking call's outcome (every channel) and gives it back.
 pub fn counted(result: Result<Booked, ApiError>, started: Instant) -> Result<Booked, ApiError> {
     let outcome = match &result {
-        Ok(booked) if booked.committed => "committed",
-        Ok(_) => "replayed",
-        Err(error) => error.code(),
+        Ok(booked) if booked.committed => Counted::Committed,
+        Ok(_) => Counted::Replayed,
+        Err(error) => Counted::Refused(error.code()),
     };
     booking::count_booking(outcome, started);
     result
@@ -211,8 +212,8 @@ pub async fn cancel_through_service(
     }
     .await;
     booking::count_cancel(match &result {
-        Ok(_) => "committed",
-        Err(error) => error.code(),
+        Ok(_) => Counted::Committed,
+        Err(error) => Counted::Refused(error.code()),
     });
     Ok(HttpResponse::Ok().json(result?))
 }

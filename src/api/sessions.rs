@@ -25,8 +25,8 @@ struct Session {
     expires_at: String,
 }
 
-fn count_login(outcome: &'static str) {
-    metrics::counter!(telemetry::LOGIN_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
+fn count_login(outcome: telemetry::Outcome) {
+    metrics::counter!(telemetry::LOGIN_ATTEMPTS_TOTAL, "outcome" => outcome.label()).increment(1);
     crate::recent::record_login(outcome);
 }
 
@@ -106,11 +106,11 @@ pub async fn login(
     };
     match attempt.await {
         Ok(session) => {
-            count_login("ok");
+            count_login(telemetry::Outcome::LoggedIn);
             Ok(HttpResponse::Created().json(session))
         }
         Err(error) => {
-            count_login(error.code());
+            count_login(telemetry::Outcome::Refused(error.code()));
             Err(error)
         }
     }

@@ -15,6 +15,7 @@ use crate::domain::{
     parse_date, prior_dose_received, received_history,
 };
 use crate::store::{AuditDraft, AuditTarget};
+use crate::telemetry::Outcome;
 
 /// The roster's columns (API.md), in order.
 pub const ROSTER_COLUMNS: [&str; 9] = [
@@ -248,10 +249,11 @@ pub async fn check_in(
     }
     .await;
     let outcome = match &result {
-        Ok(_) => "attended",
-        Err(error) => error.code(),
+        Ok(_) => Outcome::Attended,
+        Err(error) => Outcome::Refused(error.code()),
     };
-    metrics::counter!(crate::telemetry::CHECKIN_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+    metrics::counter!(crate::telemetry::CHECKIN_REQUESTS_TOTAL, "outcome" => outcome.label())
+        .increment(1);
     match result {
         // Its audit entry committed with the check-in.
         Ok(answer) => Ok(answer),

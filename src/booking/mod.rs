@@ -758,26 +758,20 @@ fn shared_refusal_window() -> std::time::Duration {
         .expect("the window is positive")
 }
 
-/// A keyed refusal as the store keeps it: `<fingerprint hex> <JSON>`, the
-/// refusal by name (`cluster::wire`, stable across versions).
+/// A keyed refusal as the store keeps it (`store::records::RefusalV1`).
 fn refusal_record(fingerprint: u64, refusal: BookingError) -> String {
-    let wire = crate::cluster::wire::BookingErrorWire::from(refusal);
-    format!(
-        "{fingerprint:016x} {}",
-        serde_json::to_string(&wire).expect("a refusal always serialises")
-    )
+    crate::store::records::RefusalV1::kept(fingerprint, refusal)
 }
 
 /// The refusal kept for a key, as the answer to a request with
 /// `fingerprint`: the same refusal, or `idempotency_key_reused` for a
 /// different request. `None` when the record cannot be read.
 fn kept_refusal(kept: &str, fingerprint: u64) -> Option<BookingError> {
-    let (first, json) = kept.split_once(' ')?;
-    if u64::from_str_radix(first, 16).ok()? != fingerprint {
+    let (first, refusal) = crate::store::records::RefusalV1::read_kept(kept)?;
+    if first != fingerprint {
         return Some(BookingError::IdempotencyKeyReused);
     }
-    let wire: crate::cluster::wire::BookingErrorWire = serde_json::from_str(json).ok()?;
-    Some(wire.into())
+    refusal
 }
 
 /// Why `book` made no new reservation.
@@ -813,14 +807,14 @@ fn is_kept_for_key(error: BookingError) -> bool {
 
 /// Counts one booking request by outcome, with its latency: one place for
 /// every channel.
-pub fn count_booking(outcome: &'static str, started: Instant) {
-    metrics::counter!(telemetry::BOOKING_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+pub fn count_booking(outcome: telemetry::Outcome, started: Instant) {
+    metrics::counter!(telemetry::BOOKING_REQUESTS_TOTAL, "outcome" => outcome.label()).increment(1);
     let took = started.elapsed();
     metrics::histogram!(telemetry::BOOKING_DURATION_SECONDS).record(took.as_secs_f64());
     crate::recent::record_booking(outcome, took);
 }
 
 /// Counts one cancellation request by outcome.
-pub fn count_cancel(outcome: &'static str) {
-    metrics::counter!(telemetry::CANCEL_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+pub fn count_cancel(outcome: telemetry::Outcome) {
+    metrics::counter!(telemetry::CANCEL_REQUESTS_TOTAL, "outcome" => outcome.label()).increment(1);
 }

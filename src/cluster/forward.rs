@@ -12,9 +12,10 @@ use sha2::Sha256;
 
 use super::Member;
 use super::wire::{
-    Answer, BookWire, BookingErrorWire, CancelWire, CheckInErrorWire, CheckInWire,
-    DayPlanErrorWire, PlanReplacedWire, PlanWire, SlotWire, reservation_from_wire,
+    Answer, BookWire, BookingRefusalWire, CancelWire, CheckInWire, PlanReplacedWire, PlanWire,
+    SlotWire, reservation_from_wire,
 };
+use crate::codes::{CodedRefusal, ErrorCode};
 use crate::domain::{
     BookingError, CheckInError, DayPlanError, Reservation, SlotAvailability, VenueDayKey,
 };
@@ -138,7 +139,7 @@ impl Forwarder {
         key: &VenueDayKey,
         wire: &BookWire,
     ) -> Result<Result<Reservation, BookingError>, Unanswered> {
-        let answer: Answer<ReservationV1, BookingErrorWire> = self
+        let answer: Answer<ReservationV1, BookingRefusalWire> = self
             .call(reqwest::Method::POST, owner, key, "bookings", Some(wire))
             .await?;
         Ok(booking_answer(answer))
@@ -150,7 +151,7 @@ impl Forwarder {
         key: &VenueDayKey,
         wire: &CancelWire,
     ) -> Result<Result<Reservation, BookingError>, Unanswered> {
-        let answer: Answer<ReservationV1, BookingErrorWire> = self
+        let answer: Answer<ReservationV1, BookingRefusalWire> = self
             .call(
                 reqwest::Method::POST,
                 owner,
@@ -168,14 +169,14 @@ impl Forwarder {
         key: &VenueDayKey,
         wire: &CheckInWire,
     ) -> Result<Result<Reservation, CheckInError>, Unanswered> {
-        let answer: Answer<ReservationV1, CheckInErrorWire> = self
+        let answer: Answer<ReservationV1, ErrorCode> = self
             .call(reqwest::Method::POST, owner, key, "check-ins", Some(wire))
             .await?;
         Ok(match answer {
             Answer::Ok(record) => {
                 reservation_from_wire(record).map_err(|_| CheckInError::StoreUnavailable)
             }
-            Answer::Refused(refusal) => Err(refusal.into()),
+            Answer::Refused(code) => Err(refused(code, CheckInError::StoreUnavailable)),
         })
     }
 
@@ -184,7 +185,7 @@ impl Forwarder {
         owner: &Member,
         key: &VenueDayKey,
     ) -> Result<Result<Vec<Reservation>, BookingError>, Unanswered> {
-        let answer: Answer<Vec<ReservationV1>, BookingErrorWire> = self
+        let answer: Answer<Vec<ReservationV1>, BookingRefusalWire> = self
             .call::<(), _>(reqwest::Method::GET, owner, key, "reservations", None)
             .await?;
         Ok(match answer {
@@ -193,7 +194,7 @@ impl Forwarder {
                 .map(reservation_from_wire)
                 .collect::<Result<_, _>>()
                 .map_err(|_| BookingError::StoreUnavailable),
-            Answer::Refused(refusal) => Err(refusal.into()),
+            Answer::Refused(refusal) => Err(booking_refusal(&refusal)),
         })
     }
 
@@ -203,7 +204,7 @@ impl Forwarder {
         key: &VenueDayKey,
         plan: &PlanWire,
     ) -> Result<Result<(bool, Vec<SlotAvailability>), DayPlanError>, Unanswered> {
-        let answer: Answer<PlanReplacedWire, DayPlanErrorWire> = self
+        let answer: Answer<PlanReplacedWire, ErrorCode> = self
             .call(reqwest::Method::PUT, owner, key, "plan", Some(plan))
             .await?;
         Ok(match answer {
@@ -214,18 +215,29 @@ impl Forwarder {
                 .collect::<Result<_, _>>()
                 .map(|slots| (replaced.created, slots))
                 .map_err(|_| DayPlanError::StoreUnavailable),
-            Answer::Refused(refusal) => Err(refusal.into()),
+            Answer::Refused(code) => Err(refused(code, DayPlanError::StoreUnavailable)),
         })
     }
 }
 
 fn booking_answer(
-    answer: Answer<ReservationV1, BookingErrorWire>,
+    answer: Answer<ReservationV1, BookingRefusalWire>,
 ) -> Result<Reservation, BookingError> {
     match answer {
         Answer::Ok(record) => {
             reservation_from_wire(record).map_err(|_| BookingError::StoreUnavailable)
         }
-        Answer::Refused(refusal) => Err(refusal.into()),
+        Answer::Refused(refusal) => Err(booking_refusal(&refusal)),
     }
+}
+
+/// The owner's refusal. One this release cannot read (a bug, or another
+/// release) still means nothing was saved: `unreadable`, whose answer is
+/// "retry".
+fn refused<E: CodedRefusal>(code: ErrorCode, unreadable: E) -> E {
+    E::from_code(code).unwrap_or(unreadable)
+}
+
+fn booking_refusal(refusal: &BookingRefusalWire) -> BookingError {
+    refusal.error().unwrap_or(BookingError::StoreUnavailable)
 }

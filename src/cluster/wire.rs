@@ -1,17 +1,31 @@
 //! What one process sends another for a venue-day it owns, and the answers:
-//! serde types apart from `domain/`, like the store's records (and built
-//! from them where one exists: reservations, plans, audit entries), so that
-//! two releases side by side during a rolling restart agree on the format.
+//! serde types apart from `domain/`, so that two releases side by side
+//! during a rolling restart agree on the format.
+//!
+//! - Requests (`BookWire`, `CancelWire`, `CheckInWire`) and refusals are
+//!   this module's own types. A refusal crosses as its code from the one
+//!   table (`crate::codes`): a booking refusal with the data the code does
+//!   not carry (`BookingRefusalWire`), a check-in or plan refusal as the
+//!   bare `ErrorCode`.
+//! - A reservation, a day's plan and an audit entry cross in the form the
+//!   store keeps them (`store::records`), on purpose: the owner answers with
+//!   the record it committed, which every other process also reads from the
+//!   store when it follows the day, so a forwarded answer and a followed
+//!   change cannot disagree. Those records change only by a new `…V2` whose
+//!   decoder reads `V1`, the rule the wire needs too, and `tests::golden`
+//!   pins the bytes of each, so that a change to a record that would change
+//!   the wire fails here and has to be made on purpose.
+//!
 //! These bodies hold ticket numbers: they have no `Debug` and are never
 //! logged.
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
+use crate::codes::{BookingRefusal, ErrorCode};
 use crate::domain::{
-    BookingError, BookingRequest, Channel, CheckInError, DayPlan, DayPlanError, Dose,
-    FingerprintScheme, IdempotencyTag, IneligibleReason, Reservation, ReservationId, SlotTime,
-    TicketNumber,
+    BookingError, BookingRequest, Channel, DayPlan, Dose, FingerprintScheme, IdempotencyTag,
+    Reservation, ReservationId, SlotTime, TicketNumber,
 };
 use crate::store::records::{AuditRecord, DayPlanV1, ReservationV1, Stored};
 use crate::store::{AuditDraft, AuditEntry};
@@ -116,147 +130,36 @@ pub enum Answer<T, E> {
     Refused(E),
 }
 
-/// A `BookingError`, by name.
+/// A booking refusal as the owner decided it: its code (`crate::codes`),
+/// and the data the code alone does not carry. Check-in and plan refusals
+/// cross as their bare `ErrorCode`.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "error", rename_all = "snake_case")]
-pub enum BookingErrorWire {
-    NotFound,
-    SlotFull,
-    AlreadyReserved,
-    DirectBookingVenue,
-    AccessCodeInvalid,
-    NotEligible { reason: String },
-    NotCancellable,
-    ChangeInProgress,
-    BookingClosed,
-    Overloaded,
-    StoreUnavailable,
-    IdempotencyKeyInUse,
-    NotOpenYet { opens_at: DateTime<FixedOffset> },
-    BookingWindowClosed,
-    IdempotencyKeyReused,
+pub struct BookingRefusalWire {
+    pub error: ErrorCode,
+    /// `not_eligible`'s reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `not_open_yet`'s opening time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<FixedOffset>>,
 }
 
-impl From<BookingError> for BookingErrorWire {
+impl From<BookingError> for BookingRefusalWire {
     fn from(error: BookingError) -> Self {
-        match error {
-            BookingError::NotFound => Self::NotFound,
-            BookingError::SlotFull => Self::SlotFull,
-            BookingError::AlreadyReserved => Self::AlreadyReserved,
-            BookingError::DirectBookingVenue => Self::DirectBookingVenue,
-            BookingError::AccessCodeInvalid => Self::AccessCodeInvalid,
-            BookingError::NotEligible(reason) => Self::NotEligible {
-                reason: reason.as_str().to_owned(),
-            },
-            BookingError::NotCancellable => Self::NotCancellable,
-            BookingError::ChangeInProgress => Self::ChangeInProgress,
-            BookingError::BookingClosed => Self::BookingClosed,
-            BookingError::Overloaded => Self::Overloaded,
-            BookingError::StoreUnavailable => Self::StoreUnavailable,
-            BookingError::IdempotencyKeyInUse => Self::IdempotencyKeyInUse,
-            BookingError::NotOpenYet(opens_at) => Self::NotOpenYet { opens_at },
-            BookingError::BookingWindowClosed => Self::BookingWindowClosed,
-            BookingError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+        let named = BookingRefusal::from(error);
+        Self {
+            error: named.code,
+            reason: named.reason.map(|reason| reason.as_str().to_owned()),
+            opens_at: named.opens_at,
         }
     }
 }
 
-impl From<BookingErrorWire> for BookingError {
-    fn from(error: BookingErrorWire) -> Self {
-        match error {
-            BookingErrorWire::NotFound => Self::NotFound,
-            BookingErrorWire::SlotFull => Self::SlotFull,
-            BookingErrorWire::AlreadyReserved => Self::AlreadyReserved,
-            BookingErrorWire::DirectBookingVenue => Self::DirectBookingVenue,
-            BookingErrorWire::AccessCodeInvalid => Self::AccessCodeInvalid,
-            BookingErrorWire::NotEligible { reason } => IneligibleReason::ALL
-                .into_iter()
-                .find(|r| r.as_str() == reason)
-                // Unknown to this release: still a refusal, of the commonest kind.
-                .map_or(
-                    Self::NotEligible(IneligibleReason::NotInTargetGroup),
-                    Self::NotEligible,
-                ),
-            BookingErrorWire::NotCancellable => Self::NotCancellable,
-            BookingErrorWire::ChangeInProgress => Self::ChangeInProgress,
-            BookingErrorWire::BookingClosed => Self::BookingClosed,
-            BookingErrorWire::Overloaded => Self::Overloaded,
-            BookingErrorWire::StoreUnavailable => Self::StoreUnavailable,
-            BookingErrorWire::IdempotencyKeyInUse => Self::IdempotencyKeyInUse,
-            BookingErrorWire::NotOpenYet { opens_at } => Self::NotOpenYet(opens_at),
-            BookingErrorWire::BookingWindowClosed => Self::BookingWindowClosed,
-            BookingErrorWire::IdempotencyKeyReused => Self::IdempotencyKeyReused,
-        }
-    }
-}
-
-/// A `CheckInError`, by name.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckInErrorWire {
-    InvalidCode,
-    NoReservation,
-    PriorDoseMissing,
-    AlreadyAttended,
-    StoreUnavailable,
-    Overloaded,
-}
-
-impl From<CheckInError> for CheckInErrorWire {
-    fn from(error: CheckInError) -> Self {
-        match error {
-            CheckInError::InvalidCode => Self::InvalidCode,
-            CheckInError::NoReservation => Self::NoReservation,
-            CheckInError::PriorDoseMissing => Self::PriorDoseMissing,
-            CheckInError::AlreadyAttended => Self::AlreadyAttended,
-            CheckInError::StoreUnavailable => Self::StoreUnavailable,
-            CheckInError::Overloaded => Self::Overloaded,
-        }
-    }
-}
-
-impl From<CheckInErrorWire> for CheckInError {
-    fn from(error: CheckInErrorWire) -> Self {
-        match error {
-            CheckInErrorWire::InvalidCode => Self::InvalidCode,
-            CheckInErrorWire::NoReservation => Self::NoReservation,
-            CheckInErrorWire::PriorDoseMissing => Self::PriorDoseMissing,
-            CheckInErrorWire::AlreadyAttended => Self::AlreadyAttended,
-            CheckInErrorWire::StoreUnavailable => Self::StoreUnavailable,
-            CheckInErrorWire::Overloaded => Self::Overloaded,
-        }
-    }
-}
-
-/// A `DayPlanError`, by name.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DayPlanErrorWire {
-    CapacityBelowBooked,
-    VaccineChangeWithBookings,
-    StoreUnavailable,
-    Overloaded,
-}
-
-impl From<DayPlanError> for DayPlanErrorWire {
-    fn from(error: DayPlanError) -> Self {
-        match error {
-            DayPlanError::CapacityBelowBooked => Self::CapacityBelowBooked,
-            DayPlanError::VaccineChangeWithBookings => Self::VaccineChangeWithBookings,
-            DayPlanError::StoreUnavailable => Self::StoreUnavailable,
-            DayPlanError::Overloaded => Self::Overloaded,
-        }
-    }
-}
-
-impl From<DayPlanErrorWire> for DayPlanError {
-    fn from(error: DayPlanErrorWire) -> Self {
-        match error {
-            DayPlanErrorWire::CapacityBelowBooked => Self::CapacityBelowBooked,
-            DayPlanErrorWire::VaccineChangeWithBookings => Self::VaccineChangeWithBookings,
-            DayPlanErrorWire::StoreUnavailable => Self::StoreUnavailable,
-            DayPlanErrorWire::Overloaded => Self::Overloaded,
-        }
+impl BookingRefusalWire {
+    /// The refusal; `None` when the code is not a booking refusal or lacks
+    /// its data (a bug, or another release).
+    pub fn error(&self) -> Option<BookingError> {
+        BookingRefusal::new(self.error, self.reason.as_deref(), self.opens_at).error()
     }
 }
 
@@ -391,30 +294,217 @@ pub fn plan_from_wire(record: PlanWire) -> Result<DayPlan, Malformed> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_booking_refusal_crosses_the_wire_unchanged() {
-        let opens = chrono::DateTime::parse_from_rfc3339("2027-03-01T09:00:00+09:00").unwrap();
-        let mut all = vec![
-            BookingError::NotFound,
-            BookingError::SlotFull,
-            BookingError::AlreadyReserved,
-            BookingError::DirectBookingVenue,
-            BookingError::AccessCodeInvalid,
-            BookingError::NotCancellable,
-            BookingError::ChangeInProgress,
-            BookingError::BookingClosed,
-            BookingError::Overloaded,
-            BookingError::StoreUnavailable,
-            BookingError::IdempotencyKeyInUse,
-            BookingError::NotOpenYet(opens),
-            BookingError::BookingWindowClosed,
-            BookingError::IdempotencyKeyReused,
-        ];
-        all.extend(IneligibleReason::ALL.map(BookingError::NotEligible));
-        for error in all {
-            let json = serde_json::to_string(&BookingErrorWire::from(error)).unwrap();
-            let back: BookingErrorWire = serde_json::from_str(&json).unwrap();
-            assert_eq!(BookingError::from(back), error, "{json}");
+    /// What one process sends another today, byte for byte: a rolling
+    /// restart runs two releases side by side, so a change here must be a
+    /// deliberate new version, never an accident of a refactor.
+    mod golden {
+        use super::*;
+        use crate::codes::CodedRefusal;
+        use crate::domain::{
+            BookingError, CheckInError, DayPlanError, IneligibleReason, ReservationStatus,
+            SlotAvailability, SlotPlan, Vaccine, VenueId, parse_date,
+        };
+
+        fn at(text: &str) -> DateTime<FixedOffset> {
+            DateTime::parse_from_rfc3339(text).unwrap()
+        }
+
+        fn reservation() -> Reservation {
+            Reservation {
+                id: ReservationId::parse("5f0c8d1e-2b7a-4c3e-9d41-0a6b8e2f7c15").unwrap(),
+                ticket_number: TicketNumber::parse("1311480001").unwrap(),
+                venue_id: VenueId::parse("nakano-sunplaza").unwrap(),
+                date: parse_date("2027-03-02").unwrap(),
+                time: SlotTime::parse("10:30").unwrap(),
+                dose: Dose::new(2).unwrap(),
+                vaccine: Vaccine::Pfizer,
+                status: ReservationStatus::Booked,
+                channel: Channel::Operator,
+                created_at: at("2027-03-01T09:00:01+09:00"),
+                updated_at: at("2027-03-01T09:00:02+09:00"),
+                idempotency: Some(IdempotencyTag {
+                    key: "k-1".into(),
+                    fingerprint: 0x0123_4567_89ab_cdef,
+                    scheme: FingerprintScheme::Canonical,
+                }),
+            }
+        }
+
+        fn json(value: &impl Serialize) -> String {
+            serde_json::to_string(value).unwrap()
+        }
+
+        #[test]
+        fn booking_refusals() {
+            let opens = at("2027-03-01T09:00:00+09:00");
+            let cases = [
+                (BookingError::NotFound, r#"{"error":"not_found"}"#),
+                (BookingError::SlotFull, r#"{"error":"slot_full"}"#),
+                (
+                    BookingError::AlreadyReserved,
+                    r#"{"error":"already_reserved"}"#,
+                ),
+                (
+                    BookingError::DirectBookingVenue,
+                    r#"{"error":"direct_booking_venue"}"#,
+                ),
+                (
+                    BookingError::AccessCodeInvalid,
+                    r#"{"error":"access_code_invalid"}"#,
+                ),
+                (
+                    BookingError::NotEligible(IneligibleReason::TooEarly),
+                    r#"{"error":"not_eligible","reason":"too_early"}"#,
+                ),
+                (
+                    BookingError::NotCancellable,
+                    r#"{"error":"not_cancellable"}"#,
+                ),
+                (
+                    BookingError::ChangeInProgress,
+                    r#"{"error":"change_in_progress"}"#,
+                ),
+                (BookingError::BookingClosed, r#"{"error":"booking_closed"}"#),
+                (BookingError::Overloaded, r#"{"error":"overloaded"}"#),
+                (
+                    BookingError::StoreUnavailable,
+                    r#"{"error":"store_unavailable"}"#,
+                ),
+                (
+                    BookingError::IdempotencyKeyInUse,
+                    r#"{"error":"idempotency_key_in_use"}"#,
+                ),
+                (
+                    BookingError::NotOpenYet(opens),
+                    r#"{"error":"not_open_yet","opens_at":"2027-03-01T09:00:00+09:00"}"#,
+                ),
+                (
+                    BookingError::BookingWindowClosed,
+                    r#"{"error":"booking_window_closed"}"#,
+                ),
+                (
+                    BookingError::IdempotencyKeyReused,
+                    r#"{"error":"idempotency_key_reused"}"#,
+                ),
+            ];
+            for (error, expected) in cases {
+                assert_eq!(json(&BookingRefusalWire::from(error)), expected);
+                let back: BookingRefusalWire = serde_json::from_str(expected).unwrap();
+                assert_eq!(back.error(), Some(error), "{expected}");
+            }
+        }
+
+        #[test]
+        fn check_in_and_plan_refusals() {
+            let check_ins = [
+                (CheckInError::InvalidCode, r#""invalid_code""#),
+                (CheckInError::NoReservation, r#""no_reservation""#),
+                (CheckInError::PriorDoseMissing, r#""prior_dose_missing""#),
+                (CheckInError::AlreadyAttended, r#""already_attended""#),
+                (CheckInError::StoreUnavailable, r#""store_unavailable""#),
+                (CheckInError::Overloaded, r#""overloaded""#),
+            ];
+            for (error, expected) in check_ins {
+                assert_eq!(json(&ErrorCode::from(error)), expected);
+                let back: ErrorCode = serde_json::from_str(expected).unwrap();
+                assert_eq!(CheckInError::from_code(back), Some(error));
+            }
+            let plans = [
+                (
+                    DayPlanError::CapacityBelowBooked,
+                    r#""capacity_below_booked""#,
+                ),
+                (
+                    DayPlanError::VaccineChangeWithBookings,
+                    r#""vaccine_change_with_bookings""#,
+                ),
+                (DayPlanError::StoreUnavailable, r#""store_unavailable""#),
+                (DayPlanError::Overloaded, r#""overloaded""#),
+            ];
+            for (error, expected) in plans {
+                assert_eq!(json(&ErrorCode::from(error)), expected);
+                let back: ErrorCode = serde_json::from_str(expected).unwrap();
+                assert_eq!(DayPlanError::from_code(back), Some(error));
+            }
+        }
+
+        #[test]
+        fn answers() {
+            let refused: Answer<ReservationV1, BookingRefusalWire> =
+                Answer::Refused(BookingError::SlotFull.into());
+            assert_eq!(json(&refused), r#"{"refused":{"error":"slot_full"}}"#);
+            let booked: Answer<ReservationV1, BookingRefusalWire> =
+                Answer::Ok(reservation().to_record());
+            assert_eq!(
+                json(&booked),
+                r#"{"ok":{"id":"5f0c8d1e-2b7a-4c3e-9d41-0a6b8e2f7c15","ticket_number":"1311480001","venue_id":"nakano-sunplaza","date":"2027-03-02","time":"10:30","dose":2,"vaccine":"pfizer","status":"booked","channel":"operator","created_at":"2027-03-01T09:00:01+09:00","updated_at":"2027-03-01T09:00:02+09:00","idempotency":{"key":"k-1","fingerprint":81985529216486895,"scheme":"canonical"}}}"#
+            );
+            let replaced: Answer<PlanReplacedWire, ErrorCode> = Answer::Ok(PlanReplacedWire {
+                created: true,
+                slots: vec![SlotWire::from(&SlotAvailability {
+                    time: SlotTime::parse("09:00").unwrap(),
+                    capacity: 20,
+                    remaining: 18,
+                    held_open: 2,
+                })],
+            });
+            assert_eq!(
+                json(&replaced),
+                r#"{"ok":{"created":true,"slots":[{"time":"09:00","capacity":20,"remaining":18,"held_open":2}]}}"#
+            );
+        }
+
+        #[test]
+        fn requests() {
+            let r = reservation();
+            let request = BookingRequest {
+                ticket_number: r.ticket_number,
+                time: r.time,
+                dose: r.dose,
+                access_code: Some("secret".into()),
+                channel: Channel::Operator,
+                now: at("2027-03-01T09:00:00+09:00"),
+                commit_by: Some(at("2027-03-01T00:00:08+00:00").to_utc()),
+                idempotency: r.idempotency.clone(),
+            };
+            assert_eq!(
+                json(&BookWire::new(&request, None, true)),
+                r#"{"ticket_number":"1311480001","time":"10:30","dose":2,"access_code":"secret","channel":"operator","now":"2027-03-01T09:00:00+09:00","idempotency":{"key":"k-1","fingerprint":81985529216486895,"scheme":"canonical"},"audit":null,"mail":true,"commit_by":"2027-03-01T00:00:08Z"}"#
+            );
+            let cancel = CancelWire::new(
+                r.id,
+                &r.ticket_number,
+                at("2027-03-01T10:00:00+09:00"),
+                None,
+                Some(std::slice::from_ref(&r)),
+            );
+            assert_eq!(
+                json(&cancel),
+                r#"{"reservation_id":"5f0c8d1e-2b7a-4c3e-9d41-0a6b8e2f7c15","owner":"1311480001","now":"2027-03-01T10:00:00+09:00","audit":null,"notice":[{"id":"5f0c8d1e-2b7a-4c3e-9d41-0a6b8e2f7c15","ticket_number":"1311480001","venue_id":"nakano-sunplaza","date":"2027-03-02","time":"10:30","dose":2,"vaccine":"pfizer","status":"booked","channel":"operator","created_at":"2027-03-01T09:00:01+09:00","updated_at":"2027-03-01T09:00:02+09:00","idempotency":{"key":"k-1","fingerprint":81985529216486895,"scheme":"canonical"}}]}"#
+            );
+            let check_in = CheckInWire {
+                owner: r.ticket_number.expose().to_owned(),
+                now: at("2027-03-02T10:31:00+09:00"),
+                audit: None,
+            };
+            assert_eq!(
+                json(&check_in),
+                r#"{"owner":"1311480001","now":"2027-03-02T10:31:00+09:00","audit":null}"#
+            );
+            let plan = DayPlan::new(
+                Vaccine::Moderna,
+                vec![SlotPlan {
+                    time: SlotTime::parse("09:00").unwrap(),
+                    capacity: 20,
+                    operator_hold: 2,
+                }],
+                None,
+            )
+            .unwrap();
+            assert_eq!(
+                json(&plan.to_record()),
+                r#"{"vaccine":"moderna","slots":[{"time":"09:00","capacity":20,"operator_hold":2}],"access_code":null}"#
+            );
         }
     }
 }

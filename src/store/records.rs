@@ -12,11 +12,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{AuditEntry, AuditTarget, KillSwitchState, StoreError};
+use crate::codes::{BookingRefusal, ErrorCode};
 use crate::domain::{
-    Account, AccountId, Actor, BookingMode, BookingWindow, Channel, DayPlan, Delivery, Dose,
-    DoseRecord, FingerprintScheme, IdempotencyTag, KEY_HASH_BYTES, MailId, MailedReservation,
-    OutboxMail, Reservation, ReservationId, ReservationStatus, Resident, Role, SlotPlan, SlotTime,
-    TicketNumber, Vaccine, Venue, VenueId, VenueKind,
+    Account, AccountId, Actor, BookingError, BookingMode, BookingWindow, Channel, DayPlan,
+    Delivery, Dose, DoseRecord, FingerprintScheme, IdempotencyTag, KEY_HASH_BYTES, MailId,
+    MailedReservation, OutboxMail, Reservation, ReservationId, ReservationStatus, Resident, Role,
+    SlotPlan, SlotTime, TicketNumber, Vaccine, Venue, VenueId, VenueKind,
 };
 
 /// A domain value with a stored form.
@@ -877,9 +878,82 @@ impl Stored for OutboxMail {
     }
 }
 
+/// A booking refusal kept for its `Idempotency-Key` on a shared store
+/// (`Coordination::remember_refusal`), so that every process answers the
+/// key's retry alike. Stored as `<fingerprint hex> <JSON>`: the fingerprint
+/// of the request it answered, then the refusal by its code.
+#[derive(Serialize, Deserialize)]
+pub struct RefusalV1 {
+    pub error: ErrorCode,
+    /// `not_eligible`'s reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `not_open_yet`'s opening time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<FixedOffset>>,
+}
+
+impl RefusalV1 {
+    /// The stored text of `refusal`, the answer to the request `fingerprint`.
+    pub fn kept(fingerprint: u64, refusal: BookingError) -> String {
+        let named = BookingRefusal::from(refusal);
+        let record = Self {
+            error: named.code,
+            reason: named.reason.map(|reason| reason.as_str().to_owned()),
+            opens_at: named.opens_at,
+        };
+        format!(
+            "{fingerprint:016x} {}",
+            serde_json::to_string(&record).expect("a refusal always serialises")
+        )
+    }
+
+    /// The fingerprint and refusal `kept` wrote: `None` when the text cannot
+    /// be read, its refusal `None` when only the fingerprint can (a code
+    /// from another release).
+    pub fn read_kept(text: &str) -> Option<(u64, Option<BookingError>)> {
+        let (fingerprint, json) = text.split_once(' ')?;
+        let fingerprint = u64::from_str_radix(fingerprint, 16).ok()?;
+        let refusal = serde_json::from_str::<Self>(json).ok().and_then(|record| {
+            BookingRefusal::new(record.error, record.reason.as_deref(), record.opens_at).error()
+        });
+        Some((fingerprint, refusal))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kept refusals live in Redis for a day: this release must read what
+    /// the last one wrote, byte for byte.
+    #[test]
+    fn a_kept_refusal_reads_and_writes_as_the_first_release_did() {
+        let opens = DateTime::parse_from_rfc3339("2027-03-01T09:00:00+09:00").unwrap();
+        let cases = [
+            (
+                BookingError::SlotFull,
+                r#"00000000000000ff {"error":"slot_full"}"#,
+            ),
+            (
+                BookingError::NotEligible(crate::domain::IneligibleReason::TooYoung),
+                r#"00000000000000ff {"error":"not_eligible","reason":"too_young"}"#,
+            ),
+            (
+                BookingError::NotOpenYet(opens),
+                r#"00000000000000ff {"error":"not_open_yet","opens_at":"2027-03-01T09:00:00+09:00"}"#,
+            ),
+        ];
+        for (refusal, text) in cases {
+            assert_eq!(RefusalV1::kept(0xff, refusal), text);
+            assert_eq!(RefusalV1::read_kept(text), Some((0xff, Some(refusal))));
+        }
+        assert_eq!(
+            RefusalV1::read_kept(r#"ff {"error":"no_such"}"#),
+            Some((0xff, None))
+        );
+        assert_eq!(RefusalV1::read_kept("not hex {}"), None);
+    }
 
     #[test]
     fn a_first_release_audit_line_reads_as_the_roles_environment_key() {
