@@ -14,7 +14,7 @@ use std::path::Path;
 
 /// The layers, bottom first. A module may import any module of a lower layer.
 const LAYERS: &[&[&str]] = &[
-    &["domain", "csv_text"],
+    &["domain", "csv_text", "tasks"],
     &["codes"],
     &["clock", "telemetry", "tokens"],
     &["catalog", "accounts", "recent"],
@@ -267,5 +267,41 @@ fn the_function_reader_measures_bodies_and_skips_declarations() {
         found,
         [("a".to_owned(), 2, 5), ("d".to_owned(), 11, 1)],
         "{found:?}"
+    );
+}
+
+/// ARCHITECTURE's "Boundaries" table is `LAYERS`, row for row: a newcomer
+/// reads the rule where it is explained, and it cannot drift from the test.
+#[test]
+fn the_architecture_documents_the_layers_as_they_are() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .expect("ARCHITECTURE.md");
+    let section = doc
+        .split("\n## Boundaries\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Boundaries section");
+    let documented: Vec<Vec<String>> = section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // `| 3 | `catalog`, `accounts` | … |`
+            cells.get(1)?.parse::<usize>().ok()?;
+            Some(
+                cells[2]
+                    .split(',')
+                    .map(|name| name.trim().trim_matches('`').to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    let actual: Vec<Vec<String>> = LAYERS
+        .iter()
+        .map(|layer| layer.iter().map(|m| (*m).to_owned()).collect())
+        .collect();
+    assert_eq!(
+        documented, actual,
+        "ARCHITECTURE.md's Boundaries table against LAYERS"
     );
 }

@@ -24,5 +24,6 @@ pub mod residents;
 pub mod settings;
 pub mod startup;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod tokens;

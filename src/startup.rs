@@ -18,12 +18,20 @@ use crate::login_guard::LoginGuard;
 use crate::residents::{InMemoryResidents, Residents};
 use crate::settings::{CONNECTIONS_PER_WORKER_MAX, Settings};
 use crate::store::{ChangeCursor, Coordination, EmbeddedStore, RedisStore, RedisTarget, Store};
+use crate::tasks::{Place, TASK_STOP_MAX, Tasks};
 use crate::tokens::TokenKey;
 use crate::{demo, telemetry};
+
+/// Longest the HTTP server waits, once told to stop, for the requests under
+/// way to be answered (a booking's own deadline is far shorter); then the
+/// connections are closed.
+pub const HTTP_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Application {
     server: Server,
     address: SocketAddr,
+    /// Every background task, stopped once the server has drained.
+    tasks: Arc<Tasks>,
     /// Lines for the operator: demo logins and keys, warnings.
     pub banner: Vec<String>,
 }
@@ -35,6 +43,7 @@ impl Application {
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<Self> {
         let mut banner = Vec::new();
+        let tasks = Arc::new(Tasks::new());
         // Checked first: a bad mail setting or template stops the start.
         let mailer = mailer(&settings)?;
         let (store, coordination) = open_store(&settings).await?;
@@ -43,22 +52,22 @@ impl Application {
         }
         let tokens = token_key(&settings);
         let mut loaded = Loaded::load(&store, coordination.as_deref(), &tokens).await?;
-        let kill_switch = start_kill_switch(&store, coordination.is_some()).await?;
+        let kill_switch = start_kill_switch(&store, coordination.is_some(), &tasks).await?;
         // Bound before the registry, so that other processes can be told
         // where this one is (a port 0 is known only once bound).
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
         let placement = placement(&settings, coordination, address)?;
-        let registry = start_registry(&settings, &store, placement, &loaded);
+        let registry = start_registry(&settings, &store, placement, &loaded, &tasks);
         if let Some(follower) = loaded.follower(&store, &registry) {
-            follower.start();
+            follower.start(&tasks);
         }
         metrics::gauge!(telemetry::STORE_UP).set(1.0);
         telemetry::register_store(store.label());
         let mail_outbox = mailer.map(|mailer| {
             banner.push("mail on: confirmations, cancellations and reminders are sent".into());
-            start_mail(mailer, &store, &loaded, &registry)
+            start_mail(mailer, &store, &loaded, &registry, &tasks)
         });
         let state = web::Data::new(AppState {
             booking: BookingService::new(
@@ -72,7 +81,7 @@ impl Application {
                     .map(crate::mail::MailSettings::policy),
                 registry.placement().map(|p| Arc::clone(&p.coordination)),
             ),
-            accounts: loaded.keep_accounts_fresh(&store, &registry),
+            accounts: loaded.keep_accounts_fresh(&store, &registry, &tasks),
             municipality_code: settings.municipality_code.clone(),
             started_at: crate::clock::now(),
             access_log: settings.access_log,
@@ -96,6 +105,7 @@ impl Application {
         Ok(Self {
             server,
             address,
+            tasks,
             banner,
         })
     }
@@ -108,8 +118,17 @@ impl Application {
         self.address.port()
     }
 
+    /// Serves until SIGTERM or SIGINT; then the server drains (every
+    /// request under way is answered, within `HTTP_DRAIN_MAX`) and the
+    /// background tasks stop (`TASK_STOP_MAX`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        tracing::info!("the HTTP server has stopped; stopping the background tasks");
+        let late = self.tasks.stop(TASK_STOP_MAX).await;
+        if late.is_empty() {
+            tracing::info!("every background task stopped");
+        }
+        served
     }
 }
 
@@ -254,11 +273,12 @@ impl Loaded {
         &self,
         store: &Arc<dyn Store>,
         registry: &Registry,
+        tasks: &Tasks,
     ) -> Arc<AccountDirectory> {
         let accounts = Arc::clone(&self.accounts);
         if registry.placement().is_some() {
             let (store, accounts) = (Arc::clone(store), Arc::clone(&accounts));
-            actix_rt::spawn(async move {
+            tasks.spawn("reload accounts", Place::System, move || async move {
                 let mut every = tokio::time::interval(ACCOUNTS_REFRESH_INTERVAL);
                 loop {
                     every.tick().await;
@@ -279,6 +299,7 @@ impl Loaded {
 async fn start_kill_switch(
     store: &Arc<dyn Store>,
     shared: bool,
+    tasks: &Tasks,
 ) -> anyhow::Result<KillSwitchHandle> {
     let state = store
         .load_kill_switch()
@@ -295,7 +316,7 @@ async fn start_kill_switch(
         .context("writing the kill switch's state to every partition")?;
     let kill_switch = KillSwitchHandle::start(state, Arc::clone(store));
     if shared {
-        kill_switch.follow(Arc::clone(store));
+        kill_switch.follow(Arc::clone(store), tasks);
     }
     Ok(kill_switch)
 }
@@ -307,24 +328,27 @@ fn start_registry(
     store: &Arc<dyn Store>,
     placement: Option<Placement>,
     loaded: &Loaded,
+    tasks: &Tasks,
 ) -> Arc<Registry> {
     if let Some(placement) = &placement {
         placement
             .membership
-            .keep_alive(Arc::clone(&placement.coordination));
+            .keep_alive(Arc::clone(&placement.coordination), tasks);
     }
     let shared = Arc::new(Shared {
         store: Arc::clone(store),
         residents: loaded.residents.clone(),
         catalog: Arc::clone(&loaded.catalog),
     });
-    Arc::new(Registry::new(
+    let registry = Arc::new(Registry::new(
         shared,
         placement,
         settings.workers,
         settings.venue_day_queue_max,
         settings.venue_day_idle_max,
-    ))
+    ));
+    registry.start_retiring_moved_days(tasks);
+    registry
 }
 
 fn serve(
@@ -342,6 +366,7 @@ fn serve(
     })
     .workers(settings.workers)
     .max_connections(CONNECTIONS_PER_WORKER_MAX)
+    .shutdown_timeout(HTTP_DRAIN_MAX.as_secs())
     .listen(listener)
     .context("starting the HTTP server")?
     .run())
@@ -413,6 +438,7 @@ fn start_mail(
     store: &Arc<dyn Store>,
     loaded: &Loaded,
     registry: &Arc<Registry>,
+    tasks: &Tasks,
 ) -> Arc<crate::mail::OutboxGauge> {
     let gauge = Arc::new(crate::mail::OutboxGauge::default());
     crate::mail::start(
@@ -422,6 +448,7 @@ fn start_mail(
         Arc::clone(&loaded.catalog),
         Arc::clone(registry),
         Arc::clone(&gauge),
+        tasks,
     );
     gauge
 }

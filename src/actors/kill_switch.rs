@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::messages::SetKillSwitch;
 use crate::store::{AuditEntry, KillSwitchState, Store, StoreError};
+use crate::tasks::{Place, Tasks};
 use crate::telemetry;
 
 /// How often a process reads the stored switch to follow changes made
@@ -153,29 +154,34 @@ impl KillSwitchHandle {
     }
 
     /// Follows changes other processes store (a shared Redis): reads the
-    /// stored state every `KILL_SWITCH_FOLLOW_INTERVAL` for as long as the
-    /// system runs.
-    pub fn follow(&self, store: Arc<dyn Store>) {
+    /// stored state every `KILL_SWITCH_FOLLOW_INTERVAL` until the process
+    /// stops, on a thread of its own (a stop must reach this process in
+    /// time whatever else it is doing).
+    pub fn follow(&self, store: Arc<dyn Store>, tasks: &Tasks) {
         let addr = self.addr.clone();
         let switch = Arc::clone(&self.switch);
-        actix_rt::spawn(async move {
-            let mut every = tokio::time::interval(KILL_SWITCH_FOLLOW_INTERVAL);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                let seen = switch.own_changes.load(Ordering::SeqCst);
-                match store.load_kill_switch().await {
-                    Ok(state) => {
-                        if addr.send(Follow { state, seen }).await.is_err() {
-                            return;
+        tasks.spawn(
+            "follow the kill switch",
+            Place::OwnThread,
+            move || async move {
+                let mut every = tokio::time::interval(KILL_SWITCH_FOLLOW_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let seen = switch.own_changes.load(Ordering::SeqCst);
+                    match store.load_kill_switch().await {
+                        Ok(state) => {
+                            if addr.send(Follow { state, seen }).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = %error, "kill switch not read from the store");
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(error = %error, "kill switch not read from the store");
-                    }
                 }
-            }
-        });
+            },
+        );
     }
 
     pub fn is_engaged(&self) -> bool {

@@ -32,6 +32,7 @@ use crate::domain::{
 };
 use crate::residents::DoseClaim;
 use crate::store::{AuditDraft, StoreError};
+use crate::tasks::{Place, Tasks};
 use crate::telemetry;
 
 /// Most threads that host venue-day actors.
@@ -156,9 +157,6 @@ impl Registry {
             .map(|_| Arbiter::new().handle())
             .collect();
         let actors = Arc::new(DashMap::new());
-        if let Some(placement) = &placement {
-            retire_days_that_move(&placement.membership, Arc::clone(&actors));
-        }
         Self {
             shared,
             placement,
@@ -169,6 +167,14 @@ impl Registry {
             mailbox_max: mailbox_max.clamp(1, VENUE_DAY_MAILBOX_MAX),
             idle_max,
             stopped: Arc::default(),
+        }
+    }
+
+    /// With several processes: stops the actors of days that move to
+    /// another process, as the live members change.
+    pub fn start_retiring_moved_days(&self, tasks: &Tasks) {
+        if let Some(placement) = &self.placement {
+            retire_days_that_move(&placement.membership, Arc::clone(&self.actors), tasks);
         }
     }
 
@@ -549,22 +555,27 @@ fn as_answered<T, E>(
 fn retire_days_that_move(
     membership: &Arc<Membership>,
     actors: Arc<DashMap<VenueDayKey, VenueDayHandle>>,
+    tasks: &Tasks,
 ) {
     let membership = Arc::clone(membership);
     let mut changes = membership.follow_changes();
-    actix_rt::spawn(async move {
-        while changes.changed().await.is_ok() {
-            let moved: Vec<VenueDayHandle> = actors
-                .iter()
-                .filter(|entry| membership.owner_of(entry.key()) != Owner::Here)
-                .map(|entry| entry.value().clone())
-                .collect();
-            for handle in moved {
-                // A full mailbox is busy: it stops later, or is fenced.
-                let _ = handle.try_send(Retire);
+    tasks.spawn(
+        "retire moved venue-days",
+        Place::System,
+        move || async move {
+            while changes.changed().await.is_ok() {
+                let moved: Vec<VenueDayHandle> = actors
+                    .iter()
+                    .filter(|entry| membership.owner_of(entry.key()) != Owner::Here)
+                    .map(|entry| entry.value().clone())
+                    .collect();
+                for handle in moved {
+                    // A full mailbox is busy: it stops later, or is fenced.
+                    let _ = handle.try_send(Retire);
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// What an actor needs to stop by itself: its idle limit, and the registry

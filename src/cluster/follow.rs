@@ -27,6 +27,7 @@ use crate::catalog::Catalog;
 use crate::domain::{VenueDay, VenueDayKey};
 use crate::residents::Residents;
 use crate::store::{CHANGES_READ_MAX, Change, ChangeCursor, Coordination, Store, StoreError};
+use crate::tasks::{Place, Tasks};
 
 /// How often the change streams are read: how long another process's
 /// change takes, at most about, to show here.
@@ -88,19 +89,24 @@ impl Follower {
         }
     }
 
-    /// Follows the changes for as long as the system runs. While the store
-    /// is unreachable the caches keep what they have.
-    pub fn start(mut self) {
-        actix_rt::spawn(async move {
-            let mut every = tokio::time::interval(FOLLOW_INTERVAL);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                if let Err(error) = self.round().await {
-                    tracing::warn!(error = %error, "changes of other processes not read");
+    /// Follows the changes until the process stops, on a thread of its own
+    /// (a full reload is seconds of work). While the store is unreachable
+    /// the caches keep what they have.
+    pub fn start(mut self, tasks: &Tasks) {
+        tasks.spawn(
+            "follow other processes",
+            Place::OwnThread,
+            move || async move {
+                let mut every = tokio::time::interval(FOLLOW_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    if let Err(error) = self.round().await {
+                        tracing::warn!(error = %error, "changes of other processes not read");
+                    }
                 }
-            }
-        });
+            },
+        );
     }
 
     /// Reads and applies until caught up (or `READS_PER_ROUND_MAX` reads).
@@ -239,15 +245,24 @@ impl Follower {
         for venue in self.store.load_venues().await? {
             self.catalog.put_venue(venue);
         }
-        let crate::store::ReadableDays {
-            plans,
-            reservations,
-        } = self.store.load_readable_days().await?;
-        self.mirrors = VenueDay::restore_all(plans, &reservations);
-        let now = crate::clock::now();
-        for reservation in reservations {
-            self.residents.apply_stored(reservation, true, now);
-        }
+        let days = self.store.load_readable_days().await?;
+        // Seconds of work on a large ward, kept off this thread's runtime:
+        // a Redis connection that reconnected from here is driven by it.
+        let residents = self.residents.clone();
+        self.mirrors = tokio::task::spawn_blocking(move || {
+            let crate::store::ReadableDays {
+                plans,
+                reservations,
+            } = days;
+            let mirrors = VenueDay::restore_all(plans, &reservations);
+            let now = crate::clock::now();
+            for reservation in reservations {
+                residents.apply_stored(reservation, true, now);
+            }
+            mirrors
+        })
+        .await
+        .map_err(|_| StoreError::Corrupt("restoring the venue-days failed".into()))?;
         let touched = self.mirrors.keys().cloned().collect();
         self.cursor = cursor;
         self.read_at = started;

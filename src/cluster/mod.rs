@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use crate::domain::VenueDayKey;
 use crate::store::Coordination;
+use crate::tasks::{Place, Tasks};
 
 /// How long a member stays live after its last heartbeat.
 pub const MEMBER_LEASE: Duration = Duration::from_secs(3);
@@ -201,9 +202,11 @@ impl Membership {
     /// Renews this process's lease every `HEARTBEAT_INTERVAL` and follows
     /// the live members, for as long as the system runs. While the store is
     /// unreachable the last view stands (a stale owner is fenced anyway).
-    pub fn keep_alive(self: &Arc<Self>, shared: Arc<dyn Coordination>) {
+    /// On a thread of its own: a renewal that comes late loses this
+    /// process its days.
+    pub fn keep_alive(self: &Arc<Self>, shared: Arc<dyn Coordination>, tasks: &Tasks) {
         let membership = Arc::clone(self);
-        actix_rt::spawn(async move {
+        tasks.spawn("member heartbeat", Place::OwnThread, move || async move {
             let record = membership.me.record();
             let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

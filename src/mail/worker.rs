@@ -26,6 +26,7 @@ use crate::catalog::Catalog;
 use crate::domain::{Delivery, MailKind, OutboxMail, Venue, VenueDayKey, one_line};
 use crate::residents::Residents;
 use crate::store::{MAIL_LEASE, MailClaimToken, Store};
+use crate::tasks::{Place, Shutdown, Tasks};
 use crate::telemetry;
 
 /// How often the worker looks for due mail when the last look found little.
@@ -94,7 +95,9 @@ pub struct OutboxGauge {
 }
 
 /// Starts the worker, the reminder scheduler and the figures' upkeep on
-/// the current runtime.
+/// the System thread. Once the process stops, the worker finishes the
+/// sends under way and records them, and sends nothing more: mail it
+/// claimed but did not send is sent by the next claim after its lease.
 pub fn start(
     mailer: Mailer,
     store: Arc<dyn Store>,
@@ -102,12 +105,23 @@ pub fn start(
     catalog: Arc<Catalog>,
     registry: Arc<Registry>,
     gauge: Arc<OutboxGauge>,
+    tasks: &Tasks,
 ) {
     let worker = Arc::new(Worker::new(mailer, store, residents, catalog));
     let (figures, reminders) = (Arc::clone(&worker), Arc::clone(&worker));
-    actix_rt::spawn(async move { worker.run().await });
-    actix_rt::spawn(async move { figures.keep_figures(&gauge).await });
-    actix_rt::spawn(async move { reminders.keep_reminding(&registry).await });
+    tasks.spawn_until_asked("send mail", Place::System, move |shutdown| async move {
+        worker.run(shutdown).await;
+    });
+    tasks.spawn(
+        "read the outbox's figures",
+        Place::System,
+        move || async move {
+            figures.keep_figures(&gauge).await;
+        },
+    );
+    tasks.spawn("queue reminders", Place::System, move || async move {
+        reminders.keep_reminding(&registry).await;
+    });
 }
 
 struct Worker {
@@ -194,12 +208,16 @@ impl Worker {
         }
     }
 
-    async fn run(&self) {
+    /// Looks at the outbox until the process stops.
+    async fn run(&self, mut shutdown: Shutdown) {
         let mut unreachable_pause = Duration::ZERO;
-        loop {
-            let wait = self.round(&mut unreachable_pause).await;
+        while !shutdown.is_requested() {
+            let wait = self.round(&mut unreachable_pause, &shutdown).await;
             if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.requested() => {}
+                }
             }
         }
     }
@@ -212,7 +230,7 @@ impl Worker {
     /// failing once per retry: a long outage costs no CPU and writes
     /// nothing. After the store did not answer, the look only waits for it
     /// to answer, and the next claims after `MAIL_CLAIM_GRACE_AFTER_OUTAGE`.
-    async fn round(&self, unreachable_pause: &mut Duration) -> Duration {
+    async fn round(&self, unreachable_pause: &mut Duration, shutdown: &Shutdown) -> Duration {
         let now = crate::clock::now();
         if self.store_away.load(Ordering::Relaxed) {
             return match self.store.mail_outbox_figures(now).await {
@@ -238,7 +256,7 @@ impl Worker {
             }
         };
         let full = claimed.len() == MAIL_CLAIM_BATCH_MAX;
-        let (reached, unreachable) = self.send_claimed(claimed, token).await;
+        let (reached, unreachable) = self.send_claimed(claimed, token, shutdown).await;
         if unreachable && !reached {
             let most = self.mailer.settings.retry_max.min(MAIL_PROBE_PAUSE_MAX);
             *unreachable_pause = (*unreachable_pause * 2).clamp(MAIL_POLL_INTERVAL, most);
@@ -256,9 +274,15 @@ impl Worker {
     /// confirmation before the reminder queued with it), different
     /// residents' at once. Each mail's claim is renewed right before its
     /// send; a mail whose claim was lost (this worker was paused past the
-    /// lease, and another claimed it) is left to that one. Answers whether
-    /// the server was reached, and whether it was unreachable.
-    async fn send_claimed(&self, claimed: Vec<OutboxMail>, token: MailClaimToken) -> (bool, bool) {
+    /// lease, and another claimed it) is left to that one; once the process
+    /// is stopping, the mails not begun are left to their lease. Answers
+    /// whether the server was reached, and whether it was unreachable.
+    async fn send_claimed(
+        &self,
+        claimed: Vec<OutboxMail>,
+        token: MailClaimToken,
+        shutdown: &Shutdown,
+    ) -> (bool, bool) {
         let reached = AtomicBool::new(false);
         let unreachable = AtomicBool::new(false);
         futures::stream::iter(by_resident(claimed))
@@ -266,6 +290,9 @@ impl Worker {
                 let (reached, unreachable) = (&reached, &unreachable);
                 async move {
                     for mail in mails {
+                        if shutdown.is_requested() {
+                            break;
+                        }
                         let held_at = std::time::Instant::now();
                         match self.store.hold_mail(&mail, token, crate::clock::now()).await {
                             Ok(true) => {}
@@ -696,7 +723,7 @@ mod tests {
         // as after a pause past its lease, when another worker claimed it.
         let (reached, unreachable) = fixture
             .worker
-            .send_claimed(claimed, MailClaimToken(2))
+            .send_claimed(claimed, MailClaimToken(2), &Shutdown::fixed(false))
             .await;
         assert!(!reached && !unreachable);
         assert!(
@@ -711,6 +738,26 @@ mod tests {
                 .pending,
             1
         );
+    }
+
+    /// Once the process is stopping, claimed mail not begun is left to its
+    /// lease: the next claim sends it, once.
+    #[tokio::test]
+    async fn a_stopping_worker_sends_no_mail_it_has_not_begun() {
+        let fixture = fixture(Some("中野 太郎")).await;
+        let claimed = fixture.claim(MailClaimToken(1)).await;
+        assert_eq!(claimed.len(), 1);
+        let (reached, _) = fixture
+            .worker
+            .send_claimed(claimed, MailClaimToken(1), &Shutdown::fixed(true))
+            .await;
+        assert!(!reached);
+        assert!(
+            fixture.listener.accept().is_err(),
+            "the SMTP server was contacted by a worker that was stopping"
+        );
+        let figures = fixture.worker.store.mail_outbox_figures(fixture.now).await;
+        assert_eq!(figures.unwrap().pending, 1, "still to send");
     }
 
     /// A delivery the store did not record at first (a failover) is
@@ -802,17 +849,26 @@ mod tests {
             .store(1, std::sync::atomic::Ordering::SeqCst);
         let mut unreachable_pause = Duration::ZERO;
         assert_eq!(
-            fixture.worker.round(&mut unreachable_pause).await,
+            fixture
+                .worker
+                .round(&mut unreachable_pause, &Shutdown::fixed(false))
+                .await,
             MAIL_CLAIM_GRACE_AFTER_OUTAGE,
             "a worker that starts waits the grace first (it may start in an outage)"
         );
         assert_eq!(
-            fixture.worker.round(&mut unreachable_pause).await,
+            fixture
+                .worker
+                .round(&mut unreachable_pause, &Shutdown::fixed(false))
+                .await,
             MAIL_POLL_INTERVAL,
             "the store did not answer"
         );
         assert_eq!(
-            fixture.worker.round(&mut unreachable_pause).await,
+            fixture
+                .worker
+                .round(&mut unreachable_pause, &Shutdown::fixed(false))
+                .await,
             MAIL_CLAIM_GRACE_AFTER_OUTAGE,
             "the store answers again: a grace first"
         );

@@ -286,9 +286,19 @@ impl TestApp {
         self.crash_and_restart_with_env(&[]).await
     }
 
-    /// SIGKILL, then a new server on the same store with the environment `env`.
-    pub async fn crash_and_restart_with_env(mut self, env: &[(&str, &str)]) -> TestApp {
-        self.kill().await;
+    /// Waits for the server to exit (after a signal) and answers how.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        self.child.wait().await.expect("reaped")
+    }
+
+    /// A new server on the same store, once this one has exited.
+    pub async fn restart(self) -> TestApp {
+        self.restart_with_env(&[]).await
+    }
+
+    /// A new server with the environment `env` on the same store, once this
+    /// one has exited.
+    pub async fn restart_with_env(mut self, env: &[(&str, &str)]) -> TestApp {
         let redis = self.redis.take();
         Self::start(
             Arc::clone(&self.data_dir),
@@ -299,6 +309,12 @@ impl TestApp {
             owned(env),
         )
         .await
+    }
+
+    /// SIGKILL, then a new server on the same store with the environment `env`.
+    pub async fn crash_and_restart_with_env(mut self, env: &[(&str, &str)]) -> TestApp {
+        self.kill().await;
+        self.restart_with_env(env).await
     }
 
     /// A plain connection to this app's own Redis, to read or write keys

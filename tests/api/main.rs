@@ -105,6 +105,7 @@ mod public_reads;
 mod redis_cluster;
 mod redis_outage;
 mod redis_store;
+mod shutdown;
 mod staff;
 mod status;
 mod upgrade;

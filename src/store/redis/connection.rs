@@ -84,6 +84,10 @@ pub struct HealingCluster {
     current: RwLock<ClusterConnection>,
     health: Mutex<Health>,
     connect_timeout: Duration,
+    /// The runtime the connection was opened on (the System thread's): a
+    /// new connection is built there, whichever thread's call found the old
+    /// one wedged, so that its driver does not run on a task's own thread.
+    home: tokio::runtime::Handle,
 }
 
 struct Health {
@@ -114,7 +118,7 @@ impl HealingCluster {
         };
         if wedged {
             let cluster = Arc::clone(self);
-            tokio::spawn(async move { cluster.rebuild().await });
+            self.home.spawn(async move { cluster.rebuild().await });
         }
     }
 
@@ -202,6 +206,7 @@ impl Connection {
                         rebuilding: false,
                     }),
                     connect_timeout,
+                    home: tokio::runtime::Handle::current(),
                 })))
             }
         }
