@@ -26,6 +26,10 @@ use crate::{demo, telemetry};
 /// way to be answered (a booking's own deadline is far shorter); then the
 /// connections are closed.
 pub const HTTP_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+const _: () = assert!(
+    HTTP_DRAIN_MAX.as_millis() > crate::cluster::FORWARD_TIMEOUT.as_millis(),
+    "a booking forwarded to another process is answered before the drain ends"
+);
 
 pub struct Application {
     server: Server,

@@ -28,7 +28,7 @@ use tokio::sync::{oneshot, watch};
 /// Longest wait for the background tasks once the process is stopping: a
 /// mail worker in the middle of a send finishes it within the SMTP timeout
 /// and records it; anything else stops at once.
-pub const TASK_STOP_MAX: Duration = Duration::from_secs(15);
+pub const TASK_STOP_MAX: Duration = Duration::from_secs(20);
 
 /// Where a task runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

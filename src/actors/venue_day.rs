@@ -59,6 +59,10 @@ const _: () = assert!(
 );
 const _: () = assert!(IDLE_CHECK_MIN.as_millis() < IDLE_CHECK_MAX.as_millis());
 const _: () = assert!(
+    OWNERSHIP_CHECK_INTERVAL.as_millis() < crate::cluster::MEMBER_LEASE.as_millis(),
+    "an actor looks at who owns its day more often than a lease lasts"
+);
+const _: () = assert!(
     PAST_DAY_IDLE_MAX.as_secs() <= VENUE_DAY_IDLE_MAX_DEFAULT.as_secs(),
     "a past day's actor stops sooner than a day to come"
 );

@@ -19,7 +19,8 @@ use crate::actors::{CancelNotice, KillSwitchHandle, Registry};
 use crate::catalog::Catalog;
 use crate::domain::{
     BookingError, BookingMode, BookingRequest, Dose, FingerprintScheme, IdempotencyTag,
-    IneligibleReason, MailPolicy, Reservation, ReservationId, Vaccine, VenueDayKey,
+    IneligibleReason, MailPolicy, Reservation, ReservationId, ReservationStatus, Vaccine,
+    VenueDayKey,
 };
 use crate::residents::{ClaimRequest, DoseClaim, FirstAnswer, KeyedBooking, Residents};
 use crate::store::{Coordination, RefusalKept, RefusalToKeep, SharedClaimAnswer, SharedDoseClaim};
@@ -355,6 +356,7 @@ impl BookingService {
             lease_ends.map(|ends| ends - crate::domain::CLOCKS_AGREE_WITHIN)
         });
         let shared = shared.map(|(shared, _)| shared);
+        let dose = claim.dose();
         let request = BookingRequest {
             ticket_number: caller.ticket,
             time: booking.time,
@@ -375,6 +377,16 @@ impl BookingService {
                 self.mail_for(caller),
             )
             .await;
+        if let Ok(reservation) = &booked {
+            assert!(
+                reservation.ticket_number == caller.ticket
+                    && reservation.dose == dose
+                    && reservation.venue_id == key.venue_id
+                    && reservation.date == key.date,
+                "the reservation made is the one asked for"
+            );
+            assert_eq!(reservation.status, ReservationStatus::Booked);
+        }
         if let Some(shared) = shared {
             self.end_shared(&shared, &booked).await;
         }
@@ -473,7 +485,13 @@ impl BookingService {
             .as_ref()
             .expect("a shared claim is taken only with a shared store");
         let ended = match booked {
-            Ok(reservation) => Some(Some(reservation.id)),
+            Ok(reservation) => {
+                assert!(
+                    reservation.dose == shared.dose && reservation.ticket_number == shared.ticket,
+                    "a shared claim ends with its own dose's booking"
+                );
+                Some(Some(reservation.id))
+            }
             Err(BookingError::StoreUnavailable) => None,
             Err(_) => Some(None),
         };

@@ -32,6 +32,10 @@ use crate::tasks::{Place, Tasks};
 /// How often the change streams are read: how long another process's
 /// change takes, at most about, to show here.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+const _: () = assert!(
+    FOLLOW_INTERVAL.as_millis() * 100 <= crate::store::CHANGES_KEPT_FOR.as_millis(),
+    "changes are read long before the streams trim them"
+);
 /// How much of the streams' keeping time may pass without a read before
 /// a reload (the rest is slack for a slow read and the clocks).
 const UNREAD_SHARE_MAX: f64 = 0.8;

@@ -24,7 +24,7 @@ mod forward;
 pub mod wire;
 
 pub use follow::{FOLLOW_INTERVAL, Follower, LocalDays};
-pub use forward::{FORWARDED_COMMIT_WINDOW, Forwarder, Unanswered, internal_key};
+pub use forward::{FORWARD_TIMEOUT, FORWARDED_COMMIT_WINDOW, Forwarder, Unanswered, internal_key};
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -46,6 +46,10 @@ const _: () = assert!(
     "a mail's lease must outlast one send, renewed right before it"
 );
 const _: () = assert!(MAIL_CLAIM_BATCH_MAX >= MAIL_SENDS_IN_FLIGHT_MAX);
+const _: () = assert!(
+    crate::tasks::TASK_STOP_MAX.as_secs() > SMTP_TIMEOUT.as_secs(),
+    "a stopping process waits for a send under way, so that it is recorded"
+);
 /// The first wait before recording what became of a mail again when the
 /// store did not answer (a failover); it doubles to `SETTLE_RETRY_MAX`.
 const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(100);

@@ -473,6 +473,45 @@ pub struct ReservationBatch {
 }
 
 impl ReservationBatch {
+    /// What every store relies on, asserted where a batch lands: each
+    /// decision is on the batch's venue-day, an update replaces a version of
+    /// the same reservation, a reservation is decided once, and a batch of
+    /// reminders changes no reservation.
+    pub fn assert_well_formed(&self) {
+        for decision in &self.decisions {
+            let reservation = decision.reservation();
+            assert!(
+                reservation.venue_id == self.venue_day.venue_id
+                    && reservation.date == self.venue_day.date,
+                "a decision on another venue-day"
+            );
+            if let Decision::Updated { previous, .. } = decision {
+                assert_eq!(
+                    previous.id, reservation.id,
+                    "an update of another reservation"
+                );
+            }
+        }
+        assert!(
+            self.kind != BatchKind::Reminders || self.decisions.is_empty(),
+            "a reminders batch changes no reservation"
+        );
+        assert_eq!(
+            self.reminded,
+            self.kind == BatchKind::Reminders,
+            "only a reminders batch marks the day reminded"
+        );
+        debug_assert!(
+            {
+                let mut ids = std::collections::HashSet::new();
+                self.decisions
+                    .iter()
+                    .all(|d| ids.insert(d.reservation().id))
+            },
+            "a reservation decided twice in one batch"
+        );
+    }
+
     /// What the store must make never-applied if this batch's outcome is unknown.
     pub fn to_abandon(&self) -> AbandonedBatch {
         let mut created = Vec::new();

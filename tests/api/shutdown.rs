@@ -11,7 +11,7 @@ use crate::helpers::{Backend, TestApp, future_date};
 use crate::smtp_sink::SmtpSink;
 
 /// Well above a clean stop here (under a second), well below the drain's
-/// and the tasks' limits (10 s and 15 s): a stop that waited out either
+/// and the tasks' limits (10 s and 20 s): a stop that waited out either
 /// fails.
 const STOP_MAX: Duration = Duration::from_secs(5);
 

@@ -55,6 +55,7 @@ impl DayLog for EmbeddedStore {
     }
 
     async fn commit_reservations(&self, batch: ReservationBatch) -> Result<(), CommitError> {
+        batch.assert_well_formed();
         self.write(WriteOp::Reservations(batch)).await.map(|_| ())
     }
 

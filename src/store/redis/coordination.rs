@@ -23,6 +23,10 @@ impl Coordination for RedisStore {
     }
 
     async fn heartbeat(&self, member: &str, lease: Duration) -> Result<Vec<String>, StoreError> {
+        assert!(
+            lease >= Duration::from_secs(1),
+            "a lease shorter than a heartbeat's round trip"
+        );
         let mut connection = self.connection();
         limited(
             self.heartbeat
@@ -44,6 +48,16 @@ impl Coordination for RedisStore {
         claim: &SharedDoseClaim,
         replacing: Option<&str>,
     ) -> Result<SharedClaimAnswer, StoreError> {
+        assert!(
+            claim
+                .prior
+                .is_none_or(|prior| prior.number() + 1 == claim.dose.number()),
+            "the prior dose is the one before"
+        );
+        assert!(
+            replacing.is_none_or(|value| !value.is_empty()),
+            "a record replaced is named"
+        );
         let key = resident_doses(&claim.ticket);
         let refused = claim.idempotency_key.as_deref().map_or_else(
             || key.clone(),
@@ -73,40 +87,7 @@ impl Coordination for RedisStore {
         )
         .await
         .map_err(unavailable)?;
-        let corrupt = || StoreError::Corrupt("shared dose record".into());
-        let mut words = answer.split(' ');
-        Ok(
-            match (words.next(), words.next(), words.next(), words.next()) {
-                (Some("OK"), Some(until), None, None) => SharedClaimAnswer::Claimed {
-                    lease_ends: Some(
-                        until
-                            .parse()
-                            .ok()
-                            .and_then(chrono::DateTime::from_timestamp_millis)
-                            .ok_or_else(corrupt)?,
-                    ),
-                },
-                (Some("prior_gone"), ..) => SharedClaimAnswer::PriorGone,
-                (Some("refused"), ..) => {
-                    SharedClaimAnswer::Refused(answer.trim_start_matches("refused ").to_owned())
-                }
-                (Some("pending"), ..) => SharedClaimAnswer::InFlight,
-                (Some("booked"), Some(id), Some(day), None) => SharedClaimAnswer::Booked {
-                    reservation_id: ReservationId::parse(id).ok_or_else(corrupt)?,
-                    day: parse_day_field(day)?,
-                    value: answer.clone(),
-                },
-                (Some("expired"), Some("pending"), Some(_), Some(_)) => {
-                    let value = answer.trim_start_matches("expired ").to_owned();
-                    let day = value.rsplit(' ').next().ok_or_else(corrupt)?;
-                    SharedClaimAnswer::Expired {
-                        day: parse_day_field(day)?,
-                        value,
-                    }
-                }
-                _ => return Err(corrupt()),
-            },
-        )
+        claim_answer(&answer)
     }
 
     async fn end_dose_claim(
@@ -129,6 +110,10 @@ impl Coordination for RedisStore {
         &self,
         refusal: RefusalToKeep<'_>,
     ) -> Result<RefusalKept, StoreError> {
+        assert!(
+            !refusal.value.is_empty() && !refusal.window.is_zero(),
+            "a refusal kept is named and kept for a while"
+        );
         let key = refusal_key(refusal.ticket, refusal.idempotency_key);
         let answer: Vec<String> = limited(
             self.remember_refusal
@@ -321,4 +306,42 @@ impl RedisStore {
         .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// What `claim_dose.lua` answered, read.
+fn claim_answer(answer: &str) -> Result<SharedClaimAnswer, StoreError> {
+    let corrupt = || StoreError::Corrupt("shared dose record".into());
+    let mut words = answer.split(' ');
+    Ok(
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("OK"), Some(until), None, None) => SharedClaimAnswer::Claimed {
+                lease_ends: Some(
+                    until
+                        .parse()
+                        .ok()
+                        .and_then(chrono::DateTime::from_timestamp_millis)
+                        .ok_or_else(corrupt)?,
+                ),
+            },
+            (Some("prior_gone"), ..) => SharedClaimAnswer::PriorGone,
+            (Some("refused"), ..) => {
+                SharedClaimAnswer::Refused(answer.trim_start_matches("refused ").to_owned())
+            }
+            (Some("pending"), ..) => SharedClaimAnswer::InFlight,
+            (Some("booked"), Some(id), Some(day), None) => SharedClaimAnswer::Booked {
+                reservation_id: ReservationId::parse(id).ok_or_else(corrupt)?,
+                day: parse_day_field(day)?,
+                value: answer.to_owned(),
+            },
+            (Some("expired"), Some("pending"), Some(_), Some(_)) => {
+                let value = answer.trim_start_matches("expired ").to_owned();
+                let day = value.rsplit(' ').next().ok_or_else(corrupt)?;
+                SharedClaimAnswer::Expired {
+                    day: parse_day_field(day)?,
+                    value,
+                }
+            }
+            _ => return Err(corrupt()),
+        },
+    )
 }
