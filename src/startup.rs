@@ -26,6 +26,9 @@ use crate::{demo, telemetry};
 /// way to be answered (a booking's own deadline is far shorter); then the
 /// connections are closed.
 pub const HTTP_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest start-up waits for the follower's first read of the change
+/// streams (its connections opened and one round tried).
+const FOLLOWER_READY_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 const _: () = assert!(
     HTTP_DRAIN_MAX.as_millis() > crate::cluster::FORWARD_TIMEOUT.as_millis(),
     "a booking forwarded to another process is answered before the drain ends"
@@ -64,9 +67,7 @@ impl Application {
         let address = listener.local_addr().context("reading the bound address")?;
         let placement = placement(&settings, coordination, address)?;
         let registry = start_registry(&settings, &store, placement, &loaded, &tasks);
-        if let Some(follower) = loaded.follower(&store, &registry) {
-            follower.start(&tasks);
-        }
+        start_follower(&mut loaded, &settings, &store, &registry, &tasks).await;
         metrics::gauge!(telemetry::STORE_UP).set(1.0);
         telemetry::register_store(store.label());
         let mail_outbox = mailer.map(|mailer| {
@@ -122,9 +123,9 @@ impl Application {
         self.address.port()
     }
 
-    /// Serves until SIGTERM or SIGINT; then the server drains (every
-    /// request under way is answered, within `HTTP_DRAIN_MAX`) and the
-    /// background tasks stop (`TASK_STOP_MAX`).
+    /// Serves until SIGTERM (the server drains: every request under way is
+    /// answered, within `HTTP_DRAIN_MAX`) or SIGINT (it stops at once);
+    /// then the background tasks stop (`TASK_STOP_MAX`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         tracing::info!("the HTTP server has stopped; stopping the background tasks");
@@ -161,6 +162,57 @@ async fn open_store(
         Arc::clone(&redis) as Arc<dyn Store>,
         Some(redis as Arc<dyn Coordination>),
     ))
+}
+
+/// With several processes: the follower of what the others commit, on
+/// connections of its own; answers once it has read the streams once (or
+/// after `FOLLOWER_READY_MAX`: then it catches up while the process serves).
+async fn start_follower(
+    loaded: &mut Loaded,
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    registry: &Arc<Registry>,
+    tasks: &Tasks,
+) {
+    let Some(follower) = loaded.follower(store, registry) else {
+        return;
+    };
+    let follower = match &settings.redis {
+        Some(target) => follower.with_own_connections(follower_connections(
+            target.clone(),
+            settings.change_streams_keep,
+        )),
+        None => follower,
+    };
+    let first_round = follower.start(tasks);
+    if tokio::time::timeout(FOLLOWER_READY_MAX, first_round)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the follower has not read the change streams yet; serving meanwhile");
+    }
+}
+
+/// The follower's own connections to Redis (`cluster::OpenConnections`):
+/// it only reads, so it waits for no replica.
+fn follower_connections(
+    target: RedisTarget,
+    changes_kept: std::time::Duration,
+) -> crate::cluster::OpenConnections {
+    Arc::new(move || {
+        let target = target.clone();
+        Box::pin(async move {
+            let redis = Arc::new(
+                RedisStore::open(&target, crate::store::ReplicaWait::NONE)
+                    .await?
+                    .with_changes_kept(changes_kept),
+            );
+            Ok((
+                Arc::clone(&redis) as Arc<dyn Store>,
+                redis as Arc<dyn Coordination>,
+            ))
+        })
+    })
 }
 
 fn token_key(settings: &Settings) -> TokenKey {

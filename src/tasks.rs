@@ -2,21 +2,23 @@
 //! other processes' changes, the kill switch's follower, the accounts'
 //! refresh, the mail worker and its helpers, the retirer of moved days):
 //! each has a name, stops when the process stops, and runs on a thread of
-//! its own where work beside it could hold it up.
+//! its own where it can block.
 //!
-//! Where a task runs (`Place`): on the System thread, with the kill switch
-//! actor and the mail; or on a thread of its own, for the tasks whose delay
-//! would be felt across processes (a heartbeat that comes late loses this
-//! process its days; a follower's full reload is seconds of work that must
-//! not delay the heartbeat or the kill switch). How it stops: most are
-//! loops whose every step may be cut, so they are dropped at their next
-//! `.await` (`spawn`); the mail worker finishes the mail it is sending, so
-//! that a mail accepted by the SMTP server is recorded as delivered and not
-//! sent again by the next process (`spawn_until_asked`).
+//! Where a task runs (`Place`): on the System thread, beside the kill switch
+//! actor and the store's connections, for the light ones (the heartbeat and
+//! the kill switch's follower must not wait behind anything heavy); or on a
+//! thread of its own, for the follower, whose full reload is seconds of
+//! work (it also has connections of its own: `cluster::OpenConnections`).
+//! How it stops: most are loops whose every step may be cut, so they are
+//! dropped at their next `.await` (`spawn`); the mail worker finishes the
+//! mail it is sending and records it (`spawn_until_asked`), unless the
+//! store does not answer within `TASK_STOP_MAX`: then that mail is sent
+//! again after its lease, as after a crash.
 //!
 //! On SIGTERM the HTTP server drains first (every request under way is
 //! answered), then `Tasks::stop` asks every task to stop and waits for each
 //! up to `TASK_STOP_MAX`, saying in the log which stopped and which did not.
+//! (SIGINT, Ctrl-C, stops the HTTP server at once, then the tasks.)
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -162,11 +164,25 @@ impl Tasks {
     }
 
     /// Asks every task to stop and waits for each, `within` in all; logs
-    /// each one's end. Answers the names of those still running after it.
+    /// each one's end (and a task that had ended before, which a background
+    /// loop should not). Answers the names of those still running after it.
     pub async fn stop(&self, within: Duration) -> Vec<&'static str> {
+        let mut running = std::mem::take(&mut *self.running.lock().expect("tasks lock"));
+        running.retain_mut(|task| {
+            let ended = !matches!(
+                task.ended.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            );
+            if ended {
+                tracing::warn!(
+                    task = task.name,
+                    "background task had ended before the stop"
+                );
+            }
+            !ended
+        });
         self.stop.send_replace(true);
         let deadline = tokio::time::Instant::now() + within;
-        let running = std::mem::take(&mut *self.running.lock().expect("tasks lock"));
         let mut late = Vec::new();
         for task in running {
             match tokio::time::timeout_at(deadline, task.ended).await {
@@ -216,13 +232,16 @@ mod tests {
         tasks.spawn_until_asked("deaf", Place::System, |_| async {
             std::future::pending::<()>().await;
         });
+        tasks.spawn("ends at once", Place::System, || async {});
+        tokio::task::yield_now().await;
         assert_eq!(
             tasks.names(),
             [
                 "looping here",
                 "looping apart",
                 "finishing its work",
-                "deaf"
+                "deaf",
+                "ends at once"
             ]
         );
         let late = tasks.stop(Duration::from_millis(300)).await;

@@ -155,14 +155,13 @@ impl KillSwitchHandle {
 
     /// Follows changes other processes store (a shared Redis): reads the
     /// stored state every `KILL_SWITCH_FOLLOW_INTERVAL` until the process
-    /// stops, on a thread of its own (a stop must reach this process in
-    /// time whatever else it is doing).
+    /// stops, on the System thread (where nothing heavy runs).
     pub fn follow(&self, store: Arc<dyn Store>, tasks: &Tasks) {
         let addr = self.addr.clone();
         let switch = Arc::clone(&self.switch);
         tasks.spawn(
             "follow the kill switch",
-            Place::OwnThread,
+            Place::System,
             move || async move {
                 let mut every = tokio::time::interval(KILL_SWITCH_FOLLOW_INTERVAL);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -67,7 +67,32 @@ pub struct Follower {
     cursor: ChangeCursor,
     /// When the streams were last read up to `cursor` (or it was taken).
     read_at: Instant,
+    /// Opens connections of the follower's own (`with_own_connections`).
+    own_connections: Option<OpenConnections>,
 }
+
+/// Opens connections to the shared store for the follower alone.
+///
+/// The follower runs on a thread of its own, where its reads are decoded
+/// and a reload's seconds of work done. A Redis connection's driver runs on
+/// the runtime that opened it, or that made the call after which it
+/// reconnected: on the process's connections, the follower's calls could
+/// bring a driver onto its thread, and every commit's I/O would then wait
+/// for the follower's work. With connections of its own, opened on its
+/// thread, it waits for nothing of the others, nor they for it.
+pub type OpenConnections = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<(Arc<dyn Store>, Arc<dyn Coordination>), StoreError>,
+                    >,
+            >,
+        > + Send
+        + Sync,
+>;
+
+/// The wait before opening the follower's connections again.
+const OPEN_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 impl Follower {
     /// `cursor` was taken at `cursor_at`, before the state (and `mirrors`)
@@ -90,17 +115,52 @@ impl Follower {
             mirrors,
             cursor,
             read_at: cursor_at,
+            own_connections: None,
+        }
+    }
+
+    /// Follows through connections of its own, opened by `open` on its
+    /// thread (`OpenConnections`).
+    pub fn with_own_connections(mut self, open: OpenConnections) -> Self {
+        self.own_connections = Some(open);
+        self
+    }
+
+    /// Opens the follower's own connections, trying again until they open.
+    async fn open_own_connections(&mut self, open: &OpenConnections) {
+        loop {
+            match open().await {
+                Ok((store, shared)) => {
+                    (self.store, self.shared) = (store, shared);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "the follower's connections did not open; trying again");
+                    tokio::time::sleep(OPEN_RETRY_PAUSE).await;
+                }
+            }
         }
     }
 
     /// Follows the changes until the process stops, on a thread of its own
     /// (a full reload is seconds of work). While the store is unreachable
     /// the caches keep what they have.
-    pub fn start(mut self, tasks: &Tasks) {
+    ///
+    /// Answers once its connections are open and its first round has been
+    /// tried: start-up waits for that before serving, so that the process
+    /// answers nothing while the changes made before it started are still
+    /// coming (a reply to a read issued before this process's own first
+    /// change, arriving after it, would show that change's predecessor).
+    pub fn start(mut self, tasks: &Tasks) -> tokio::sync::oneshot::Receiver<()> {
+        let (ready, first_round) = tokio::sync::oneshot::channel();
         tasks.spawn(
             "follow other processes",
             Place::OwnThread,
             move || async move {
+                if let Some(open) = self.own_connections.take() {
+                    self.open_own_connections(&open).await;
+                }
+                let mut ready = Some(ready);
                 let mut every = tokio::time::interval(FOLLOW_INTERVAL);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -108,9 +168,13 @@ impl Follower {
                     if let Err(error) = self.round().await {
                         tracing::warn!(error = %error, "changes of other processes not read");
                     }
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
                 }
             },
         );
+        first_round
     }
 
     /// Reads and applies until caught up (or `READS_PER_ROUND_MAX` reads).
@@ -249,24 +313,17 @@ impl Follower {
         for venue in self.store.load_venues().await? {
             self.catalog.put_venue(venue);
         }
-        let days = self.store.load_readable_days().await?;
-        // Seconds of work on a large ward, kept off this thread's runtime:
-        // a Redis connection that reconnected from here is driven by it.
-        let residents = self.residents.clone();
-        self.mirrors = tokio::task::spawn_blocking(move || {
-            let crate::store::ReadableDays {
-                plans,
-                reservations,
-            } = days;
-            let mirrors = VenueDay::restore_all(plans, &reservations);
-            let now = crate::clock::now();
-            for reservation in reservations {
-                residents.apply_stored(reservation, true, now);
-            }
-            mirrors
-        })
-        .await
-        .map_err(|_| StoreError::Corrupt("restoring the venue-days failed".into()))?;
+        // Seconds of work on a large ward: on this thread of its own, it
+        // holds up no heartbeat, kill switch or commit.
+        let crate::store::ReadableDays {
+            plans,
+            reservations,
+        } = self.store.load_readable_days().await?;
+        self.mirrors = VenueDay::restore_all(plans, &reservations);
+        let now = crate::clock::now();
+        for reservation in reservations {
+            self.residents.apply_stored(reservation, true, now);
+        }
         let touched = self.mirrors.keys().cloned().collect();
         self.cursor = cursor;
         self.read_at = started;

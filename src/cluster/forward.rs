@@ -17,7 +17,8 @@ use super::wire::{
 };
 use crate::codes::{CodedRefusal, ErrorCode};
 use crate::domain::{
-    BookingError, CheckInError, DayPlanError, Reservation, SlotAvailability, VenueDayKey,
+    BookingError, CheckInError, DayPlanError, Reservation, ReservationStatus, SlotAvailability,
+    VenueDayKey,
 };
 use crate::store::records::ReservationV1;
 
@@ -139,10 +140,30 @@ impl Forwarder {
         key: &VenueDayKey,
         wire: &BookWire,
     ) -> Result<Result<Reservation, BookingError>, Unanswered> {
+        assert!(
+            wire.commit_by.is_some(),
+            "a forwarded booking carries its deadline"
+        );
         let answer: Answer<ReservationV1, BookingRefusalWire> = self
             .call(reqwest::Method::POST, owner, key, "bookings", Some(wire))
             .await?;
-        Ok(booking_answer(answer))
+        Ok(booking_answer(answer).and_then(|booked| {
+            // Another process's answer: checked here, so that what the
+            // booking service asserts of it holds (a bug there, or another
+            // release, is this booking's failure, not this process's).
+            let asked = booked.ticket_number.expose() == wire.ticket_number
+                && booked.dose.number() == wire.dose
+                && booked.time.to_string() == wire.time
+                && booked.venue_id == key.venue_id
+                && booked.date == key.date
+                && booked.status == ReservationStatus::Booked;
+            if asked {
+                Ok(booked)
+            } else {
+                tracing::error!(venue_day = %key, "the owner answered a booking with another reservation");
+                Err(BookingError::StoreUnavailable)
+            }
+        }))
     }
 
     pub async fn cancel(
@@ -160,7 +181,17 @@ impl Forwarder {
                 Some(wire),
             )
             .await?;
-        Ok(booking_answer(answer))
+        Ok(booking_answer(answer).and_then(|cancelled| {
+            // Checked as a booking's answer is (`book`).
+            if cancelled.id.to_string() == wire.reservation_id
+                && cancelled.status == ReservationStatus::Cancelled
+            {
+                Ok(cancelled)
+            } else {
+                tracing::error!(venue_day = %key, "the owner answered a cancellation with another reservation");
+                Err(BookingError::StoreUnavailable)
+            }
+        }))
     }
 
     pub async fn check_in(

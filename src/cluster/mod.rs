@@ -23,7 +23,7 @@ mod follow;
 mod forward;
 pub mod wire;
 
-pub use follow::{FOLLOW_INTERVAL, Follower, LocalDays};
+pub use follow::{FOLLOW_INTERVAL, Follower, LocalDays, OpenConnections};
 pub use forward::{FORWARD_TIMEOUT, FORWARDED_COMMIT_WINDOW, Forwarder, Unanswered, internal_key};
 
 use std::sync::{Arc, RwLock};
@@ -202,11 +202,11 @@ impl Membership {
     /// Renews this process's lease every `HEARTBEAT_INTERVAL` and follows
     /// the live members, for as long as the system runs. While the store is
     /// unreachable the last view stands (a stale owner is fenced anyway).
-    /// On a thread of its own: a renewal that comes late loses this
-    /// process its days.
+    /// On the System thread, beside the store's connections: nothing heavy
+    /// runs there (the follower has a thread of its own).
     pub fn keep_alive(self: &Arc<Self>, shared: Arc<dyn Coordination>, tasks: &Tasks) {
         let membership = Arc::clone(self);
-        tasks.spawn("member heartbeat", Place::OwnThread, move || async move {
+        tasks.spawn("member heartbeat", Place::System, move || async move {
             let record = membership.me.record();
             let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -433,9 +433,11 @@ impl Worker {
 
     async fn send(&self, mail: &OutboxMail) -> Result<(), Failure> {
         let message = unless_it_panics(|| self.message(mail))?;
-        match self.mailer.transport.send(message).await {
-            Ok(_) => Ok(()),
-            Err(error) => {
+        let sent = tokio::time::timeout(SMTP_TIMEOUT, self.mailer.transport.send(message)).await;
+        match sent {
+            Err(_) => Err(Failure::Unreachable("timeout".into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
                 let code = error.status().map(|c| c.to_string());
                 Err(match code {
                     Some(code) if error.is_permanent() => {
@@ -742,6 +744,26 @@ mod tests {
                 .pending,
             1
         );
+    }
+
+    /// A server that takes the connection and then says nothing (here: a
+    /// listener nobody accepts from, the kernel completing the handshake)
+    /// holds a send no longer than `SMTP_TIMEOUT`; lettre bounds only the
+    /// connect, and the worker waited for ever.
+    #[tokio::test]
+    async fn a_send_the_server_never_answers_gives_up_after_the_smtp_timeout() {
+        let fixture = fixture(Some("中野 太郎")).await;
+        let claimed = fixture.claim(MailClaimToken(1)).await;
+        tokio::time::pause();
+        let started = tokio::time::Instant::now();
+        let sent = tokio::time::timeout(SMTP_TIMEOUT * 2, fixture.worker.send(&claimed[0]))
+            .await
+            .expect("the send ended by itself");
+        assert!(
+            matches!(&sent, Err(Failure::Unreachable(reason)) if reason == "timeout"),
+            "a silent server is unreachable"
+        );
+        assert!(started.elapsed() >= SMTP_TIMEOUT, "not before the timeout");
     }
 
     /// Once the process is stopping, claimed mail not begun is left to its

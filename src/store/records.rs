@@ -881,7 +881,11 @@ impl Stored for OutboxMail {
 /// A booking refusal kept for its `Idempotency-Key` on a shared store
 /// (`Coordination::remember_refusal`), so that every process answers the
 /// key's retry alike. Stored as `<fingerprint hex> <JSON>`: the fingerprint
-/// of the request it answered, then the refusal by its code.
+/// of the request it answered, then the refusal by its code. Its JSON is the
+/// shape of the wire's `cluster::wire::BookingRefusalWire` today, because
+/// both were once one type (the wire's, stored in Redis); they are apart so
+/// that the stored record and the wire can each change without the other,
+/// and each has its own golden test.
 #[derive(Serialize, Deserialize)]
 pub struct RefusalV1 {
     pub error: ErrorCode,

@@ -392,7 +392,7 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let profile = format!("--user-data-dir={}", self._profile.path().display());
         let _ = std::process::Command::new("pkill")
-            .args(["-9", "-f", &profile])
+            .args(["-9", "-f", "--", &profile])
             .status();
     }
 }

@@ -196,6 +196,10 @@ impl Coordination for RedisStore {
     }
 
     async fn forget_booked_dose(&self, cancelled: &Reservation) -> Result<(), StoreError> {
+        assert!(
+            !cancelled.status.is_active(),
+            "a dose is forgotten only once its booking is cancelled"
+        );
         self.change_dose_record(
             &cancelled.ticket_number,
             cancelled.dose,
@@ -224,6 +228,10 @@ impl Coordination for RedisStore {
         matched: bool,
         limits: LoginLimits,
     ) -> Result<Option<Duration>, StoreError> {
+        assert!(
+            limits.failures > 0 && !limits.window.is_zero() && !limits.lock.is_zero(),
+            "a lockout needs failures, a window and a lock"
+        );
         let failures = resident_key(ticket, "login_failures");
         let locked_ms: u64 = limited(
             self.login_attempt
@@ -289,6 +297,10 @@ impl RedisStore {
         expected: String,
         new_value: String,
     ) -> Result<(), StoreError> {
+        assert!(
+            !expected.is_empty() && expected != new_value,
+            "a dose record changes only from what its changer left"
+        );
         let key = resident_doses(ticket);
         let _: i64 = limited(
             self.end_dose_claim
