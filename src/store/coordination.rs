@@ -6,10 +6,13 @@
 //! commit (`DayLog::load_venue_day` takes the day, `commit_reservations`
 //! checks its epoch).
 //!
-//! One implementation: Redis (`store/redis/coordination.rs`). A process
-//! alone on its store has none (`Placement` is `None`): its own indexes are
-//! the coordination (the residents' in-memory dose claims, the login
-//! guard, the catalog). So no method has a default that answers "fine",
+//! Two implementations: Redis (`store/redis/coordination.rs`), which
+//! processes share; and one process's memory (`store/local_coordination.rs`,
+//! tests only), which states the contract in Rust beside a test that runs
+//! it on both (`the_contract_holds_in_one_process`, `…_on_redis`). A process
+//! alone on its store runs with none (`Placement` is `None`): its own
+//! indexes are the coordination (the residents' in-memory dose claims, the
+//! login guard, the catalog). No method has a default that answers "fine",
 //! and a store that shares state but forgets a method does not compile.
 
 use std::time::Duration;

@@ -8,8 +8,12 @@ pub mod coordination;
 mod embedded;
 #[cfg(test)]
 pub mod flaky;
+#[cfg(test)]
+pub mod local_coordination;
 pub mod records;
 mod redis;
+#[cfg(test)]
+pub mod test_redis;
 
 pub use coordination::Coordination;
 
