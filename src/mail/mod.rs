@@ -24,8 +24,9 @@ use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use crate::domain::MailPolicy;
 
 /// Longest wait for the SMTP server to connect, and for one mail's whole
-/// send (the worker bounds the send itself: lettre's async transport bounds
-/// only the connect, and a server that accepted a connection and then said
+/// send while this process runs (the worker bounds the send itself,
+/// `worker::while_the_server_answers`: lettre's async transport bounds only
+/// the connect, and a server that accepted a connection and then said
 /// nothing held the worker for ever).
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 

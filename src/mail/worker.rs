@@ -128,6 +128,34 @@ pub fn start(
     });
 }
 
+/// How late a timer may fire in a process that ran all along (a busy
+/// runtime): later than this, the process was stopped meanwhile.
+const OVERSLEPT: Duration = Duration::from_secs(1);
+
+/// `send`'s outcome, or `None` once the SMTP server has said nothing for
+/// `SMTP_TIMEOUT` while this process ran. A deadline that passed while the
+/// process was stopped (SIGSTOP, a paused VM) is given again: the server
+/// may have answered meanwhile, and a mail it took but this worker took for
+/// unanswered would be sent again (seen by the nemesis: a sender stopped
+/// during a send woke past its deadline and put the mail back).
+async fn while_the_server_answers<T>(send: impl std::future::Future<Output = T>) -> Option<T> {
+    let mut send = std::pin::pin!(send);
+    let mut deadline = tokio::time::Instant::now() + SMTP_TIMEOUT;
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut send => return Some(out),
+            () = tokio::time::sleep_until(deadline) => {
+                let now = tokio::time::Instant::now();
+                if now.duration_since(deadline) < OVERSLEPT {
+                    return None;
+                }
+                deadline = now + SMTP_TIMEOUT;
+            }
+        }
+    }
+}
+
 struct Worker {
     mailer: Mailer,
     store: Arc<dyn Store>,
@@ -433,11 +461,10 @@ impl Worker {
 
     async fn send(&self, mail: &OutboxMail) -> Result<(), Failure> {
         let message = unless_it_panics(|| self.message(mail))?;
-        let sent = tokio::time::timeout(SMTP_TIMEOUT, self.mailer.transport.send(message)).await;
-        match sent {
-            Err(_) => Err(Failure::Unreachable("timeout".into())),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => {
+        match while_the_server_answers(self.mailer.transport.send(message)).await {
+            None => Err(Failure::Unreachable("timeout".into())),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(error)) => {
                 let code = error.status().map(|c| c.to_string());
                 Err(match code {
                     Some(code) if error.is_permanent() => {
@@ -764,6 +791,26 @@ mod tests {
             "a silent server is unreachable"
         );
         assert!(started.elapsed() >= SMTP_TIMEOUT, "not before the timeout");
+    }
+
+    /// A deadline that passed while the process was stopped is given again
+    /// (here: the clock jumps past it at once, as after a SIGSTOP), and the
+    /// answer that came meanwhile counts; one that passed while it ran ends
+    /// the send.
+    #[tokio::test]
+    async fn a_send_outlives_a_stop_of_the_process_but_not_a_silent_server() {
+        tokio::time::pause();
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let send = tokio::spawn(while_the_server_answers(answered));
+        tokio::task::yield_now().await;
+        // Stopped past the deadline: the timer fires late, all at once.
+        tokio::time::advance(SMTP_TIMEOUT + Duration::from_secs(5)).await;
+        tokio::task::yield_now().await;
+        answer.send(()).unwrap();
+        assert!(send.await.unwrap().is_some(), "the answer that came counts");
+        // A server that says nothing while the process runs.
+        let silent = while_the_server_answers(std::future::pending::<()>());
+        assert!(silent.await.is_none());
     }
 
     /// Once the process is stopping, claimed mail not begun is left to its
