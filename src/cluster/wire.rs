@@ -454,6 +454,36 @@ mod tests {
             );
         }
 
+        /// An operator's booking carries its audit entry to the owner.
+        #[test]
+        fn an_audit_entry() {
+            let r = reservation();
+            let entry = AuditEntry {
+                id: 7,
+                at: at("2027-03-01T09:00:00.123456+09:00"),
+                actor: crate::domain::Actor::Account(
+                    crate::domain::AccountId::parse("op-1").unwrap(),
+                ),
+                role: crate::domain::Role::Operator,
+                action: "operator.book".into(),
+                target: crate::store::AuditTarget {
+                    venue_id: Some(r.venue_id.clone()),
+                    date: Some(r.date),
+                    reservation_id: None,
+                    ticket_number: Some(r.ticket_number),
+                    account_id: None,
+                },
+                outcome: "201 ok".into(),
+                detail: None,
+            };
+            assert_eq!(
+                json(&entry.to_record()),
+                r#"{"v":2,"id":7,"at":"2027-03-01T09:00:00.123456+09:00","actor":"account:op-1","role":"operator","action":"operator.book","target":{"venue_id":"nakano-sunplaza","date":"2027-03-02","ticket_number":"1311480001"},"outcome":"201 ok"}"#
+            );
+            let back = audit_from_wire(serde_json::from_str(&json(&entry.to_record())).unwrap());
+            assert!(back.is_ok(), "the owner reads it");
+        }
+
         #[test]
         fn requests() {
             let r = reservation();

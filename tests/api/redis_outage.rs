@@ -28,7 +28,10 @@ async fn assert_store_settles_to(app: &TestApp, expected: &HashSet<String>) {
         if Instant::now() > deadline {
             let missing: Vec<_> = expected.difference(&stored).collect();
             let extra: Vec<_> = stored.difference(expected).collect();
-            panic!("store != 201s: missing {missing:?}, extra {extra:?}");
+            panic!(
+                "store != 201s after {RECOVERY_MAX:?}: missing {missing:?}, extra {extra:?}\nserver log:\n{}",
+                app.log_tail()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
