@@ -108,6 +108,7 @@ error_codes! {
     IdempotencyKeyReused: "idempotency_key_reused", 422, "Idempotency key reused", None;
     NotOpenYet: "not_open_yet", 409, "Booking has not opened yet", Some(RETRY_AFTER_OVERLOADED_S);
     BookingWindowClosed: "booking_window_closed", 409, "Booking has closed for this day", None;
+    SlotStarted: "slot_started", 409, "Slot has started", None;
     InvalidWindow: "invalid_window", 400, "Invalid booking window", None;
     // Check-in.
     InvalidCode: "invalid_code", 400, "Not this municipality's code", None;
@@ -201,6 +202,7 @@ const PLAIN_BOOKING_REFUSALS: &[BookingError] = &[
     BookingError::IdempotencyKeyInUse,
     BookingError::BookingWindowClosed,
     BookingError::IdempotencyKeyReused,
+    BookingError::SlotStarted,
 ];
 
 /// A booking refusal as its code names it, with the data the code alone does
@@ -307,6 +309,7 @@ impl From<BookingError> for ErrorCode {
             BookingError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             BookingError::NotOpenYet(_) => Self::NotOpenYet,
             BookingError::BookingWindowClosed => Self::BookingWindowClosed,
+            BookingError::SlotStarted => Self::SlotStarted,
         }
     }
 }
@@ -425,11 +428,12 @@ mod tests {
                 | BookingError::IdempotencyKeyInUse
                 | BookingError::NotOpenYet(_)
                 | BookingError::BookingWindowClosed
-                | BookingError::IdempotencyKeyReused => {}
+                | BookingError::IdempotencyKeyReused
+                | BookingError::SlotStarted => {}
             }
             assert_eq!(BookingRefusal::from(*error).error(), Some(*error));
         }
-        assert_eq!(PLAIN_BOOKING_REFUSALS.len(), 13);
+        assert_eq!(PLAIN_BOOKING_REFUSALS.len(), 14);
         let unknown = BookingRefusal::new(ErrorCode::NotEligible, Some("too_tall"), None);
         assert_eq!(
             unknown.error(),

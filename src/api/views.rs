@@ -80,6 +80,10 @@ pub struct SlotView {
     pub remaining: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_remaining: Option<u32>,
+    /// The slot has started (today, from its first minute): no longer
+    /// offered, `remaining` 0.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub started: bool,
 }
 
 /// A day as its admin sees it (with its access code).
@@ -102,16 +106,23 @@ pub struct DayView {
 /// can book; `held_remaining` (shown to operators and admins only) what
 /// only the call centre can, until the hold release.
 pub fn slot_views(day: &DaySnapshot, show_held: bool) -> Vec<SlotView> {
-    let before_release = crate::clock::now() < day.plan.hold_release_at(day.key.date);
+    let now = crate::clock::now();
+    let before_release = now < day.plan.hold_release_at(day.key.date);
     day.slots
         .iter()
         .map(|s| {
-            let (remaining, held) = s.remaining_for(before_release);
+            let started = s.time.has_started(day.key.date, now);
+            let (remaining, held) = if started {
+                (0, 0)
+            } else {
+                s.remaining_for(before_release)
+            };
             SlotView {
                 time: s.time.to_string(),
                 capacity: s.capacity,
                 remaining,
                 held_remaining: show_held.then_some(held),
+                started,
             }
         })
         .collect()

@@ -386,6 +386,7 @@ mod tests {
                     BookingError::IdempotencyKeyReused,
                     r#"{"error":"idempotency_key_reused"}"#,
                 ),
+                (BookingError::SlotStarted, r#"{"error":"slot_started"}"#),
             ];
             for (error, expected) in cases {
                 assert_eq!(json(&BookingRefusalWire::from(error)), expected);

@@ -87,6 +87,8 @@ pub enum BookingError {
     BookingWindowClosed,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
+    #[error("this slot has already started")]
+    SlotStarted,
 }
 
 /// The `reason` member of a `422 not_eligible`.

@@ -154,6 +154,16 @@ impl SlotTime {
     pub fn minutes_after_midnight(self) -> u16 {
         self.0
     }
+
+    /// Whether this slot of `date` has started at `now` (the municipality's
+    /// time): from its first minute on, it is no longer offered or booked.
+    pub fn has_started(self, date: NaiveDate, now: chrono::DateTime<chrono::FixedOffset>) -> bool {
+        use chrono::Timelike;
+        let local = now.with_timezone(&super::municipality_offset());
+        let minutes_now = local.hour() * 60 + local.minute();
+        date < local.date_naive()
+            || (date == local.date_naive() && u32::from(self.0) <= minutes_now)
+    }
 }
 
 impl fmt::Display for SlotTime {

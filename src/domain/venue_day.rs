@@ -221,6 +221,9 @@ impl VenueDay {
         if self.key.date < today {
             return Err(BookingError::NotEligible(IneligibleReason::PastDate));
         }
+        if request.time.has_started(self.key.date, request.now) {
+            return Err(BookingError::SlotStarted);
+        }
         if let Some(opens_at) = window.opens_at
             && request.now < opens_at
         {
@@ -531,6 +534,34 @@ mod tests {
             Some(BookingError::SlotFull)
         );
         assert_eq!(day.snapshot().unwrap().slots[0].remaining, 0);
+    }
+
+    /// From its first minute, today's slot is no longer booked; a later
+    /// slot today and the same slot another day are.
+    #[test]
+    fn a_slot_that_has_started_today_is_refused() {
+        let mut day = VenueDay::restore(
+            key(),
+            Some(plan(&[("14:00", 3), ("14:42", 3), ("15:00", 3)], None)),
+            vec![],
+        );
+        let at = |time: &str, now: &str| BookingRequest {
+            now: chrono::DateTime::parse_from_rfc3339(now).unwrap(),
+            ..request(1, time)
+        };
+        let now = "2030-07-07T14:42:00+09:00";
+        let on_the_day = parse_date("2030-07-07").unwrap();
+        for time in ["14:00", "14:42"] {
+            assert_eq!(
+                day.decide_booking(&at(time, now), on_the_day).err(),
+                Some(BookingError::SlotStarted),
+                "{time}"
+            );
+        }
+        assert!(day.decide_booking(&at("15:00", now), on_the_day).is_ok());
+        // The evening before in Tokyo (14:42 UTC is 23:42 there): not started.
+        let before = "2030-07-06T14:42:00+00:00";
+        assert!(day.decide_booking(&at("14:00", before), today()).is_ok());
     }
 
     #[test]

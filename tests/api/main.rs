@@ -106,6 +106,7 @@ mod redis_cluster;
 mod redis_outage;
 mod redis_store;
 mod shutdown;
+mod slot_started;
 mod staff;
 mod status;
 mod upgrade;

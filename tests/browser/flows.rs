@@ -233,8 +233,13 @@ async fn an_operator_books_for_a_caller_with_held_seats_in_view() {
 
 #[tokio::test]
 async fn a_nurse_checks_in_by_typing_a_code_and_enter() {
-    let app = TestApp::spawn(Backend::Embedded).await;
     let today = future_date(0);
+    // The server's day starts at 08:00, so that today's 10:30 has not started.
+    let app = TestApp::spawn_with_env(
+        Backend::Embedded,
+        &[("VAXSLOT_CLOCK_START", &morning(&today))],
+    )
+    .await;
     day(&app, &today, json!([{"time": "10:30", "capacity": 5}])).await;
     resident(
         &app,
@@ -303,8 +308,12 @@ async fn a_nurse_checks_in_by_typing_a_code_and_enter() {
 /// starts its desk there whatever was chosen before the key was known.
 #[tokio::test]
 async fn a_tablet_limited_to_its_venue_offers_only_that_venue() {
-    let app = TestApp::spawn(Backend::Embedded).await;
     let today = future_date(0);
+    let app = TestApp::spawn_with_env(
+        Backend::Embedded,
+        &[("VAXSLOT_CLOCK_START", &morning(&today))],
+    )
+    .await;
     day(&app, &today, json!([{"time": "10:30", "capacity": 5}])).await;
     app.venue_day("clinic-002", &today, &[("10:30", 5)]).await;
     let (status, account) = app
@@ -504,4 +513,9 @@ async fn an_expired_session_returns_to_the_login() {
         .await;
     assert!(reservations(&app).await.is_empty());
     browser.close().await;
+}
+
+/// 08:00 (Tokyo) on `date`: a clock start before any of the day's slots.
+fn morning(date: &str) -> String {
+    format!("{date}T08:00:00+09:00")
 }

@@ -346,7 +346,8 @@
         item.append(el("div", { class: "hint", text: `予約受付開始: ${momentText(day.opens_at)}` }));
       }
       const slots = el("div", { class: "slots", role: "group", "aria-label": `${day.venue_name}の時間` });
-      for (const slot of day.slots) {
+      // A slot that has started today is not offered (it cannot be booked).
+      for (const slot of day.slots.filter((s) => !s.started)) {
         const seats = bookable(slot);
         const held = showHeld && slot.held_remaining ? `(電話枠${slot.held_remaining})` : "";
         const button = el("button", {

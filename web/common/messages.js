@@ -45,6 +45,7 @@ window.VaxslotMessages = {
   idempotency_key_reused: { what: "前回と違う内容を同じ手続きで送りました。", todo: "画面を読み込み直して、最初からお試しください。" },
   not_open_yet: { what: "この日の予約受付はまだ始まっていません。", todo: "受付開始の時刻になってから、もう一度お試しください。" },
   booking_window_closed: { what: "この日の予約受付は終了しました。", todo: "別の日を選んでください。" },
+  slot_started: { what: "この時間の受付は終了しました（開始時刻を過ぎています）。", todo: "別の時間を選んでください。" },
   invalid_window: { what: "受付期間の指定に誤りがあります。", todo: "内容を確かめて、もう一度お試しください。" },
   invalid_code: { what: "この自治体の接種券ではありません。", todo: "接種券の自治体名を確かめてください。" },
   no_reservation: { what: "この会場・この日の予約が見つかりません。", todo: "会場と日付、接種券を確かめてください。" },
