@@ -55,6 +55,8 @@ pub const DEMO_ACCOUNTS: [(&str, Role, &str, &str); 4] = [
 
 /// Nakano ward's municipality code, printed on its tickets before the number.
 pub const DEMO_MUNICIPALITY_CODE: &str = "131148";
+/// The demo ward's name on the pages (`GET /v1/info`).
+pub const DEMO_MUNICIPALITY_NAME: &str = "中野区（デモ）";
 
 /// Places per slot the mass venue's first demo day holds for the call centre.
 pub const DEMO_OPERATOR_HOLD: u32 = 5;

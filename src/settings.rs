@@ -147,6 +147,10 @@ pub struct ServeArgs {
     /// accept a 16-digit scanned code only when it starts with it.
     #[arg(long, env = "VAXSLOT_MUNICIPALITY_CODE", value_parser = parse_municipality_code)]
     pub municipality_code: Option<String>,
+    /// The municipality's name (e.g. 中野区), shown on every page before
+    /// anyone logs in (`GET /v1/info`).
+    #[arg(long, env = "VAXSLOT_MUNICIPALITY_NAME", value_parser = parse_one_line)]
+    pub municipality_name: Option<String>,
     /// The access log (target `access`, at info): `off`, `all`, or `1/N` for
     /// one request in N. Method, route template, status, code, duration;
     /// never a path with an id, a query string or personal data.
@@ -176,8 +180,16 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     /// The call centre's telephone number, written in every mail (required
     /// with VAXSLOT_SMTP_URL).
-    #[arg(long, env = "VAXSLOT_CALL_CENTRE_PHONE")]
+    #[arg(long, env = "VAXSLOT_CALL_CENTRE_PHONE", value_parser = parse_one_line)]
     pub call_centre_phone: Option<String>,
+}
+
+/// A setting shown to residents: one line of visible text.
+fn parse_one_line(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() || text.chars().any(char::is_control) {
+        return Err("one line of text, not empty".to_owned());
+    }
+    Ok(text.trim().to_owned())
 }
 
 fn parse_time_of_day(text: &str) -> Result<chrono::NaiveTime, String> {
@@ -240,6 +252,10 @@ pub struct Settings {
     pub token_lifetime: chrono::Duration,
     pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
     pub municipality_code: Option<String>,
+    /// What `GET /v1/info` says before anyone logs in: the municipality's
+    /// name and the call centre's number (also written in every mail).
+    pub municipality_name: Option<String>,
+    pub call_centre_phone: Option<String>,
     pub access_log: crate::telemetry::AccessLog,
     /// `Some` when mail is on (`VAXSLOT_SMTP_URL`).
     pub mail: Option<crate::mail::MailSettings>,
@@ -265,6 +281,7 @@ impl Settings {
             }),
             timeout: Duration::from_millis(args.redis_wait_timeout_ms),
         };
+        let call_centre_phone = args.call_centre_phone.clone();
         let mail = match args.smtp_url.filter(|url| !url.is_empty()) {
             None => None,
             Some(smtp_url) => Some(crate::mail::MailSettings {
@@ -319,6 +336,8 @@ impl Settings {
                 .clamp(chrono::Duration::seconds(1), TOKEN_LIFETIME_MAX),
             clock_start: args.clock_start,
             municipality_code: args.municipality_code,
+            municipality_name: args.municipality_name,
+            call_centre_phone,
             access_log: args.access_log,
             mail,
         })

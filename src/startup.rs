@@ -88,6 +88,10 @@ impl Application {
             ),
             accounts: loaded.keep_accounts_fresh(&store, &registry, &tasks),
             municipality_code: settings.municipality_code.clone(),
+            ward: api::Ward {
+                name: settings.municipality_name.clone(),
+                call_centre_phone: settings.call_centre_phone.clone(),
+            },
             started_at: crate::clock::now(),
             access_log: settings.access_log,
             keys: settings.keys.clone(),
@@ -510,6 +514,12 @@ fn start_mail(
 }
 
 fn demo_keys(settings: &mut Settings, banner: &mut Vec<String>) {
+    settings
+        .municipality_name
+        .get_or_insert_with(|| demo::DEMO_MUNICIPALITY_NAME.to_owned());
+    settings
+        .call_centre_phone
+        .get_or_insert_with(|| crate::settings::DEMO_CALL_CENTRE_PHONE.to_owned());
     if settings.municipality_code.is_none() {
         settings.municipality_code = Some(demo::DEMO_MUNICIPALITY_CODE.to_owned());
         banner.push(format!(

@@ -13,6 +13,7 @@ mod caching;
 mod codes;
 mod head;
 mod health;
+mod info;
 mod internal;
 mod kill_switch;
 mod operator;
@@ -33,6 +34,7 @@ pub use auth::StaffKeys;
 pub use body::{BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX};
 pub use caching::cache_control;
 pub use codes::ErrorCode;
+pub use info::Ward;
 pub use problem::ApiError;
 pub use public_reads::PublicReads;
 pub use residents::IMPORT_RECORDS_MAX;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub started_at: chrono::DateTime<chrono::FixedOffset>,
     /// The 6 digits a 16-digit check-in code must start with.
     pub municipality_code: Option<String>,
+    /// What the pages show before anyone logs in (`GET /v1/info`).
+    pub ward: Ward,
     /// Named accounts' keys (`/v1/admin/accounts`).
     pub accounts: Arc<crate::accounts::AccountDirectory>,
     pub tokens: TokenKey,
@@ -123,6 +127,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/v1/availability").route(web::get().to(availability::get)))
         .service(resource("/v1/me").route(web::get().to(sessions::me)))
         .service(resource("/v1/venues").route(web::get().to(venues::list_venues)))
+        .service(resource("/v1/info").route(web::get().to(info::get)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(

@@ -41,6 +41,7 @@ async fn every_personal_or_caller_dependent_answer_is_no_store(backend: Backend)
         (Method::GET, "/v1/me", Some(&token)),
         (Method::GET, "/v1/me", None),
         (Method::GET, "/v1/venues", Some(ADMIN_KEY)),
+        (Method::GET, "/v1/info", None),
         (Method::GET, "/v1/admin/kill-switch", Some(SRE_KEY)),
         (Method::PUT, "/v1/admin/kill-switch", Some(SRE_KEY)),
         (Method::POST, "/v1/admin/residents", Some(ADMIN_KEY)),

@@ -27,6 +27,7 @@ async fn head_answers_like_get_without_a_body_on_every_get_route() {
         (availability, None),
         ("/v1/me".into(), Some(&token)),
         ("/v1/venues".into(), None),
+        ("/v1/info".into(), None),
         ("/v1/admin/kill-switch".into(), Some(SRE_KEY)),
         ("/v1/admin/accounts".into(), Some(ADMIN_KEY)),
         ("/v1/admin/audit".into(), Some(ADMIN_KEY)),

@@ -92,6 +92,7 @@ mod holds;
 mod hostile;
 mod idempotency;
 mod idle;
+mod info;
 mod kill_switch;
 mod login;
 mod mail;
