@@ -128,29 +128,33 @@ pub fn start(
     });
 }
 
-/// How late a timer may fire in a process that ran all along (a busy
-/// runtime): later than this, the process was stopped meanwhile.
-const OVERSLEPT: Duration = Duration::from_secs(1);
+/// How often a send under way counts the time the SMTP server has been
+/// silent: a gap between two counts longer than two of these was a stop of
+/// the process (SIGSTOP, a paused VM), and counts as two.
+const SILENCE_TICK: Duration = Duration::from_millis(100);
 
 /// `send`'s outcome, or `None` once the SMTP server has said nothing for
-/// `SMTP_TIMEOUT` while this process ran. A deadline that passed while the
-/// process was stopped (SIGSTOP, a paused VM) is given again: the server
-/// may have answered meanwhile, and a mail it took but this worker took for
-/// unanswered would be sent again (seen by the nemesis: a sender stopped
-/// during a send woke past its deadline and put the mail back).
+/// `SMTP_TIMEOUT` while this process ran. Time the process spent stopped
+/// does not count: the server may have answered meanwhile, and a mail it
+/// took but this worker took for unanswered would be sent again (seen by
+/// the nemesis: a sender stopped during a send woke past its deadline, or
+/// just after it, and put the mails back).
 async fn while_the_server_answers<T>(send: impl std::future::Future<Output = T>) -> Option<T> {
     let mut send = std::pin::pin!(send);
-    let mut deadline = tokio::time::Instant::now() + SMTP_TIMEOUT;
+    let mut ticks = tokio::time::interval(SILENCE_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut silent = Duration::ZERO;
+    let mut counted = tokio::time::Instant::now();
     loop {
         tokio::select! {
             biased;
             out = &mut send => return Some(out),
-            () = tokio::time::sleep_until(deadline) => {
-                let now = tokio::time::Instant::now();
-                if now.duration_since(deadline) < OVERSLEPT {
+            now = ticks.tick() => {
+                silent += now.duration_since(counted).min(SILENCE_TICK * 2);
+                counted = now;
+                if silent >= SMTP_TIMEOUT {
                     return None;
                 }
-                deadline = now + SMTP_TIMEOUT;
             }
         }
     }
@@ -793,24 +797,33 @@ mod tests {
         assert!(started.elapsed() >= SMTP_TIMEOUT, "not before the timeout");
     }
 
-    /// A deadline that passed while the process was stopped is given again
-    /// (here: the clock jumps past it at once, as after a SIGSTOP), and the
-    /// answer that came meanwhile counts; one that passed while it ran ends
+    /// Time the process spent stopped does not count toward a send's
+    /// timeout, whether the stop ended long after the deadline or just after
+    /// it (here: the clock jumps, as after a SIGSTOP, to a moment past and
+    /// then to a moment just short of the deadline's end); the answer that
+    /// came meanwhile counts. A server silent while the process runs ends
     /// the send.
     #[tokio::test]
     async fn a_send_outlives_a_stop_of_the_process_but_not_a_silent_server() {
         tokio::time::pause();
-        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
-        let send = tokio::spawn(while_the_server_answers(answered));
-        tokio::task::yield_now().await;
-        // Stopped past the deadline: the timer fires late, all at once.
-        tokio::time::advance(SMTP_TIMEOUT + Duration::from_secs(5)).await;
-        tokio::task::yield_now().await;
-        answer.send(()).unwrap();
-        assert!(send.await.unwrap().is_some(), "the answer that came counts");
+        for stopped in [
+            SMTP_TIMEOUT + Duration::from_secs(5),
+            SMTP_TIMEOUT - Duration::from_millis(50),
+        ] {
+            let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+            let send = tokio::spawn(while_the_server_answers(answered));
+            tokio::task::yield_now().await;
+            // Stopped: the clock jumps; then a second of running.
+            tokio::time::advance(stopped).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            answer.send(()).unwrap();
+            assert!(send.await.unwrap().is_some(), "stopped for {stopped:?}");
+        }
         // A server that says nothing while the process runs.
+        let started = tokio::time::Instant::now();
         let silent = while_the_server_answers(std::future::pending::<()>());
         assert!(silent.await.is_none());
+        assert!(started.elapsed() >= SMTP_TIMEOUT);
     }
 
     /// Once the process is stopping, claimed mail not begun is left to its
