@@ -147,22 +147,13 @@ impl Forwarder {
         let answer: Answer<ReservationV1, BookingRefusalWire> = self
             .call(reqwest::Method::POST, owner, key, "bookings", Some(wire))
             .await?;
-        Ok(booking_answer(answer).and_then(|booked| {
-            // Another process's answer: checked here, so that what the
-            // booking service asserts of it holds (a bug there, or another
-            // release, is this booking's failure, not this process's).
-            let asked = booked.ticket_number.expose() == wire.ticket_number
+        Ok(booking_answer(answer, key, |booked| {
+            booked.ticket_number.expose() == wire.ticket_number
                 && booked.dose.number() == wire.dose
                 && booked.time.to_string() == wire.time
                 && booked.venue_id == key.venue_id
                 && booked.date == key.date
-                && booked.status == ReservationStatus::Booked;
-            if asked {
-                Ok(booked)
-            } else {
-                tracing::error!(venue_day = %key, "the owner answered a booking with another reservation");
-                Err(BookingError::StoreUnavailable)
-            }
+                && booked.status == ReservationStatus::Booked
         }))
     }
 
@@ -181,16 +172,9 @@ impl Forwarder {
                 Some(wire),
             )
             .await?;
-        Ok(booking_answer(answer).and_then(|cancelled| {
-            // Checked as a booking's answer is (`book`).
-            if cancelled.id.to_string() == wire.reservation_id
+        Ok(booking_answer(answer, key, |cancelled| {
+            cancelled.id.to_string() == wire.reservation_id
                 && cancelled.status == ReservationStatus::Cancelled
-            {
-                Ok(cancelled)
-            } else {
-                tracing::error!(venue_day = %key, "the owner answered a cancellation with another reservation");
-                Err(BookingError::StoreUnavailable)
-            }
         }))
     }
 
@@ -251,12 +235,26 @@ impl Forwarder {
     }
 }
 
+/// A booking's or cancellation's answer from the day's owner. The
+/// reservation it names is checked against what was asked (`as_asked`),
+/// so that what the booking service asserts of it holds: a mismatch (a
+/// bug there, or another release) is this request's failure, not this
+/// process's.
 fn booking_answer(
     answer: Answer<ReservationV1, BookingRefusalWire>,
+    key: &VenueDayKey,
+    as_asked: impl FnOnce(&Reservation) -> bool,
 ) -> Result<Reservation, BookingError> {
     match answer {
         Answer::Ok(record) => {
-            reservation_from_wire(record).map_err(|_| BookingError::StoreUnavailable)
+            let reservation =
+                reservation_from_wire(record).map_err(|_| BookingError::StoreUnavailable)?;
+            if as_asked(&reservation) {
+                Ok(reservation)
+            } else {
+                tracing::error!(venue_day = %key, "the owner answered with another reservation than the one asked for");
+                Err(BookingError::StoreUnavailable)
+            }
         }
         Answer::Refused(refusal) => Err(booking_refusal(&refusal)),
     }

@@ -75,6 +75,31 @@ fn day_of(value: &str) -> Option<VenueDayKey> {
     })
 }
 
+/// A dose's field in a resident's record.
+fn dose_field(dose: Dose) -> String {
+    format!("dose:{}", dose.number())
+}
+
+/// The dose a record's field names; `None` for another field (`cascade`).
+fn dose_of_field(field: &str) -> Option<Result<Dose, StoreError>> {
+    let number = field.strip_prefix("dose:")?;
+    Some(
+        number
+            .parse::<u8>()
+            .ok()
+            .and_then(|n| Dose::new(n).ok())
+            .ok_or_else(corrupt),
+    )
+}
+
+/// Whether a cancellation cascade runs on the record at `now`.
+fn cascade_runs(doses: &BTreeMap<String, String>, now: i64) -> bool {
+    doses
+        .get("cascade")
+        .and_then(|until| until.parse::<i64>().ok())
+        .is_some_and(|until| until >= now)
+}
+
 /// A pending claim's lease end, if `value` is one.
 fn pending_until(value: &str) -> Option<i64> {
     let mut words = value.split(' ');
@@ -115,19 +140,15 @@ impl Coordination for LocalCoordination {
             return Ok(SharedClaimAnswer::Refused(refused.clone()));
         }
         let doses = state.doses.entry(claim.ticket).or_default();
-        if doses
-            .get("cascade")
-            .and_then(|until| until.parse::<i64>().ok())
-            .is_some_and(|until| until >= now)
-        {
+        if cascade_runs(doses, now) {
             return Ok(SharedClaimAnswer::InFlight);
         }
         if let Some(prior) = claim.prior
-            && !doses.contains_key(&format!("dose:{}", prior.number()))
+            && !doses.contains_key(&dose_field(prior))
         {
             return Ok(SharedClaimAnswer::PriorGone);
         }
-        let field = format!("dose:{}", claim.dose.number());
+        let field = dose_field(claim.dose);
         if let Some(current) = doses.get(&field)
             && Some(current.as_str()) != replacing
         {
@@ -187,14 +208,9 @@ impl Coordination for LocalCoordination {
         let doses = state.doses.get(refusal.ticket).cloned().unwrap_or_default();
         let mut recorded = Vec::new();
         for (field, value) in &doses {
-            let Some(dose) = field.strip_prefix("dose:") else {
+            let Some(dose) = dose_of_field(field).transpose()? else {
                 continue;
             };
-            let dose = dose
-                .parse::<u8>()
-                .ok()
-                .and_then(|n| Dose::new(n).ok())
-                .ok_or_else(corrupt)?;
             if refusal.dose.is_some_and(|asked| asked != dose) {
                 continue;
             }
@@ -220,22 +236,17 @@ impl Coordination for LocalCoordination {
         let now = now_ms();
         let mut state = self.state();
         let doses = state.doses.entry(*ticket).or_default();
+        if cascade_runs(doses, now) {
+            return Ok(None);
+        }
         let mut held = Vec::new();
         for (field, value) in doses.iter() {
-            if field == "cascade" {
-                if value.parse::<i64>().is_ok_and(|until| until >= now) {
-                    return Ok(None);
-                }
+            let Some(dose) = dose_of_field(field).transpose()? else {
                 continue;
-            }
+            };
             if pending_until(value).is_some_and(|until| until >= now) {
                 return Ok(None);
             }
-            let dose = field
-                .strip_prefix("dose:")
-                .and_then(|n| n.parse::<u8>().ok())
-                .and_then(|n| Dose::new(n).ok())
-                .ok_or_else(corrupt)?;
             held.push((dose, day_of(value).ok_or_else(corrupt)?));
         }
         let until = now + millis(SHARED_CLAIM_LEASE);
@@ -340,7 +351,7 @@ impl LocalCoordination {
         let Some(doses) = state.doses.get_mut(ticket) else {
             return;
         };
-        let field = format!("dose:{}", dose.number());
+        let field = dose_field(dose);
         if !doses.get(&field).is_some_and(|v| v.starts_with(expected)) {
             return;
         }

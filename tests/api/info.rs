@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{Backend, SRE_KEY, TestApp};
+use crate::helpers::{Backend, TestApp};
 
 async fn info_names_the_ward_and_says_when_booking_is_paused(backend: Backend) {
     let app = TestApp::spawn_with_env(
@@ -23,15 +23,7 @@ async fn info_names_the_ward_and_says_when_booking_is_paused(backend: Backend) {
         json!({"municipality": "中野区", "call_centre_phone": "03-3228-5611",
                "booking_open": true, "waiting_room": null})
     );
-    let (status, _) = app
-        .send(
-            Method::PUT,
-            "/v1/admin/kill-switch",
-            Some(SRE_KEY),
-            Some(&json!({"engaged": true, "reason": "テスト"})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.set_kill_switch(true).await;
     let (_, info) = app.send(Method::GET, "/v1/info", None, None).await;
     assert_eq!(info["booking_open"], false, "{info}");
 }

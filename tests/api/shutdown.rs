@@ -93,36 +93,26 @@ async fn sigterm_stops_every_task_exits_0_and_keeps_every_201(backend: Backend, 
     }
     assert!(log.contains("every background task stopped"), "{log}");
     let app = app.restart().await;
-    let (status, mine) = app
-        .send(
-            reqwest::Method::GET,
-            "/v1/reservations",
-            Some(&app.login(7_000_000_000).await),
-            None,
-        )
+    assert_eq!(
+        reservation_ids(&app, 7_000_000_000).await,
+        [booked["reservation_id"].as_str().unwrap()]
+    );
+    assert_eq!(reservation_ids(&app, 7_000_000_001).await.len(), 1);
+}
+
+/// The ids of a resident's reservations, as the resident lists them.
+async fn reservation_ids(app: &TestApp, ticket: u64) -> Vec<String> {
+    let token = app.login(ticket).await;
+    let (status, listed) = app
+        .send(reqwest::Method::GET, "/v1/reservations", Some(&token), None)
         .await;
-    assert_eq!(status, 200, "{mine}");
-    let ids: Vec<&str> = mine["reservations"]
+    assert_eq!(status, 200, "{listed}");
+    listed["reservations"]
         .as_array()
         .expect("a list")
         .iter()
-        .filter_map(|r| r["reservation_id"].as_str())
-        .collect();
-    assert_eq!(ids, [booked["reservation_id"].as_str().unwrap()], "{mine}");
-    let (status, theirs) = app
-        .send(
-            reqwest::Method::GET,
-            "/v1/reservations",
-            Some(&app.login(7_000_000_001).await),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{theirs}");
-    assert_eq!(
-        theirs["reservations"].as_array().unwrap().len(),
-        1,
-        "{theirs}"
-    );
+        .filter_map(|r| r["reservation_id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// The request's head and the first half of its body, on a connection of

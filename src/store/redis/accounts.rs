@@ -15,38 +15,38 @@ impl AccountStore for RedisStore {
     }
 
     async fn put_account(&self, account: Account, audit: AuditEntry) -> Result<bool, StoreError> {
-        let mut transaction = ::redis::pipe();
-        transaction.atomic();
-        transaction.hset(ACCOUNTS, account.id.as_str(), encode(&account));
-        transaction
-            .zadd(
-                ACCOUNTS_AUDIT,
-                audit_member(&audit),
-                audit.at.timestamp_micros(),
-            )
-            .ignore();
-        let mut connection = self.connection();
-        let (added,): (i64,) = limited(transaction.query_async(&mut connection))
-            .await
-            .map_err(unavailable)?;
-        Ok(added == 1)
+        let mut change = ::redis::pipe();
+        change.hset(ACCOUNTS, account.id.as_str(), encode(&account));
+        Ok(self.change_account(change, &audit).await? == 1)
     }
 
     async fn delete_account(&self, id: AccountId, audit: AuditEntry) -> Result<bool, StoreError> {
-        let mut transaction = ::redis::pipe();
-        transaction.atomic();
-        transaction.hdel(ACCOUNTS, id.as_str());
-        transaction
+        let mut change = ::redis::pipe();
+        change.hdel(ACCOUNTS, id.as_str());
+        Ok(self.change_account(change, &audit).await? == 1)
+    }
+}
+
+impl RedisStore {
+    /// One change of the accounts hash (`change`, a single command) with its
+    /// audit entry, in one `MULTI`; answers the command's count.
+    async fn change_account(
+        &self,
+        mut change: ::redis::Pipeline,
+        audit: &AuditEntry,
+    ) -> Result<i64, StoreError> {
+        change.atomic();
+        change
             .zadd(
                 ACCOUNTS_AUDIT,
-                audit_member(&audit),
+                audit_member(audit),
                 audit.at.timestamp_micros(),
             )
             .ignore();
         let mut connection = self.connection();
-        let (removed,): (i64,) = limited(transaction.query_async(&mut connection))
+        let (count,): (i64,) = limited(change.query_async(&mut connection))
             .await
             .map_err(unavailable)?;
-        Ok(removed == 1)
+        Ok(count)
     }
 }
